@@ -1,0 +1,75 @@
+"""What travels between the decoder, the engine and the encoder.
+
+Frames move as batches of raw planes (numpy, one array per plane, the batch
+on the first axis), so the engine can copy each plane to the device in one
+transfer and do colour conversion there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+
+PlaneFamily = Literal["yuv", "gray", "rgb"]
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """How a frame's pixels are laid out in planes.
+
+    ``rgb`` planes are stored in FFmpeg's gbrp order (G, B, R).
+    """
+
+    family: PlaneFamily
+    bit_depth: int  # 8, 10, 12 or 16; samples are uint8 when 8, else uint16
+    log2_chroma_w: int = 0
+    log2_chroma_h: int = 0
+    pix_fmt: str = "yuv420p"  # the FFmpeg pixel format these planes are
+
+    @property
+    def plane_count(self) -> int:
+        return 1 if self.family == "gray" else 3
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.bit_depth <= 8 else np.uint16)
+
+    @property
+    def max_code(self) -> int:
+        return (1 << self.bit_depth) - 1
+
+    def plane_shape(self, index: int, width: int, height: int) -> tuple[int, int]:
+        """(height, width) of plane ``index`` for a frame of ``width`` x ``height``."""
+        if self.family != "yuv" or index == 0:
+            return height, width
+        # FFmpeg rounds chroma sizes up (AV_CEIL_RSHIFT) so odd sizes keep their last column.
+        return (-(-height >> self.log2_chroma_h), -(-width >> self.log2_chroma_w))
+
+
+@dataclass
+class FrameBatch:
+    """A run of consecutive frames as planes.
+
+    ``planes[i]`` has shape (N, h_i, w_i); ``pts[k]`` is frame k's timestamp in
+    ``time_base`` units (None where the source had none).
+    """
+
+    planes: list[np.ndarray]
+    pts: list[int | None]
+    time_base: Fraction
+    first_index: int
+    layout: PlaneLayout
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    @property
+    def height(self) -> int:
+        return int(self.planes[0].shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.planes[0].shape[2])
