@@ -1,0 +1,216 @@
+"""The ``vidsr`` command: argument parsing and messages only.
+
+``vidsr IN OUT [options]`` upscales a video; ``vidsr models``, ``vidsr eval``
+and the other subcommands are dispatched on the first word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vidsr.errors import Cancelled, OptionsError, VidsrError
+
+log = logging.getLogger("vidsr")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _encoder_opt(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
+
+def _add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None) -> None:
+    parser.add_argument(
+        "--model", default=default_model, required=default_model is None,
+        help="model name (see `vidsr models`) or a weights file"
+        + (f" (default: {default_model})" if default_model else ""),
+    )
+    parser.add_argument("--scale", type=int, help="upscaling factor (default: the model's)")
+    parser.add_argument("--weights", type=Path, help="weights file for the model's architecture")
+    parser.add_argument(
+        "--allow-unsafe-weights", action="store_true",
+        help="allow a legacy pickled checkpoint to run code while loading (trusted files only)",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: auto)")
+
+
+def upscale_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr",
+        description="Upscale a video with a super-resolution model. Audio, subtitles, chapters,"
+        " metadata, timestamps, colour tags and aspect ratio are kept.",
+        epilog="Other commands: vidsr models | eval | bench | train | interpolate"
+        " (vidsr COMMAND --help).",
+    )
+    p.add_argument("input", type=Path, help="source video")
+    p.add_argument("output", type=Path, help="output video; the container follows the extension")
+    _add_model_args(p, default_model="espcn")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default: 4)")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                   help="network precision (default: fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0: whole frames)")
+    p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles (pixels)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
+    p.add_argument("--preset", help="encoder speed preset (e.g. slow, medium; svt-av1: 0-13)")
+    p.add_argument("--pix-fmt", help="output pixel format (default: the source's, 10-bit stays 10-bit)")
+    p.add_argument("--encoder-opt", type=_encoder_opt, action="append", default=[],
+                   metavar="KEY=VALUE", help="option passed to the encoder (repeatable)")
+    p.add_argument("--ffmpeg", nargs="?", const="ffmpeg", metavar="PATH",
+                   help="encode with a system ffmpeg instead of the bundled one")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="undecodable frames: fail (default) or replace by the previous frame")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_common(p)
+    return p
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    from vidsr.engine import EngineOptions
+    from vidsr.io.encode import EncodeOptions
+    from vidsr.transcode import TranscodeOptions, upscale_video
+
+    result = upscale_video(
+        args.input, args.output,
+        model=args.model, scale=args.scale, weights=args.weights,
+        allow_unsafe_weights=args.allow_unsafe_weights,
+        engine=EngineOptions(
+            device=args.device, precision=args.precision, tile=args.tile,
+            tile_overlap=args.tile_overlap, compile=args.compile,
+        ),
+        encode=EncodeOptions(
+            codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+            encoder_opts=tuple(args.encoder_opt),
+        ),
+        options=TranscodeOptions(
+            batch_size=args.batch_size, on_error=args.on_error, overwrite=args.overwrite,
+            progress=False if args.no_progress else None, ffmpeg=args.ffmpeg,
+        ),
+    )
+    if not args.quiet:
+        print(f"vidsr: {result.summary()}", file=sys.stderr)
+    return 0
+
+
+def models_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidsr models", description="List the models vidsr knows.")
+    _add_common(p)
+    return p
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from vidsr.models import card_network, count_flops_per_pixel, model_cards
+
+    rows = [("name", "arch", "scales", "params", "GFLOP/Mpx", "input", "weights")]
+    for card in model_cards().values():
+        scale = max(card.scales)
+        module = card_network(card, scale)
+        spec = module.spec
+        params = sum(p.numel() for p in module.parameters())
+        flops = count_flops_per_pixel(module, spec, scale)
+        space = {"rgb": "RGB", "y": "luma", "planes": "planes"}[spec.input_space]
+        if spec.pre_upsampled:
+            space += " (pre-upscaled)"
+        sources = sorted({s.describe() for s in card.weights.values()}) or ["none"]
+        rows.append((
+            card.name, card.arch, ",".join(f"x{s}" for s in card.scales),
+            f"{params / 1e6:.2f}M" if params else "0", f"{flops / 1e3:.1f}" if flops else "0",
+            space, "; ".join(sources),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print("\nGFLOP/Mpx: floating-point operations per megapixel of input at the largest scale.")
+    return 0
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr eval",
+        description="PSNR/SSIM on an image folder with the papers' protocol (Y channel,"
+        " MATLAB-style bicubic LR, border of `scale` pixels cropped).",
+    )
+    p.add_argument("folder", type=Path, help="folder of high-resolution images (e.g. Set5)")
+    _add_model_args(p, default_model=None)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_common(p)
+    return p
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from vidsr.evaluate import run_eval as evaluate
+
+    print(evaluate(args.model, args.folder, args.scale, weights=args.weights,
+                   device=args.device, as_json=args.json,
+                   allow_unsafe=args.allow_unsafe_weights))
+    return 0
+
+
+Command = tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
+SUBCOMMANDS: dict[str, Command] = {
+    "models": (models_parser, run_models),
+    "eval": (eval_parser, run_eval),
+}
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vidsr: %(levelname)s: %(message)s"))
+    root = logging.getLogger("vidsr")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vidsr`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        make_parser, run = SUBCOMMANDS[argv[0]]
+        argv = argv[1:]
+    else:
+        make_parser, run = upscale_parser, run_upscale
+    args = make_parser().parse_args(argv)
+    _configure_logging(args.debug, args.quiet)
+    try:
+        return run(args)
+    except (Cancelled, KeyboardInterrupt):
+        print("vidsr: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except VidsrError as exc:
+        if args.debug:
+            log.exception("failed")
+        print(f"vidsr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, OptionsError) else EXIT_ERROR
+    except OSError as exc:  # disk full, permissions: the system's words are the clearest
+        if args.debug:
+            log.exception("failed")
+        print(f"vidsr: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: still one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"vidsr: error: internal error: {type(exc).__name__}: {exc}"
+              " (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

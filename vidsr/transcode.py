@@ -1,0 +1,189 @@
+"""``upscale_video``: wires the decoder, the engine and the encoder for one file.
+
+The output is written under a temporary name beside the target and renamed
+only when complete, so a failed or cancelled run never leaves a half-written
+file under the final name and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vidsr.engine import Engine, EngineOptions
+from vidsr.errors import InputError, OptionsError, OutputError
+from vidsr.io.decode import Decoder
+from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
+from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.probe import VideoInfo, probe
+from vidsr.models import SRModel, load_model
+from vidsr.pipeline import StageTiming, run_pipeline
+
+log = logging.getLogger("vidsr")
+
+
+@dataclass(frozen=True)
+class TranscodeOptions:
+    """Everything about one upscaling run that is not the model or the encoder."""
+
+    batch_size: int = 4
+    on_error: str = "fail"  # "fail" or "skip" undecodable frames
+    overwrite: bool = False
+    progress: bool | None = None  # None: only when stderr is a terminal
+    queue_depth: int = 3
+    ffmpeg: str | None = None  # path of a system ffmpeg to encode with, or None for PyAV
+
+
+@dataclass
+class TranscodeResult:
+    """What a run produced, for the summary line and for callers."""
+
+    output: Path
+    frames: int
+    skipped: int
+    wall_s: float
+    size_bytes: int
+    width: int
+    height: int
+    timing: StageTiming = field(default_factory=StageTiming)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> str:
+        mib = self.size_bytes / (1 << 20)
+        text = (
+            f"{self.output}: {self.frames} frames at {self.width}x{self.height}"
+            f" in {self.wall_s:.1f} s ({self.fps:.2f} fps), {mib:.1f} MiB"
+        )
+        if self.skipped:
+            text += f"; {self.skipped} undecodable frames replaced by their predecessor"
+        return text
+
+
+def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse what would lose data before any work starts."""
+    if not src.exists():
+        raise InputError(f"{src}: no such file")
+    if src.is_dir():
+        raise InputError(f"{src}: is a directory, not a video file")
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: output is the input file; choose another output name")
+    if dst.is_dir():
+        raise OutputError(f"{dst}: is a directory; give an output file name")
+    if dst.exists() and not overwrite:
+        raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
+    if not dst.parent.is_dir():
+        raise OutputError(f"{dst.parent}: output folder does not exist")
+    if not os.access(dst.parent, os.W_OK):
+        raise OutputError(f"{dst.parent}: output folder is not writable")
+
+
+def temporary_output_path(dst: Path) -> Path:
+    """A hidden name beside ``dst`` with the same extension, so the muxer picks the same container."""
+    token = secrets.token_hex(4)
+    return dst.with_name(f".{dst.name}.vidsr-{token}{dst.suffix}")
+
+
+def _progress_bar(info: VideoInfo, enabled: bool | None) -> tqdm:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    total = info.frame_count or info.frame_count_estimate
+    return tqdm(
+        total=total, unit="frame", disable=not enabled, dynamic_ncols=True,
+        desc=info.path.name, leave=False,
+    )
+
+
+def upscale_video(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: str | Path | SRModel = "espcn",
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    allow_unsafe_weights: bool = False,
+    engine: EngineOptions | None = None,
+    encode: EncodeOptions | None = None,
+    options: TranscodeOptions | None = None,
+) -> TranscodeResult:
+    """Upscale the video ``src`` into ``dst``: the main job of vidsr.
+
+    Audio, subtitles, chapters and metadata are carried over; every frame keeps
+    its timestamp; colour tags and the sample aspect ratio survive.
+    """
+    src, dst = Path(src), Path(dst)
+    options = options or TranscodeOptions()
+    encode = encode or EncodeOptions()
+    if options.batch_size < 1:
+        raise OptionsError(f"batch size must be at least 1, got {options.batch_size}")
+    check_paths(src, dst, options.overwrite)
+    info = probe(src)
+    sr_model = model if isinstance(model, SRModel) else load_model(
+        model, scale=scale, weights=weights, allow_unsafe=allow_unsafe_weights
+    )
+    runner = Engine(sr_model, engine)
+    out_w, out_h = runner.output_size(info.width, info.height)
+    out_layout = choose_output_layout(encode.codec, info.layout, encode.pix_fmt)
+    log.info(
+        "%s: %dx%d %s -> %dx%d %s with %s x%d on %s (%s)",
+        src, info.width, info.height, info.layout.pix_fmt, out_w, out_h, out_layout.pix_fmt,
+        sr_model.name, sr_model.scale, runner.device, str(runner.dtype).removeprefix("torch."),
+    )
+
+    tmp = temporary_output_path(dst)
+    started = time.perf_counter()
+    try:
+        with ExitStack() as stack:
+            decoder = stack.enter_context(
+                Decoder(src, batch_size=options.batch_size, on_error=options.on_error)
+            )
+            encoder = stack.enter_context(
+                _open_sink(options.ffmpeg, tmp, info, out_w, out_h, out_layout, encode)
+            )
+            bar = stack.enter_context(_progress_bar(info, options.progress))
+
+            def upscale(batch: FrameBatch) -> FrameBatch:
+                return runner.upscale_batch(batch, info.colour, out_layout)
+
+            written = 0
+
+            def write(batch: FrameBatch) -> None:
+                nonlocal written
+                encoder.write(batch)
+                written += len(batch)
+                bar.update(len(batch))
+
+            timing = run_pipeline(decoder, [("infer", upscale)], write, depth=options.queue_depth)
+            skipped = decoder.skipped
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return TranscodeResult(
+        output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
+        size_bytes=dst.stat().st_size, width=out_w, height=out_h, timing=timing,
+    )
+
+
+def _open_sink(
+    ffmpeg: str | None, tmp: Path, info: VideoInfo, width: int, height: int,
+    layout: PlaneLayout, encode: EncodeOptions,
+) -> Encoder:
+    # The temporary name keeps the target's extension, so the container is chosen from it.
+    if ffmpeg is None:
+        return Encoder(tmp, info, width=width, height=height, layout=layout, options=encode)
+    from vidsr.io.ffmpeg_sink import FFmpegEncoder
+
+    return FFmpegEncoder(tmp, info, width=width, height=height, layout=layout, options=encode,
+                         ffmpeg=ffmpeg)
+
