@@ -1,0 +1,161 @@
+"""What a video file holds: size, planes, colour, timing, and its other streams."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+
+from vidsr.errors import InputError
+from vidsr.io.colour import ColourSpec, resolve_colour
+from vidsr.io.frames import PlaneLayout
+from vidsr.io.pixfmt import SourceFormat, source_format
+
+log = logging.getLogger("vidsr")
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """One stream of a file, as named in messages (``#2 (subtitle, subrip)``)."""
+
+    index: int
+    type: str
+    codec: str
+
+    def __str__(self) -> str:
+        return f"#{self.index} ({self.type}, {self.codec})"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The first video stream of a file, resolved for decoding and encoding.
+
+    ``layout`` is what the decoder yields (after any conversion from
+    ``pix_fmt``); ``colour`` is resolved (guessed where untagged, see
+    ``colour.tagged``); ``time_base`` is the stream's, which every pts the
+    decoder yields is in.
+    """
+
+    path: Path
+    width: int
+    height: int
+    pix_fmt: str
+    layout: PlaneLayout
+    colour: ColourSpec
+    sar: Fraction
+    time_base: Fraction
+    average_rate: Fraction | None
+    frame_count: int | None
+    duration: float | None
+    codec: str
+    stream_index: int
+    container_format: str
+    other_streams: tuple[StreamSummary, ...]
+
+    @property
+    def frame_count_estimate(self) -> int | None:
+        """nb_frames when the file has it, else duration x rate (for a progress ETA)."""
+        if self.frame_count is not None:
+            return self.frame_count
+        if self.duration is not None and self.average_rate:
+            return round(self.duration * self.average_rate)
+        return None
+
+    @property
+    def frame_duration(self) -> int | None:
+        """One nominal frame in ``time_base`` units, when the rate is known."""
+        if not self.average_rate:
+            return None
+        return max(1, round(1 / (self.average_rate * self.time_base)))
+
+
+def check_input_path(path: Path) -> None:
+    """Raise InputError for a path that cannot be a media file at all."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+
+
+def open_input(path: Path) -> av.container.InputContainer:
+    """Open ``path`` for demuxing, with vidsr's messages for the ways that fails."""
+    check_input_path(path)
+    try:
+        return av.open(str(path), mode="r")
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: not a video file FFmpeg can read ({exc.strerror})") from exc
+
+
+def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
+    """Build the VideoInfo of an open container's first video stream."""
+    summaries = tuple(
+        StreamSummary(s.index, s.type, _codec_name(s)) for s in container.streams
+    )
+    if not container.streams.video:
+        found = ", ".join(f"{s.type} {s.codec}" for s in summaries) or "no streams"
+        raise InputError(f"{path}: has no video stream (found: {found})")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    if ctx.format is None or not ctx.width or not ctx.height:
+        raise InputError(f"{path}: video stream #{stream.index} has no size or pixel format")
+    fmt: SourceFormat = source_format(ctx.format.name)
+    if fmt.needs_convert:
+        log.debug("%s: %s frames will be converted to %s", path, fmt.pix_fmt, fmt.layout.pix_fmt)
+    rate = stream.average_rate or stream.guessed_rate or None
+    colour = resolve_colour(
+        matrix=ctx.colorspace,
+        color_range=ctx.color_range,
+        primaries=ctx.color_primaries,
+        transfer=ctx.color_trc,
+        family=fmt.layout.family,
+        height=ctx.height,
+        rate=rate,
+        jpeg_range=fmt.jpeg_range,
+    )
+    sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+    return VideoInfo(
+        path=path,
+        width=ctx.width,
+        height=ctx.height,
+        pix_fmt=fmt.pix_fmt,
+        layout=fmt.layout,
+        colour=colour,
+        sar=Fraction(sar) if sar else Fraction(1),
+        time_base=Fraction(stream.time_base),
+        average_rate=Fraction(rate) if rate else None,
+        frame_count=stream.frames or None,
+        duration=_duration(container, stream),
+        codec=ctx.name,
+        stream_index=stream.index,
+        container_format=container.format.name,
+        other_streams=tuple(s for s in summaries if s.index != stream.index),
+    )
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Describe the first video stream of ``path``; InputError if there is none."""
+    path = Path(path)
+    with open_input(path) as container:
+        return describe(container, path)
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    ctx = stream.codec_context
+    if ctx is not None:
+        return ctx.name
+    # Data and attachment streams have no codec context; the descriptor name still exists.
+    return getattr(stream, "name", None) or "data"
+
+
+def _duration(container: av.container.InputContainer, stream: av.video.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
