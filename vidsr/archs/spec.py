@@ -27,7 +27,8 @@ class ArchSpec:
     size_multiple: int = 1  # input height and width are padded to a multiple of this
     receptive_radius: int | None = None  # input pixels of context an output pixel needs
     supports_half: bool = True  # fp16 is numerically safe
-    config: Mapping[str, Any] = field(default_factory=dict)  # hyperparameters, for cards and round trips
+    # hyperparameters, for cards and round trips
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def channels(self) -> int:
