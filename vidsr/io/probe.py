@@ -17,6 +17,8 @@ from vidsr.io.pixfmt import SourceFormat, source_format
 
 log = logging.getLogger("vidsr")
 
+_TEXT_FORMATS = {"tty"}
+
 
 @dataclass(frozen=True)
 class StreamSummary:
@@ -94,6 +96,9 @@ def open_input(path: Path) -> av.container.InputContainer:
 
 def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
     """Build the VideoInfo of an open container's first video stream."""
+    if container.format.name in _TEXT_FORMATS:
+        # FFmpeg renders any text file as ANSI art "video"; nobody means to upscale that.
+        raise InputError(f"{path}: not a video file FFmpeg can read (it is text)")
     summaries = tuple(
         StreamSummary(s.index, s.type, _codec_name(s)) for s in container.streams
     )

@@ -1,0 +1,236 @@
+"""Small real clips for tests, written with PyAV.
+
+Content is built as planes of known code values (colour bars, gradients,
+noise, a moving square), so tests can assert exact numbers after decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidsr.io.colour import (
+    MATRIX_NAMES,
+    PRIMARIES_NAMES,
+    RANGE_FULL,
+    RANGE_LIMITED,
+    TRANSFER_NAMES,
+    ColourSpec,
+    code_of,
+)
+from vidsr.io.pixfmt import planar_name, planes_to_frame, source_format
+
+# 100% colour bars, left to right: white, yellow, cyan, green, magenta, red, blue, black.
+BAR_RGB = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0],
+                    [1, 0, 1], [1, 0, 0], [0, 0, 1], [0, 0, 0]], dtype=np.float64)
+# The same bars as 8-bit limited-range (Y, Cb, Cr), from the published tables.
+BARS_709 = np.array([[235, 128, 128], [219, 16, 138], [188, 154, 16], [173, 42, 26],
+                     [78, 214, 230], [63, 102, 240], [32, 240, 118], [16, 128, 128]])
+BARS_601 = np.array([[235, 128, 128], [210, 16, 146], [170, 166, 16], [145, 54, 34],
+                     [106, 202, 222], [81, 90, 240], [41, 240, 110], [16, 128, 128]])
+
+SUBTITLE_CUES = ((0, 100, "Hello"), (120, 300, "World"))  # (start ms, end ms, text)
+
+
+def bar_values(matrix: str, depth: int) -> np.ndarray:
+    """(8, 3) Y/Cb/Cr code values of the bars for ``matrix`` at ``depth`` bits."""
+    table = BARS_709 if matrix == "bt709" else BARS_601
+    return table * (1 << (depth - 8))
+
+
+def content_planes(content: str, layout_pix_fmt: str, width: int, height: int, index: int,
+                   *, matrix: str = "bt709", seed: int = 0) -> list[np.ndarray]:
+    """Planes (h, w each) of one frame of ``content`` in a planar format."""
+    layout = source_format(layout_pix_fmt).layout
+    depth, peak = layout.bit_depth, layout.max_code
+    shapes = [layout.plane_shape(p, width, height) for p in range(layout.plane_count)]
+    if content == "bars":
+        values = bar_values(matrix, depth)
+        if layout.family == "rgb":
+            values = (BAR_RGB[:, [1, 2, 0]] * peak).round()  # G, B, R
+        planes = []
+        for p, (h, w) in enumerate(shapes):
+            bar = np.minimum(np.arange(w) * 8 // w, 7)
+            planes.append(np.broadcast_to(values[bar, p], (h, w)).copy())
+    elif content == "gradient":
+        planes = []
+        for h, w in shapes:
+            ramp = np.linspace(0, peak, w).round()
+            planes.append(np.broadcast_to(ramp, (h, w)) + np.arange(h)[:, None] * 0)
+    elif content == "noise":
+        rng = np.random.default_rng(seed + index)
+        planes = [rng.integers(0, peak + 1, size=s) for s in shapes]
+    elif content == "moving":
+        planes = []
+        for p, (h, w) in enumerate(shapes):
+            plane = np.full((h, w), (peak + 1) // 2 if p else (peak + 1) // 4)
+            x = (index * 3) % max(1, w - w // 4)
+            plane[h // 4: h // 2, x: x + w // 4] = peak - (peak + 1) // 8
+            planes.append(plane)
+    else:
+        raise ValueError(f"unknown content {content!r}")
+    return [np.ascontiguousarray(p, dtype=layout.dtype) for p in planes]
+
+
+def make_clip(
+    path: str | Path,
+    *,
+    width: int,
+    height: int,
+    pix_fmt: str = "yuv420p",
+    frames: int = 8,
+    rate: int | Fraction = 25,
+    codec: str = "libx264",
+    lossless: bool = False,
+    colour: ColourSpec | None = None,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    sar: Fraction | None = None,
+    audio: bool | str = False,
+    subtitles: bool = False,
+    chapters: list[tuple[float, float, str]] | None = None,
+    metadata: dict[str, str] | None = None,
+    content: str = "bars",
+    container_format: str | None = None,
+) -> Path:
+    """Write a clip and return its path.
+
+    ``pts`` (in ``time_base``, default 1/1000 when given) makes it VFR;
+    ``audio`` True/"aac"/"flac" adds a 440 Hz sine; ``subtitles`` adds two
+    cues (srt in Matroska, mov_text in MP4); ``chapters`` are (start s, end s,
+    title). Formats the encoder cannot take directly are written from a planar
+    source through swscale (use codec="rawvideo" for any pixel format).
+    """
+    path = Path(path)
+    if pts is not None:
+        frames = len(pts)
+        time_base = time_base or Fraction(1, 1000)
+    time_base = time_base or Fraction(1) / Fraction(rate)
+    planar = source_format(pix_fmt).layout
+    matrix = colour.matrix if colour else "bt709"
+    with av.open(str(path), mode="w", format=container_format) as out:
+        video = out.add_stream(codec, rate=Fraction(rate))
+        video.width, video.height, video.pix_fmt = width, height, pix_fmt
+        ctx = video.codec_context
+        ctx.time_base = time_base
+        video.time_base = time_base
+        if sar is not None:
+            ctx.sample_aspect_ratio = sar
+        if colour is not None:
+            ctx.colorspace = code_of(MATRIX_NAMES, colour.matrix)
+            ctx.color_primaries = code_of(PRIMARIES_NAMES, colour.primaries)
+            ctx.color_trc = code_of(TRANSFER_NAMES, colour.transfer)
+            ctx.color_range = RANGE_FULL if colour.full_range else RANGE_LIMITED
+        if lossless and codec == "libx264":
+            ctx.options = {"qp": "0"}
+        audio_stream = _add_audio(out, path, audio)
+        sub_stream = _add_subtitles(out, path) if subtitles else None
+        if chapters:
+            out.set_chapters([
+                {"id": i + 1, "start": round(s * 1000), "end": round(e * 1000),
+                 "time_base": Fraction(1, 1000), "metadata": {"title": title}}
+                for i, (s, e, title) in enumerate(chapters)])
+        for key, value in (metadata or {}).items():
+            out.metadata[key] = value
+        out.start_encoding()
+        if sub_stream is not None:
+            _write_subtitles(out, sub_stream, path)
+        for i in range(frames):
+            if pix_fmt == "pal8":
+                frame = _palette_bars(width, height)
+            else:
+                planes = content_planes(content, planar.pix_fmt, width, height, i,
+                                        matrix=matrix)
+                if pix_fmt.startswith("yuvj"):
+                    # Same planes, full-range name: copy the codes, no swscale range change.
+                    frame = planes_to_frame(planes, replace(planar, pix_fmt=pix_fmt))
+                else:
+                    frame = planes_to_frame(planes, planar)
+                if pix_fmt != frame.format.name:
+                    frame = frame.reformat(format=pix_fmt)
+            frame.pts = pts[i] if pts is not None else i * round(1 / (Fraction(rate) * time_base))
+            frame.time_base = time_base
+            if colour is not None:
+                frame.colorspace, frame.color_range = ctx.colorspace, ctx.color_range
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if audio_stream is not None:
+            seconds = float((frames / Fraction(rate)))
+            _write_audio(out, audio_stream, seconds)
+    return path
+
+
+def _palette_bars(width: int, height: int) -> av.VideoFrame:
+    """Colour bars as a pal8 frame (swscale cannot write palettes)."""
+    index = np.broadcast_to(np.minimum(np.arange(width) * 8 // width, 7), (height, width))
+    palette = np.zeros((256, 4), dtype=np.uint8)
+    palette[:8, 0] = 255  # opaque
+    palette[:8, 1:] = BAR_RGB * 255
+    return av.VideoFrame.from_ndarray((index.astype(np.uint8), palette), format="pal8")
+
+
+def _add_audio(out: av.container.OutputContainer, path: Path,
+               audio: bool | str) -> av.audio.stream.AudioStream | None:
+    if not audio:
+        return None
+    codec = audio if isinstance(audio, str) else ("flac" if path.suffix == ".mkv" else "aac")
+    stream = out.add_stream(codec, rate=48000, layout="stereo")
+    stream.metadata["language"] = "eng"
+    stream.metadata["title"] = "Tone"
+    return stream
+
+
+def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+                 seconds: float) -> None:
+    rate = 48000
+    t = np.arange(round(rate * seconds)) / rate
+    tone = (0.25 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    fmt = stream.codec_context.format.name
+    samples = np.stack([tone, tone])
+    if fmt == "s16":
+        frame = av.AudioFrame.from_ndarray(
+            (samples.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo")
+    elif fmt == "s32":
+        frame = av.AudioFrame.from_ndarray(
+            (samples.T.reshape(1, -1) * 2**31 * 0.99).astype(np.int32), format="s32",
+            layout="stereo")
+    else:
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+    frame.sample_rate = rate
+    frame.pts = 0
+    frame.time_base = Fraction(1, rate)
+    out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+
+
+def _add_subtitles(out: av.container.OutputContainer, path: Path) -> av.stream.Stream:
+    codec = "mov_text" if path.suffix in (".mp4", ".mov") else "subrip"
+    # A mux-only stream: the cues below are already in the codec's packet format.
+    stream = out.add_mux_stream(codec, time_base=Fraction(1, 1000))
+    stream.metadata["language"] = "fra"
+    return stream
+
+
+def _write_subtitles(out: av.container.OutputContainer, stream: av.stream.Stream,
+                     path: Path) -> None:
+    for start, end, text in SUBTITLE_CUES:
+        data = text.encode()
+        if path.suffix in (".mp4", ".mov"):
+            data = len(data).to_bytes(2, "big") + data  # mov_text: 16-bit length prefix
+        packet = av.Packet(data)
+        packet.stream = stream
+        packet.time_base = Fraction(1, 1000)
+        packet.pts = packet.dts = start
+        packet.duration = end - start
+        out.mux(packet)
+
+
+def planar_of(pix_fmt: str) -> str:
+    """The planar pix_fmt the decoder yields for ``pix_fmt`` (test shorthand)."""
+    layout = source_format(pix_fmt).layout
+    return planar_name(layout.family, layout.bit_depth, layout.log2_chroma_w,
+                       layout.log2_chroma_h)

@@ -1,0 +1,105 @@
+from fractions import Fraction
+
+import pytest
+from clipgen import make_clip
+
+from vidsr.errors import InputError
+from vidsr.io.colour import ColourSpec
+from vidsr.io.frames import PlaneLayout
+from vidsr.io.pixfmt import source_format
+from vidsr.io.probe import probe
+
+
+def test_tagged_hd_colour_sar_and_timing(clip):
+    spec = ColourSpec("bt709", True, "bt709", "bt709")
+    info = probe(clip("hd.mp4", width=64, height=48, colour=spec, sar=Fraction(4, 3),
+                      frames=6, rate=25, audio=True))
+    assert (info.width, info.height, info.codec) == (64, 48, "h264")
+    assert info.colour == spec
+    assert info.sar == Fraction(4, 3)
+    assert info.average_rate == 25 and info.frame_count == 6
+    assert info.duration == pytest.approx(0.24, abs=0.001)
+    assert [(s.index, s.type, s.codec) for s in info.other_streams] == [(1, "audio", "aac")]
+
+
+@pytest.mark.parametrize(("height", "rate", "matrix"), [
+    (48, 25, "bt470bg"), (48, Fraction(30000, 1001), "smpte170m"), (720, 25, "bt709")])
+def test_untagged_guesses_like_players(clip, height, rate, matrix):
+    info = probe(clip(width=64 if height < 720 else 1280, height=height, rate=rate, frames=1,
+                      codec="ffv1"))
+    assert info.colour.matrix == matrix and info.colour.primaries == matrix
+    assert not info.colour.tagged and not info.colour.full_range
+    assert info.sar == 1
+
+
+def test_mkv_has_no_nb_frames_but_an_estimate(clip):
+    info = probe(clip("a.mkv", frames=10))
+    assert info.frame_count is None
+    assert info.duration == pytest.approx(0.4, abs=0.001)
+    assert info.frame_count_estimate == 10
+
+
+def test_raw_h264_has_neither(tmp_path):
+    info = probe(make_clip(tmp_path / "a.h264", width=64, height=48, frames=4,
+                           container_format="h264"))
+    assert info.frame_count is None and info.duration is None
+    assert info.frame_count_estimate is None and info.average_rate == 25
+
+
+def test_yuvj_is_full_range(clip):
+    info = probe(clip(pix_fmt="yuvj420p", frames=1))
+    assert info.colour.full_range and info.layout.pix_fmt == "yuv420p"
+
+
+@pytest.mark.parametrize(("pix_fmt", "layout"), [
+    ("yuv420p", PlaneLayout("yuv", 8, 1, 1, "yuv420p")),
+    ("yuv422p10le", PlaneLayout("yuv", 10, 1, 0, "yuv422p10le")),
+    ("yuv444p12le", PlaneLayout("yuv", 12, 0, 0, "yuv444p12le")),
+    ("yuv420p16le", PlaneLayout("yuv", 16, 1, 1, "yuv420p16le")),
+    ("gray10le", PlaneLayout("gray", 10, 0, 0, "gray10le")),
+    ("yuvj444p", PlaneLayout("yuv", 8, 0, 0, "yuv444p")),
+    ("nv12", PlaneLayout("yuv", 8, 1, 1, "yuv420p")),
+    ("p010le", PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")),
+    ("nv16", PlaneLayout("yuv", 8, 1, 0, "yuv422p")),
+    ("rgb24", PlaneLayout("rgb", 8, 0, 0, "gbrp")),
+    ("bgr24", PlaneLayout("rgb", 8, 0, 0, "gbrp")),
+    ("rgba", PlaneLayout("rgb", 8, 0, 0, "gbrp")),
+    ("rgb48le", PlaneLayout("rgb", 16, 0, 0, "gbrp16le")),
+    ("pal8", PlaneLayout("rgb", 8, 0, 0, "gbrp")),
+    ("gbrp10le", PlaneLayout("rgb", 10, 0, 0, "gbrp10le")),
+    ("yuv411p", PlaneLayout("yuv", 8, 0, 0, "yuv444p")),
+    ("yuva420p", PlaneLayout("yuv", 8, 1, 1, "yuv420p")),
+])
+def test_layout_of_every_format(pix_fmt, layout):
+    assert source_format(pix_fmt).layout == layout
+
+
+def test_errors_name_the_file(tmp_path, clip):
+    with pytest.raises(InputError, match=r"nothere\.mkv: no such file"):
+        probe(tmp_path / "nothere.mkv")
+    with pytest.raises(InputError, match="is a directory"):
+        probe(tmp_path)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.mp4: file is empty"):
+        probe(tmp_path / "empty.mp4")
+    (tmp_path / "notes.txt").write_text("just some text, not a video\n" * 20)
+    with pytest.raises(InputError, match=r"notes\.txt: not a video file FFmpeg can read"):
+        probe(tmp_path / "notes.txt")
+    (tmp_path / "junk.mkv").write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(InputError, match=r"junk\.mkv: not a video file FFmpeg can read"):
+        probe(tmp_path / "junk.mkv")
+
+
+def test_audio_only_file(tmp_path):
+    import av
+    import numpy as np
+    path = tmp_path / "tone.flac"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 8000
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    with pytest.raises(InputError, match=r"tone\.flac: has no video stream \(found: audio flac\)"):
+        probe(path)
