@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+from clipgen import bar_values, content_planes
+
+from vidsr.errors import DecodeError
+from vidsr.io.decode import Decoder
+
+
+def _decode(path, **kwargs):
+    with Decoder(path, **kwargs) as dec:
+        return dec, list(dec)
+
+
+def test_batches_counts_pts_shapes(clip):
+    dec, batches = _decode(clip("m.mkv", frames=10, content="moving", codec="ffv1"),
+                           batch_size=4)
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert [b.first_index for b in batches] == [0, 4, 8]
+    assert [p for b in batches for p in b.pts] == [i * 40 for i in range(10)]
+    shapes = [p.shape for p in batches[-1].planes]
+    assert shapes == [(2, 48, 64), (2, 24, 32), (2, 24, 32)]
+    assert all(p.dtype == np.uint8 and p.flags.c_contiguous for p in batches[0].planes)
+    expected = content_planes("moving", "yuv420p", 64, 48, 9)
+    for got, want in zip(batches[-1].planes, expected, strict=True):
+        np.testing.assert_array_equal(got[1], want)  # ffv1 is lossless
+    assert dec.skipped == 0
+
+
+def test_odd_size_10bit_stays_10bit(clip):
+    path = clip("odd.mkv", width=353, height=289, pix_fmt="yuv420p10le", codec="ffv1",
+                content="gradient", frames=2)
+    dec, (batch,) = _decode(path, batch_size=8)
+    assert dec.info.layout.bit_depth == 10 and batch.planes[0].dtype == np.uint16
+    assert [p.shape for p in batch.planes] == [(2, 289, 353), (2, 145, 177), (2, 145, 177)]
+    want = content_planes("gradient", "yuv420p10le", 353, 289, 0)
+    for got, exp in zip(batch.planes, want, strict=True):
+        np.testing.assert_array_equal(got[0], exp)
+    assert batch.planes[0].max() == 1023
+
+
+def test_bars_code_values_survive_lossless_x264(clip):
+    _, (batch,) = _decode(clip("bars.mkv", lossless=True, frames=1), batch_size=2)
+    centres = np.arange(8) * 8 + 4
+    values = bar_values("bt709", 8)
+    np.testing.assert_array_equal(batch.planes[0][0, 10, centres], values[:, 0])
+    np.testing.assert_array_equal(batch.planes[1][0, 5, centres // 2], values[:, 1])
+
+
+@pytest.mark.parametrize(("pix_fmt", "family"), [("nv12", "yuv"), ("rgb24", "rgb"),
+                                                   ("pal8", "rgb")])
+def test_converted_formats_give_planar_bars(clip, pix_fmt, family):
+    dec, (batch,) = _decode(clip("raw.nut", pix_fmt=pix_fmt, codec="rawvideo", frames=1),
+                            batch_size=1)
+    assert dec.info.layout.family == family
+    centres = np.arange(8) * 8 + 4
+    if family == "rgb":  # G plane of white, yellow, cyan, green, magenta, red, blue, black
+        assert batch.planes[0][0, 0, centres].tolist() == [255] * 4 + [0] * 4
+    else:
+        assert batch.planes[0][0, 0, centres].tolist() == bar_values("bt709", 8)[:, 0].tolist()
+
+
+def test_raw_h264_without_timestamps_counts_at_nominal_rate(clip):
+    _, batches = _decode(clip("a.h264", frames=5, container_format="h264"), batch_size=8)
+    assert batches[0].pts == [i * 48000 for i in range(5)]  # 1/1200000 time base, 25 fps
+
+
+def _damage(path, *, cut=False):
+    """Cut the file in half, or scramble the start of video packet #6's payload."""
+    data = bytearray(path.read_bytes())
+    if cut:
+        path.write_bytes(data[: len(data) // 2])
+        return path
+    import av
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    # Skip Matroska's 4-byte block header so the container stays readable and only
+    # the H.264 data (NAL length, slice header) is damaged.
+    pos, _ = packets[6]
+    start, length = pos + 4, 64
+    data[start: start + length] = np.random.default_rng(1).integers(
+        0, 256, length, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    return path
+
+
+def test_truncated_fails_then_skip_warns(clip, caplog):
+    path = _damage(clip("t.mkv", frames=12, content="noise"), cut=True)
+    with pytest.raises(DecodeError, match=r"t\.mkv: video ends at .* header says 0\.480 s"):
+        _decode(path, batch_size=4)
+    dec, batches = _decode(path, batch_size=4, on_error="skip")
+    assert 0 < sum(len(b) for b in batches) < 12
+    assert "file truncated?" in caplog.text
+
+
+def test_corrupt_fails_with_position_and_skip_replaces(clip):
+    path = _damage(clip("c.mkv", frames=12, content="noise"))
+    with pytest.raises(DecodeError, match=r"c\.mkv: .*(frame at|packet #)\S* "):
+        _decode(path, batch_size=4)
+    dec, batches = _decode(path, batch_size=4, on_error="skip")
+    pts = [p for b in batches for p in b.pts]
+    assert dec.skipped > 0
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)
+    # A replacement repeats the frame before it exactly.
+    planes = np.concatenate([b.planes[0] for b in batches])
+    repeats = sum(np.array_equal(planes[i], planes[i - 1]) for i in range(1, len(planes)))
+    assert repeats == dec.skipped
