@@ -159,7 +159,7 @@ def make_clip(
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if audio_stream is not None:
-            seconds = float((frames / Fraction(rate)))
+            seconds = float(frames / Fraction(rate))
             _write_audio(out, audio_stream, seconds)
     return path
 

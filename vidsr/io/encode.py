@@ -52,7 +52,7 @@ class EncodeOptions:
 def _encoder_formats(codec: str) -> list[str]:
     try:
         found = av.Codec(codec, "w")
-    except av.FFmpegError as exc:
+    except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
         raise OptionsError(f"unknown video encoder {codec!r} (not in this FFmpeg build)") from exc
     if found.type != "video":
         raise OptionsError(f"{codec!r} is a {found.type} encoder, not a video one")
