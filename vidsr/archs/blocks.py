@@ -71,7 +71,7 @@ class WeightNormConv2d(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def _v_norm(self) -> torch.Tensor:
-        return self.weight_v.norm(dim=(1, 2, 3), keepdim=True)
+        return torch.linalg.vector_norm(self.weight_v, dim=(1, 2, 3), keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight_g * self.weight_v / self._v_norm()
