@@ -62,13 +62,15 @@ def upscale_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default: 4)")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                    help="network precision (default: fp16 on CUDA, fp32 on CPU)")
-    p.add_argument("--tile", type=int, default=0, help="tile size in input pixels (0: whole frames)")
+    p.add_argument("--tile", type=int, default=0,
+                   help="tile size in input pixels (0: whole frames)")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles (pixels)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
     p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
     p.add_argument("--preset", help="encoder speed preset (e.g. slow, medium; svt-av1: 0-13)")
-    p.add_argument("--pix-fmt", help="output pixel format (default: the source's, 10-bit stays 10-bit)")
+    p.add_argument("--pix-fmt",
+                   help="output pixel format (default: the source's; 10-bit stays 10-bit)")
     p.add_argument("--encoder-opt", type=_encoder_opt, action="append", default=[],
                    metavar="KEY=VALUE", help="option passed to the encoder (repeatable)")
     p.add_argument("--ffmpeg", nargs="?", const="ffmpeg", metavar="PATH",

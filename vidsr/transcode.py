@@ -89,7 +89,7 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def temporary_output_path(dst: Path) -> Path:
-    """A hidden name beside ``dst`` with the same extension, so the muxer picks the same container."""
+    """A hidden name beside ``dst``; the same extension makes the muxer pick the same container."""
     token = secrets.token_hex(4)
     return dst.with_name(f".{dst.name}.vidsr-{token}{dst.suffix}")
 

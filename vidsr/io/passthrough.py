@@ -55,6 +55,11 @@ class PassThrough:
     def stream_count(self) -> int:
         return len(self._map)
 
+    @property
+    def copied_indices(self) -> list[int]:
+        """Source stream indices that are copied (the --ffmpeg sink maps the same ones)."""
+        return sorted(self._map)
+
     def _copy_metadata(self, output: av.container.OutputContainer) -> None:
         for key, value in self._source.metadata.items():
             if key.lower() not in _MUXER_TAGS:

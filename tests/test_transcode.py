@@ -1,0 +1,281 @@
+"""End to end: generated clips through ``vidsr`` and back, with exact expectations."""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from clipgen import bar_values
+
+from vidsr.errors import InputError, ModelError, OutputError
+from vidsr.io.colour import ColourSpec
+from vidsr.io.probe import probe
+from vidsr.transcode import TranscodeOptions, upscale_video
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BT709 = ColourSpec("bt709", False, "bt709", "bt709")
+BT601 = ColourSpec("smpte170m", False, "smpte170m", "smpte170m")
+QUIET = TranscodeOptions(progress=False)
+
+
+def decode_planes(path: Path) -> list[list[np.ndarray]]:
+    """Every frame's planes as numpy arrays (visible area only)."""
+    frames = []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            dtype = np.uint16 if "10" in frame.format.name else np.uint8
+            planes = []
+            for plane in frame.planes:
+                h, w = plane.height, plane.width
+                stride = plane.line_size // np.dtype(dtype).itemsize
+                planes.append(np.frombuffer(plane, dtype=dtype, count=h * stride)
+                              .reshape(h, stride)[:, :w].copy())
+            frames.append(planes)
+    return frames
+
+
+def video_times(path: Path) -> list[float]:
+    with av.open(str(path)) as c:
+        return sorted(float(f.pts * f.time_base) for f in c.decode(video=0))
+
+
+@pytest.mark.parametrize("colour", [BT709, BT601], ids=["bt709", "bt601"])
+def test_colour_bars_survive_nearest_x2_within_one_code_value(clip, tmp_path, colour):
+    src = clip("bars.mkv", width=128, height=64, frames=3, colour=colour, lossless=True)
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+
+    out = probe(dst)
+    assert (out.width, out.height) == (256, 128)
+    assert (out.colour.matrix, out.colour.full_range, out.colour.primaries,
+            out.colour.transfer) == (colour.matrix, False, colour.primaries, colour.transfer)
+    expected = bar_values(colour.matrix, 8)
+    for planes in decode_planes(dst):
+        for p, plane in enumerate(planes):
+            width = plane.shape[1]
+            for bar in range(8):
+                # The middle of each bar, away from the chroma transition between bars.
+                lo, hi = (bar * width) // 8 + width // 32, ((bar + 1) * width) // 8 - width // 32
+                values = plane[:, lo:hi].astype(int)
+                assert np.abs(values - expected[bar, p]).max() <= 1, (p, bar)
+
+
+def test_rgb_model_keeps_bar_colours(clip, tmp_path):
+    """An RGB network path: YUV -> RGB -> model -> YUV, same matrix both ways."""
+    src = clip("bars.mkv", width=128, height=64, frames=2, colour=BT709, lossless=True)
+    dst = tmp_path / "out.mkv"
+    from vidsr.archs import create_arch
+    from vidsr.models import SRModel
+
+    net = create_arch("compact", num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=1, scale=2)
+    for p in net.parameters():  # zero body: the output is the nearest-upsampled input
+        p.data.zero_()
+    model = SRModel(name="identity-compact", module=net.eval(), spec=net.spec, scale=2)
+    upscale_video(src, dst, model=model, options=QUIET,
+                  encode=_lossless_x264())
+    expected = bar_values("bt709", 8)
+    planes = decode_planes(dst)[0]
+    y = planes[0]
+    for bar in range(8):
+        lo, hi = bar * 32 + 8, (bar + 1) * 32 - 8
+        assert np.abs(y[:, lo:hi].astype(int) - expected[bar, 0]).max() <= 1, bar
+
+
+def _lossless_x264():
+    from vidsr.io.encode import EncodeOptions
+
+    return EncodeOptions(codec="libx264", encoder_opts=(("qp", "0"),))
+
+
+def test_ten_bit_gradient_stays_ten_bit_without_banding(clip, tmp_path):
+    src = clip("grad.mkv", width=256, height=32, frames=2, pix_fmt="yuv420p10le",
+               content="gradient", colour=BT709, lossless=True)
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="bicubic", scale=2, options=QUIET, encode=_lossless_x264())
+    out = probe(dst)
+    assert out.layout.bit_depth == 10
+    assert out.layout.pix_fmt == "yuv420p10le"
+    y_in = decode_planes(src)[0][0]
+    y_out = decode_planes(dst)[0][0]
+    levels_in = np.unique(y_in[:, 8:-8])
+    levels_out = np.unique(y_out[:, 16:-16])
+    # Not squeezed through 8 bits: most levels are not multiples of 4, and as many as the source's.
+    assert (levels_out % 4 != 0).mean() > 0.5
+    assert len(levels_out) >= len(levels_in)
+
+
+def test_vfr_timestamps_survive_to_the_millisecond(clip, tmp_path):
+    pts = [0, 40, 80, 200, 230, 400, 433, 600]  # milliseconds, irregular
+    src = clip("vfr.mkv", pts=pts, time_base=Fraction(1, 1000))
+    dst = tmp_path / "out.mp4"
+    result = upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    assert result.frames == len(pts)
+    times = video_times(dst)
+    assert [round(t * 1000) for t in times] == pts
+
+
+def test_sar_chapters_metadata_and_audio_packets_survive(clip, tmp_path):
+    src = clip("rich.mkv", frames=25, sar=Fraction(4, 3), audio="flac",
+               chapters=[(0.0, 0.5, "Opening"), (0.5, 1.0, "Ending")],
+               metadata={"title": "Test title", "artist": "vidsr"})
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+
+    out = probe(dst)
+    assert out.sar == Fraction(4, 3)
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        tags = {k.lower(): v for k, v in b.metadata.items()}  # Matroska upper-cases tag names
+        assert tags["title"] == "Test title"
+        assert tags["artist"] == "vidsr"
+        assert [c["metadata"].get("title") for c in b.chapters()] == ["Opening", "Ending"]
+        assert [float(c["start"] * c["time_base"]) for c in b.chapters()] == [0.0, 0.5]
+        audio_in = [bytes(p) for p in a.demux(audio=0) if p.size]
+        audio_out = [bytes(p) for p in b.demux(audio=0) if p.size]
+    assert audio_in and audio_in == audio_out
+
+
+def test_subtitles_are_copied(clip, tmp_path):
+    src = clip("subs.mkv", frames=10, subtitles=True)
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        subs_in = [bytes(p) for p in a.demux(subtitles=0) if p.size]
+        subs_out = [bytes(p) for p in b.demux(subtitles=0) if p.size]
+    assert subs_in and subs_in == subs_out
+
+
+def test_stream_the_container_cannot_hold_is_named(clip, tmp_path, caplog):
+    src = clip("subs.mkv", frames=10, subtitles=True)  # srt subtitles
+    dst = tmp_path / "out.mp4"  # mp4 cannot hold srt
+    with caplog.at_level("WARNING", logger="vidsr"):
+        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    assert any("subtitle" in r.getMessage() and "#" in r.getMessage() for r in caplog.records)
+
+
+def test_odd_sizes_work(clip, tmp_path):
+    src = clip("odd.mkv", width=353, height=289, frames=3, codec="ffv1")
+    dst = tmp_path / "out.mkv"
+    result = upscale_video(src, dst, model="bicubic", scale=2, options=QUIET)
+    assert (result.width, result.height) == (706, 578)
+    assert (probe(dst).width, probe(dst).height) == (706, 578)
+
+
+def test_luma_model_keeps_frame_count_and_size(clip, tmp_path):
+    src = clip("in.mp4", width=48, height=32, frames=5)
+    dst = tmp_path / "out.mp4"
+    result = upscale_video(src, dst, model="espcn", scale=3, options=QUIET)
+    assert result.frames == 5
+    assert (probe(dst).width, probe(dst).height) == (144, 96)
+
+
+# -- safety: nothing is lost -------------------------------------------------------------
+
+
+def test_existing_output_is_never_clobbered_without_overwrite(clip, tmp_path):
+    src = clip("in.mkv", frames=2)
+    dst = tmp_path / "out.mkv"
+    dst.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="already exists"):
+        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    assert dst.read_bytes() == b"precious"
+    upscale_video(src, dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, overwrite=True))
+    assert probe(dst).width == 128
+
+
+def test_output_equal_to_input_is_refused(clip):
+    src = clip("in.mkv", frames=2)
+    before = src.read_bytes()
+    with pytest.raises(OutputError, match="is the input"):
+        upscale_video(src, src, model="nearest", scale=2,
+                      options=TranscodeOptions(progress=False, overwrite=True))
+    assert src.read_bytes() == before
+
+
+def test_failure_midway_leaves_no_file(clip, tmp_path):
+    src = clip("in.mkv", frames=12)
+    dst = tmp_path / "out.mkv"
+    from vidsr.models import load_model
+
+    model = load_model("nearest", scale=2)
+    calls = 0
+    real_forward = model.module.forward
+
+    def failing_forward(x):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("simulated failure in the model")
+        return real_forward(x)
+
+    model.module.forward = failing_forward
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        upscale_video(src, dst, model=model,
+                      options=TranscodeOptions(progress=False, batch_size=2))
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_missing_input(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        upscale_video(tmp_path / "nope.mp4", tmp_path / "out.mp4", model="nearest", scale=2)
+
+
+def test_unknown_model_suggests_the_closest_name(clip, tmp_path):
+    src = clip("in.mkv", frames=2)
+    with pytest.raises(ModelError, match="did you mean .*bicubic"):
+        upscale_video(src, tmp_path / "out.mkv", model="bicubc", scale=2, options=QUIET)
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_unsupported_scale_is_refused(clip, tmp_path):
+    src = clip("in.mkv", frames=2)
+    with pytest.raises(ModelError, match="x2, x3, x4, not x5"):
+        upscale_video(src, tmp_path / "out.mkv", model="espcn", scale=5, options=QUIET)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (real clips)")
+def test_real_foreman_clip(tmp_path):
+    # The first 10 frames of the real CIF clip through the luma model.
+    src = SHARED / "videos" / "foreman_cif.mp4"
+    short = tmp_path / "foreman10.mp4"
+    with av.open(str(src)) as inp, av.open(str(short), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for n, packet in enumerate(inp.demux(video=0)):
+            if n >= 10 or packet.dts is None:
+                break
+            packet.stream = stream
+            out.mux(packet)
+    dst = tmp_path / "foreman_x2.mkv"
+    result = upscale_video(short, dst, model="espcn", scale=2, options=QUIET)
+    info = probe(dst)
+    assert (info.width, info.height) == (704, 576)
+    assert result.frames == len(video_times(short))
+    assert video_times(dst) == video_times(short)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg (apt-get install ffmpeg)")
+def test_ffmpeg_backend_keeps_timestamps_colour_and_audio(clip, tmp_path):
+    pts = [0, 40, 120, 160, 300, 340]
+    src = clip("vfr.mkv", pts=pts, time_base=Fraction(1, 1000), colour=BT601, audio="flac",
+               sar=Fraction(16, 15), metadata={"title": "via ffmpeg"},
+               chapters=[(0.0, 0.2, "A"), (0.2, 0.4, "B")])
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    out = probe(dst)
+    assert (out.width, out.height) == (128, 96)
+    assert (out.colour.matrix, out.colour.primaries, out.colour.transfer) == (
+        "smpte170m", "smpte170m", "smpte170m")
+    assert out.colour.tagged
+    assert out.sar == Fraction(16, 15)
+    assert [round(t * 1000) for t in video_times(dst)] == pts
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        assert b.metadata.get("title") == "via ffmpeg"
+        assert [c["metadata"].get("title") for c in b.chapters()] == ["A", "B"]
+        assert [bytes(p) for p in a.demux(audio=0) if p.size] == [
+            bytes(p) for p in b.demux(audio=0) if p.size]
