@@ -63,7 +63,8 @@ def imresize(
     Give ``scale`` (output size is ``ceil(in * scale)``, the kernel uses
     ``scale`` itself, as MATLAB does) or ``size`` = (height, width).
     ``quantize`` = max code (255 for uint8) rounds and clamps after each axis,
-    as MATLAB does when it resizes an integer image.
+    as MATLAB does when it resizes an integer image. Integer images are
+    computed in float64 (MATLAB's double) and returned as float32.
     """
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale or size")
@@ -75,11 +76,11 @@ def imresize(
         out_h, out_w = math.ceil(in_h * scale), math.ceil(in_w * scale)
         scale_h = scale_w = float(scale)
     dtype = image.dtype if image.is_floating_point() else torch.float32
-    x = image.to(dtype)
+    x = image if image.is_floating_point() else image.to(torch.float64)
     # MATLAB resizes the axis with the smaller scale first; for equal scales, rows first.
     passes = [("h", scale_h, out_h), ("w", scale_w, out_w)]
     passes.sort(key=lambda p: p[1])
-    compute_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     x = x.to(compute_dtype)
     for axis, axis_scale, out_len in passes:
         if axis == "h":
@@ -89,5 +90,6 @@ def imresize(
             m = resize_matrix(x.shape[-1], out_len, axis_scale, antialias)
             x = torch.matmul(x, m.to(x.device, compute_dtype).T)
         if quantize is not None:
-            x = x.round().clamp(0, quantize)
+            # MATLAB rounds halves away from zero; torch.round would send 2.5 to 2.
+            x = torch.floor(x + 0.5).clamp(0, quantize)
     return x.to(dtype)
