@@ -1,0 +1,126 @@
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vidsr.errors import InputError
+from vidsr.evaluate import (
+    EvalReport,
+    ImageScore,
+    evaluate_folder,
+    list_images,
+    luma_of_uint8,
+    make_lr,
+    mod_crop,
+    read_rgb,
+    run_eval,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SET5 = SHARED_DATA / "images" / "Set5"
+VDSR_WEIGHTS = SHARED_DATA / "weights" / "vdsr" / "vdsr_statedict.safetensors"
+needs_set5 = pytest.mark.skipif(
+    not SET5.is_dir(), reason=f"Set5 not found at {SET5} (the shared data checkout is absent)"
+)
+
+
+def _write_png(path: Path, height: int, width: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_mod_crop_cuts_bottom_and_right_to_a_multiple():
+    image = torch.arange(7 * 10).reshape(1, 7, 10)
+    cropped = mod_crop(image, 3)
+    assert cropped.shape == (1, 6, 9)
+    assert torch.equal(cropped, image[:, :6, :9])
+
+
+def test_make_lr_of_a_flat_image_is_flat_and_uint8():
+    hr = torch.full((3, 12, 8), 200, dtype=torch.uint8)
+    lr = make_lr(hr, 4)
+    assert lr.dtype == torch.uint8
+    assert lr.shape == (3, 3, 2)
+    assert torch.equal(lr, torch.full_like(lr, 200))
+
+
+def test_luma_of_uint8_is_rounded_like_matlab():
+    # Mid grey 128: 16 + 219 * 128 / 255 = 125.93... -> 126; white -> 235.
+    rgb = torch.tensor([128, 255], dtype=torch.uint8).reshape(1, 1, 2).repeat(3, 1, 1)
+    assert luma_of_uint8(rgb).tolist() == [[126.0, 235.0]]
+
+
+def test_folder_without_images_is_an_input_error(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    with pytest.raises(InputError, match="no images found"):
+        list_images(tmp_path)
+
+
+def test_unreadable_image_names_the_file(tmp_path: Path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    with pytest.raises(InputError, match="broken.png"):
+        read_rgb(broken)
+
+
+def test_image_smaller_than_the_scale_names_the_file(tmp_path: Path):
+    from vidsr.models import load_model
+
+    _write_png(tmp_path / "tiny.png", 3, 3)
+    with pytest.raises(InputError, match=r"tiny\.png.*smaller than the scale x4"):
+        evaluate_folder(load_model("bicubic", scale=4), tmp_path, 4)
+
+
+def test_report_text_and_json():
+    report = EvalReport(
+        "bicubic", 2, "imgs", (ImageScore("a", 30.0, 0.9), ImageScore("b", 40.0, 0.8))
+    )
+    lines = report.to_text().splitlines()
+    assert lines[-1].split() == ["mean", "35.00", "0.8500"]
+    assert lines[2].split() == ["a", "30.00", "0.9000"]
+    payload = json.loads(report.to_json())
+    assert payload["mean"] == {"psnr": 35.0, "ssim": pytest.approx(0.85)}
+    assert payload["images"][1] == {"name": "b", "psnr": 40.0, "ssim": 0.8}
+    perfect = EvalReport("x", 2, "imgs", (ImageScore("a", math.inf, 1.0),))
+    assert json.loads(perfect.to_json())["images"][0]["psnr"] is None
+
+
+def test_nearest_on_a_synthetic_folder(tmp_path: Path):
+    # Flat images: LR and every upscale are flat, so nearest reproduces the HR luma
+    # up to the engine's float32 (an error near 1e-5 of a code value, PSNR > 140 dB).
+    for name, value in (("one", 40), ("two", 180)):
+        Image.fromarray(np.full((24, 20, 3), value, dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    report_json = json.loads(run_eval("nearest", tmp_path, 2, as_json=True))
+    assert [image["name"] for image in report_json["images"]] == ["one", "two"]
+    assert report_json["images"][0]["psnr"] > 140
+    assert report_json["images"][0]["ssim"] == pytest.approx(1.0)
+
+
+# Published bicubic rows on Set5 (SRCNN / VDSR / EDSR tables): (PSNR, SSIM).
+BICUBIC_SET5 = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)}
+
+
+@needs_set5
+@pytest.mark.parametrize("scale", sorted(BICUBIC_SET5))
+def test_bicubic_reproduces_the_published_set5_rows(scale: int):
+    from vidsr.models import load_model
+
+    report = evaluate_folder(load_model("bicubic", scale=scale), SET5, scale)
+    published_psnr, published_ssim = BICUBIC_SET5[scale]
+    assert [image.name for image in report.images] == ["baby", "bird", "butterfly", "head", "woman"]
+    assert report.mean_psnr == pytest.approx(published_psnr, abs=0.03)
+    assert report.mean_ssim == pytest.approx(published_ssim, abs=0.002)
+
+
+@needs_set5
+@pytest.mark.slow
+@pytest.mark.skipif(not VDSR_WEIGHTS.is_file(), reason=f"VDSR weights not found at {VDSR_WEIGHTS}")
+def test_vdsr_x4_reproduces_set5():
+    # ../shared/data/SOURCES.md measured 31.36; the paper reports 31.35.
+    report = json.loads(run_eval("vdsr", SET5, 4, weights=VDSR_WEIGHTS, as_json=True))
+    assert report["mean"]["psnr"] == pytest.approx(31.36, abs=0.05)

@@ -1,0 +1,228 @@
+"""``vidsr eval``: PSNR / SSIM of a model on a folder of HR images, the papers' way.
+
+The protocol, one function per step:
+
+1. ``mod_crop``: the HR image is cropped to a multiple of the scale.
+2. ``make_lr``: the LR image is MATLAB's antialiased bicubic ``imresize`` of
+   the 8-bit HR, rounded to 8 bits after each axis as MATLAB does for uint8.
+3. ``upscale_for_eval``: the model upscales the LR in its own input space
+   and returns the luma it produced, on the 0..255 scale.
+4. ``score_luma``: PSNR and SSIM against the HR luma with ``scale`` border
+   pixels cropped.
+
+Luma conventions (chosen because they reproduce the published figures, see
+tests/test_evaluate.py): luma taken from an 8-bit RGB image is rounded to 8
+bits, as MATLAB's ``rgb2ycbcr`` does for uint8 input. So the reference is the
+rounded Y of the HR; "y" and "planes" models run on the rounded Y of the LR
+(exactly what a luma-only path gets from 8-bit YUV video) and their output is
+compared in float, clamped to 0..255, as the VDSR evaluation code does; "rgb"
+models return RGB that is rounded to 8 bits (the image they would save) before
+its Y is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from vidsr.errors import InputError, ModelError
+from vidsr.metrics import psnr, rgb_to_y_bt601, ssim
+from vidsr.resize import imresize
+
+if TYPE_CHECKING:
+    from vidsr.engine import Engine
+    from vidsr.models import SRModel
+
+log = logging.getLogger("vidsr")
+
+IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm"})
+MAX_CODE = 255.0
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """The figures of one image."""
+
+    name: str
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Per-image PSNR (dB) / SSIM of one model at one scale, and their means."""
+
+    model: str
+    scale: int
+    folder: str
+    images: tuple[ImageScore, ...]
+
+    @property
+    def mean_psnr(self) -> float:
+        return math.fsum(score.psnr for score in self.images) / len(self.images)
+
+    @property
+    def mean_ssim(self) -> float:
+        return math.fsum(score.ssim for score in self.images) / len(self.images)
+
+    def to_text(self) -> str:
+        """A table for people: one row per image, then the mean."""
+        width = max(len("mean"), *(len(score.name) for score in self.images))
+        lines = [
+            f"{self.model} x{self.scale} on {self.folder} (Y, BT.601; {self.scale}px border)",
+            f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>6}",
+        ]
+        for score in self.images:
+            lines.append(f"{score.name:<{width}}  {score.psnr:8.2f}  {score.ssim:6.4f}")
+        lines.append(f"{'mean':<{width}}  {self.mean_psnr:8.2f}  {self.mean_ssim:6.4f}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        """The report for machines; figures unrounded, PSNR of identical images as null."""
+        payload = {
+            "model": self.model,
+            "scale": self.scale,
+            "folder": self.folder,
+            "images": [asdict(score) for score in self.images],
+            "mean": {"psnr": self.mean_psnr, "ssim": self.mean_ssim},
+        }
+        return json.dumps(_finite_or_none(payload), indent=2)
+
+
+def _finite_or_none(value: object) -> object:
+    # JSON has no infinity; a perfect reconstruction reports null rather than invalid JSON.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder; give a folder of HR images")
+    images = sorted(
+        path for path in folder.iterdir()
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not images:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise InputError(f"{folder}: no images found (looked for {suffixes})")
+    return images
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """An image file as a (3, H, W) uint8 RGB tensor."""
+    try:
+        with Image.open(path) as image:
+            array = np.array(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read this image ({exc})") from exc
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def mod_crop(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """Crop the bottom and right so height and width are multiples of ``scale``."""
+    height, width = image.shape[-2:]
+    return image[..., : height - height % scale, : width - width % scale]
+
+
+def make_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB's ``imresize(hr, 1/scale, 'bicubic')`` of a uint8 image: a uint8 result."""
+    if hr.dtype != torch.uint8:
+        raise ValueError(f"make_lr takes a uint8 image, got {hr.dtype}")
+    lr = imresize(hr.to(torch.float64), scale=1.0 / scale, quantize=int(MAX_CODE))
+    return lr.to(torch.uint8)
+
+
+def luma_of_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """Y of a uint8 RGB image, rounded to 8 bits (MATLAB ``rgb2ycbcr`` on uint8), float64."""
+    return round_half_up(rgb_to_y_bt601(rgb.to(torch.float64) / MAX_CODE))
+
+
+def round_half_up(values: torch.Tensor) -> torch.Tensor:
+    """Round to whole codes in 0..255 as MATLAB's uint8 conversion does (halves go up)."""
+    return torch.floor(values + 0.5).clamp(0, MAX_CODE)
+
+
+def upscale_for_eval(engine: Engine, lr: torch.Tensor) -> torch.Tensor:
+    """Upscale a (3, h, w) uint8 LR image with ``engine``'s model; its Y, (H, W) float64 0..255."""
+    space = engine.spec.input_space
+    if space in ("y", "planes"):
+        luma = luma_of_uint8(lr) / MAX_CODE
+        out = engine.run_network(luma[None, None])[0, 0]
+        return (out.to(torch.float64) * MAX_CODE).clamp(0, MAX_CODE).cpu()
+    if space == "rgb":
+        rgb = lr.to(torch.float64)[None] / MAX_CODE
+        out = engine.run_network(rgb)[0].to(torch.float64).cpu()
+        return luma_of_uint8(round_half_up(out * MAX_CODE).to(torch.uint8))
+    raise ModelError(f"model input space {space!r} is not one vidsr eval knows")
+
+
+def score_luma(sr_y: torch.Tensor, hr_y: torch.Tensor, scale: int) -> tuple[float, float]:
+    """PSNR and SSIM of two lumas on the 0..255 scale, ``scale`` border pixels cropped."""
+    return psnr(sr_y, hr_y, border=scale), ssim(sr_y, hr_y, border=scale)
+
+
+def evaluate_image(engine: Engine, path: Path, scale: int) -> ImageScore:
+    """Run the whole protocol on one HR image file."""
+    hr = mod_crop(read_rgb(path), scale)
+    height, width = hr.shape[-2:]
+    if height == 0 or width == 0:
+        raise InputError(f"{path}: the image is smaller than the scale x{scale}")
+    lr = make_lr(hr, scale)
+    sr_y = upscale_for_eval(engine, lr)
+    try:
+        value_psnr, value_ssim = score_luma(sr_y, luma_of_uint8(hr), scale)
+    except ValueError as exc:
+        message = f"{path}: {height}x{width} is too small to score at x{scale} ({exc})"
+        raise InputError(message) from exc
+    return ImageScore(path.stem, value_psnr, value_ssim)
+
+
+def evaluate_folder(
+    model: SRModel, folder: Path, scale: int, *, device: str = "cpu"
+) -> EvalReport:
+    """PSNR / SSIM of ``model`` on every image in ``folder`` at ``scale``."""
+    from vidsr.engine import Engine, EngineOptions
+
+    if scale != model.scale:
+        raise ModelError(f"model {model.name!r} is loaded for x{model.scale}, not x{scale}")
+    paths = list_images(Path(folder))
+    # fp32 always: evaluation figures must not depend on the device's default precision.
+    engine = Engine(model, EngineOptions(device=device, precision="fp32"))
+    scores = []
+    for path in paths:
+        score = evaluate_image(engine, path, scale)
+        log.info("%s: %.2f dB, SSIM %.4f", score.name, score.psnr, score.ssim)
+        scores.append(score)
+    return EvalReport(model.name, scale, str(folder), tuple(scores))
+
+
+def run_eval(
+    model_name: str,
+    folder: str | Path,
+    scale: int,
+    *,
+    weights: str | Path | None = None,
+    device: str = "cpu",
+    as_json: bool = False,
+) -> str:
+    """What ``vidsr eval`` prints: load the model, evaluate ``folder``, format the report."""
+    from vidsr.models import load_model
+
+    model = load_model(model_name, scale=scale, weights=weights)
+    report = evaluate_folder(model, Path(folder), scale, device=device)
+    return report.to_json() if as_json else report.to_text()
