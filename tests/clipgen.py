@@ -234,3 +234,34 @@ def planar_of(pix_fmt: str) -> str:
     layout = source_format(pix_fmt).layout
     return planar_name(layout.family, layout.bit_depth, layout.log2_chroma_w,
                        layout.log2_chroma_h)
+
+
+def make_audio_only(path: str | Path) -> Path:
+    """A short silent FLAC file: a real media file with no video stream."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 8000
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def damage_clip(path: Path, *, cut: bool = False) -> Path:
+    """Cut the file in half, or scramble the start of video packet #6's payload."""
+    data = bytearray(path.read_bytes())
+    if cut:
+        path.write_bytes(data[: len(data) // 2])
+        return path
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    # Skip Matroska's 4-byte block header so the container stays readable and only
+    # the H.264 data (NAL length, slice header) is damaged.
+    pos, _ = packets[6]
+    start, length = pos + 4, 64
+    data[start: start + length] = np.random.default_rng(1).integers(
+        0, 256, length, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    return path

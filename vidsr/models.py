@@ -194,12 +194,14 @@ def load_model(
             if source is None:
                 raise ModelError(f"model {name!r} has no weights for x{scale}")
             weights_path = resolve_weights(card, source)
-        module, spec = _build_from_weights(
-            weights_path, card.arch if card else None, allow_unsafe
-        )
+        # A user's file is recognised on its own, so a file of another architecture
+        # is named as such; the bundled files are known to be the card's.
+        forced_arch = card.arch if card is not None and weights is None else None
+        module, spec = _build_from_weights(weights_path, forced_arch, allow_unsafe)
         if card is not None and card.arch != spec.arch:
             raise WeightsError(
-                f"{weights_path}: holds a {spec.arch} network, but model {name!r} is {card.arch}"
+                f"{weights_path}: holds a {spec.arch} network, not the {card.arch} that model"
+                f" {name!r} is (use --model {weights_path} to run it as it is)"
             )
         if scale is None:
             scale = max(spec.scales)

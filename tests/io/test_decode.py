@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from clipgen import bar_values, content_planes
+from clipgen import bar_values, content_planes, damage_clip
 
 from vidsr.errors import DecodeError
 from vidsr.io.decode import Decoder
@@ -64,27 +64,8 @@ def test_raw_h264_without_timestamps_counts_at_nominal_rate(clip):
     assert batches[0].pts == [i * 48000 for i in range(5)]  # 1/1200000 time base, 25 fps
 
 
-def _damage(path, *, cut=False):
-    """Cut the file in half, or scramble the start of video packet #6's payload."""
-    data = bytearray(path.read_bytes())
-    if cut:
-        path.write_bytes(data[: len(data) // 2])
-        return path
-    import av
-    with av.open(str(path)) as container:
-        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
-    # Skip Matroska's 4-byte block header so the container stays readable and only
-    # the H.264 data (NAL length, slice header) is damaged.
-    pos, _ = packets[6]
-    start, length = pos + 4, 64
-    data[start: start + length] = np.random.default_rng(1).integers(
-        0, 256, length, dtype=np.uint8).tobytes()
-    path.write_bytes(data)
-    return path
-
-
 def test_truncated_fails_then_skip_warns(clip, caplog):
-    path = _damage(clip("t.mkv", frames=12, content="noise"), cut=True)
+    path = damage_clip(clip("t.mkv", frames=12, content="noise"), cut=True)
     with pytest.raises(DecodeError, match=r"t\.mkv: video ends at .* header says 0\.480 s"):
         _decode(path, batch_size=4)
     dec, batches = _decode(path, batch_size=4, on_error="skip")
@@ -93,7 +74,7 @@ def test_truncated_fails_then_skip_warns(clip, caplog):
 
 
 def test_corrupt_fails_with_position_and_skip_replaces(clip):
-    path = _damage(clip("c.mkv", frames=12, content="noise"))
+    path = damage_clip(clip("c.mkv", frames=12, content="noise"))
     with pytest.raises(DecodeError, match=r"c\.mkv: .*(frame at|packet #)\S* "):
         _decode(path, batch_size=4)
     dec, batches = _decode(path, batch_size=4, on_error="skip")

@@ -1,7 +1,7 @@
 from fractions import Fraction
 
 import pytest
-from clipgen import make_clip
+from clipgen import make_audio_only, make_clip
 
 from vidsr.errors import InputError
 from vidsr.io.colour import ColourSpec
@@ -91,15 +91,6 @@ def test_errors_name_the_file(tmp_path, clip):
 
 
 def test_audio_only_file(tmp_path):
-    import av
-    import numpy as np
-    path = tmp_path / "tone.flac"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("flac", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
-                                           layout="mono")
-        frame.sample_rate = 8000
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    path = make_audio_only(tmp_path / "tone.flac")
     with pytest.raises(InputError, match=r"tone\.flac: has no video stream \(found: audio flac\)"):
         probe(path)

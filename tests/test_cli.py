@@ -1,0 +1,191 @@
+"""The ``vidsr`` command: one clear line per bad input, the exit code, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from clipgen import damage_clip, make_audio_only
+from safetensors.torch import load_file, save_file
+
+from vidsr.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+ESPCN_X2 = REPO / "vidsr" / "weights" / "espcn_opencv_x2.safetensors"
+
+
+def run(args: list[str], capsys) -> tuple[int, str]:
+    code = main([*args, "--no-progress"] if args and args[0] not in ("models", "eval") else args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_error_line(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines, "no message"
+    assert lines[0].startswith("vidsr: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture
+def source(clip):
+    return clip("in.mkv", frames=4)
+
+
+def test_demo_style_run_prints_a_summary(source, tmp_path, capsys):
+    dst = tmp_path / "out.mp4"
+    code, err = run([str(source), str(dst), "--model", "nearest", "--scale", "2"], capsys)
+    assert code == 0
+    assert dst.is_file()
+    assert f"{dst}: 4 frames at 128x96" in err and "fps" in err and "MiB" in err
+
+
+def test_missing_input(tmp_path, capsys):
+    code, err = run([str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4")], capsys)
+    assert code == 1
+    assert_one_error_line(err, "missing.mp4", "no such file")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_not_a_video(tmp_path, capsys):
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_bytes(os.urandom(4096))
+    code, err = run([str(bogus), str(tmp_path / "o.mp4")], capsys)
+    assert code == 1
+    assert_one_error_line(err, "notes.mp4")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_audio_only_file(tmp_path, capsys):
+    path = make_audio_only(tmp_path / "song.flac")
+    code, err = run([str(path), str(tmp_path / "o.mp4")], capsys)
+    assert code == 1
+    assert_one_error_line(err, "song.flac", "no video stream")
+
+
+def _damaged(clip, kind: str) -> Path:
+    path = clip("damaged.mkv", width=64, height=48, frames=30, content="noise")
+    return damage_clip(path, cut=kind == "truncated")
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt"])
+def test_damaged_input_fails_by_default_and_leaves_nothing(clip, tmp_path, capsys, kind):
+    src = _damaged(clip, kind)
+    dst = tmp_path / "o.mkv"
+    code, err = run([str(src), str(dst), "--model", "nearest", "--scale", "2"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "damaged.mkv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.mkv"]
+
+
+def test_corrupt_input_with_skip_reports_replaced_frames(clip, tmp_path, capsys):
+    src = _damaged(clip, "corrupt")
+    dst = tmp_path / "o.mkv"
+    code, err = run([str(src), str(dst), "--model", "nearest", "--scale", "2",
+                     "--on-error", "skip"], capsys)
+    assert code == 0, err
+    assert dst.is_file()
+    assert "undecodable frames replaced" in err
+
+
+def test_unknown_model_suggests(source, tmp_path, capsys):
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "esrgan_rrbd"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "unknown model 'esrgan_rrbd'")
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "espnc"], capsys)
+    assert_one_error_line(err, "did you mean espcn")
+
+
+def test_unsupported_scale(source, tmp_path, capsys):
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "espcn", "--scale", "8"],
+                    capsys)
+    assert code == 1
+    assert_one_error_line(err, "'espcn' supports x2, x3, x4, not x8")
+
+
+def test_weights_that_do_not_fit_name_the_key_and_shapes(source, tmp_path, capsys):
+    state = load_file(str(ESPCN_X2))
+    state["f2"] = torch.zeros(32, 64, 5, 5)
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad))
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "espcn", "--weights",
+                     str(bad)], capsys)
+    assert code == 1
+    assert_one_error_line(err, "bad.safetensors", "(32, 64, 5, 5)", "(32, 64, 3, 3)")
+    assert not (tmp_path / "o.mkv").exists()
+
+
+def test_weights_of_another_architecture(source, tmp_path, capsys):
+    vdsr = REPO / "vidsr" / "weights" / "vdsr_twtygqyy.safetensors"
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "espcn", "--weights",
+                     str(vdsr)], capsys)
+    assert code == 1
+    assert_one_error_line(err, "holds a vdsr network, not the espcn")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (real weights)")
+def test_unsafe_pickle_is_refused_with_an_explanation(source, tmp_path, capsys):
+    legacy = SHARED / "weights" / "vdsr" / "model_epoch_50.pth"
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "vdsr", "--weights",
+                     str(legacy)], capsys)
+    assert code == 1
+    assert_one_error_line(err, "model_epoch_50.pth", "--allow-unsafe-weights")
+
+
+def test_existing_output_needs_overwrite(source, tmp_path, capsys):
+    dst = tmp_path / "o.mkv"
+    dst.write_bytes(b"keep me")
+    code, err = run([str(source), str(dst), "--model", "nearest", "--scale", "2"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "already exists", "--overwrite")
+    assert dst.read_bytes() == b"keep me"
+
+
+def test_fp16_on_cpu_is_refused(source, tmp_path, capsys):
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--device", "cpu",
+                     "--precision", "fp16"], capsys)
+    assert code == 2
+    assert_one_error_line(err, "fp16")
+
+
+def test_models_table(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("nearest", "bicubic", "espcn", "vdsr", "realesr-animevideov3",
+                 "realesrgan-x4plus"):
+        assert f"\n{name} " in out
+    espcn = next(line for line in out.splitlines() if line.startswith("espcn "))
+    assert "luma" in espcn and "x2,x3,x4" in espcn and "bundled" in espcn
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_nothing(clip, tmp_path):
+    src = clip("long.mkv", width=96, height=64, frames=120, content="noise")
+    dst = tmp_path / "o.mkv"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidsr", str(src), str(dst), "--model", "vdsr", "--scale", "4",
+         "--batch-size", "1", "--no-progress"],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+    deadline = time.monotonic() + 60
+    # Wait until the run has started writing (its temporary file exists), then interrupt.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.name.startswith(".o.mkv.vidsr-") for p in tmp_path.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mkv"]
