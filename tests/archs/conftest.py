@@ -6,19 +6,39 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
+def _shared(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not available: {path.resolve()} does not exist")
+    return path
+
+
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
     """../shared/data/weights beside the repository; tests using it skip when it is absent."""
-    path = SHARED_DATA / "weights"
-    if not path.is_dir():
-        pytest.skip(f"real weights not available: {path.resolve()} does not exist")
-    return path
+    return _shared("weights")
+
+
+@pytest.fixture(scope="session")
+def butterfly_y() -> torch.Tensor:
+    """A 72x72 crop of Set5 butterfly as (1, 1, H, W) BT.601 studio-swing luma in [0, 1].
+
+    The papers' evaluation space: VDSR and ESPCN were trained and measured on it.
+    """
+    from PIL import Image
+
+    with Image.open(_shared("images", "Set5", "butterfly.png")) as image:
+        rgb = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float64))
+    red, green, blue = rgb.unbind(-1)
+    y = (16 + (65.481 * red + 128.553 * green + 24.966 * blue) / 255) / 255
+    return y[96:168, 96:168].float()[None, None]
 
 
 def _smooth(channels: int, height: int, width: int, period: float = 32.0) -> torch.Tensor:

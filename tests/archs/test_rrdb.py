@@ -100,7 +100,9 @@ def test_esrgan_plus_layout_with_conv1x1_and_noise() -> None:
     assert _same_output(model, loaded)
 
 
-@pytest.mark.parametrize(("conv_first_in", "scale", "multiple"), [(3, 4, 1), (12, 2, 2), (48, 1, 4)])
+@pytest.mark.parametrize(
+    ("conv_first_in", "scale", "multiple"), [(3, 4, 1), (12, 2, 2), (48, 1, 4)]
+)
 def test_scale_read_from_conv_first_channels(conv_first_in: int, scale: int, multiple: int) -> None:
     # Real-ESRGAN's convention: 2 up stages always; x2 and x1 pixel-unshuffle the input by 2 and 4.
     model = _tiny(scale=scale)

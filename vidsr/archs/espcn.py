@@ -1,7 +1,9 @@
 """ESPCN (Shi et al. 2016): three convs at low resolution, then a sub-pixel (pixel shuffle) upscale.
 
 Canonical keys: ``conv1`` (5x5), ``conv2`` (3x3), ``conv3`` (3x3, channels * scale**2).
-Also loads OpenCV dnn_superres's ESPCN export (``f1, b1, f2, b2, f3, b3``, OIHW, ReLU, luma).
+Also loads OpenCV dnn_superres's ESPCN export (``f1, b1, f2, b2, f3, b3``, OIHW, luma): ReLU
+inside, and a tanh on the output that its training code (fannymonori/TF-ESPCN) applies
+after depth_to_space; without it, bright areas overshoot far above 1.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ Activation = Literal["tanh", "relu"]
 
 
 class ESPCN(nn.Module):
-    """conv5x5 -> act -> conv3x3 -> act -> conv3x3 -> pixel shuffle.
+    """conv5x5 -> act -> conv3x3 -> act -> conv3x3 -> pixel shuffle [-> tanh].
 
-    ``channels`` 1 is the paper's luma network, 3 the RGB variant. The paper
-    uses tanh; OpenCV's published weights use ReLU, which is the default here
-    because those are the weights people have.
+    ``channels`` 1 is the paper's luma network, 3 the RGB variant. The paper's
+    hidden activation is tanh; OpenCV's published weights use ReLU (the default
+    here, because those are the weights people have) and squash the output
+    with tanh (``output_tanh``).
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class ESPCN(nn.Module):
         num_feat: int = 64,
         num_mid: int = 32,
         activation: Activation = "relu",
+        output_tanh: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ("tanh", "relu"):
@@ -51,7 +55,7 @@ class ESPCN(nn.Module):
         input_space_for(channels, "espcn")
         self.config: dict[str, Any] = {
             "scale": scale, "channels": channels, "num_feat": num_feat, "num_mid": num_mid,
-            "activation": activation,
+            "activation": activation, "output_tanh": output_tanh,
         }
         self.conv1 = nn.Conv2d(channels, num_feat, 5, padding=2)
         self.conv2 = nn.Conv2d(num_feat, num_mid, 3, padding=1)
@@ -69,7 +73,8 @@ class ESPCN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.conv1(x))
         x = self.act(self.conv2(x))
-        return F.pixel_shuffle(self.conv3(x), self.config["scale"])
+        out = F.pixel_shuffle(self.conv3(x), self.config["scale"])
+        return torch.tanh(out) if self.config["output_tanh"] else out
 
 
 KEY_REQUIREMENTS: dict[str, tuple[str, ...]] = {
@@ -94,10 +99,10 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         names = {"f1": "conv1.weight", "b1": "conv1.bias", "f2": "conv2.weight",
                  "b2": "conv2.bias", "f3": "conv3.weight", "b3": "conv3.bias"}
         sd = {names.get(k, k): v for k, v in sd.items()}
-        read["activation"] = "relu"  # OpenCV's graph uses ReLU
+        read |= {"activation": "relu", "output_tanh": True}  # OpenCV's graph
     channels = sd["conv1.weight"].shape[1]
     scale = round((sd["conv3.weight"].shape[0] / channels) ** 0.5)
-    # Not readable from shapes for the canonical layout: the activation (default ReLU).
+    # Not readable from shapes for the canonical layout: the activations (default ReLU, no tanh).
     read |= {
         "scale": scale, "channels": channels, "num_feat": sd["conv1.weight"].shape[0],
         "num_mid": sd["conv2.weight"].shape[0],
