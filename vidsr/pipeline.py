@@ -4,6 +4,11 @@ Each stage but the sink runs in its own thread; the sink runs in the caller's
 thread, so Ctrl-C arrives where it can stop everything. Queues are bounded, so
 memory stays flat whatever the length of the video. The first failure in any
 stage stops the others promptly and is re-raised in the caller, unchanged.
+
+A transform may be a plain function or an :class:`InFlight`: work split into
+``submit(item) -> handle`` and ``handle.result()``, so a device can hold several
+items at once (a CUDA engine uploads one batch while computing another). The
+stage keeps up to ``depth`` submitted and emits results in submission order.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from vidsr.errors import Cancelled
 
@@ -23,6 +29,30 @@ log = logging.getLogger("vidsr")
 _END = object()  # marks the end of the stream in a queue
 _POLL_S = 0.05  # how often a blocked stage looks at the stop flag
 _JOIN_S = 30.0  # how long to wait for a stage thread after a stop
+
+
+class Handle(Protocol):
+    """What ``InFlight.submit`` returns."""
+
+    def ready(self) -> bool:
+        """Whether ``result()`` would return without waiting."""
+        ...
+
+    def result(self) -> Any:
+        """Wait for the work and return its output."""
+        ...
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A transform whose work runs asynchronously: ``submit(item)`` starts it and
+    returns a :class:`Handle`; up to ``depth`` items are outstanding at once."""
+
+    submit: Callable[[Any], Handle]
+    depth: int = 2
+
+
+Transform = Callable[[Any], Any] | InFlight
 
 
 @dataclass
@@ -90,7 +120,9 @@ def _timed(name: str, items: Iterable[Any], timing: StageTiming) -> Iterator[Any
         yield item
 
 
-def _source_thread(items: Iterable[Any], out: queue.Queue, stop: _Stop, timing: StageTiming) -> None:
+def _source_thread(
+    items: Iterable[Any], out: queue.Queue, stop: _Stop, timing: StageTiming
+) -> None:
     try:
         for item in _timed("source", items, timing):
             if not _put(out, item, stop):
@@ -101,10 +133,13 @@ def _source_thread(items: Iterable[Any], out: queue.Queue, stop: _Stop, timing: 
 
 
 def _transform_thread(
-    name: str, fn: Callable[[Any], Any], inp: queue.Queue, out: queue.Queue,
+    name: str, fn: Transform, inp: queue.Queue, out: queue.Queue,
     stop: _Stop, timing: StageTiming,
 ) -> None:
     try:
+        if isinstance(fn, InFlight):
+            _run_in_flight(name, fn, inp, out, stop, timing)
+            return
         while (item := _get(inp, stop)) is not _END:
             start = time.perf_counter()
             result = fn(item)
@@ -116,16 +151,46 @@ def _transform_thread(
         stop.fail(exc)
 
 
+def _run_in_flight(
+    name: str, stage: InFlight, inp: queue.Queue, out: queue.Queue,
+    stop: _Stop, timing: StageTiming,
+) -> None:
+    pending: deque[Handle] = deque()
+
+    def emit_oldest() -> bool:
+        start = time.perf_counter()
+        result = pending.popleft().result()
+        timing.add(name, time.perf_counter() - start)
+        return _put(out, result, stop)
+
+    while (item := _get(inp, stop)) is not _END:
+        # A full window: the oldest must finish before its slot takes new work.
+        if len(pending) >= stage.depth and not emit_oldest():
+            return
+        start = time.perf_counter()
+        pending.append(stage.submit(item))
+        timing.add(name, time.perf_counter() - start)
+        # Pass on what is done already, so the sink never waits on a finished item.
+        while pending and pending[0].ready():
+            if not emit_oldest():
+                return
+    while pending:
+        if not emit_oldest():
+            return
+    _put(out, _END, stop)
+
+
 def run_pipeline(
     source: Iterable[Any],
-    transforms: Sequence[tuple[str, Callable[[Any], Any]]],
+    transforms: Sequence[tuple[str, Transform]],
     sink: Callable[[Any], None],
     *,
     depth: int = 3,
 ) -> StageTiming:
     """Run ``source`` -> each transform in turn -> ``sink``, overlapped.
 
-    ``transforms`` are (name, function) pairs; their names key the timing.
+    ``transforms`` are (name, function or :class:`InFlight`) pairs; their
+    names key the timing.
     Returns the busy time of each stage and the wall time. Raises the first
     error any stage raised; on Ctrl-C, stops the stages and raises ``Cancelled``.
     """

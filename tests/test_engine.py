@@ -1,0 +1,407 @@
+"""The engine: tiling, out-of-memory retries, precision fallback, several devices in flight,
+and the engine inside the staged pipeline (order, failures, Ctrl-C, flat memory)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vidsr.archs.spec import ArchSpec
+from vidsr.engine import (
+    Engine,
+    EngineOptions,
+    is_out_of_memory,
+    plan_cpu_threads,
+    resolve_devices,
+)
+from vidsr.errors import Cancelled, ModelError, OptionsError
+from vidsr.io.colour import ColourSpec
+from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.models import SRModel, load_model
+from vidsr.pipeline import InFlight, run_pipeline
+
+YUV420 = PlaneLayout("yuv", 8, 1, 1, "yuv420p")
+YUV420_10 = PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")
+BT709 = ColourSpec("bt709", False, "bt709", "bt709")
+
+
+def _vidsr_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("vidsr-")]
+
+
+class ConvStack(nn.Module):
+    """Three 3x3 convs then a x2 pixel shuffle: receptive radius 3 input pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 12, 3, padding=1), nn.PixelShuffle(2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _sr_model(module: nn.Module, *, space: str = "rgb", radius: int = 3) -> SRModel:
+    spec = ArchSpec("test", (2,), space, receptive_radius=radius)  # type: ignore[arg-type]
+    return SRModel(name="test", module=module.eval(), spec=spec, scale=2)
+
+
+class OutOfMemoryAbove(nn.Module):
+    """Raises the CUDA out-of-memory error when a call gets more than ``max_frames``
+    frames or more than ``max_pixels`` pixels per frame; otherwise runs ``inner``."""
+
+    def __init__(self, inner: nn.Module, *, max_frames: int = 1 << 30,
+                 max_pixels: int = 1 << 30) -> None:
+        super().__init__()
+        self.inner = inner
+        self.max_frames = max_frames
+        self.max_pixels = max_pixels
+        self.refused = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.max_frames or x.shape[-1] * x.shape[-2] > self.max_pixels:
+            self.refused += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(x)
+
+
+class NonFiniteBelowFp32(nn.Module):
+    """Pixel replication x2 that returns NaN whenever it runs in a dtype other than fp32:
+    stands in for a network that overflows in reduced precision (fp16 on CUDA)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+        return y if x.dtype == torch.float32 else y * float("nan")
+
+
+def _frames(n: int, h: int = 24, w: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+# -- tiling ------------------------------------------------------------------------------
+
+
+def test_tiled_result_equals_untiled_when_the_receptive_field_fits_the_overlap():
+    x = _frames(2, 40, 52)
+    whole = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    tiled = Engine(_sr_model(ConvStack()),
+                   EngineOptions(device="cpu", tile=16, tile_overlap=4)).run_network(x)
+    assert tiled.shape == whole.shape == (2, 3, 80, 104)
+    # Every pixel, borders included: the image border is the same in both runs.
+    assert (tiled - whole).abs().max().item() < 1e-4
+
+
+def test_tiles_with_too_little_overlap_show_seams():
+    # The check above is not vacuous: with overlap 1 < radius 3 the tiles differ.
+    x = _frames(1, 40, 52)
+    whole = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    tiled = Engine(_sr_model(ConvStack()),
+                   EngineOptions(device="cpu", tile=16, tile_overlap=1)).run_network(x)
+    assert (tiled - whole).abs().max().item() > 1e-3
+
+
+# -- out of memory ----------------------------------------------------------------------------
+
+
+def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_frames(caplog):
+    x = _frames(5)
+    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    guard = OutOfMemoryAbove(ConvStack(), max_frames=2)
+    engine = Engine(_sr_model(guard), EngineOptions(device="cpu"))
+    with caplog.at_level(logging.WARNING, logger="vidsr"):
+        out = engine.run_network(x)
+    assert out.shape == reference.shape
+    assert torch.allclose(out, reference, atol=1e-5)  # frame k is frame k: order kept
+    assert "out of memory" in caplog.text
+    assert engine._replicas[0].max_batch == 2
+    refused = guard.refused
+    engine.run_network(_frames(5, seed=1))  # the engine remembers: no new failure
+    assert guard.refused == refused
+
+
+def test_out_of_memory_on_one_frame_falls_back_to_halving_tiles():
+    x = _frames(2, 40, 64)
+    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    # One frame of at most 24x24 (+ overlap) pixels fits: 64 -> 32 -> 16-pixel tiles.
+    guard = OutOfMemoryAbove(ConvStack(), max_frames=1, max_pixels=24 * 24)
+    engine = Engine(_sr_model(guard), EngineOptions(device="cpu", tile_overlap=4, min_tile=8))
+    out = engine.run_network(x)
+    assert engine._replicas[0].tile == 16
+    assert (out - reference).abs().max().item() < 1e-4
+
+
+def test_out_of_memory_below_the_tile_floor_is_reported():
+    guard = OutOfMemoryAbove(ConvStack(), max_pixels=4)
+    engine = Engine(_sr_model(guard), EngineOptions(device="cpu", min_tile=16))
+    with pytest.raises(ModelError, match="out of memory"):
+        engine.run_network(_frames(1, 40, 64))
+
+
+def test_out_of_memory_is_recognised_on_cuda_and_on_the_cpu():
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+
+
+# -- precision --------------------------------------------------------------------------------
+
+
+def test_bf16_batch_that_goes_non_finite_is_redone_in_fp32_with_a_warning(caplog):
+    # fp16 is refused on the CPU; the same fallback code runs for every reduced precision.
+    engine = Engine(_sr_model(NonFiniteBelowFp32()), EngineOptions(device="cpu", precision="bf16"))
+    x = _frames(2)
+    with caplog.at_level(logging.WARNING, logger="vidsr"):
+        out = engine.run_network(x)
+    assert "non-finite" in caplog.text and "fp32" in caplog.text
+    assert torch.equal(out, x.repeat_interleave(2, -2).repeat_interleave(2, -1))
+
+
+def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog):
+    engine = Engine(_sr_model(NonFiniteBelowFp32(), space="y"),
+                    EngineOptions(device="cpu", precision="bf16"))
+    batch = _yuv_batch(2, 16, 24)
+    with caplog.at_level(logging.WARNING, logger="vidsr"):
+        out = engine.upscale_batch(batch, BT709, YUV420)
+    assert "frames 0-1" in caplog.text
+    expected = np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2)
+    assert np.abs(out.planes[0].astype(int) - expected).max() <= 1
+
+
+def test_fp16_on_the_cpu_is_refused():
+    with pytest.raises(OptionsError, match="bf16"):
+        Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp16"))
+
+
+# -- decoded batches ------------------------------------------------------------------------
+
+
+def _yuv_batch(n: int, h: int, w: int, layout: PlaneLayout = YUV420, first: int = 0,
+               seed: int = 0) -> FrameBatch:
+    rng = np.random.default_rng(seed)
+    hi = layout.max_code
+    planes = [rng.integers(0, hi + 1, (n, *layout.plane_shape(p, w, h)), dtype=layout.dtype)
+              for p in range(3)]
+    return FrameBatch(planes, list(range(first, first + n)), Fraction(1, 25), first, layout)
+
+
+@pytest.mark.parametrize("layout", [YUV420, YUV420_10], ids=["8-bit", "10-bit"])
+def test_nearest_upscale_of_planes_is_exact_and_keeps_the_sample_type(layout):
+    engine = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    batch = _yuv_batch(3, 10, 14, layout)
+    out = engine.upscale_batch(batch, BT709, layout)
+    for plane_in, plane_out in zip(batch.planes, out.planes, strict=True):
+        assert plane_out.dtype == layout.dtype
+        assert np.array_equal(plane_out, np.repeat(np.repeat(plane_in, 2, 1), 2, 2))
+    assert out.pts == batch.pts and out.first_index == 0
+
+
+# -- several devices, in flight ---------------------------------------------------------------
+
+
+def test_device_list_means_several_devices():
+    assert resolve_devices("cpu,cpu") == (torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(OptionsError, match="empty device"):
+        resolve_devices("cpu,")
+
+
+def test_batches_dealt_over_two_devices_come_back_in_order_through_the_pipeline():
+    batches = [_yuv_batch(2, 8, 12, first=2 * i, seed=i) for i in range(9)]
+    single = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
+    dual = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu,cpu"))
+    assert dual.in_flight == 2 and len(dual._replicas) == 2
+    seen: list[FrameBatch] = []
+    timing = run_pipeline(iter(batches), [("infer", dual.infer_stage(BT709, YUV420))],
+                          seen.append, depth=2)
+    assert [b.first_index for b in seen] == [b.first_index for b in batches]
+    for got, want in zip(seen, expected, strict=True):
+        assert all(np.array_equal(g, w) for g, w in zip(got.planes, want.planes, strict=True))
+    assert timing.items == 9 and timing.busy_s["infer"] > 0
+    assert not _vidsr_threads()
+
+
+class _SlowHandle:
+    """Finishes after ``polls`` calls to ready(); result() finishes it at once."""
+
+    def __init__(self, value: int, polls: int, outstanding: list[int]) -> None:
+        self.value, self.polls, self.outstanding = value, polls, outstanding
+        outstanding[0] += 1
+        outstanding[1] = max(outstanding[1], outstanding[0])
+
+    def ready(self) -> bool:
+        self.polls -= 1
+        return self.polls <= 0
+
+    def result(self) -> int:
+        self.outstanding[0] -= 1
+        return self.value
+
+
+def test_in_flight_stage_keeps_at_most_depth_outstanding_and_emits_in_order():
+    outstanding = [0, 0]  # now, most ever
+    # Items finish in a scrambled order; output order must still be input order.
+    stage = InFlight(lambda i: _SlowHandle(i, (7 * i) % 5, outstanding), depth=3)
+    seen: list[int] = []
+    run_pipeline(range(40), [("infer", stage)], seen.append, depth=2)
+    assert seen == list(range(40))
+    assert outstanding == [0, 3]
+
+
+# -- failures and Ctrl-C with the engine in the pipeline ----------------------------------------
+
+
+class FailsOnBatch(nn.Module):
+    """Nearest x2 that raises on its ``k``-th call."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k, self.calls = k, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.k:
+            raise FloatingPointError("model broke on this batch")
+        return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+
+
+def test_model_failure_stops_the_run_with_the_original_error():
+    engine = Engine(_sr_model(FailsOnBatch(3), space="y"), EngineOptions(device="cpu"))
+    produced = []
+
+    def source():
+        for i in range(1000):
+            produced.append(i)
+            yield _yuv_batch(1, 8, 8, first=i)
+
+    with pytest.raises(FloatingPointError, match="model broke"):
+        run_pipeline(source(), [("infer", engine.infer_stage(BT709, YUV420))],
+                     lambda _: None, depth=2)
+    assert len(produced) < 20
+    assert not _vidsr_threads()
+
+
+def test_ctrl_c_while_the_engine_runs_cancels_and_ends_every_thread():
+    engine = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+
+    def sink(batch: FrameBatch) -> None:
+        if batch.first_index == 2:
+            raise KeyboardInterrupt
+
+    batches = (_yuv_batch(1, 8, 8, first=i) for i in range(1000))
+    with pytest.raises(Cancelled):
+        run_pipeline(batches, [("infer", engine.infer_stage(BT709, YUV420))], sink, depth=2)
+    assert not _vidsr_threads()
+
+
+# -- CPU threads --------------------------------------------------------------------------------
+
+
+def test_cpu_thread_plan():
+    two = plan_cpu_threads(2)
+    assert (two.torch, two.decoder, two.encoder) == (2, 1, 1)
+    many = plan_cpu_threads(16)
+    assert many.torch == 15 and many.decoder == many.encoder == 4
+
+
+# -- CUDA -------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_cuda_in_flight_batches_match_the_cpu_and_reuse_pinned_buffers():
+    cpu = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu"))
+    cuda = Engine(_sr_model(ConvStack()),
+                  EngineOptions(device="cuda", precision="fp32", in_flight=3))
+    batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(7)]
+    pending = [cuda.submit(b, BT709, YUV420) for b in batches[:3]]
+    slot = cuda._replicas[0].slots[0]
+    pointer = slot._host_in[0].data_ptr()
+    out = [p.result() for p in pending]
+    out += [cuda.upscale_batch(b, BT709, YUV420) for b in batches[3:]]
+    assert slot._host_in[0].data_ptr() == pointer and slot._host_in[0].is_pinned()
+    for got, batch in zip(out, batches, strict=True):
+        want = cpu.upscale_batch(batch, BT709, YUV420)
+        assert got.first_index == batch.first_index
+        for g, w in zip(got.planes, want.planes, strict=True):
+            assert np.abs(g.astype(int) - w).max() <= 1
+
+
+class OverflowsInFp16(nn.Module):
+    """x * 1e5 / 1e5: fine in fp32, +-inf in fp16 (max 65504)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = (x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) + 1) * 1e5
+        return y / 1e5 - 1
+
+
+@pytest.mark.gpu
+def test_fp16_overflow_on_cuda_is_redone_in_fp32(caplog):
+    engine = Engine(_sr_model(OverflowsInFp16(), space="y"),
+                    EngineOptions(device="cuda", precision="fp16"))
+    batch = _yuv_batch(2, 16, 24)
+    with caplog.at_level(logging.WARNING, logger="vidsr"):
+        out = engine.upscale_batch(batch, BT709, YUV420)
+    assert "float16 gave non-finite" in caplog.text
+    expected = np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2)
+    assert np.abs(out.planes[0].astype(int) - expected).max() <= 1
+
+
+@pytest.mark.gpu
+def test_two_cuda_devices_keep_frame_order():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    engine = Engine(load_model("nearest", scale=2), EngineOptions(device="cuda:0,cuda:1"))
+    batches = [_yuv_batch(2, 8, 12, first=2 * i, seed=i) for i in range(8)]
+    seen: list[FrameBatch] = []
+    run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))], seen.append)
+    for got, batch in zip(seen, batches, strict=True):
+        assert np.array_equal(got.planes[0], np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2))
+
+
+# -- memory stays flat ----------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_from_a_10_s_to_a_60_s_video(clip, tmp_path):
+    from vidsr.transcode import TranscodeOptions, upscale_video
+
+    peaks = []
+    for seconds in (10, 60):
+        src = clip(f"{seconds}s.mkv", width=64, height=48, frames=25 * seconds, content="noise")
+        peak = 0
+        sampler_stop = threading.Event()
+
+        def sample(stop: threading.Event = sampler_stop) -> None:
+            nonlocal peak
+            while not stop.wait(0.02):
+                peak = max(peak, _rss_bytes())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            result = upscale_video(src, tmp_path / f"out{seconds}.mkv", model="nearest", scale=2,
+                                   engine=EngineOptions(device="cpu"),
+                                   options=TranscodeOptions(progress=False))
+        finally:
+            sampler_stop.set()
+            sampler.join()
+        assert result.frames == 25 * seconds
+        peaks.append(peak)
+    assert peaks[1] - peaks[0] < 50 * 2**20

@@ -1,0 +1,380 @@
+"""``vidsr bench``: how fast a model runs over a clip, and where the time goes.
+
+One run measures, on the same clip and model:
+
+- each stage alone: decode the clip; the engine over the decoded batches held
+  in memory (the model-only rate: same batches, no I/O); encode its outputs;
+- the overlapped pipeline (decode -> infer -> encode, bounded queues): wall
+  time, fps and each stage's busy time; overlap efficiency = wall / slowest
+  stage alone (1.0 is perfect overlap);
+- plain serial loops, one frame at a time in one thread (decode, infer,
+  encode, as Real-ESRGAN's ``inference_realesrgan_video.py`` does): once as
+  that script runs on a CPU (fp32, NCHW, default threads) and once with the
+  engine's own precision and memory format, so the gain of overlapping alone
+  is visible too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from vidsr.engine import Engine, EngineOptions, PendingBatch, plan_cpu_threads, resolve_devices
+from vidsr.errors import OptionsError
+from vidsr.io.decode import Decoder
+from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
+from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.probe import VideoInfo, probe
+from vidsr.models import SRModel, load_model, model_cards
+from vidsr.pipeline import run_pipeline
+
+log = logging.getLogger("vidsr")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to benchmark. ``frames`` keeps the first N frames; ``crop`` cuts a centred
+    ``crop`` x ``crop`` square, for models too slow for whole frames. ``random_init``
+    builds the model's architecture with random weights (speed does not depend on them)."""
+
+    model: str = "espcn"
+    scale: int | None = None
+    weights: Path | None = None
+    random_init: bool = False
+    batch_size: int = 4
+    frames: int | None = None
+    crop: int | None = None
+    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    queue_depth: int = 3
+    serial: bool = True
+
+
+@dataclass
+class MachineInfo:
+    cpu: str
+    cores: int
+    torch: str
+    devices: list[str]
+    load_average: float  # 1-minute load when the run started: other work on the machine
+
+
+@dataclass
+class BenchReport:
+    """Every figure of one benchmark run; ``to_text()`` for people, ``to_json()`` for tools."""
+
+    machine: MachineInfo
+    clip: str
+    frames: int
+    size: str  # input WxH -> output WxH
+    model: str
+    random_init: bool
+    parameters: int
+    precision: str
+    channels_last: bool
+    batch_size: int
+    threads: dict[str, int]  # torch, decoder, encoder
+    alone_s: dict[str, float]  # decode, infer, encode: each stage run by itself
+    busy_s: dict[str, float]  # the same stages' busy time inside the pipeline
+    wall_s: float
+    fps: float
+    overlap_efficiency: float
+    model_only_fps: float
+    serial_fps: float | None  # Real-ESRGAN-style loop: fp32, NCHW, batch 1
+    serial_same_settings_fps: float | None  # batch 1, the engine's precision and format
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def speedup_vs_serial(self) -> float | None:
+        return self.fps / self.serial_fps if self.serial_fps else None
+
+    @property
+    def speedup_vs_serial_same_settings(self) -> float | None:
+        if not self.serial_same_settings_fps:
+            return None
+        return self.fps / self.serial_same_settings_fps
+
+    @property
+    def pipeline_vs_model_only(self) -> float:
+        return self.fps / self.model_only_fps if self.model_only_fps else 0.0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["speedup_vs_serial"] = self.speedup_vs_serial
+        data["speedup_vs_serial_same_settings"] = self.speedup_vs_serial_same_settings
+        data["pipeline_vs_model_only"] = self.pipeline_vs_model_only
+        return json.dumps(data, indent=2)
+
+    def to_text(self) -> str:
+        m = self.machine
+        init = " (random weights)" if self.random_init else ""
+        lines = [
+            f"machine    {m.cpu}, {m.cores} cores, torch {m.torch}, on {', '.join(m.devices)}"
+            f" (load {m.load_average:.1f} at start)",
+            f"clip       {self.clip}: {self.frames} frames, {self.size}",
+            f"model      {self.model}{init}, {self.parameters / 1e6:.2f}M parameters,"
+            f" {self.precision}{', channels_last' if self.channels_last else ''},"
+            f" batch {self.batch_size}",
+            "threads    " + ", ".join(f"{k} {v}" for k, v in self.threads.items()),
+            "stage      alone s   busy in pipeline s",
+        ]
+        for stage in ("decode", "infer", "encode"):
+            lines.append(f"  {stage:<8} {self.alone_s[stage]:8.2f}   {self.busy_s[stage]:8.2f}")
+        lines += [
+            f"pipeline   {self.wall_s:.2f} s wall, {self.fps:.2f} fps",
+            f"overlap    efficiency {self.overlap_efficiency:.3f} (wall / slowest stage alone)",
+            f"model only {self.model_only_fps:.2f} fps; pipeline at"
+            f" {self.pipeline_vs_model_only:.2f}x of it",
+        ]
+        if self.serial_fps:
+            lines.append(f"serial     {self.serial_fps:.2f} fps (fp32 NCHW, batch 1, as"
+                         f" Real-ESRGAN's script); pipeline {self.speedup_vs_serial:.2f}x")
+        if self.serial_same_settings_fps:
+            lines.append(f"serial     {self.serial_same_settings_fps:.2f} fps (batch 1, same"
+                         f" precision); pipeline {self.speedup_vs_serial_same_settings:.2f}x")
+        lines += [f"note       {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def machine_info(devices: tuple[torch.device, ...]) -> MachineInfo:
+    """The machine the figures were taken on."""
+    cpu = _cpu_model()
+    names = [torch.cuda.get_device_name(d) if d.type == "cuda" else f"CPU ({cpu})"
+             for d in devices]
+    return MachineInfo(cpu=cpu, cores=os.cpu_count() or 1, torch=torch.__version__,
+                       devices=names, load_average=os.getloadavg()[0])
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def bench_model(options: BenchOptions) -> SRModel:
+    """The model to time: loaded as usual, or its card's architecture with random weights."""
+    if not options.random_init:
+        return load_model(options.model, scale=options.scale, weights=options.weights)
+    from vidsr.archs import create_arch
+
+    card = model_cards().get(options.model)
+    if card is None:
+        raise OptionsError(f"--random-init needs a model name from `vidsr models`, "
+                           f"got {options.model!r}")
+    scale = options.scale or max(card.scales)
+    config = dict(card.config)
+    per_scale = config.pop("per_scale", {})
+    config.update(per_scale.get(str(scale), {}))
+    if card.parameter_free:
+        return load_model(options.model, scale=scale)
+    module = create_arch(card.arch, **config).eval().requires_grad_(False)
+    return SRModel(name=card.name, module=module, spec=module.spec, scale=scale, card=card)
+
+
+def make_bench_clip(src: Path, dst: Path, *, frames: int | None, crop: int | None) -> Path:
+    """Write the first ``frames`` frames of ``src``, centre-cropped to ``crop`` square, to ``dst``.
+
+    Cropping happens on the decoded planes, so the clip keeps the source's pixel
+    format and colour; it is encoded at high quality so decoding it is like decoding
+    the source.
+    """
+    info = probe(src)
+    layout = info.layout
+    side_w = min(crop or info.width, info.width)
+    side_h = min(crop or info.height, info.height)
+    # Even offsets and sizes keep chroma planes aligned with luma.
+    side_w, side_h = side_w - side_w % 2, side_h - side_h % 2
+    left, top = (info.width - side_w) // 4 * 2, (info.height - side_h) // 4 * 2
+    written = 0
+    with Decoder(src, batch_size=1) as decoder, Encoder(
+        dst, info, width=side_w, height=side_h, layout=layout,
+        options=EncodeOptions(codec="libx264", crf=10),
+    ) as encoder:
+        for batch in decoder:
+            planes = []
+            for p, plane in enumerate(batch.planes):
+                chroma = layout.family == "yuv" and p > 0
+                oy = top >> layout.log2_chroma_h if chroma else top
+                ox = left >> layout.log2_chroma_w if chroma else left
+                ph, pw = layout.plane_shape(p, side_w, side_h)
+                planes.append(plane[:, oy : oy + ph, ox : ox + pw].copy())
+            encoder.write(replace(batch, planes=planes))
+            written += 1
+            if frames is not None and written >= frames:
+                break
+    return dst
+
+
+def run_bench(
+    clip: str | Path,
+    options: BenchOptions | None = None,
+    engine: EngineOptions | None = None,
+) -> BenchReport:
+    """Benchmark ``options.model`` over ``clip`` with ``engine`` settings; see the module text.
+
+    On a CPU device, torch threads default to :func:`plan_cpu_threads` (set
+    ``engine.cpu_threads`` to override); the process's torch thread count is
+    restored afterwards.
+    """
+    options = options or BenchOptions()
+    engine = engine or EngineOptions()
+    if options.batch_size < 1:
+        raise OptionsError(f"batch size must be at least 1, got {options.batch_size}")
+    clip = Path(clip)
+    devices = resolve_devices(engine.device)
+    on_cpu = any(d.type == "cpu" for d in devices)
+    plan = plan_cpu_threads()
+    if on_cpu and not engine.cpu_threads:
+        engine = replace(engine, cpu_threads=plan.torch)
+    saved_threads = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory(prefix="vidsr-bench-") as tmp:
+            work = Path(tmp)
+            source = clip
+            if options.frames is not None or options.crop is not None:
+                source = make_bench_clip(clip, work / "clip.mkv", frames=options.frames,
+                                         crop=options.crop)
+            return _measure(clip, source, work, options, engine, plan.decoder, plan.encoder)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _measure(
+    clip: Path, source: Path, work: Path, options: BenchOptions, engine_options: EngineOptions,
+    decoder_threads: int, encoder_threads: int,
+) -> BenchReport:
+    model = bench_model(options)
+    # The engine converts the module in place; the fp32 loop needs the weights as loaded.
+    plain_model = replace(model, module=copy.deepcopy(model.module)) if options.serial else None
+    runner = Engine(model, engine_options)
+    threads = {"torch": torch.get_num_threads(), "decoder": decoder_threads,
+               "encoder": encoder_threads}
+    info = probe(source)
+    encode = EncodeOptions(codec=options.codec, crf=options.crf, preset=options.preset,
+                           threads=encoder_threads)
+    layout = choose_output_layout(options.codec, info.layout)
+    out_w, out_h = runner.output_size(info.width, info.height)
+
+    def open_encoder(name: str, opts: EncodeOptions = encode) -> Encoder:
+        return Encoder(work / name, info, width=out_w, height=out_h, layout=layout, options=opts)
+
+    alone: dict[str, float] = {}
+    start = time.perf_counter()
+    with Decoder(source, batch_size=options.batch_size, threads=decoder_threads) as decoder:
+        batches = list(decoder)
+    alone["decode"] = time.perf_counter() - start
+    frames = sum(len(b) for b in batches)
+    if not frames:
+        raise OptionsError(f"{source}: no frames to benchmark")
+
+    # Warm-up outside every timing: first calls build kernels (oneDNN, cuDNN, compile).
+    runner.upscale_batch(batches[0], info.colour, layout)
+
+    start = time.perf_counter()
+    outputs = _infer_all(runner, batches, info, layout)
+    alone["infer"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with open_encoder("alone.mkv") as encoder:
+        for batch in outputs:
+            encoder.write(batch)
+    alone["encode"] = time.perf_counter() - start
+    del outputs
+
+    written = 0
+    start = time.perf_counter()
+    with Decoder(source, batch_size=options.batch_size, threads=decoder_threads) as decoder, \
+            open_encoder("pipeline.mkv") as encoder:
+
+        def write(batch: FrameBatch) -> None:
+            nonlocal written
+            encoder.write(batch)
+            written += len(batch)
+
+        timing = run_pipeline(decoder, [("infer", runner.infer_stage(info.colour, layout))],
+                              write, depth=options.queue_depth)
+    # Timed like the stages alone, opening and closing included: closing flushes
+    # the frames the encoder held back, which is real encoding work.
+    wall = time.perf_counter() - start
+    if written != frames:
+        raise AssertionError(f"pipeline wrote {written} frames of {frames}")
+
+    serial = same = None
+    if plain_model is not None:
+        same = _serial_fps(source, runner, info, open_encoder("serial_same.mkv"), decoder_threads)
+        plain_options = replace(engine_options, device=str(runner.device), precision="fp32",
+                                channels_last=False, compile=False,
+                                cpu_threads=os.cpu_count() or 1)
+        plain = Engine(plain_model, plain_options)
+        serial = _serial_fps(source, plain, info,
+                             open_encoder("serial.mkv", replace(encode, threads=0)), 0)
+
+    busy = {"decode": timing.busy_s.get("source", 0.0), "infer": timing.busy_s.get("infer", 0.0),
+            "encode": timing.busy_s.get("sink", 0.0)}
+    notes = []
+    if options.random_init:
+        notes.append("random weights: speed only, the pictures are meaningless")
+    if source != clip:
+        notes.append(f"clip cut from {clip.name}: first {frames} frames"
+                     + (f", centre {info.width}x{info.height}" if options.crop else ""))
+    return BenchReport(
+        machine=machine_info(runner.devices),
+        clip=str(clip), frames=frames,
+        size=f"{info.width}x{info.height} -> {out_w}x{out_h}",
+        model=f"{model.name} x{model.scale}", random_init=options.random_init,
+        parameters=model.parameter_count,
+        precision=str(runner.dtype).removeprefix("torch."),
+        channels_last=engine_options.channels_last, batch_size=options.batch_size,
+        threads=threads,
+        alone_s=alone, busy_s=busy, wall_s=wall, fps=frames / wall,
+        overlap_efficiency=wall / max(alone.values()),
+        model_only_fps=frames / alone["infer"],
+        serial_fps=serial, serial_same_settings_fps=same, notes=notes,
+    )
+
+
+def _infer_all(
+    runner: Engine, batches: list[FrameBatch], info: VideoInfo, layout: PlaneLayout
+) -> list[FrameBatch]:
+    """The engine alone over in-memory batches, as the pipeline drives it (in flight, in order)."""
+    pending: deque[PendingBatch] = deque()
+    out = []
+    for batch in batches:
+        if len(pending) >= runner.in_flight:
+            out.append(pending.popleft().result())
+        pending.append(runner.submit(batch, info.colour, layout))
+    out.extend(p.result() for p in pending)
+    return out
+
+
+def _serial_fps(
+    source: Path, runner: Engine, info: VideoInfo, encoder: Encoder, decoder_threads: int
+) -> float:
+    """One frame at a time, in this thread: decode, upscale, encode, repeat."""
+    threads = torch.get_num_threads()
+    if runner.options.cpu_threads:
+        torch.set_num_threads(runner.options.cpu_threads)
+    frames = 0
+    try:
+        start = time.perf_counter()
+        with Decoder(source, batch_size=1, threads=decoder_threads) as decoder, encoder:
+            for batch in decoder:
+                encoder.write(runner.upscale_batch(batch, info.colour, encoder.layout))
+                frames += 1
+        return frames / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
