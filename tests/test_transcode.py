@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from clipgen import bar_values
 
-from vidsr.errors import InputError, ModelError, OutputError
+from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.probe import probe
 from vidsr.transcode import TranscodeOptions, upscale_video
@@ -162,6 +162,19 @@ def test_odd_sizes_work(clip, tmp_path):
     result = upscale_video(src, dst, model="bicubic", scale=2, options=QUIET)
     assert (result.width, result.height) == (706, 578)
     assert (probe(dst).width, probe(dst).height) == (706, 578)
+
+
+def test_odd_output_size_in_420_is_refused_before_any_work(clip, tmp_path):
+    src = clip("odd.mkv", width=353, height=289, frames=2, codec="ffv1")
+    with pytest.raises(OptionsError, match="cannot encode 1059x867 in yuv420p"):
+        upscale_video(src, tmp_path / "out.mp4", model="nearest", scale=3, options=QUIET)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
+    # A codec that takes odd 4:2:0 sizes does it.
+    from vidsr.io.encode import EncodeOptions
+
+    upscale_video(src, tmp_path / "out.mkv", model="nearest", scale=3, options=QUIET,
+                  encode=EncodeOptions(codec="ffv1"))
+    assert (probe(tmp_path / "out.mkv").width, probe(tmp_path / "out.mkv").height) == (1059, 867)
 
 
 def test_luma_model_keeps_frame_count_and_size(clip, tmp_path):

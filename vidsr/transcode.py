@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vidsr.engine import Engine, EngineOptions
-from vidsr.errors import InputError, OptionsError, OutputError
+from vidsr.errors import InputError, OptionsError, OutputError, VidsrError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
 from vidsr.io.frames import FrameBatch, PlaneLayout
@@ -88,6 +88,23 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(f"{dst.parent}: output folder is not writable")
 
 
+# Encoders that need whole chroma samples: odd sizes are refused in subsampled formats.
+_EVEN_SIZE_CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
+                     "av1_nvenc", "prores_ks")
+
+
+def check_frame_size(codec: str, layout: PlaneLayout, width: int, height: int) -> None:
+    """Refuse, before any work, a frame size the encoder cannot take in this layout."""
+    odd_w = layout.log2_chroma_w and width % 2
+    odd_h = layout.log2_chroma_h and height % 2
+    if codec in _EVEN_SIZE_CODECS and (odd_w or odd_h):
+        raise OptionsError(
+            f"{codec} cannot encode {width}x{height} in {layout.pix_fmt}: chroma subsampling"
+            " needs an even width and height; choose another --scale, --pix-fmt yuv444p,"
+            " or --codec ffv1"
+        )
+
+
 def temporary_output_path(dst: Path) -> Path:
     """A hidden name beside ``dst``; the same extension makes the muxer pick the same container."""
     token = secrets.token_hex(4)
@@ -134,6 +151,7 @@ def upscale_video(
     runner = Engine(sr_model, engine)
     out_w, out_h = runner.output_size(info.width, info.height)
     out_layout = choose_output_layout(encode.codec, info.layout, encode.pix_fmt)
+    check_frame_size(encode.codec, out_layout, out_w, out_h)
     log.info(
         "%s: %dx%d %s -> %dx%d %s with %s x%d on %s (%s)",
         src, info.width, info.height, info.layout.pix_fmt, out_w, out_h, out_layout.pix_fmt,
@@ -166,6 +184,10 @@ def upscale_video(
             timing = run_pipeline(decoder, [("infer", upscale)], write, depth=options.queue_depth)
             skipped = decoder.skipped
         os.replace(tmp, dst)
+    except VidsrError as exc:
+        tmp.unlink(missing_ok=True)
+        # Users know the output by its final name, not the temporary one.
+        raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
