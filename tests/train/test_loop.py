@@ -141,7 +141,7 @@ def test_resume_continues_bit_exactly(variant, image_folder, tmp_path, tiny_conf
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for ra, rb in zip(a, b, strict=True):
         for key in ra:
-            if key != "elapsed_s":
+            if key != "wall_s":
                 assert ra[key] == rb[key], (ra["step"], key)
     for k, v in whole.state_dict().items():
         assert torch.equal(v, second.state_dict()[k]), k
@@ -222,3 +222,24 @@ def test_learning_rate_schedules():
     assert learning_rate(cos, 0, 100) == cos.lr
     assert learning_rate(cos, 100, 100) == pytest.approx(cos.min_lr)
     assert learning_rate(cos, 50, 100) == pytest.approx((cos.lr + cos.min_lr) / 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_amp_on_cuda_trains_and_resumes(image_folder, tmp_path, tiny_config):
+    cfg = tiny_config(train__total_steps=6, train__precision="fp16", train__device="cuda")
+    sampler = PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0)
+    torch.manual_seed(0)
+    fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg), stop_at=3)
+    torch.manual_seed(1)
+    result = fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg), resume=True)
+    assert result.step == 6
+    losses = [r["loss"] for r in run_records(tmp_path / "run") if "loss" in r]
+    assert all(0 < v < 1 for v in losses)
+
+
+def test_fp16_needs_cuda(image_folder, tmp_path, tiny_config):
+    cfg = tiny_config(train__precision="fp16", train__device="cpu")
+    sampler = PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0)
+    with pytest.raises(OptionsError, match="fp16' needs CUDA"):
+        fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg))

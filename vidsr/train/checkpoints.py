@@ -57,6 +57,7 @@ def save_checkpoint(state: TrainingState, root: Path, cfg: TrainConfig) -> Path:
                   metadata=meta)
     training = {
         "step": state.step,
+        "wall_s": state.wall_s,
         "optimizer": state.optimizer.state_dict(),
         "disc_optimizer": (state.disc_optimizer.state_dict()
                            if state.disc_optimizer is not None else None),
@@ -102,6 +103,7 @@ def load_checkpoint(state: TrainingState, folder: Path) -> None:
     if training["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(training["cuda_rng"])
     state.step = int(training["step"])
+    state.wall_s = float(training.get("wall_s", 0.0))
 
 
 def list_checkpoints(root: Path) -> list[Path]:

@@ -63,6 +63,7 @@ class TrainingState:
     disc_optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
     step: int = 0  # steps completed
+    wall_s: float = 0.0  # training wall time over all sessions of the run
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,9 @@ def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.
                            "output directory")
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
     metrics = MetricsLog(run_dir / "metrics.jsonl", state.step)
+    if resume and state.wall_s == 0.0:  # a checkpoint from before wall time was saved
+        state.wall_s = max((r.get("wall_s", r.get("elapsed_s", 0.0)) for r in metrics.records),
+                           default=0.0)
     losses = StepLosses(cfg, device)
     scales = sorted(set(cfg.data.scales))
     best = max((r.get(f"val_psnr_x{scales[-1]}", -math.inf) for r in metrics.records),
@@ -315,17 +319,17 @@ def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.
     window: list[dict[str, float]] = []
     bar = tqdm(total=end, initial=state.step, disable=not cfg.train.progress, unit="step",
                dynamic_ncols=True)
-    started = time.monotonic()
+    session_start, wall_at_start = time.monotonic(), state.wall_s
     try:
         while state.step < end:
             record = train_step(state, sampler.batch(state.step), cfg, losses, device)
             window.append(record)
+            state.wall_s = wall_at_start + time.monotonic() - session_start
             bar.update(1)
             step = state.step
             if step % cfg.train.log_every == 0 or step == end:
                 mean = {k: sum(r[k] for r in window) / len(window) for k in window[-1]}
-                metrics.append({"step": step, **mean,
-                                "elapsed_s": round(time.monotonic() - started, 2)})
+                metrics.append({"step": step, **mean, "wall_s": round(state.wall_s, 2)})
                 bar.set_postfix(loss=f"{mean['loss']:.4g}", lr=f"{mean['lr']:.2g}")
                 window = []
             if val is not None and (step % cfg.train.val_every == 0 or step == end):

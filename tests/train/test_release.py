@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import torch
+
+from vidsr.archs import load_arch_from_state_dict
+from vidsr.checkpoint import read_state_dict
+from vidsr.train.data import PairSampler, collect_sources
+from vidsr.train.loop import build_generator, fit
+from vidsr.train.release import release_run
+
+
+def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tmp_path,
+                                                    tiny_config):
+    cfg = tiny_config(train__total_steps=6)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
+        generator=build_generator(cfg))
+    out = release_run(run, tmp_path / "weights", "tiny-x2", eval_folder=val_folder,
+                      data_note="four generated images", hardware_note="test CPU")
+    assert out.step == 6 and out.weights.name == "tiny-x2.safetensors"
+    sd = read_state_dict(out.weights)
+    ema = read_state_dict(run / "checkpoints/00000006/params_ema.safetensors")
+    assert all(torch.equal(sd[k], ema[k]) for k in ema)
+    assert load_arch_from_state_dict(sd).spec.scales == (2,)
+    card = out.card.read_text()
+    assert "| steps | 6 of 6 planned |" in card
+    assert f"| bicubic | {out.bicubic_psnr:.2f} | {out.bicubic_ssim:.4f} |" in card
+    assert f"| tiny-x2 | {out.psnr:.2f} |" in card
+    assert "test CPU" in card and "four generated images" in card
+    assert 10 < out.bicubic_psnr < 60 and out.frame_s > 0

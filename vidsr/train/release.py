@@ -1,0 +1,175 @@
+"""Turn a training run into shipped weights: a small safetensors file and its model card.
+
+The weights are the EMA of the newest checkpoint, not the checkpoint that
+scored best on the validation set: picking by Set5 would make the card's
+Set5 figures optimistic. The card is measured here, with ``vidsr eval``'s
+protocol, against the bicubic baseline on the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidsr.archs import load_arch_from_state_dict
+from vidsr.archs.reference import BicubicUpscaler
+from vidsr.checkpoint import read_state_dict, save_state_dict
+from vidsr.errors import InputError
+from vidsr.train.checkpoints import latest_checkpoint
+
+log = logging.getLogger("vidsr")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What ``release_run`` wrote and measured."""
+
+    weights: Path
+    card: Path
+    step: int
+    psnr: float
+    ssim: float
+    bicubic_psnr: float
+    bicubic_ssim: float
+    frame_s: float  # seconds per 352x288 frame, one thread, fp32
+
+
+def cpu_name() -> str:
+    """The CPU model, for the card's hardware line."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def seconds_per_frame(model: nn.Module, width: int = 352, height: int = 288,
+                      repeats: int = 2) -> float:
+    """Forward time of one RGB/Y frame (one thread, fp32, after a warm-up run)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.rand(1, model.spec.channels, height, width)
+        if model.spec.pre_upsampled:
+            scale = max(model.spec.scales)
+            x = torch.rand(1, model.spec.channels, height * scale, width * scale)
+        with torch.inference_mode():
+            model(x)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model(x)
+        return (time.perf_counter() - start) / repeats
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate(module: nn.Module, folder: Path, scale: int) -> tuple[float, float]:
+    from vidsr.evaluate import evaluate_folder
+    from vidsr.models import SRModel
+
+    report = evaluate_folder(SRModel(module.spec.arch, module, module.spec, scale), folder, scale)
+    return report.mean_psnr, report.mean_ssim
+
+
+def _run_facts(run_dir: Path, step: int) -> tuple[dict, float]:
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    wall = 0.0
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        for line in metrics.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if rec["step"] <= step:
+                wall = max(wall, rec.get("wall_s", rec.get("elapsed_s", 0.0)))
+    return config, wall
+
+
+def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Path,
+                data_note: str, hardware_note: str = "", notes: str = "") -> Release:
+    """Write ``<name>.safetensors`` and ``<name>.md`` into ``weights_dir`` from a run."""
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise InputError(f"{run_dir} has no checkpoint to release yet")
+    source = ckpt / "params_ema.safetensors"
+    if not source.exists():
+        source = ckpt / "params.safetensors"
+    sd = read_state_dict(source)
+    module = load_arch_from_state_dict(sd).eval()
+    spec = module.spec
+    step = int(ckpt.name)
+    config, wall = _run_facts(run_dir, step)
+    scale = max(spec.scales)
+    psnr, ssim = _evaluate(module, eval_folder, scale)
+    bicubic = BicubicUpscaler(scale=scale).eval()
+    bic_psnr, bic_ssim = _evaluate(bicubic, eval_folder, scale)
+    frame_s = seconds_per_frame(module)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    weights = weights_dir / f"{name}.safetensors"
+    metadata = {"arch": spec.arch, "config": json.dumps(dict(spec.config)),
+                "scales": json.dumps(list(spec.scales)), "trained_by": "vidsr.train",
+                "recipe": str(config.get("name", "")), "step": str(step),
+                "set5_psnr": f"{psnr:.4f}", "set5_ssim": f"{ssim:.5f}"}
+    save_state_dict(weights, sd, metadata)
+    params = sum(t.numel() for t in sd.values())
+    card = weights_dir / f"{name}.md"
+    card.write_text(_card_text(name, spec, params, config, step, wall, data_note,
+                               hardware_note or cpu_name(), eval_folder, scale,
+                               (psnr, ssim, bic_psnr, bic_ssim), frame_s, notes),
+                    encoding="utf-8")
+    log.info("released %s: step %d, %s x%d %.2f dB (bicubic %.2f)", name, step, eval_folder.name,
+             scale, psnr, bic_psnr)
+    return Release(weights, card, step, psnr, ssim, bic_psnr, bic_ssim, frame_s)
+
+
+def _card_text(name: str, spec, params: int, config: dict, step: int, wall: float,
+               data_note: str, hardware: str, folder: Path, scale: int,
+               scores: tuple[float, float, float, float], frame_s: float, notes: str) -> str:
+    psnr, ssim, bic_psnr, bic_ssim = scores
+    o, d, loss, t = config["optim"], config["data"], config["loss"], config["train"]
+    schedule = (f"cosine {o['lr']:g} -> {o['min_lr']:g} over {t['total_steps']} steps"
+                if o["schedule"] == "cosine" else
+                f"{o['lr']:g}, x{o['gamma']:g} at {o['milestones']}")
+    lines = [
+        f"# {name}",
+        "",
+        f"Trained by vidsr itself (`vidsr.train`, preset `{config.get('name', '')}`).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | `{spec.arch}` {json.dumps(dict(spec.config))} |",
+        f"| parameters | {params:,} |",
+        f"| scale, input | x{scale}, {spec.input_space} in [0, 1] |",
+        f"| loss | {loss['pixel']} (weight {loss['pixel_weight']:g})"
+        + (f", perceptual {loss['perceptual_weight']:g}" if loss["perceptual_weight"] else "")
+        + (f", RaGAN {loss['gan_weight']:g}" if loss["gan_weight"] else "") + " |",
+        f"| optimiser | {o['kind']} betas {o['betas']}, lr {schedule}"
+        + (f", grad clip {o['grad_clip']:g}" if o["grad_clip"] else "") + " |",
+        f"| batches | {d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, "
+        f"flips + 90-degree rotations, LR by MATLAB-style bicubic (as `vidsr eval`) |",
+        f"| EMA | decay {t['ema_decay']:g}; these are the EMA weights of the newest checkpoint |",
+        f"| steps | {step:,} of {t['total_steps']:,} planned |",
+        f"| data | {data_note} |",
+        f"| hardware | {hardware} |",
+        f"| wall time | {wall / 3600:.2f} h ({wall / 60:.0f} min) of training |",
+        f"| speed | {frame_s:.2f} s per 352x288 frame (x{scale} out), one CPU thread, fp32 |",
+        "",
+        f"## {folder.name} x{scale} (Y of BT.601, {scale}-pixel border cropped; `vidsr eval`)",
+        "",
+        "| model | PSNR (dB) | SSIM |",
+        "|---|---|---|",
+        f"| bicubic | {bic_psnr:.2f} | {bic_ssim:.4f} |",
+        f"| {name} | {psnr:.2f} | {ssim:.4f} |",
+        "",
+        f"{folder.name} was never trained on. Checkpoints were not picked by their "
+        f"{folder.name} score: the figures are those of the newest checkpoint's EMA.",
+    ]
+    if notes:
+        lines += ["", "## Notes", "", notes]
+    return "\n".join(lines) + "\n"
