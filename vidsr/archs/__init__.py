@@ -68,21 +68,25 @@ def _check_tensors(state_dict: StateDict) -> None:
             )
 
 
-def _closest(state_dict: StateDict, limit: int = 3) -> list[tuple[str, str, list[str]]]:
-    """(architecture, layout, missing keys) of the layouts that best match, best first."""
-    candidates = []
+def _layout_misses(state_dict: StateDict) -> list[tuple[str, str, list[str]]]:
+    """(architecture, layout, missing keys) for every known layout, best match first."""
+    rows = []
     for arch in ARCHITECTURES.values():
         for layout, keys in arch.key_requirements.items():
             missing = [key for key in keys if key not in state_dict]
-            candidates.append((len(missing) / len(keys), arch.name, layout, missing))
-    candidates.sort(key=lambda c: c[0])
-    return [(name, layout, missing) for _, name, layout, missing in candidates[:limit]]
+            rows.append((len(missing) / len(keys), arch.name, layout, missing))
+    rows.sort(key=lambda row: row[0])
+    return [(name, layout, missing) for _, name, layout, missing in rows]
 
 
-def _describe_closest(state_dict: StateDict) -> str:
+def _describe_closest(state_dict: StateDict, limit: int = 3) -> str:
+    best: dict[str, tuple[str, list[str]]] = {}
+    for name, layout, missing in _layout_misses(state_dict):
+        best.setdefault(name, (layout, missing))  # each architecture's best layout only
     lines = [
-        f"  {name} ({layout} layout): missing {', '.join(missing) or 'nothing, but shapes differ'}"
-        for name, layout, missing in _closest(state_dict)
+        f"  {name} ({layout} layout): "
+        + (f"missing {', '.join(missing)}" if missing else "has all the keys it looks for")
+        for name, (layout, missing) in list(best.items())[:limit]
     ]
     return "closest architectures:\n" + "\n".join(lines)
 
@@ -115,14 +119,10 @@ def load_arch_from_state_dict(
     else:
         architecture = _architecture(arch)
         if not architecture.detect(state_dict):
-            missing = next(
-                (m for name, _, m in _closest(state_dict, limit=len(ARCHITECTURES) * 4)
-                 if name == architecture.name),
-                [],
-            )
+            missing = next(m for name, _, m in _layout_misses(state_dict) if name == arch)
+            what = ", ".join(missing) if missing else "the tensor shapes it expects"
             raise WeightsError(
-                f"these weights are not a {architecture.name} state dict: missing "
-                f"{', '.join(missing) or 'the keys or shapes it needs'}.\n"
+                f"these weights are not a state dict for {arch}: missing {what}.\n"
                 + _describe_closest(state_dict)
             )
     try:
