@@ -8,6 +8,7 @@ architecture, the scales, the licence and where each scale's weights come from
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 import tomllib
 from collections.abc import Mapping
@@ -250,10 +251,11 @@ def card_network(card: ModelCard, scale: int) -> nn.Module:
     """The card's network built on the meta device: shapes and FLOPs without reading weights."""
     if card.parameter_free:
         return _REFERENCE_ARCHS[card.arch](scale=scale)
-    from vidsr.archs import create_arch
+    from vidsr.archs import ARCHITECTURES, create_arch
 
     config = dict(card.config)
-    per_scale = config.pop("per_scale", {})
-    config.update(per_scale.get(str(scale), {}))
+    # Networks with a fixed scale take it as a hyperparameter; multi-scale ones do not.
+    if "scale" in inspect.signature(ARCHITECTURES[card.arch].create).parameters:
+        config.setdefault("scale", scale)
     with torch.device("meta"):
         return create_arch(card.arch, **config)
