@@ -214,15 +214,19 @@ def evaluate_folder(
 def run_eval(
     model_name: str,
     folder: str | Path,
-    scale: int,
+    scale: int | None,
     *,
     weights: str | Path | None = None,
     device: str = "cpu",
     as_json: bool = False,
+    allow_unsafe: bool = False,
 ) -> str:
-    """What ``vidsr eval`` prints: load the model, evaluate ``folder``, format the report."""
+    """What ``vidsr eval`` prints: load the model, evaluate ``folder``, format the report.
+
+    ``scale`` None takes the model's default (its largest) scale.
+    """
     from vidsr.models import load_model
 
-    model = load_model(model_name, scale=scale, weights=weights)
-    report = evaluate_folder(model, Path(folder), scale, device=device)
+    model = load_model(model_name, scale=scale, weights=weights, allow_unsafe=allow_unsafe)
+    report = evaluate_folder(model, Path(folder), model.scale, device=device)
     return report.to_json() if as_json else report.to_text()
