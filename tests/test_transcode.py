@@ -68,13 +68,7 @@ def test_rgb_model_keeps_bar_colours(clip, tmp_path):
     """An RGB network path: YUV -> RGB -> model -> YUV, same matrix both ways."""
     src = clip("bars.mkv", width=128, height=64, frames=2, colour=BT709, lossless=True)
     dst = tmp_path / "out.mkv"
-    from vidsr.archs import create_arch
-    from vidsr.models import SRModel
-
-    net = create_arch("compact", num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=1, scale=2)
-    for p in net.parameters():  # zero body: the output is the nearest-upsampled input
-        p.data.zero_()
-    model = SRModel(name="identity-compact", module=net.eval(), spec=net.spec, scale=2)
+    model = _zero_compact(2)
     upscale_video(src, dst, model=model, options=QUIET,
                   encode=_lossless_x264())
     expected = bar_values("bt709", 8)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -72,13 +71,14 @@ def _same_output(model: RRDBNet, loaded: torch.nn.Module, size: int = 16) -> boo
         ({"scale": 4}, to_esrgan),
         ({"scale": 2, "num_upsample": 1}, to_esrgan),  # old ESRGAN x2: one up stage
         ({"scale": 8}, to_esrgan),
+        ({"scale": 1, "num_upsample": 0}, to_esrgan),  # community 1x models: no up stage
         ({"scale": 4}, to_bsrgan),
         ({"scale": 2, "num_upsample": 1}, to_bsrgan),  # BSRGAN x2 has only upconv1
         ({"scale": 4}, lambda m: m.state_dict()),  # Real-ESRGAN / BasicSR
         ({"scale": 2}, lambda m: m.state_dict()),
         ({"scale": 1}, lambda m: m.state_dict()),
     ],
-    ids=["esrgan-x4", "esrgan-x2", "esrgan-x8", "bsrgan-x4", "bsrgan-x2",
+    ids=["esrgan-x4", "esrgan-x2", "esrgan-x8", "esrgan-x1", "bsrgan-x4", "bsrgan-x2",
          "basicsr-x4", "basicsr-x2-unshuffle", "basicsr-x1-unshuffle"],
 )
 def test_public_layouts_map_to_canonical(config: dict, layout) -> None:
@@ -137,7 +137,7 @@ def test_real_esrgan_anime_6b_upscales_smooth_image_like_bicubic(
 
 
 def test_real_esrgan_x4plus_23_blocks_loads_and_runs(weights_dir: Path, smooth_image, psnr_db):
-    started = time.monotonic()
+    # 67 MB of weights; about 5 s on two shared cores, so not marked slow.
     path = weights_dir / "realesrgan" / "RealESRGAN_x4plus.pth"
     model = load_arch_from_state_dict(read_state_dict(path))
     assert model.spec.config["num_block"] == 23
@@ -148,4 +148,3 @@ def test_real_esrgan_x4plus_23_blocks_loads_and_runs(weights_dir: Path, smooth_i
     assert out.shape == (1, 3, 64, 64)
     inner = (..., slice(8, -8), slice(8, -8))
     assert psnr_db(out[inner], imresize(x, scale=4)[inner]) > 25
-    assert time.monotonic() - started < 30  # measured ~3 s on 2 shared cores

@@ -90,10 +90,10 @@ class RRDBNet(nn.Module):
         if num_upsample is None:
             num_upsample = 3 if scale == 8 else 2
         unshuffle, remainder = divmod(2**num_upsample, scale) if scale > 0 else (0, 1)
-        if remainder or unshuffle not in (1, 2, 4) or num_upsample not in (1, 2, 3):
+        if remainder or unshuffle not in (1, 2, 4) or num_upsample not in (0, 1, 2, 3):
             raise ModelError(
                 f"rrdb: scale {scale} with {num_upsample} upsampling stages is not supported "
-                "(scales 1, 2, 4 with 2 stages; 2 with 1; 8 with 3)"
+                "(scales 1, 2, 4 with 2 stages; 1 with 0; 2 with 1; 8 with 3)"
             )
         input_space_for(num_in_ch, "rrdb")
         self.config: dict[str, Any] = {
