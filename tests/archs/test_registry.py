@@ -77,6 +77,13 @@ def test_unexpected_extra_key_is_reported() -> None:
         load_arch_from_state_dict(state_dict)
 
 
+def test_state_dict_mixing_two_architectures_is_ambiguous() -> None:
+    torch.manual_seed(0)
+    mixed = _rrdb_state_dict() | create_arch("vdsr", num_feat=4, num_layers=3).state_dict()
+    with pytest.raises(WeightsError, match=r"several architectures \(rrdb, vdsr\)"):
+        load_arch_from_state_dict(mixed)
+
+
 def test_non_finite_weights_are_refused() -> None:
     state_dict = _rrdb_state_dict()
     state_dict["conv_last.bias"] = state_dict["conv_last.bias"].clone()

@@ -132,3 +132,14 @@ def test_odd_sizes_work_after_padding_to_size_multiple(case: Case) -> None:
 def test_detected_by_exactly_its_own_architecture(case: Case) -> None:
     state_dict = _build(case).state_dict()
     assert [a.name for a in ARCHITECTURES.values() if a.detect(state_dict)] == [case.arch]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_builds_on_meta_device_with_same_shapes(case: Case) -> None:
+    # models.py sizes networks this way without allocating their weights.
+    with torch.device("meta"):
+        meta = create_arch(case.arch, **case.config)
+    real = _build(case).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in real.items()}
+    assert all(v.is_meta for v in meta.state_dict().values())

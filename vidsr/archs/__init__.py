@@ -114,7 +114,12 @@ def load_arch_from_state_dict(
                 f"no known architecture matches these weights (first keys: {sample}).\n"
                 + _describe_closest(state_dict)
             )
-        assert len(matches) == 1, f"ambiguous detection: {[a.name for a in matches]}"
+        if len(matches) > 1:
+            # Only a state dict mixing several networks' keys gets here.
+            names = ", ".join(a.name for a in matches)
+            raise WeightsError(
+                f"these weights match several architectures ({names}); choose one with arch="
+            )
         architecture = matches[0]
     else:
         architecture = _architecture(arch)

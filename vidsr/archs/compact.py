@@ -18,6 +18,7 @@ from torch import nn
 from vidsr.archs.architecture import (
     Architecture,
     StateDict,
+    has_keys,
     indices,
     load_canonical,
     with_overrides,
@@ -89,7 +90,7 @@ KEY_REQUIREMENTS: dict[str, tuple[str, ...]] = {
 
 
 def detect(state_dict: StateDict) -> bool:
-    if not all(key in state_dict for key in KEY_REQUIREMENTS["real-esrgan"]):
+    if not has_keys(state_dict, KEY_REQUIREMENTS["real-esrgan"]):
         return False
     # Every body entry is a conv, or a PReLU's weight: nothing nested (EDSR's
     # body.N.body.M), so the body is a flat sequence of layers.
