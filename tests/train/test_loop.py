@@ -243,3 +243,11 @@ def test_fp16_needs_cuda(image_folder, tmp_path, tiny_config):
     sampler = PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0)
     with pytest.raises(OptionsError, match="fp16' needs CUDA"):
         fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg))
+
+
+def test_ema_decay_warms_up():
+    from vidsr.train.loop import ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == 0.1
+    assert ema_decay_at(0.999, 90) == 0.91
+    assert ema_decay_at(0.999, 20000) == 0.999
