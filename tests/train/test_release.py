@@ -29,3 +29,17 @@ def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tm
     assert f"| tiny-x2 | {out.psnr:.2f} |" in card
     assert "test CPU" in card and "four generated images" in card
     assert 10 < out.bicubic_psnr < 60 and out.frame_s > 0
+
+
+def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path, tiny_config):
+    cfg = tiny_config(train__total_steps=3)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
+        generator=build_generator(cfg))
+    out = release_run(run, tmp_path / "weights", "raw", eval_folder=val_folder,
+                      data_note="generated", use_ema=False)
+    raw = read_state_dict(run / "checkpoints/00000003/params.safetensors")
+    sd = read_state_dict(out.weights)
+    assert all(torch.equal(sd[k], raw[k]) for k in raw)
+    assert "raw (not EMA) weights" in out.card.read_text()

@@ -1,8 +1,8 @@
 """Turn a training run into shipped weights: a small safetensors file and its model card.
 
-The weights are the EMA of the newest checkpoint, not the checkpoint that
-scored best on the validation set: picking by Set5 would make the card's
-Set5 figures optimistic. The card is measured here, with ``vidsr eval``'s
+The weights are those of the newest checkpoint (its EMA by default), not the
+checkpoint that scored best on the validation set: picking by Set5 would make
+the card's Set5 figures optimistic. The card is measured here, with ``vidsr eval``'s
 protocol, against the bicubic baseline on the same images.
 """
 
@@ -92,13 +92,18 @@ def _run_facts(run_dir: Path, step: int) -> tuple[dict, float]:
 
 
 def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Path,
-                data_note: str, hardware_note: str = "", notes: str = "") -> Release:
-    """Write ``<name>.safetensors`` and ``<name>.md`` into ``weights_dir`` from a run."""
+                data_note: str, hardware_note: str = "", notes: str = "",
+                use_ema: bool = True) -> Release:
+    """Write ``<name>.safetensors`` and ``<name>.md`` into ``weights_dir`` from a run.
+
+    ``use_ema=False`` ships the raw parameters instead (early in a run, while
+    the EMA still carries the random initialisation).
+    """
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise InputError(f"{run_dir} has no checkpoint to release yet")
     source = ckpt / "params_ema.safetensors"
-    if not source.exists():
+    if not use_ema or not source.exists():
         source = ckpt / "params.safetensors"
     sd = read_state_dict(source)
     module = load_arch_from_state_dict(sd).eval()
@@ -121,7 +126,8 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     card = weights_dir / f"{name}.md"
     card.write_text(_card_text(name, spec, params, config, step, wall, data_note,
                                hardware_note or cpu_name(), eval_folder, scale,
-                               (psnr, ssim, bic_psnr, bic_ssim), frame_s, notes),
+                               (psnr, ssim, bic_psnr, bic_ssim), frame_s, notes,
+                               source.stem == "params_ema"),
                     encoding="utf-8")
     log.info("released %s: step %d, %s x%d %.2f dB (bicubic %.2f)", name, step, eval_folder.name,
              scale, psnr, bic_psnr)
@@ -130,7 +136,8 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
 
 def _card_text(name: str, spec, params: int, config: dict, step: int, wall: float,
                data_note: str, hardware: str, folder: Path, scale: int,
-               scores: tuple[float, float, float, float], frame_s: float, notes: str) -> str:
+               scores: tuple[float, float, float, float], frame_s: float, notes: str,
+               ema: bool) -> str:
     psnr, ssim, bic_psnr, bic_ssim = scores
     o, d, loss, t = config["optim"], config["data"], config["loss"], config["train"]
     schedule = (f"cosine {o['lr']:g} -> {o['min_lr']:g} over {t['total_steps']} steps"
@@ -153,7 +160,8 @@ def _card_text(name: str, spec, params: int, config: dict, step: int, wall: floa
         + (f", grad clip {o['grad_clip']:g}" if o["grad_clip"] else "") + " |",
         f"| batches | {d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, "
         f"flips + 90-degree rotations, LR by MATLAB-style bicubic (as `vidsr eval`) |",
-        f"| EMA | decay {t['ema_decay']:g}; these are the EMA weights of the newest checkpoint |",
+        f"| EMA | decay {t['ema_decay']:g}; shipped: the "
+        + ("EMA" if ema else "raw (not EMA)") + " weights of the newest checkpoint |",
         f"| steps | {step:,} of {t['total_steps']:,} planned |",
         f"| data | {data_note} |",
         f"| hardware | {hardware} |",
@@ -168,7 +176,7 @@ def _card_text(name: str, spec, params: int, config: dict, step: int, wall: floa
         f"| {name} | {psnr:.2f} | {ssim:.4f} |",
         "",
         f"{folder.name} was never trained on. Checkpoints were not picked by their "
-        f"{folder.name} score: the figures are those of the newest checkpoint's EMA.",
+        f"{folder.name} score: the figures are those of the shipped weights.",
     ]
     if notes:
         lines += ["", "## Notes", "", notes]
