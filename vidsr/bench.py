@@ -251,8 +251,7 @@ def run_bench(
             if options.frames is not None or options.crop is not None:
                 source = make_bench_clip(clip, work / "clip.mkv", frames=options.frames,
                                          crop=options.crop)
-            return _in_worker_thread(lambda: _measure(
-                clip, source, work, options, engine, plan.decoder, plan.encoder))
+            return _measure(clip, source, work, options, engine, plan.decoder, plan.encoder)
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -377,11 +376,11 @@ def _infer_all(
 def _in_worker_thread[T](work: Callable[[], T]) -> T:
     """Run ``work`` in a fresh thread and return its result or raise its error.
 
-    Every measurement runs off the main thread, as the pipeline's infer stage
-    does: torch's OpenMP team behaves differently in the main thread (on a
-    loaded machine a small parallel op there was measured at 20 ms instead of
-    0.1 ms), and that would skew the comparison of the stages alone, the
-    pipeline and the serial loop.
+    Every measurement gets a fresh thread, as the pipeline's infer stage does:
+    torch's OpenMP team differs from thread to thread (on a loaded machine a
+    small parallel op in a long-lived thread was measured at 20 ms against
+    0.1 ms in a fresh one), and that would skew the comparison of the stages
+    alone, the pipeline and the serial loop.
     """
     outcome: list[T] = []
     failure: list[BaseException] = []
@@ -408,7 +407,7 @@ def _best_of[T](repeats: int, work: Callable[[], T]) -> tuple[float, T]:
     best: tuple[float, T] | None = None
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
-        result = work()
+        result = _in_worker_thread(work)
         seconds = time.perf_counter() - start
         if best is None or seconds < best[0]:
             best = (seconds, result)
