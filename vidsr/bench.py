@@ -37,7 +37,7 @@ from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.probe import VideoInfo, probe
-from vidsr.models import SRModel, load_model, model_cards
+from vidsr.models import SRModel, card_network, load_model, model_cards
 from vidsr.pipeline import StageTiming, run_pipeline
 
 log = logging.getLogger("vidsr")
@@ -53,6 +53,7 @@ class BenchOptions:
     scale: int | None = None
     weights: Path | None = None
     random_init: bool = False
+    allow_unsafe: bool = False
     batch_size: int = 4
     frames: int | None = None
     crop: int | None = None
@@ -171,20 +172,16 @@ def _cpu_model() -> str:
 def bench_model(options: BenchOptions) -> SRModel:
     """The model to time: loaded as usual, or its card's architecture with random weights."""
     if not options.random_init:
-        return load_model(options.model, scale=options.scale, weights=options.weights)
-    from vidsr.archs import create_arch
-
+        return load_model(options.model, scale=options.scale, weights=options.weights,
+                          allow_unsafe=options.allow_unsafe)
     card = model_cards().get(options.model)
     if card is None:
         raise OptionsError(f"--random-init needs a model name from `vidsr models`, "
                            f"got {options.model!r}")
     scale = options.scale or max(card.scales)
-    config = dict(card.config)
-    per_scale = config.pop("per_scale", {})
-    config.update(per_scale.get(str(scale), {}))
     if card.parameter_free:
         return load_model(options.model, scale=scale)
-    module = create_arch(card.arch, **config).eval().requires_grad_(False)
+    module = card_network(card, scale, device="cpu").eval().requires_grad_(False)
     return SRModel(name=card.name, module=module, spec=module.spec, scale=scale, card=card)
 
 

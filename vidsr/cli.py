@@ -59,7 +59,10 @@ def upscale_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="source video")
     p.add_argument("output", type=Path, help="output video; the container follows the extension")
     _add_model_args(p, default_model="espcn")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default: 4)")
+    p.add_argument("--batch-size", type=int,
+                   help="frames per batch (default: 1 on a CPU, 4 on CUDA)")
+    p.add_argument("--in-flight", type=int, default=2,
+                   help="batches in flight per CUDA device, each on its own stream (default: 2)")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
                    help="network precision (default: fp16 on CUDA, fp32 on CPU)")
     p.add_argument("--tile", type=int, default=0,
@@ -94,7 +97,7 @@ def run_upscale(args: argparse.Namespace) -> int:
         allow_unsafe_weights=args.allow_unsafe_weights,
         engine=EngineOptions(
             device=args.device, precision=args.precision, tile=args.tile,
-            tile_overlap=args.tile_overlap, compile=args.compile,
+            tile_overlap=args.tile_overlap, compile=args.compile, in_flight=args.in_flight,
         ),
         encode=EncodeOptions(
             codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
@@ -164,10 +167,62 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr bench",
+        description="Throughput of a model over a clip: per-stage busy time, wall time, fps,"
+        " overlap efficiency, model-only fps and a plain serial loop, on this machine.",
+    )
+    p.add_argument("clip", type=Path, help="source clip")
+    _add_model_args(p, default_model="espcn")
+    p.add_argument("--random-init", action="store_true",
+                   help="random weights of the model's architecture (speed only)")
+    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default: 4)")
+    p.add_argument("--in-flight", type=int, default=2, help="batches in flight per CUDA device")
+    p.add_argument("--tile", type=int, default=0, help="tile size in input pixels")
+    p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's plan)")
+    p.add_argument("--frames", type=int, help="only the first N frames")
+    p.add_argument("--crop", type=int, help="centre crop to N x N pixels")
+    p.add_argument("--repeats", type=int, default=1, help="best of N runs")
+    p.add_argument("--no-serial", action="store_true", help="skip the serial-loop baselines")
+    p.add_argument("--json", type=Path, help="also write the report as JSON here")
+    _add_common(p)
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from vidsr.bench import BenchOptions
+    from vidsr.bench import run_bench as bench
+    from vidsr.engine import EngineOptions
+
+    report = bench(
+        args.clip,
+        BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
+                     random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
+                     codec=args.codec,
+                     batch_size=args.batch_size, frames=args.frames, crop=args.crop,
+                     repeats=args.repeats, serial=not args.no_serial),
+        EngineOptions(device=args.device, precision=args.precision,
+                      channels_last=not args.no_channels_last, compile=args.compile,
+                      in_flight=args.in_flight, tile=args.tile, tile_overlap=args.tile_overlap,
+                      cpu_threads=args.threads),
+    )
+    print(report.to_text())
+    if args.json:
+        args.json.write_text(report.to_json())
+    return 0
+
+
 Command = tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
 SUBCOMMANDS: dict[str, Command] = {
     "models": (models_parser, run_models),
     "eval": (eval_parser, run_eval),
+    "bench": (bench_parser, run_bench),
 }
 
 

@@ -247,8 +247,9 @@ def count_flops_per_pixel(module: nn.Module, spec: ArchSpec, scale: int, size: i
     return counter.get_total_flops() / float(size * size)
 
 
-def card_network(card: ModelCard, scale: int) -> nn.Module:
-    """The card's network built on the meta device: shapes and FLOPs without reading weights."""
+def card_network(card: ModelCard, scale: int, device: str = "meta") -> nn.Module:
+    """The card's network without its weights: on the meta device, shapes and FLOPs for
+    `vidsr models`; on a real device, randomly initialised (for speed measurements)."""
     if card.parameter_free:
         return _REFERENCE_ARCHS[card.arch](scale=scale)
     from vidsr.archs import ARCHITECTURES, create_arch
@@ -257,5 +258,5 @@ def card_network(card: ModelCard, scale: int) -> nn.Module:
     # Networks with a fixed scale take it as a hyperparameter; multi-scale ones do not.
     if "scale" in inspect.signature(ARCHITECTURES[card.arch].create).parameters:
         config.setdefault("scale", scale)
-    with torch.device("meta"):
+    with torch.device(device):
         return create_arch(card.arch, **config)

@@ -13,12 +13,12 @@ import secrets
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from vidsr.engine import Engine, EngineOptions
+from vidsr.engine import Engine, EngineOptions, plan_cpu_threads
 from vidsr.errors import InputError, OptionsError, OutputError, VidsrError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
@@ -34,7 +34,7 @@ log = logging.getLogger("vidsr")
 class TranscodeOptions:
     """Everything about one upscaling run that is not the model or the encoder."""
 
-    batch_size: int = 4
+    batch_size: int | None = None  # None: 1 on a CPU, 4 on CUDA
     on_error: str = "fail"  # "fail" or "skip" undecodable frames
     overwrite: bool = False
     progress: bool | None = None  # None: only when stderr is a terminal
@@ -141,7 +141,7 @@ def upscale_video(
     src, dst = Path(src), Path(dst)
     options = options or TranscodeOptions()
     encode = encode or EncodeOptions()
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise OptionsError(f"batch size must be at least 1, got {options.batch_size}")
     check_paths(src, dst, options.overwrite)
     info = probe(src)
@@ -158,20 +158,26 @@ def upscale_video(
         sr_model.name, sr_model.scale, runner.device, str(runner.dtype).removeprefix("torch."),
     )
 
+    on_cpu = all(device.type == "cpu" for device in runner.devices)
+    # On a CPU the network already uses every core; batches of one keep its working set in
+    # cache (measured faster than 4, benchmarks/RESULTS.md). GPUs want larger batches.
+    batch_size = options.batch_size or (1 if on_cpu else 4)
+    codec_threads = plan_cpu_threads().decoder if on_cpu else 0
+    if on_cpu and not encode.threads:
+        encode = replace(encode, threads=plan_cpu_threads().encoder)
+
     tmp = temporary_output_path(dst)
     started = time.perf_counter()
     try:
         with ExitStack() as stack:
             decoder = stack.enter_context(
-                Decoder(src, batch_size=options.batch_size, on_error=options.on_error)
+                Decoder(src, batch_size=batch_size, on_error=options.on_error,
+                        threads=codec_threads)
             )
             encoder = stack.enter_context(
                 _open_sink(options.ffmpeg, tmp, info, out_w, out_h, out_layout, encode)
             )
             bar = stack.enter_context(_progress_bar(info, options.progress))
-
-            def upscale(batch: FrameBatch) -> FrameBatch:
-                return runner.upscale_batch(batch, info.colour, out_layout)
 
             written = 0
 
@@ -181,7 +187,8 @@ def upscale_video(
                 written += len(batch)
                 bar.update(len(batch))
 
-            timing = run_pipeline(decoder, [("infer", upscale)], write, depth=options.queue_depth)
+            infer = runner.infer_stage(info.colour, out_layout)
+            timing = run_pipeline(decoder, [("infer", infer)], write, depth=options.queue_depth)
             skipped = decoder.skipped
         os.replace(tmp, dst)
     except VidsrError as exc:
