@@ -20,7 +20,7 @@ from vidsr.engine import (
     plan_cpu_threads,
     resolve_devices,
 )
-from vidsr.errors import Cancelled, ModelError, OptionsError
+from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel, load_model
@@ -143,7 +143,7 @@ def test_out_of_memory_on_one_frame_falls_back_to_halving_tiles():
 def test_out_of_memory_below_the_tile_floor_is_reported():
     guard = OutOfMemoryAbove(ConvStack(), max_pixels=4)
     engine = Engine(_sr_model(guard), EngineOptions(device="cpu", min_tile=16))
-    with pytest.raises(ModelError, match="out of memory"):
+    with pytest.raises(OutOfMemoryError, match="out of memory"):
         engine.run_network(_frames(1, 40, 64))
 
 

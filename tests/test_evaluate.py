@@ -132,7 +132,6 @@ def test_bicubic_reproduces_the_published_set5_rows(scale: int):
 
 
 @needs_set5
-@pytest.mark.slow
 @pytest.mark.skipif(not VDSR_WEIGHTS.is_file(), reason=f"VDSR weights not found at {VDSR_WEIGHTS}")
 def test_vdsr_x4_reproduces_set5():
     # ../shared/data/SOURCES.md measured 31.36, the paper reports 31.35; this protocol

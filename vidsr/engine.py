@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidsr.errors import ModelError, OptionsError
+from vidsr.errors import OptionsError, OutOfMemoryError
 from vidsr.io.colour import (
     ColourSpec,
     colour_for_layout,
@@ -248,7 +248,7 @@ class _Replica:
         h, w = x.shape[-2:]
         smaller = _round_up(max(self.tile or max(h, w), 2) // 2, self.spec.size_multiple)
         if smaller < self.options.min_tile:
-            raise ModelError(
+            raise OutOfMemoryError(
                 f"out of memory on {self.device} even for one frame in {self.tile}-pixel tiles"
                 f" ({failure}); use a smaller model, a smaller --tile with less overlap,"
                 " or another device"

@@ -40,6 +40,10 @@ class UnsafeCheckpointError(WeightsError):
     """A checkpoint that would need arbitrary code to be unpickled."""
 
 
+class OutOfMemoryError(VidsrError, MemoryError):
+    """A frame does not fit on the device even at the smallest batch and tile."""
+
+
 class OptionsError(VidsrError, ValueError):
     """Options that contradict each other or are out of range."""
 
