@@ -13,13 +13,8 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.engine import (
-    Engine,
-    EngineOptions,
-    is_out_of_memory,
-    plan_cpu_threads,
-    resolve_devices,
-)
+from vidsr.devices import is_out_of_memory, plan_cpu_threads, resolve_devices
+from vidsr.engine import Engine, EngineOptions
 from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout

@@ -31,7 +31,9 @@ from pathlib import Path
 
 import torch
 
-from vidsr.engine import Engine, EngineOptions, PendingBatch, plan_cpu_threads, resolve_devices
+from vidsr.cuda_slots import PendingBatch
+from vidsr.devices import plan_cpu_threads, resolve_devices
+from vidsr.engine import Engine, EngineOptions
 from vidsr.errors import OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout

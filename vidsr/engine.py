@@ -12,23 +12,27 @@ batches in turn; callers read results in submission order, so frame order holds.
 
 Out of memory on a batch is not fatal: the batch is split in halves, then run
 in tiles of halving size, and the engine remembers what fitted.
+
+Device names, precisions and the CPU thread split are resolved in
+:mod:`vidsr.devices`; the CUDA slots and ``PendingBatch`` live in
+:mod:`vidsr.cuda_slots`.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidsr.cuda_slots import Flags, PendingBatch, Slot, warn_nonfinite
+from vidsr.devices import Precision, is_out_of_memory, resolve_devices, resolve_precision
 from vidsr.errors import OptionsError, OutOfMemoryError
 from vidsr.io.colour import (
     ColourSpec,
@@ -45,11 +49,6 @@ from vidsr.resize import imresize
 
 log = logging.getLogger("vidsr")
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-# Whether each reduced-precision forward stayed finite, as device tensors.
-Flags = list[torch.Tensor]
 # Network: float (N, C, h, w) in model space -> float32 (N, C, h*s, w*s) on the device.
 Network = Callable[[torch.Tensor], torch.Tensor]
 
@@ -75,87 +74,6 @@ class EngineOptions:
     in_flight: int = 2
     min_tile: int = 32
     cpu_threads: int = 0
-
-
-@dataclass(frozen=True)
-class CpuThreads:
-    """How to share the CPU between torch and the codecs in an overlapped run."""
-
-    torch: int
-    interop: int
-    decoder: int
-    encoder: int
-
-
-def plan_cpu_threads(cores: int | None = None) -> CpuThreads:
-    """A thread split for a CPU-only run with decode, infer and encode overlapped.
-
-    The network gets all but one core when there are more than two: decoding
-    and encoding need about one core between them at the sizes CPU models run
-    at, and oversubscribed cores make every stage slower than its share. With
-    two cores or fewer, torch keeps both: the codec threads then run in the
-    gaps (torch releases the cores between batches) and the network, by far the
-    slowest stage, is not halved. Interop threads stay at one: the pipeline
-    itself supplies the parallelism between stages.
-    """
-    cores = cores or os.cpu_count() or 1
-    network = cores if cores <= 2 else cores - 1
-    codec = 1 if cores <= 2 else max(1, min(4, cores // 4))
-    return CpuThreads(torch=network, interop=1, decoder=codec, encoder=codec)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise OptionsError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise OptionsError(f"device {name!r} asked for, but no CUDA device is available")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device.index >= torch.cuda.device_count():
-            raise OptionsError(
-                f"device {name!r} asked for, but there are {torch.cuda.device_count()}"
-                " CUDA device(s) (cuda:0 ...)"
-            )
-    return device
-
-
-def resolve_devices(names: str) -> tuple[torch.device, ...]:
-    """``cuda:0,cuda:1`` -> both devices; a single name -> one device."""
-    parts = [part.strip() for part in names.split(",")]
-    if not all(parts):
-        raise OptionsError(f"empty device name in {names!r} (use e.g. cuda:0,cuda:1)")
-    return tuple(resolve_device(part) for part in parts)
-
-
-def resolve_precision(precision: str, device: torch.device, supports_half: bool) -> torch.dtype:
-    """fp16 on CUDA by default where the model allows it; fp32 on the CPU.
-
-    fp16 on the CPU is refused: its kernels are slow and inexact there; bf16 is the CPU's fast type.
-    """
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" and supports_half else torch.float32
-    if precision not in _DTYPES:
-        raise OptionsError(f"unknown precision {precision!r} (use fp32, fp16 or bf16)")
-    if precision == "fp16" and device.type == "cpu":
-        raise OptionsError("fp16 is not usable on the CPU; use --precision bf16 or fp32")
-    return _DTYPES[precision]
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says an allocation failed, on CUDA or on the CPU."""
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return True
-    text = str(exc)
-    # The CPU allocator raises a plain RuntimeError; so do some CUDA library calls (cuDNN).
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
 
 
 def _depth_factor(in_layout: PlaneLayout, out_layout: PlaneLayout, full_range: bool) -> float:
@@ -190,7 +108,7 @@ class _Replica:
         self.max_batch: int | None = None  # learned from out-of-memory errors
         self.tile = options.tile  # grows smaller on out-of-memory errors
         self.slots = (
-            [_Slot(device) for _ in range(options.in_flight)] if device.type == "cuda" else []
+            [Slot(device) for _ in range(options.in_flight)] if device.type == "cuda" else []
         )
         self._next_slot = 0
 
@@ -317,7 +235,7 @@ class _Replica:
         flags: Flags = []
         out = compute(self, planes, False, flags)
         if flags and not bool(torch.stack(flags).all()):
-            _warn_nonfinite(self.dtype, batch)
+            warn_nonfinite(self.dtype, batch)
             out = compute(self, planes, True, [])
         return [p.cpu().numpy() for p in out]
 
@@ -326,128 +244,12 @@ class _Replica:
             return PendingBatch(batch, out_layout, planes=self.run_now(batch, compute))
         slot = self.slots[self._next_slot]
         self._next_slot = (self._next_slot + 1) % len(self.slots)
-        return slot.launch(self, batch, out_layout, compute)
+        return slot.launch(batch, out_layout, partial(compute, self),
+                           redo=partial(self.run_now, batch, compute), dtype=self.dtype)
 
 
 # compute(replica, device planes, fp32, flags) -> quantised device planes of the output layout.
 _Compute = Callable[[_Replica, list[torch.Tensor], bool, list[torch.Tensor]], list[torch.Tensor]]
-
-
-def _warn_nonfinite(dtype: torch.dtype, batch: FrameBatch) -> None:
-    name = str(dtype).removeprefix("torch.")
-    log.warning("%s gave non-finite values on frames %d-%d; redoing that batch in fp32",
-                name, batch.first_index, batch.first_index + len(batch) - 1)
-
-
-class _Slot:
-    """One in-flight batch on a CUDA device: its stream, its pinned buffers, its event.
-
-    Buffers are reused from batch to batch (pinned allocations are slow and
-    pinned copies are what lets ``non_blocking`` overlap); the event tells
-    when the download has landed, without a device-wide sync.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.stream = torch.cuda.Stream(device)
-        self.done = torch.cuda.Event()
-        self._host_in: list[torch.Tensor] = []
-        self._host_out: list[torch.Tensor] = []
-        self.finite = torch.ones((), dtype=torch.bool, pin_memory=True)
-        self.pending: PendingBatch | None = None
-
-    def launch(
-        self, replica: _Replica, batch: FrameBatch, out_layout: PlaneLayout, compute: _Compute
-    ) -> PendingBatch:
-        if self.pending is not None:
-            self.pending.wait()  # its buffers are about to be overwritten
-        sources = [torch.from_numpy(np.ascontiguousarray(p)) for p in batch.planes]
-        host_in = _staging(self._host_in, sources)
-        for buffer, source in zip(host_in, sources, strict=True):
-            buffer.copy_(source)
-        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
-            planes = [buffer.to(self.device, non_blocking=True) for buffer in host_in]
-            flags: Flags = []
-            out = compute(replica, planes, False, flags)
-            host_out = _staging(self._host_out, out)
-            for buffer, plane in zip(host_out, out, strict=True):
-                buffer.copy_(plane, non_blocking=True)
-            if flags:
-                self.finite.copy_(torch.stack(flags).all(), non_blocking=True)
-            else:
-                self.finite.fill_(True)
-            self.done.record(self.stream)
-        pending = PendingBatch(batch, out_layout, slot=self, host_out=host_out,
-                               redo=partial(replica.run_now, batch, compute), dtype=replica.dtype)
-        self.pending = pending
-        return pending
-
-
-def _staging(buffers: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Pinned views shaped like ``like``, reusing ``buffers`` (grown in place when too small)."""
-    views = []
-    for i, tensor in enumerate(like):
-        need = tensor.numel()
-        if i >= len(buffers) or buffers[i].dtype != tensor.dtype or buffers[i].numel() < need:
-            buffer = torch.empty(need, dtype=tensor.dtype, pin_memory=True)
-            if i < len(buffers):
-                buffers[i] = buffer
-            else:
-                buffers.append(buffer)
-        views.append(buffers[i][:need].view(tensor.shape))
-    return views
-
-
-class PendingBatch:
-    """A batch handed to :meth:`Engine.submit`; ``result()`` waits for it."""
-
-    def __init__(
-        self, batch: FrameBatch, out_layout: PlaneLayout, *,
-        planes: list[np.ndarray] | None = None, slot: _Slot | None = None,
-        host_out: list[torch.Tensor] | None = None,
-        redo: Callable[[], list[np.ndarray]] | None = None, dtype: torch.dtype | None = None,
-    ) -> None:
-        self._batch = batch
-        self._layout = out_layout
-        self._planes = planes
-        self._slot = slot
-        self._host_out = host_out or []
-        self._redo = redo
-        self._dtype = dtype
-
-    def ready(self) -> bool:
-        """Whether ``result()`` would return at once."""
-        return self._planes is not None or (self._slot is not None and self._slot.done.query())
-
-    def wait(self) -> None:
-        """Wait for the device and take the planes out of the slot's buffers."""
-        if self._planes is not None:
-            return
-        slot = self._slot
-        assert slot is not None and self._redo is not None and self._dtype is not None
-        slot.done.synchronize()
-        if bool(slot.finite):
-            # Copied out: the pinned buffers belong to the slot's next batch.
-            self._planes = [buffer.numpy().copy() for buffer in self._host_out]
-        else:
-            _warn_nonfinite(self._dtype, self._batch)
-            with torch.cuda.device(slot.device), torch.cuda.stream(slot.stream):
-                self._planes = self._redo()
-        slot.pending = None
-        self._slot, self._host_out, self._redo = None, [], None
-
-    def result(self) -> FrameBatch:
-        """The upscaled batch, planes in the output layout, timestamps kept."""
-        self.wait()
-        assert self._planes is not None
-        batch = self._batch
-        return FrameBatch(
-            planes=self._planes,
-            pts=list(batch.pts),
-            time_base=batch.time_base,
-            first_index=batch.first_index,
-            layout=self._layout,
-        )
 
 
 class Engine:

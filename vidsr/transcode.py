@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidsr.engine import Engine, EngineOptions, plan_cpu_threads
+from vidsr.devices import plan_cpu_threads
+from vidsr.engine import Engine, EngineOptions
 from vidsr.errors import InputError, OptionsError, OutputError, VidsrError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
