@@ -23,6 +23,7 @@ TINY = {
     "esrgan-psnr": {"model.config": {"num_feat": 8, "num_block": 1, "num_grow_ch": 4,
                                      "scale": 4}, "data.hr_size": 16},
     "vdsr": {"model.config": {"num_feat": 8, "num_layers": 4}, "data.hr_size": 12},
+    "vdsr-small": {"model.config": {"num_feat": 8, "num_layers": 4}, "data.hr_size": 12},
     "espcn": {"model.config": {"scale": 3, "num_feat": 8, "num_mid": 4}, "data.hr_size": 12},
     "edsr": {"model.config": {"num_feat": 8, "num_block": 1, "scale": 2}, "data.hr_size": 16},
     "wdsr": {"model.config": {"num_feat": 8, "num_block": 1, "scale": 2}, "data.hr_size": 16},

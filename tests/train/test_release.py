@@ -25,10 +25,11 @@ def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tm
     assert load_arch_from_state_dict(sd).spec.scales == (2,)
     card = out.card.read_text()
     assert "| steps | 6 of 6 planned |" in card
-    assert f"| bicubic | {out.bicubic_psnr:.2f} | {out.bicubic_ssim:.4f} |" in card
-    assert f"| tiny-x2 | {out.psnr:.2f} |" in card
+    s = out.scores[2]
+    assert (f"| x2 | {s.bicubic_psnr:.2f} / {s.bicubic_ssim:.4f} | {s.psnr:.2f} / {s.ssim:.4f} |"
+            in card)
     assert "test CPU" in card and "four generated images" in card
-    assert 10 < out.bicubic_psnr < 60 and out.frame_s > 0
+    assert 10 < s.bicubic_psnr < 60 and out.frame_s > 0 and list(out.scores) == [2]
 
 
 def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path, tiny_config):
@@ -43,3 +44,20 @@ def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path,
     sd = read_state_dict(out.weights)
     assert all(torch.equal(sd[k], raw[k]) for k in raw)
     assert "raw (not EMA) weights" in out.card.read_text()
+
+
+def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_folder, tmp_path):
+    from vidsr.train.config import load_config
+
+    cfg = load_config("vdsr-small", {"model.config": {"num_feat": 4, "num_layers": 3},
+                                     "data.hr_size": 12, "data.batch_size": 2,
+                                     "train.total_steps": 2, "train.progress": False})
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
+        generator=build_generator(cfg))
+    out = release_run(run, tmp_path / "weights", "ms", eval_folder=val_folder, data_note="g")
+    assert sorted(out.scores) == [2, 3, 4]
+    card = out.card.read_text()
+    assert all(f"| x{k} | " in card for k in (2, 3, 4))
+    assert "(bicubic-upscaled first)" in card

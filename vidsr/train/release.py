@@ -12,6 +12,7 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +29,24 @@ log = logging.getLogger("vidsr")
 
 
 @dataclass(frozen=True)
+class Scores:
+    """Mean PSNR (dB) / SSIM of the model and of bicubic at one scale."""
+
+    psnr: float
+    ssim: float
+    bicubic_psnr: float
+    bicubic_ssim: float
+
+
+@dataclass(frozen=True)
 class Release:
     """What ``release_run`` wrote and measured."""
 
     weights: Path
     card: Path
     step: int
-    psnr: float
-    ssim: float
-    bicubic_psnr: float
-    bicubic_ssim: float
-    frame_s: float  # seconds per 352x288 frame, one thread, fp32
+    scores: Mapping[int, Scores]  # per scale the network produces
+    frame_s: float  # seconds per 352x288 frame at the largest scale, one thread, fp32
 
 
 def cpu_name() -> str:
@@ -110,35 +118,36 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     spec = module.spec
     step = int(ckpt.name)
     config, wall = _run_facts(run_dir, step)
-    scale = max(spec.scales)
-    psnr, ssim = _evaluate(module, eval_folder, scale)
-    bicubic = BicubicUpscaler(scale=scale).eval()
-    bic_psnr, bic_ssim = _evaluate(bicubic, eval_folder, scale)
+    scores: dict[int, Scores] = {}
+    for scale in sorted(spec.scales):
+        model_fig = _evaluate(module, eval_folder, scale)
+        bicubic_fig = _evaluate(BicubicUpscaler(scale=scale).eval(), eval_folder, scale)
+        scores[scale] = Scores(*model_fig, *bicubic_fig)
+        log.info("%s x%d: %.2f dB (bicubic %.2f)", name, scale, model_fig[0], bicubic_fig[0])
     frame_s = seconds_per_frame(module)
     weights_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_dir / f"{name}.safetensors"
     metadata = {"arch": spec.arch, "config": json.dumps(dict(spec.config)),
                 "scales": json.dumps(list(spec.scales)), "trained_by": "vidsr.train",
                 "recipe": str(config.get("name", "")), "step": str(step),
-                "set5_psnr": f"{psnr:.4f}", "set5_ssim": f"{ssim:.5f}"}
+                "eval": json.dumps({eval_folder.name: {f"x{k}": [round(v.psnr, 4),
+                                                                 round(v.ssim, 5)]
+                                                       for k, v in scores.items()}})}
     save_state_dict(weights, sd, metadata)
     params = sum(t.numel() for t in sd.values())
     card = weights_dir / f"{name}.md"
     card.write_text(_card_text(name, spec, params, config, step, wall, data_note,
-                               hardware_note or cpu_name(), eval_folder, scale,
-                               (psnr, ssim, bic_psnr, bic_ssim), frame_s, notes,
-                               source.stem == "params_ema"),
+                               hardware_note or cpu_name(), eval_folder, scores, frame_s,
+                               notes, source.stem == "params_ema"),
                     encoding="utf-8")
-    log.info("released %s: step %d, %s x%d %.2f dB (bicubic %.2f)", name, step, eval_folder.name,
-             scale, psnr, bic_psnr)
-    return Release(weights, card, step, psnr, ssim, bic_psnr, bic_ssim, frame_s)
+    return Release(weights, card, step, scores, frame_s)
 
 
 def _card_text(name: str, spec, params: int, config: dict, step: int, wall: float,
-               data_note: str, hardware: str, folder: Path, scale: int,
-               scores: tuple[float, float, float, float], frame_s: float, notes: str,
-               ema: bool) -> str:
-    psnr, ssim, bic_psnr, bic_ssim = scores
+               data_note: str, hardware: str, folder: Path, scores: Mapping[int, Scores],
+               frame_s: float, notes: str, ema: bool) -> str:
+    scale = max(scores)
+    scale_text = ", ".join(f"x{k}" for k in sorted(scores))
     o, d, loss, t = config["optim"], config["data"], config["loss"], config["train"]
     schedule = (f"cosine {o['lr']:g} -> {o['min_lr']:g} over {t['total_steps']} steps"
                 if o["schedule"] == "cosine" else
@@ -152,7 +161,8 @@ def _card_text(name: str, spec, params: int, config: dict, step: int, wall: floa
         "|---|---|",
         f"| architecture | `{spec.arch}` {json.dumps(dict(spec.config))} |",
         f"| parameters | {params:,} |",
-        f"| scale, input | x{scale}, {spec.input_space} in [0, 1] |",
+        f"| scale, input | {scale_text}, {spec.input_space} in [0, 1]"
+        + (" (bicubic-upscaled first)" if spec.pre_upsampled else "") + " |",
         f"| loss | {loss['pixel']} (weight {loss['pixel_weight']:g})"
         + (f", perceptual {loss['perceptual_weight']:g}" if loss["perceptual_weight"] else "")
         + (f", RaGAN {loss['gan_weight']:g}" if loss["gan_weight"] else "") + " |",
@@ -168,12 +178,12 @@ def _card_text(name: str, spec, params: int, config: dict, step: int, wall: floa
         f"| wall time | {wall / 3600:.2f} h ({wall / 60:.0f} min) of training |",
         f"| speed | {frame_s:.2f} s per 352x288 frame (x{scale} out), one CPU thread, fp32 |",
         "",
-        f"## {folder.name} x{scale} (Y of BT.601, {scale}-pixel border cropped; `vidsr eval`)",
+        f"## {folder.name} (Y of BT.601, border of `scale` pixels cropped; `vidsr eval`)",
         "",
-        "| model | PSNR (dB) | SSIM |",
+        "| scale | bicubic PSNR / SSIM | this model PSNR / SSIM |",
         "|---|---|---|",
-        f"| bicubic | {bic_psnr:.2f} | {bic_ssim:.4f} |",
-        f"| {name} | {psnr:.2f} | {ssim:.4f} |",
+        *(f"| x{k} | {v.bicubic_psnr:.2f} / {v.bicubic_ssim:.4f} | {v.psnr:.2f} / {v.ssim:.4f} |"
+          for k, v in sorted(scores.items())),
         "",
         f"{folder.name} was never trained on. Checkpoints were not picked by their "
         f"{folder.name} score: the figures are those of the shipped weights.",
