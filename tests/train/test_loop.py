@@ -252,3 +252,25 @@ def test_ema_decay_warms_up():
     assert ema_decay_at(0.999, 0) == 0.1
     assert ema_decay_at(0.999, 90) == 0.91
     assert ema_decay_at(0.999, 20000) == 0.999
+
+
+def test_interrupt_saves_a_checkpoint_that_resumes(image_folder, tmp_path, tiny_config,
+                                                   monkeypatch):
+    from vidsr.errors import Cancelled
+    from vidsr.train import loop
+
+    cfg = tiny_config(train__total_steps=8, train__checkpoint_every=100)
+    sampler = PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0)
+    real_step = loop.train_step
+
+    def interrupted(state, *args):
+        if state.step == 5:
+            raise KeyboardInterrupt
+        return real_step(state, *args)
+
+    monkeypatch.setattr(loop, "train_step", interrupted)
+    with pytest.raises(Cancelled, match="interrupted at step 5"):
+        fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg))
+    monkeypatch.setattr(loop, "train_step", real_step)
+    result = fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg), resume=True)
+    assert result.step == 8

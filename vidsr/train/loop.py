@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vidsr.errors import OptionsError
+from vidsr.errors import Cancelled, OptionsError
 from vidsr.metrics import rgb_to_y_bt601
 from vidsr.resize import imresize
 from vidsr.train.checkpoints import (
@@ -352,6 +352,12 @@ def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.
                 last_ckpt = save_checkpoint(state, ckpt_root, cfg)
                 prune_checkpoints(ckpt_root, cfg.train.keep_checkpoints)
                 write_progress_plot(metrics.records, run_dir / "progress.png")
+    except KeyboardInterrupt:
+        # Ctrl-C (or a SIGTERM a launcher turns into one) keeps the work done so far.
+        if last_ckpt is None or int(last_ckpt.name) != state.step:
+            last_ckpt = save_checkpoint(state, ckpt_root, cfg)
+        raise Cancelled(f"training interrupted at step {state.step}; checkpoint saved in "
+                        f"{last_ckpt}, continue with resume") from None
     finally:
         bar.close()
     best_path = run_dir / "best_ema.safetensors"
