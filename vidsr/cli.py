@@ -58,7 +58,7 @@ def upscale_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", type=Path, help="source video")
     p.add_argument("output", type=Path, help="output video; the container follows the extension")
-    _add_model_args(p, default_model="espcn")
+    _add_model_args(p, default_model="compact")
     p.add_argument("--batch-size", type=int,
                    help="frames per batch (default: 1 on a CPU, 4 on CUDA)")
     p.add_argument("--in-flight", type=int, default=2,

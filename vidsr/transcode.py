@@ -126,7 +126,7 @@ def upscale_video(
     src: str | Path,
     dst: str | Path,
     *,
-    model: str | Path | SRModel = "espcn",
+    model: str | Path | SRModel = "compact",
     scale: int | None = None,
     weights: str | Path | None = None,
     allow_unsafe_weights: bool = False,
