@@ -189,3 +189,53 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing(clip, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mkv"]
+
+
+def _image_folder(path: Path, count: int = 3, size: int = 64) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        smooth = np.linspace(0, 255, size)[None, :, None] * np.ones((size, 1, 3))
+        noisy = (smooth + rng.normal(0, 20, smooth.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(path / f"img{i}.png")
+    return path
+
+
+def test_train_then_resume_then_interpolate(tmp_path, capsys):
+    data = _image_folder(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    tiny = ["--set", "train.total_steps=2", "--set", "data.batch_size=2",
+            "--set", "train.checkpoint_every=2", "--set", "train.progress=false"]
+    code = main(["train", "--preset", "espcn", "--data", str(data), "--out", str(run_dir), *tiny])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "stopped at step 2" in err
+    tiny[1] = "train.total_steps=4"
+    code = main(["train", "--preset", "espcn", "--data", str(data), "--out", str(run_dir),
+                 "--resume", *tiny])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "stopped at step 4" in err
+
+    # Interpolating a network with itself at any alpha gives it back.
+    out = tmp_path / "blend.safetensors"
+    code = main(["interpolate", str(ESPCN_X2), str(ESPCN_X2), "--alpha", "0.3", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    from vidsr.archs import load_arch_from_state_dict
+    from vidsr.checkpoint import read_state_dict
+
+    blended = load_arch_from_state_dict(read_state_dict(out)).state_dict()
+    original = load_arch_from_state_dict(read_state_dict(ESPCN_X2)).state_dict()
+    assert blended.keys() == original.keys()
+    assert all(torch.equal(blended[k], original[k]) for k in original)
+
+
+def test_train_unknown_preset_names_the_bundled_ones(tmp_path, capsys):
+    code = main(["train", "--preset", "esrgan-psnrr", "--data", str(tmp_path), "--out",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert_one_error_line(err, "unknown training preset 'esrgan-psnrr'", "esrgan-psnr")

@@ -218,11 +218,68 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr train",
+        description="Train a model from a recipe preset (presets/train/*.toml or a TOML file).",
+    )
+    p.add_argument("--preset", required=True,
+                   help="recipe: esrgan-psnr, esrgan-gan, vdsr, espcn, edsr, wdsr, rednet, ..."
+                   " or a TOML path")
+    p.add_argument("--data", type=Path, action="append", required=True,
+                   help="image folder or video file to train on (repeatable)")
+    p.add_argument("--val", type=Path, help="folder of HR images for periodic validation PSNR")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override a preset value (repeatable)")
+    _add_common(p)
+    return p
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from vidsr.train import run_training
+
+    result = run_training(args.preset, args.data, args.out, val=args.val, resume=args.resume,
+                          overrides=args.overrides)
+    text = f"vidsr: {result.run_dir}: stopped at step {result.step}"
+    if result.checkpoint is not None:
+        text += f"; checkpoint {result.checkpoint}"
+    if result.best_psnr is not None:
+        text += f"; best validation {result.best_psnr:.2f} dB ({result.best_weights})"
+    print(text, file=sys.stderr)
+    return 0
+
+
+def interpolate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr interpolate",
+        description="Network interpolation (ESRGAN): blend two checkpoints of one architecture"
+        " parameter by parameter, out = (1 - alpha) * A + alpha * B.",
+    )
+    p.add_argument("a", type=Path, help="first weights file (alpha 0)")
+    p.add_argument("b", type=Path, help="second weights file (alpha 1)")
+    p.add_argument("--alpha", type=float, required=True, help="weight of B, in [0, 1]")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .safetensors")
+    _add_common(p)
+    return p
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    from vidsr.train import interpolate_checkpoints
+
+    out = interpolate_checkpoints(args.a, args.b, args.alpha, args.output)
+    print(f"vidsr: wrote {out}", file=sys.stderr)
+    return 0
+
+
 Command = tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
 SUBCOMMANDS: dict[str, Command] = {
     "models": (models_parser, run_models),
     "eval": (eval_parser, run_eval),
     "bench": (bench_parser, run_bench),
+    "train": (train_parser, run_train),
+    "interpolate": (interpolate_parser, run_interpolate),
 }
 
 
