@@ -340,6 +340,10 @@ def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.
                 metrics.append({"step": step, **mean, "wall_s": round(state.wall_s, 2)})
                 bar.set_postfix(loss=f"{mean['loss']:.4g}", lr=f"{mean['lr']:.2g}")
                 window = []
+            # The checkpoint comes first: a failing validation must not cost training.
+            if step % cfg.train.checkpoint_every == 0 or step == end:
+                last_ckpt = save_checkpoint(state, ckpt_root, cfg)
+                prune_checkpoints(ckpt_root, cfg.train.keep_checkpoints)
             if val is not None and (step % cfg.train.val_every == 0 or step == end):
                 model = state.params_ema if state.params_ema is not None else state.generator
                 scores = validate(model, val, scales)
@@ -349,8 +353,6 @@ def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.
                     best = scores[f"val_psnr_x{scales[-1]}"]
                     export_weights(model, run_dir / "best_ema.safetensors", cfg, step, scores)
             if step % cfg.train.checkpoint_every == 0 or step == end:
-                last_ckpt = save_checkpoint(state, ckpt_root, cfg)
-                prune_checkpoints(ckpt_root, cfg.train.keep_checkpoints)
                 write_progress_plot(metrics.records, run_dir / "progress.png")
     except KeyboardInterrupt:
         # Ctrl-C (or a SIGTERM a launcher turns into one) keeps the work done so far.
