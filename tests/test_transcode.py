@@ -194,6 +194,20 @@ def test_existing_output_is_never_clobbered_without_overwrite(clip, tmp_path):
     assert probe(dst).width == 128
 
 
+def test_output_that_appears_during_the_run_is_not_replaced(tmp_path):
+    dst = tmp_path / "out.mkv"
+    from vidsr.transcode import publish
+
+    tmp = tmp_path / ".out.mkv.vidsr-test.mkv"
+    tmp.write_bytes(b"new")
+    dst.write_bytes(b"someone else's")
+    with pytest.raises(OutputError, match="appeared while upscaling"):
+        publish(tmp, dst, overwrite=False)
+    assert dst.read_bytes() == b"someone else's"
+    publish(tmp, dst, overwrite=True)
+    assert dst.read_bytes() == b"new" and not tmp.exists()
+
+
 def test_output_equal_to_input_is_refused(clip):
     src = clip("in.mkv", frames=2)
     before = src.read_bytes()

@@ -163,9 +163,10 @@ def upscale_video(
     # On a CPU the network already uses every core; batches of one keep its working set in
     # cache (measured faster than 4, benchmarks/RESULTS.md). GPUs want larger batches.
     batch_size = options.batch_size or (1 if on_cpu else 4)
-    codec_threads = plan_cpu_threads().decoder if on_cpu else 0
-    if on_cpu and not encode.threads:
-        encode = replace(encode, threads=plan_cpu_threads().encoder)
+    threads = plan_cpu_threads() if on_cpu else None
+    codec_threads = threads.decoder if threads else 0
+    if threads and not encode.threads:
+        encode = replace(encode, threads=threads.encoder)
 
     tmp = temporary_output_path(dst)
     started = time.perf_counter()
@@ -191,7 +192,7 @@ def upscale_video(
             infer = runner.infer_stage(info.colour, out_layout)
             timing = run_pipeline(decoder, [("infer", infer)], write, depth=options.queue_depth)
             skipped = decoder.skipped
-        os.replace(tmp, dst)
+        publish(tmp, dst, options.overwrite)
     except VidsrError as exc:
         tmp.unlink(missing_ok=True)
         # Users know the output by its final name, not the temporary one.
@@ -203,6 +204,28 @@ def upscale_video(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=out_w, height=out_h, timing=timing,
     )
+
+
+def publish(tmp: Path, dst: Path, overwrite: bool) -> None:
+    """Give the finished file its final name in one step.
+
+    Without ``overwrite`` a hard link is used, which fails if ``dst`` appeared
+    while we worked, so a file created meanwhile is never replaced.
+    """
+    if overwrite:
+        os.replace(tmp, dst)
+        return
+    appeared = OutputError(f"{dst}: appeared while upscaling; not replaced (use --overwrite)")
+    try:
+        os.link(tmp, dst)
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # filesystems without hard links: the check at the start must do
+        if dst.exists():
+            raise appeared from None
+        os.replace(tmp, dst)
+        return
+    tmp.unlink()
 
 
 def _open_sink(
