@@ -274,3 +274,15 @@ def test_interrupt_saves_a_checkpoint_that_resumes(image_folder, tmp_path, tiny_
     monkeypatch.setattr(loop, "train_step", real_step)
     result = fit(cfg, sampler, tmp_path / "run", generator=build_generator(cfg), resume=True)
     assert result.step == 8
+
+
+def test_init_weights_must_match_the_preset(tmp_path):
+    stage1 = tmp_path / "stage1.safetensors"
+    torch.manual_seed(0)
+    save_state_dict(stage1, build_generator(tiny("compact-x4")).state_dict())
+    model = build_generator(tiny("compact-x4", **{"model.init": str(stage1)}))
+    assert model.spec.config["num_feat"] == 8
+    with pytest.raises(OptionsError, match="num_feat = 32 in the preset, 8 in the weights"):
+        build_generator(load_config("compact-x4-mse", {"model.init": str(stage1)}))
+    with pytest.raises(OptionsError, match="holds a compact, the preset trains a rrdb"):
+        build_generator(tiny("rrdb-small-x4", **{"model.init": str(stage1)}))

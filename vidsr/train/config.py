@@ -36,7 +36,6 @@ class ModelOptions:
     arch: str
     config: Mapping[str, Any] = field(default_factory=dict)
     init: str = ""  # weights to start from (a stage-one checkpoint); "" starts from scratch
-    init_strict: bool = True
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,12 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
         if model.spec.arch != cfg.model.arch:
             raise OptionsError(f"model.init {cfg.model.init} holds a {model.spec.arch}, "
                                f"the preset trains a {cfg.model.arch}")
+        differ = {k: (v, model.spec.config.get(k)) for k, v in cfg.model.config.items()
+                  if model.spec.config.get(k) != v}
+        if differ:
+            raise OptionsError(f"model.init {cfg.model.init} does not match model.config: "
+                               + ", ".join(f"{k} = {a!r} in the preset, {b!r} in the weights"
+                                           for k, (a, b) in differ.items()))
         return model.train()
     return create_arch(cfg.model.arch, **cfg.model.config).train()
 
