@@ -337,3 +337,27 @@ def test_every_plane_layout_through_every_model_path(clip, tmp_path, pix_fmt, mo
         mid_in = y_in[8:24, bar * 8 + 3]
         mid_out = y_out[16:48, bar * 16 + 6 : bar * 16 + 10]
         assert np.abs(mid_out - mid_in[0]).max() <= tolerance, (bar, mid_in[0], mid_out.max())
+
+
+@pytest.mark.parametrize(("codec", "suffix", "crf", "preset"), [
+    ("libx264", ".mp4", 23, "veryfast"),
+    ("libx265", ".mkv", 28, "ultrafast"),
+    ("libsvtav1", ".mkv", 40, "12"),
+    ("libvpx-vp9", ".webm", 40, "8"),
+    ("ffv1", ".mkv", None, None),
+    ("prores_ks", ".mov", None, None),
+])
+def test_each_bundled_encoder_writes_a_playable_file(clip, tmp_path, codec, suffix, crf, preset):
+    from vidsr.io.encode import EncodeOptions
+
+    pts = [0, 40, 80, 160, 200, 240]
+    src = clip("in.mkv", pts=pts, time_base=Fraction(1, 1000), colour=BT709,
+               audio="flac" if suffix != ".webm" else False)
+    dst = tmp_path / f"out{suffix}"
+    result = upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                           encode=EncodeOptions(codec=codec, crf=crf, preset=preset))
+    info = probe(dst)
+    assert result.frames == len(pts)
+    assert (info.width, info.height) == (128, 96)
+    assert info.colour.matrix == "bt709"
+    assert [round(t * 1000) for t in video_times(dst)] == pts

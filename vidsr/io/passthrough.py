@@ -8,6 +8,7 @@ and :meth:`PassThrough.finish` writes the rest. Nothing is re-encoded.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,21 @@ log = logging.getLogger("vidsr")
 _COPIED_TYPES = ("audio", "subtitle", "data", "attachment")
 # Tags each muxer writes for itself; copying the source's would misreport the new file.
 _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
+
+
+def header_refusal(stream: av.stream.Stream, format_name: str) -> str | None:
+    """Why a ``format_name`` container refuses ``stream``, or None if it takes it.
+
+    Asked by writing a header with the stream alone into memory: the muxer's
+    list of codecs is not enough (MOV lists FLAC, then refuses it at the header).
+    """
+    try:
+        with av.open(io.BytesIO(), "w", format=format_name) as scratch:
+            scratch.add_stream_from_template(stream)
+            scratch.start_encoding()
+    except (av.FFmpegError, ValueError) as exc:
+        return str(exc).replace("'<none>' returned", "muxer returned")
+    return None
 
 
 class PassThrough:
@@ -78,8 +94,9 @@ class PassThrough:
             # MP4 keeps chapter titles in a text track; the chapters are copied as chapters.
             log.debug("not copying stream %s: it is the MP4 chapter track", label)
             return
-        if codec not in output.supported_codecs:
-            log.warning("dropping stream %s: %s cannot hold it", label, out_name)
+        refusal = header_refusal(stream, out_name)
+        if refusal is not None:
+            log.warning("dropping stream %s: %s cannot hold it (%s)", label, out_name, refusal)
             return
         try:
             out = output.add_stream_from_template(stream)
