@@ -33,4 +33,12 @@ if [ ! -x "$VENV/bin/python" ] || ! is_312 "$VENV/bin/python"; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
 EXTRAS="${VIDSR_EXTRAS:-}"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+# Reinstall only when the project's requirements or the extras asked for changed.
+STAMP="$VENV/.vidsr-install-stamp"
+WANT="$(sha256sum < "$ROOT/pyproject.toml" | cut -d" " -f1) $EXTRAS"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+    # (setuptools warns about editable installs in general; not useful here.)
+    PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    echo "$WANT" > "$STAMP"
+fi
