@@ -61,3 +61,21 @@ def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_fold
     card = out.card.read_text()
     assert all(f"| x{k} | " in card for k in (2, 3, 4))
     assert "(bicubic-upscaled first)" in card
+
+
+def test_a_fine_tune_card_lists_both_stages(image_folder, val_folder, tmp_path, tiny_config):
+    stage1 = tiny_config(train__total_steps=4)
+    torch.manual_seed(0)
+    images = collect_sources(image_folder, 4)
+    fit(stage1, PairSampler(images, stage1.data, seed=0), tmp_path / "s1",
+        generator=build_generator(stage1))
+    init = tmp_path / "s1/checkpoints/00000004/params_ema.safetensors"
+    stage2 = tiny_config(train__total_steps=3, model__init=str(init), loss__pixel="mse")
+    fit(stage2, PairSampler(images, stage2.data, seed=1), tmp_path / "s2",
+        generator=build_generator(stage2))
+    out = release_run(tmp_path / "s2", tmp_path / "weights", "two", eval_folder=val_folder,
+                      data_note="generated")
+    card = out.card.read_text()
+    assert "| steps | 7 in 2 stages (below) |" in card
+    assert "## Training stages" in card
+    assert "| 1 | `tiny` | l1 (weight 1) |" in card and "| 2 | `tiny` | mse (weight 1) |" in card

@@ -87,7 +87,17 @@ def _evaluate(module: nn.Module, folder: Path, scale: int) -> tuple[float, float
     return report.mean_psnr, report.mean_ssim
 
 
-def _run_facts(run_dir: Path, step: int) -> tuple[dict, float]:
+@dataclass(frozen=True)
+class Stage:
+    """One training run that led to the released weights."""
+
+    run_dir: Path
+    config: dict
+    step: int
+    wall_s: float
+
+
+def _stage(run_dir: Path, step: int) -> Stage:
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     wall = 0.0
     metrics = run_dir / "metrics.jsonl"
@@ -96,7 +106,21 @@ def _run_facts(run_dir: Path, step: int) -> tuple[dict, float]:
             rec = json.loads(line)
             if rec["step"] <= step:
                 wall = max(wall, rec.get("wall_s", rec.get("elapsed_s", 0.0)))
-    return config, wall
+    return Stage(run_dir, config, step, wall)
+
+
+def training_stages(run_dir: Path, step: int) -> list[Stage]:
+    """The run and, through ``model.init`` pointing into another run's checkpoints
+    (``RUN/checkpoints/<step>/params*.safetensors``), the runs before it; oldest first."""
+    stages = [_stage(run_dir, step)]
+    while True:
+        init = Path(stages[0].config["model"].get("init") or ".")
+        ckpt = init.parent
+        earlier = ckpt.parent.parent
+        if not (ckpt.name.isdigit() and ckpt.parent.name == "checkpoints"
+                and (earlier / "config.json").exists()) or len(stages) > 8:
+            return stages
+        stages.insert(0, _stage(earlier, int(ckpt.name)))
 
 
 def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Path,
@@ -117,7 +141,8 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     module = load_arch_from_state_dict(sd).eval()
     spec = module.spec
     step = int(ckpt.name)
-    config, wall = _run_facts(run_dir, step)
+    stages = training_stages(run_dir, step)
+    config = stages[-1].config
     scores: dict[int, Scores] = {}
     for scale in sorted(spec.scales):
         model_fig = _evaluate(module, eval_folder, scale)
@@ -136,26 +161,45 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     save_state_dict(weights, sd, metadata)
     params = sum(t.numel() for t in sd.values())
     card = weights_dir / f"{name}.md"
-    card.write_text(_card_text(name, spec, params, config, step, wall, data_note,
+    card.write_text(_card_text(name, spec, params, stages, data_note,
                                hardware_note or cpu_name(), eval_folder, scores, frame_s,
                                notes, source.stem == "params_ema"),
                     encoding="utf-8")
     return Release(weights, card, step, scores, frame_s)
 
 
-def _card_text(name: str, spec, params: int, config: dict, step: int, wall: float,
-               data_note: str, hardware: str, folder: Path, scores: Mapping[int, Scores],
-               frame_s: float, notes: str, ema: bool) -> str:
-    scale = max(scores)
-    scale_text = ", ".join(f"x{k}" for k in sorted(scores))
-    o, d, loss, t = config["optim"], config["data"], config["loss"], config["train"]
+def _describe_recipe(config: dict) -> tuple[str, str]:
+    """(loss, optimiser) of a run's configuration, in words."""
+    o, loss, t = config["optim"], config["loss"], config["train"]
     schedule = (f"cosine {o['lr']:g} -> {o['min_lr']:g} over {t['total_steps']} steps"
                 if o["schedule"] == "cosine" else
                 f"{o['lr']:g}, x{o['gamma']:g} at {o['milestones']}")
+    loss_text = (f"{loss['pixel']} (weight {loss['pixel_weight']:g})"
+                 + (f", perceptual {loss['perceptual_weight']:g}"
+                    if loss["perceptual_weight"] else "")
+                 + (f", RaGAN {loss['gan_weight']:g}" if loss["gan_weight"] else ""))
+    optimiser = (f"{o['kind']} betas {o['betas']}, lr {schedule}"
+                 + (f", grad clip {o['grad_clip']:g}" if o["grad_clip"] else ""))
+    return loss_text, optimiser
+
+
+def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str,
+               hardware: str, folder: Path, scores: Mapping[int, Scores], frame_s: float,
+               notes: str, ema: bool) -> str:
+    scale = max(scores)
+    scale_text = ", ".join(f"x{k}" for k in sorted(scores))
+    last = stages[-1]
+    d, t = last.config["data"], last.config["train"]
+    loss_text, optimiser = _describe_recipe(last.config)
+    presets = " then ".join(f"`{s.config.get('name', '')}`" for s in stages)
+    total_steps = sum(s.step for s in stages)
+    total_wall = sum(s.wall_s for s in stages)
+    steps_text = (f"{last.step:,} of {t['total_steps']:,} planned" if len(stages) == 1 else
+                  f"{total_steps:,} in {len(stages)} stages (below)")
     lines = [
         f"# {name}",
         "",
-        f"Trained by vidsr itself (`vidsr.train`, preset `{config.get('name', '')}`).",
+        f"Trained by vidsr itself (`vidsr.train`, preset {presets}).",
         "",
         "| | |",
         "|---|---|",
@@ -163,21 +207,29 @@ def _card_text(name: str, spec, params: int, config: dict, step: int, wall: floa
         f"| parameters | {params:,} |",
         f"| scale, input | {scale_text}, {spec.input_space} in [0, 1]"
         + (" (bicubic-upscaled first)" if spec.pre_upsampled else "") + " |",
-        f"| loss | {loss['pixel']} (weight {loss['pixel_weight']:g})"
-        + (f", perceptual {loss['perceptual_weight']:g}" if loss["perceptual_weight"] else "")
-        + (f", RaGAN {loss['gan_weight']:g}" if loss["gan_weight"] else "") + " |",
-        f"| optimiser | {o['kind']} betas {o['betas']}, lr {schedule}"
-        + (f", grad clip {o['grad_clip']:g}" if o["grad_clip"] else "") + " |",
+        f"| loss | {loss_text} |",
+        f"| optimiser | {optimiser} |",
         f"| batches | {d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, "
         f"flips + 90-degree rotations, LR by MATLAB-style bicubic (as `vidsr eval`) |",
         f"| EMA | decay {t['ema_decay']:g}; shipped: the "
         + ("EMA" if ema else "raw (not EMA)") + " weights of the newest checkpoint |",
-        f"| steps | {step:,} of {t['total_steps']:,} planned |",
+        f"| steps | {steps_text} |",
         f"| data | {data_note} |",
         f"| hardware | {hardware} |",
-        f"| wall time | {wall / 3600:.2f} h ({wall / 60:.0f} min) of training |",
+        f"| wall time | {total_wall / 3600:.2f} h ({total_wall / 60:.0f} min) of training |",
         f"| speed | {frame_s:.2f} s per 352x288 frame (x{scale} out), one CPU thread, fp32 |",
         "",
+    ]
+    if len(stages) > 1:
+        lines += ["## Training stages", "",
+                  "| stage | preset | loss | optimiser | steps | wall time |",
+                  "|---|---|---|---|---|---|"]
+        for i, stage in enumerate(stages, 1):
+            s_loss, s_opt = _describe_recipe(stage.config)
+            lines.append(f"| {i} | `{stage.config.get('name', '')}` | {s_loss} | {s_opt} | "
+                         f"{stage.step:,} | {stage.wall_s / 60:.0f} min |")
+        lines.append("")
+    lines += [
         f"## {folder.name} (Y of BT.601, border of `scale` pixels cropped; `vidsr eval`)",
         "",
         "| scale | bicubic PSNR / SSIM | this model PSNR / SSIM |",
