@@ -20,7 +20,6 @@ import copy
 import json
 import logging
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 
 from vidsr.cuda_slots import PendingBatch
-from vidsr.devices import plan_cpu_threads, resolve_devices
+from vidsr.devices import cpu_name, plan_cpu_threads, resolve_devices
 from vidsr.engine import Engine, EngineOptions
 from vidsr.errors import OptionsError
 from vidsr.io.decode import Decoder
@@ -155,20 +154,11 @@ class BenchReport:
 
 def machine_info(devices: tuple[torch.device, ...]) -> MachineInfo:
     """The machine the figures were taken on."""
-    cpu = _cpu_model()
+    cpu = cpu_name()
     names = [torch.cuda.get_device_name(d) if d.type == "cuda" else f"CPU ({cpu})"
              for d in devices]
     return MachineInfo(cpu=cpu, cores=os.cpu_count() or 1, torch=torch.__version__,
                        devices=names, load_average=os.getloadavg()[0])
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def bench_model(options: BenchOptions) -> SRModel:

@@ -9,7 +9,9 @@ errors that say what to use instead.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -100,3 +102,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
         "out of memory" in text or "can't allocate memory" in text
     )
 
+
+def cpu_name() -> str:
+    """The CPU model, for benchmark reports and model cards."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

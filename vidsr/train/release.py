@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from torch import nn
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.reference import BicubicUpscaler
 from vidsr.checkpoint import read_state_dict, save_state_dict
+from vidsr.devices import cpu_name
 from vidsr.errors import InputError
 from vidsr.train.checkpoints import latest_checkpoint
 
@@ -47,16 +47,6 @@ class Release:
     step: int
     scores: Mapping[int, Scores]  # per scale the network produces
     frame_s: float  # seconds per 352x288 frame at the largest scale, one thread, fp32
-
-
-def cpu_name() -> str:
-    """The CPU model, for the card's hardware line."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def seconds_per_frame(model: nn.Module, width: int = 352, height: int = 288,
