@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from vidsr.devices import plan_cpu_threads
 from vidsr.engine import Engine, EngineOptions
-from vidsr.errors import InputError, OptionsError, OutputError, VidsrError
+from vidsr.errors import OptionsError, OutputError, VidsrError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
 from vidsr.io.frames import FrameBatch, PlaneLayout
-from vidsr.io.probe import VideoInfo, probe
+from vidsr.io.probe import VideoInfo, check_input_path, probe
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming, run_pipeline
 
@@ -73,10 +73,7 @@ class TranscodeResult:
 
 def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
     """Refuse what would lose data before any work starts."""
-    if not src.exists():
-        raise InputError(f"{src}: no such file")
-    if src.is_dir():
-        raise InputError(f"{src}: is a directory, not a video file")
+    check_input_path(src)
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"{dst}: output is the input file; choose another output name")
     if dst.is_dir():
