@@ -305,10 +305,61 @@ def test_ctrl_c_while_the_engine_runs_cancels_and_ends_every_thread():
 
 
 def test_cpu_thread_plan():
+    # Two cores: two one-thread workers share both with the codecs.
     two = plan_cpu_threads(2)
-    assert (two.torch, two.decoder, two.encoder) == (2, 1, 1)
+    assert (two.workers, two.torch, two.decoder, two.encoder) == (2, 1, 1, 1)
+    four = plan_cpu_threads(4)
+    assert (four.workers, four.torch, four.decoder) == (3, 1, 1)
+    # Many cores: one left to the codecs, two workers split the rest.
     many = plan_cpu_threads(16)
-    assert many.torch == 15 and many.decoder == many.encoder == 4
+    assert (many.workers, many.torch) == (2, 7) and many.decoder == many.encoder == 4
+    assert plan_cpu_threads(1) == plan_cpu_threads(1) and plan_cpu_threads(1).workers == 1
+
+
+def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
+    batches = [_yuv_batch(1, 8, 12, first=i, seed=i) for i in range(12)]
+    single = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
+    threads = torch.get_num_threads()
+    with Engine(_sr_model(ConvStack()),
+                EngineOptions(device="cpu", precision="fp32", cpu_workers=3,
+                              cpu_threads=1)) as engine:
+        assert engine.in_flight == 3 and torch.get_num_threads() == 1
+        seen: list[FrameBatch] = []
+        run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))],
+                     seen.append, depth=2)
+        workers = {t.name for t in _vidsr_threads() if t.name.startswith("vidsr-cpu-worker")}
+        assert len(workers) >= 2  # the batches really ran side by side in several threads
+    assert [b.first_index for b in seen] == list(range(12))
+    for got, want in zip(seen, expected, strict=True):
+        assert all(np.array_equal(g, w) for g, w in zip(got.planes, want.planes, strict=True))
+    # close() ends the workers and gives the process its thread count back.
+    assert not _vidsr_threads() and torch.get_num_threads() == threads
+
+
+def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
+    with Engine(_sr_model(FailsOnBatch(3), space="y"),
+                EngineOptions(device="cpu", cpu_workers=2)) as engine:
+        with pytest.raises(FloatingPointError, match="model broke"):
+            run_pipeline((_yuv_batch(1, 8, 8, first=i) for i in range(1000)),
+                         [("infer", engine.infer_stage(BT709, YUV420))], lambda _: None,
+                         depth=2)
+    assert not _vidsr_threads()
+
+
+def test_bf16_fallback_in_a_cpu_worker(caplog):
+    batch = _yuv_batch(2, 8, 8)
+    with caplog.at_level(logging.WARNING, logger="vidsr"), \
+            Engine(_sr_model(NonFiniteBelowFp32(), space="y"),
+                   EngineOptions(device="cpu", precision="bf16", cpu_workers=2)) as engine:
+        out = engine.upscale_batch(batch, BT709, YUV420)
+    assert np.isfinite(out.planes[0].astype(np.float32)).all()
+    assert "redoing that batch in fp32" in caplog.text
+
+
+def test_negative_cpu_workers_are_refused():
+    with pytest.raises(OptionsError, match="must not be negative"):
+        Engine(load_model("nearest", scale=2), EngineOptions(device="cpu", cpu_workers=-1))
 
 
 # -- CUDA -------------------------------------------------------------------------------------

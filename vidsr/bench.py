@@ -7,6 +7,11 @@ One run measures, on the same clip and model:
 - the overlapped pipeline (decode -> infer -> encode, bounded queues): wall
   time, fps and each stage's busy time; overlap efficiency = wall / slowest
   stage alone (1.0 is perfect overlap);
+- the CPU floor: when the stages share the CPU's cores, the pipeline cannot
+  finish before the CPU time of all stages alone, spread over every core, has
+  been spent. The floor is that or the slowest stage alone, whichever is
+  longer, and wall / floor says how close the pipeline comes to what the
+  machine allows (on 2 cores the first is usually the larger);
 - plain serial loops, one frame at a time in one thread (decode, infer,
   encode, as Real-ESRGAN's ``inference_realesrgan_video.py`` does): once as
   that script runs on a CPU (fp32, NCHW, default threads) and once with the
@@ -25,14 +30,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from vidsr.cuda_slots import PendingBatch
-from vidsr.devices import cpu_name, plan_cpu_threads, resolve_devices
-from vidsr.engine import Engine, EngineOptions
+from vidsr.devices import cpu_name, plan_cpu_threads, resolve_devices, usable_cores
+from vidsr.engine import Engine, EngineOptions, with_cpu_plan
 from vidsr.errors import OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
@@ -91,6 +97,7 @@ class BenchReport:
     batch_size: int
     threads: dict[str, int]  # torch, decoder, encoder
     alone_s: dict[str, float]  # decode, infer, encode: each stage run by itself
+    cpu_s: dict[str, float]  # CPU time (all threads) of each stage run by itself
     busy_s: dict[str, float]  # the same stages' busy time inside the pipeline
     wall_s: float
     fps: float
@@ -111,6 +118,16 @@ class BenchReport:
         return self.fps / self.serial_same_settings_fps
 
     @property
+    def cpu_floor_s(self) -> float:
+        """The shortest wall time this machine allows: the slowest stage alone, or
+        all stages' CPU time spread over every core."""
+        return max(max(self.alone_s.values()), sum(self.cpu_s.values()) / self.machine.cores)
+
+    @property
+    def efficiency_vs_floor(self) -> float:
+        return self.wall_s / self.cpu_floor_s if self.cpu_floor_s else 0.0
+
+    @property
     def pipeline_vs_model_only(self) -> float:
         return self.fps / self.model_only_fps if self.model_only_fps else 0.0
 
@@ -119,6 +136,8 @@ class BenchReport:
         data["speedup_vs_serial"] = self.speedup_vs_serial
         data["speedup_vs_serial_same_settings"] = self.speedup_vs_serial_same_settings
         data["pipeline_vs_model_only"] = self.pipeline_vs_model_only
+        data["cpu_floor_s"] = self.cpu_floor_s
+        data["efficiency_vs_floor"] = self.efficiency_vs_floor
         return json.dumps(data, indent=2)
 
     def to_text(self) -> str:
@@ -132,13 +151,16 @@ class BenchReport:
             f" {self.precision}{', channels_last' if self.channels_last else ''},"
             f" batch {self.batch_size}",
             "threads    " + ", ".join(f"{k} {v}" for k, v in self.threads.items()),
-            "stage      alone s   busy in pipeline s",
+            "stage      alone s   CPU s alone   busy in pipeline s",
         ]
         for stage in ("decode", "infer", "encode"):
-            lines.append(f"  {stage:<8} {self.alone_s[stage]:8.2f}   {self.busy_s[stage]:8.2f}")
+            lines.append(f"  {stage:<8} {self.alone_s[stage]:8.2f}   {self.cpu_s[stage]:11.2f}"
+                         f"   {self.busy_s[stage]:8.2f}")
         lines += [
             f"pipeline   {self.wall_s:.2f} s wall, {self.fps:.2f} fps",
             f"overlap    efficiency {self.overlap_efficiency:.3f} (wall / slowest stage alone)",
+            f"CPU floor  {self.cpu_floor_s:.2f} s (stages' CPU time over {m.cores} cores, or the"
+            f" slowest stage alone); wall / floor {self.efficiency_vs_floor:.3f}",
             f"model only {self.model_only_fps:.2f} fps; pipeline at"
             f" {self.pipeline_vs_model_only:.2f}x of it",
         ]
@@ -157,7 +179,7 @@ def machine_info(devices: tuple[torch.device, ...]) -> MachineInfo:
     cpu = cpu_name()
     names = [torch.cuda.get_device_name(d) if d.type == "cuda" else f"CPU ({cpu})"
              for d in devices]
-    return MachineInfo(cpu=cpu, cores=os.cpu_count() or 1, torch=torch.__version__,
+    return MachineInfo(cpu=cpu, cores=usable_cores(), torch=torch.__version__,
                        devices=names, load_average=os.getloadavg()[0])
 
 
@@ -218,9 +240,9 @@ def run_bench(
 ) -> BenchReport:
     """Benchmark ``options.model`` over ``clip`` with ``engine`` settings; see the module text.
 
-    On a CPU device, torch threads default to :func:`plan_cpu_threads` (set
-    ``engine.cpu_threads`` to override); the process's torch thread count is
-    restored afterwards.
+    On a CPU device, torch threads and workers default to :func:`plan_cpu_threads`
+    (set ``engine.cpu_threads`` and ``engine.cpu_workers`` to override); the
+    process's torch thread count is restored afterwards.
     """
     options = options or BenchOptions()
     engine = engine or EngineOptions()
@@ -230,8 +252,8 @@ def run_bench(
     devices = resolve_devices(engine.device)
     on_cpu = any(d.type == "cpu" for d in devices)
     plan = plan_cpu_threads()
-    if on_cpu and not engine.cpu_threads:
-        engine = replace(engine, cpu_threads=plan.torch)
+    if on_cpu:
+        engine = with_cpu_plan(engine, plan)
     saved_threads = torch.get_num_threads()
     try:
         with tempfile.TemporaryDirectory(prefix="vidsr-bench-") as tmp:
@@ -252,100 +274,110 @@ def _measure(
     model = bench_model(options)
     # The engine converts the module in place; the fp32 loop needs the weights as loaded.
     plain_model = replace(model, module=copy.deepcopy(model.module)) if options.serial else None
-    runner = Engine(model, engine_options)
-    threads = {"torch": torch.get_num_threads(), "decoder": decoder_threads,
-               "encoder": encoder_threads}
-    info = probe(source)
-    encode = EncodeOptions(codec=options.codec, crf=options.crf, preset=options.preset,
-                           threads=encoder_threads)
-    layout = choose_output_layout(options.codec, info.layout)
-    out_w, out_h = runner.output_size(info.width, info.height)
+    on_cpu = any(d.type == "cpu" for d in resolve_devices(engine_options.device))
+    with ExitStack() as engines:  # every engine's CPU workers end with the run
+        runner = engines.enter_context(Engine(model, engine_options))
+        threads = {"torch": torch.get_num_threads(), "workers": max(1, engine_options.cpu_workers),
+                   "decoder": decoder_threads, "encoder": encoder_threads}
+        info = probe(source)
+        encode = EncodeOptions(codec=options.codec, crf=options.crf, preset=options.preset,
+                               threads=encoder_threads)
+        layout = choose_output_layout(options.codec, info.layout)
+        out_w, out_h = runner.output_size(info.width, info.height)
 
-    def open_encoder(name: str, opts: EncodeOptions = encode) -> Encoder:
-        return Encoder(work / name, info, width=out_w, height=out_h, layout=layout, options=opts)
+        def open_encoder(name: str, opts: EncodeOptions = encode) -> Encoder:
+            return Encoder(work / name, info, width=out_w, height=out_h, layout=layout,
+                           options=opts)
 
-    repeats = options.repeats
+        repeats = options.repeats
 
-    def decode_all() -> list[FrameBatch]:
-        with Decoder(source, batch_size=options.batch_size, threads=decoder_threads) as decoder:
-            return list(decoder)
+        def decode_all() -> list[FrameBatch]:
+            with Decoder(source, batch_size=options.batch_size, threads=decoder_threads) as decoder:
+                return list(decoder)
 
-    alone: dict[str, float] = {}
-    alone["decode"], batches = _best_of(repeats, decode_all)
-    frames = sum(len(b) for b in batches)
-    if not frames:
-        raise OptionsError(f"{source}: no frames to benchmark")
+        alone: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        alone["decode"], cpu["decode"], batches = _best_of(repeats, decode_all)
+        frames = sum(len(b) for b in batches)
+        if not frames:
+            raise OptionsError(f"{source}: no frames to benchmark")
 
-    # Warm-up outside every timing: first calls build kernels (oneDNN, cuDNN, compile).
-    runner.upscale_batch(batches[0], info.colour, layout)
-    alone["infer"], outputs = _best_of(
-        repeats, lambda: _infer_all(runner, batches, info, layout))
+        # Warm-up outside every timing: first calls build kernels (oneDNN, cuDNN, compile).
+        runner.upscale_batch(batches[0], info.colour, layout)
+        alone["infer"], cpu["infer"], outputs = _best_of(
+            repeats, lambda: _infer_all(runner, batches, info, layout))
 
-    def encode_all() -> None:
-        with open_encoder("alone.mkv") as encoder:
-            for batch in outputs:
-                encoder.write(batch)
+        def encode_all() -> None:
+            with open_encoder("alone.mkv") as encoder:
+                for batch in outputs:
+                    encoder.write(batch)
 
-    alone["encode"], _ = _best_of(repeats, encode_all)
-    # Held only for the stages alone: the pipeline below must run in flat memory.
-    outputs.clear()
-    batches.clear()
+        alone["encode"], cpu["encode"], _ = _best_of(repeats, encode_all)
+        # Held only for the stages alone: the pipeline below must run in flat memory.
+        outputs.clear()
+        batches.clear()
 
-    def pipeline() -> StageTiming:
-        written = 0
-        with Decoder(source, batch_size=options.batch_size, threads=decoder_threads) as decoder, \
-                open_encoder("pipeline.mkv") as encoder:
+        def pipeline() -> StageTiming:
+            written = 0
+            with Decoder(source, batch_size=options.batch_size,
+                         threads=decoder_threads) as decoder, \
+                    open_encoder("pipeline.mkv") as encoder:
 
-            def write(batch: FrameBatch) -> None:
-                nonlocal written
-                encoder.write(batch)
-                written += len(batch)
+                def write(batch: FrameBatch) -> None:
+                    nonlocal written
+                    encoder.write(batch)
+                    written += len(batch)
 
-            timing = run_pipeline(decoder, [("infer", runner.infer_stage(info.colour, layout))],
-                                  write, depth=options.queue_depth)
-        assert written == frames, f"pipeline wrote {written} frames of {frames}"
-        return timing
+                timing = run_pipeline(decoder, [("infer", runner.infer_stage(info.colour, layout))],
+                                      write, depth=options.queue_depth)
+            assert written == frames, f"pipeline wrote {written} frames of {frames}"
+            return timing
 
-    # Timed like the stages alone, opening and closing included: closing flushes
-    # the frames the encoder held back, which is real encoding work.
-    wall, timing = _best_of(repeats, pipeline)
+        # Timed like the stages alone, opening and closing included: closing flushes
+        # the frames the encoder held back, which is real encoding work.
+        wall, _, timing = _best_of(repeats, pipeline)
 
-    serial = same = None
-    if plain_model is not None:
-        seconds, _ = _best_of(repeats, lambda: _serial_loop(
-            source, runner, info, open_encoder("serial_same.mkv"), decoder_threads))
-        same = frames / seconds
-        plain_options = replace(engine_options, device=str(runner.device), precision="fp32",
-                                channels_last=False, compile=False,
-                                cpu_threads=os.cpu_count() or 1)
-        plain = Engine(plain_model, plain_options)
-        plain.upscale_batch(_first_frame(source), info.colour, layout)  # warm-up
-        seconds, _ = _best_of(repeats, lambda: _serial_loop(
-            source, plain, info, open_encoder("serial.mkv", replace(encode, threads=0)), 0))
-        serial = frames / seconds
+        serial = same = None
+        if plain_model is not None:
+            # A serial loop runs one batch at a time with every core, as a plain script would.
+            serial_options = replace(engine_options, cpu_workers=1,
+                                     cpu_threads=usable_cores() if on_cpu else 0)
+            same_engine = engines.enter_context(Engine(model, serial_options))
+            same_engine.upscale_batch(_first_frame(source), info.colour, layout)  # warm-up
+            seconds, _, _ = _best_of(repeats, lambda: _serial_loop(
+                source, same_engine, info, open_encoder("serial_same.mkv"), decoder_threads))
+            same = frames / seconds
+            plain_options = replace(serial_options, device=str(runner.device), precision="fp32",
+                                    channels_last=False, compile=False)
+            plain = engines.enter_context(Engine(plain_model, plain_options))
+            plain.upscale_batch(_first_frame(source), info.colour, layout)  # warm-up
+            seconds, _, _ = _best_of(repeats, lambda: _serial_loop(
+                source, plain, info, open_encoder("serial.mkv", replace(encode, threads=0)), 0))
+            serial = frames / seconds
 
-    busy = {"decode": timing.busy_s.get("source", 0.0), "infer": timing.busy_s.get("infer", 0.0),
-            "encode": timing.busy_s.get("sink", 0.0)}
-    notes = []
-    if options.random_init:
-        notes.append("random weights: speed only, the pictures are meaningless")
-    if source != clip:
-        notes.append(f"clip cut from {clip.name}: first {frames} frames"
-                     + (f", centre {info.width}x{info.height}" if options.crop else ""))
-    return BenchReport(
-        machine=machine_info(runner.devices),
-        clip=str(clip), frames=frames,
-        size=f"{info.width}x{info.height} -> {out_w}x{out_h}",
-        model=f"{model.name} x{model.scale}", random_init=options.random_init,
-        parameters=model.parameter_count,
-        precision=str(runner.dtype).removeprefix("torch."),
-        channels_last=engine_options.channels_last, batch_size=options.batch_size,
-        threads=threads,
-        alone_s=alone, busy_s=busy, wall_s=wall, fps=frames / wall,
-        overlap_efficiency=wall / max(alone.values()),
-        model_only_fps=frames / alone["infer"],
-        serial_fps=serial, serial_same_settings_fps=same, notes=notes,
-    )
+        busy = {"decode": timing.busy_s.get("source", 0.0),
+                "infer": timing.busy_s.get("infer", 0.0),
+                "encode": timing.busy_s.get("sink", 0.0)}
+        notes = []
+        if options.random_init:
+            notes.append("random weights: speed only, the pictures are meaningless")
+        if source != clip:
+            notes.append(f"clip cut from {clip.name}: first {frames} frames"
+                         + (f", centre {info.width}x{info.height}" if options.crop else ""))
+        return BenchReport(
+            machine=machine_info(runner.devices),
+            clip=str(clip), frames=frames,
+            size=f"{info.width}x{info.height} -> {out_w}x{out_h}",
+            model=f"{model.name} x{model.scale}", random_init=options.random_init,
+            parameters=model.parameter_count,
+            precision=str(runner.dtype).removeprefix("torch."),
+            channels_last=engine_options.channels_last, batch_size=options.batch_size,
+            threads=threads,
+            alone_s=alone, cpu_s=cpu, busy_s=busy, wall_s=wall, fps=frames / wall,
+            overlap_efficiency=wall / max(alone.values()),
+            model_only_fps=frames / alone["infer"],
+            serial_fps=serial, serial_same_settings_fps=same, notes=notes,
+        )
 
 
 def _infer_all(
@@ -388,18 +420,19 @@ def _in_worker_thread[T](work: Callable[[], T]) -> T:
     return outcome[0]
 
 
-def _best_of[T](repeats: int, work: Callable[[], T]) -> tuple[float, T]:
-    """The shortest of ``repeats`` timed runs of ``work``, and that run's result.
+def _best_of[T](repeats: int, work: Callable[[], T]) -> tuple[float, float, T]:
+    """The shortest of ``repeats`` timed runs of ``work``: its wall seconds, the CPU
+    seconds the process spent meanwhile (all threads: torch's, the codecs'), and its result.
 
     The shortest, not the mean: on a shared machine, other work only ever adds time.
     """
-    best: tuple[float, T] | None = None
+    best: tuple[float, float, T] | None = None
     for _ in range(max(1, repeats)):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = _in_worker_thread(work)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         if best is None or seconds < best[0]:
-            best = (seconds, result)
+            best = (seconds, cpu, result)
     assert best is not None
     return best
 

@@ -69,6 +69,7 @@ def upscale_parser() -> argparse.ArgumentParser:
                    help="tile size in input pixels (0: whole frames)")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles (pixels)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    _add_cpu_args(p)
     p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
     p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
     p.add_argument("--preset", help="encoder speed preset (e.g. slow, medium; svt-av1: 0-13)")
@@ -86,6 +87,14 @@ def upscale_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_cpu_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=0,
+                   help="on a CPU: torch threads per worker (default 0: planned from the cores)")
+    p.add_argument("--cpu-workers", type=int, default=0,
+                   help="on a CPU: batches run at once, each in its own thread"
+                        " (default 0: planned from the cores)")
+
+
 def run_upscale(args: argparse.Namespace) -> int:
     from vidsr.engine import EngineOptions
     from vidsr.io.encode import EncodeOptions
@@ -98,6 +107,7 @@ def run_upscale(args: argparse.Namespace) -> int:
         engine=EngineOptions(
             device=args.device, precision=args.precision, tile=args.tile,
             tile_overlap=args.tile_overlap, compile=args.compile, in_flight=args.in_flight,
+            cpu_threads=args.threads, cpu_workers=args.cpu_workers,
         ),
         encode=EncodeOptions(
             codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
@@ -185,7 +195,7 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-flight", type=int, default=2, help="batches in flight per CUDA device")
     p.add_argument("--tile", type=int, default=0, help="tile size in input pixels")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's plan)")
+    _add_cpu_args(p)
     p.add_argument("--frames", type=int, help="only the first N frames")
     p.add_argument("--crop", type=int, help="centre crop to N x N pixels")
     p.add_argument("--repeats", type=int, default=1, help="best of N runs")
@@ -210,7 +220,7 @@ def run_bench(args: argparse.Namespace) -> int:
         EngineOptions(device=args.device, precision=args.precision,
                       channels_last=not args.no_channels_last, compile=args.compile,
                       in_flight=args.in_flight, tile=args.tile, tile_overlap=args.tile_overlap,
-                      cpu_threads=args.threads),
+                      cpu_threads=args.threads, cpu_workers=args.cpu_workers),
     )
     print(report.to_text())
     if args.json:

@@ -4,7 +4,8 @@ Each CUDA device has a ring of slots, each owning a stream, an event and
 reused pinned host buffers, so the upload of one batch, the compute of another
 and the download of a third overlap. A :class:`PendingBatch` is what
 ``Engine.submit`` returns on every device: on CUDA it waits on its slot's
-event; on the CPU it holds planes that are already computed.
+event; on the CPU it holds planes already computed, or the future of a CPU
+worker computing them.
 
 This module knows nothing of the network: the engine hands a slot the work to
 queue on its stream and the synchronous rerun for a batch whose reduced
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 import torch
@@ -106,6 +108,7 @@ class PendingBatch:
         planes: list[np.ndarray] | None = None, slot: Slot | None = None,
         host_out: list[torch.Tensor] | None = None,
         redo: Callable[[], list[np.ndarray]] | None = None, dtype: torch.dtype | None = None,
+        future: Future[list[np.ndarray]] | None = None,
     ) -> None:
         self._batch = batch
         self._layout = out_layout
@@ -114,14 +117,21 @@ class PendingBatch:
         self._host_out = host_out or []
         self._redo = redo
         self._dtype = dtype
+        self._future = future
 
     def ready(self) -> bool:
         """Whether ``result()`` would return at once."""
+        if self._future is not None:
+            return self._future.done()
         return self._planes is not None or (self._slot is not None and self._slot.done.query())
 
     def wait(self) -> None:
         """Wait for the device and take the planes out of the slot's buffers."""
         if self._planes is not None:
+            return
+        if self._future is not None:
+            self._planes = self._future.result()  # a worker's error is raised here
+            self._future = None
             return
         slot = self._slot
         assert slot is not None and self._redo is not None and self._dtype is not None

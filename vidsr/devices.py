@@ -24,12 +24,16 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class CpuThreads:
-    """How to share the CPU between torch and the codecs in an overlapped run."""
+    """How to share the CPU between torch and the codecs in an overlapped run.
+
+    ``workers`` batches run at once, each with ``torch`` intra-op threads.
+    """
 
     torch: int
     interop: int
     decoder: int
     encoder: int
+    workers: int = 1
 
 
 def plan_cpu_threads(cores: int | None = None) -> CpuThreads:
@@ -37,16 +41,33 @@ def plan_cpu_threads(cores: int | None = None) -> CpuThreads:
 
     The network gets all but one core when there are more than two: decoding
     and encoding need about one core between them at the sizes CPU models run
-    at, and oversubscribed cores make every stage slower than its share. With
-    two cores or fewer, torch keeps both: the codec threads then run in the
-    gaps (torch releases the cores between batches) and the network, by far the
-    slowest stage, is not halved. Interop threads stay at one: the pipeline
-    itself supplies the parallelism between stages.
+    at. With two cores or fewer the network keeps both and the codec threads
+    share them.
+
+    The network's cores are used by several batches at once (``workers``), each
+    with few intra-op threads, rather than by one batch with many: an intra-op
+    team waits at every layer for its slowest thread, so one thread preempted
+    by the encoder stalls them all, while independent batches just slow down by
+    the time the encoder takes. Measured on 2 cores (espcn x2, foreman, bf16):
+    two workers of one thread run the pipeline at 33.6 fps against 27.1 for one
+    batch on two threads (benchmarks/RESULTS.md). Up to four network cores get
+    a worker each; beyond that two workers share them, which keeps the frames
+    held in memory at two batches.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     network = cores if cores <= 2 else cores - 1
     codec = 1 if cores <= 2 else max(1, min(4, cores // 4))
-    return CpuThreads(torch=network, interop=1, decoder=codec, encoder=codec)
+    workers = network if network <= 4 else 2
+    return CpuThreads(torch=max(1, network // workers), interop=1, decoder=codec,
+                      encoder=codec, workers=workers)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container or ``taskset`` may allow fewer than exist)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def resolve_device(name: str) -> torch.device:

@@ -7,8 +7,10 @@ doing colour conversion and quantisation on the model's device.
 and returns a ``PendingBatch`` whose ``result()`` waits for it. On CUDA each
 device has a ring of slots, each owning a stream, an event and reused pinned
 host buffers, so the upload of one batch, the compute of another and the
-download of a third overlap. Several devices (``device="cuda:0,cuda:1"``) take
-batches in turn; callers read results in submission order, so frame order holds.
+download of a third overlap. On the CPU, ``cpu_workers`` threads each run a
+batch at once (see :func:`vidsr.devices.plan_cpu_threads` for why). Several
+devices (``device="cuda:0,cuda:1"``) take batches in turn; callers read results
+in submission order, so frame order holds. ``close()`` ends the CPU workers.
 
 Out of memory on a batch is not fatal: the batch is split in halves, then run
 in tiles of halving size, and the engine remembers what fitted.
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -32,7 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidsr.cuda_slots import Flags, PendingBatch, Slot, warn_nonfinite
-from vidsr.devices import Precision, is_out_of_memory, resolve_devices, resolve_precision
+from vidsr.devices import (
+    CpuThreads,
+    Precision,
+    is_out_of_memory,
+    resolve_devices,
+    resolve_precision,
+)
 from vidsr.errors import OptionsError, OutOfMemoryError
 from vidsr.io.colour import (
     ColourSpec,
@@ -62,7 +72,9 @@ class EngineOptions:
     frames. ``in_flight``: batches in flight per CUDA device, each on its own
     stream. ``min_tile``: the smallest tile an out-of-memory retry goes down to.
     ``cpu_threads``: torch's intra-op threads when a device is the CPU (0 keeps
-    the process setting; see :func:`plan_cpu_threads`).
+    the process setting). ``cpu_workers``: batches the CPU runs at once, each in
+    its own thread with ``cpu_threads`` threads (0 is one; :func:`with_cpu_plan`
+    fills both in for an overlapped run).
     """
 
     device: str = "auto"
@@ -74,6 +86,14 @@ class EngineOptions:
     in_flight: int = 2
     min_tile: int = 32
     cpu_threads: int = 0
+    cpu_workers: int = 0
+
+
+def with_cpu_plan(options: EngineOptions, plan: CpuThreads) -> EngineOptions:
+    """``options`` for an overlapped run on the CPU: ``plan``'s threads and workers
+    wherever the caller left them at 0."""
+    return replace(options, cpu_threads=options.cpu_threads or plan.torch,
+                   cpu_workers=options.cpu_workers or plan.workers)
 
 
 def _depth_factor(in_layout: PlaneLayout, out_layout: PlaneLayout, full_range: bool) -> float:
@@ -105,12 +125,17 @@ class _Replica:
         self._eager = module
         self.module = torch.compile(module) if options.compile else module
         self._fp32: nn.Module | None = None
+        self._fp32_lock = threading.Lock()  # CPU workers may spoil batches at the same time
         self.max_batch: int | None = None  # learned from out-of-memory errors
         self.tile = options.tile  # grows smaller on out-of-memory errors
         self.slots = (
             [Slot(device) for _ in range(options.in_flight)] if device.type == "cuda" else []
         )
         self._next_slot = 0
+        self.workers = (
+            ThreadPoolExecutor(options.cpu_workers, thread_name_prefix="vidsr-cpu-worker")
+            if device.type == "cpu" and options.cpu_workers > 1 else None
+        )
 
     @property
     def network_scale(self) -> int:
@@ -124,8 +149,9 @@ class _Replica:
         """
         if self.dtype == torch.float32:
             return self.module
-        if self._fp32 is None:
-            self._fp32 = copy.deepcopy(self._eager).float()
+        with self._fp32_lock:
+            if self._fp32 is None:
+                self._fp32 = copy.deepcopy(self._eager).float()
         return self._fp32
 
     # -- the network ---------------------------------------------------------------
@@ -239,7 +265,16 @@ class _Replica:
             out = compute(self, planes, True, [])
         return [p.cpu().numpy() for p in out]
 
+    @property
+    def in_flight(self) -> int:
+        if self.slots:
+            return len(self.slots)
+        return self.options.cpu_workers if self.workers else 1
+
     def submit(self, batch: FrameBatch, out_layout: PlaneLayout, compute: _Compute) -> PendingBatch:
+        if self.workers is not None:
+            future = self.workers.submit(self.run_now, batch, compute)
+            return PendingBatch(batch, out_layout, future=future)
         if not self.slots:
             return PendingBatch(batch, out_layout, planes=self.run_now(batch, compute))
         slot = self.slots[self._next_slot]
@@ -260,11 +295,14 @@ class Engine:
         self.options = options or EngineOptions()
         if self.options.in_flight < 1:
             raise OptionsError(f"in_flight must be at least 1, got {self.options.in_flight}")
+        if self.options.cpu_workers < 0 or self.options.cpu_threads < 0:
+            raise OptionsError("CPU workers and threads must not be negative")
         if self.options.tile < 0 or self.options.tile_overlap < 0:
             raise OptionsError("tile and tile overlap must not be negative")
         self.spec = model.spec
         self.scale = model.scale
         self.devices = resolve_devices(self.options.device)
+        self._process_threads = torch.get_num_threads()  # put back by close()
         if self.options.cpu_threads and any(d.type == "cpu" for d in self.devices):
             torch.set_num_threads(self.options.cpu_threads)
         self._replicas = [
@@ -281,7 +319,21 @@ class Engine:
     @property
     def in_flight(self) -> int:
         """How many batches a caller should keep submitted to keep every device busy."""
-        return sum(max(1, len(r.slots)) for r in self._replicas)
+        return sum(r.in_flight for r in self._replicas)
+
+    def close(self) -> None:
+        """End the CPU worker threads (batches still running finish first) and put back
+        the process's torch thread count. Safe to call twice."""
+        for replica in self._replicas:
+            if replica.workers is not None:
+                replica.workers.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self._process_threads)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the network in its own space -------------------------------------------------
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidsr.devices import plan_cpu_threads
-from vidsr.engine import Engine, EngineOptions
+from vidsr.devices import plan_cpu_threads, resolve_devices
+from vidsr.engine import Engine, EngineOptions, with_cpu_plan
 from vidsr.errors import OptionsError, OutputError, VidsrError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
@@ -146,6 +146,11 @@ def upscale_video(
     sr_model = model if isinstance(model, SRModel) else load_model(
         model, scale=scale, weights=weights, allow_unsafe=allow_unsafe_weights
     )
+    engine = engine or EngineOptions()
+    on_cpu = all(device.type == "cpu" for device in resolve_devices(engine.device))
+    threads = plan_cpu_threads() if on_cpu else None
+    if threads:
+        engine = with_cpu_plan(engine, threads)
     runner = Engine(sr_model, engine)
     out_w, out_h = runner.output_size(info.width, info.height)
     out_layout = choose_output_layout(encode.codec, info.layout, encode.pix_fmt)
@@ -156,11 +161,9 @@ def upscale_video(
         sr_model.name, sr_model.scale, runner.device, str(runner.dtype).removeprefix("torch."),
     )
 
-    on_cpu = all(device.type == "cpu" for device in runner.devices)
     # On a CPU the network already uses every core; batches of one keep its working set in
     # cache (measured faster than 4, benchmarks/RESULTS.md). GPUs want larger batches.
     batch_size = options.batch_size or (1 if on_cpu else 4)
-    threads = plan_cpu_threads() if on_cpu else None
     codec_threads = threads.decoder if threads else 0
     if threads and not encode.threads:
         encode = replace(encode, threads=threads.encoder)
@@ -169,6 +172,7 @@ def upscale_video(
     started = time.perf_counter()
     try:
         with ExitStack() as stack:
+            stack.enter_context(runner)
             decoder = stack.enter_context(
                 Decoder(src, batch_size=batch_size, on_error=options.on_error,
                         threads=codec_threads)
