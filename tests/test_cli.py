@@ -157,6 +157,18 @@ def test_fp16_on_cpu_is_refused(source, tmp_path, capsys):
     assert_one_error_line(err, "fp16")
 
 
+def test_cpu_workers_and_threads_are_taken_and_checked(source, tmp_path, capsys):
+    dst = tmp_path / "o.mkv"
+    code, _ = run([str(source), str(dst), "--model", "espcn", "--scale", "2", "--device", "cpu",
+                   "--cpu-workers", "3", "--threads", "1"], capsys)
+    assert code == 0 and dst.is_file()
+    code, err = run([str(source), str(tmp_path / "p.mkv"), "--device", "cpu",
+                     "--cpu-workers", "-1"], capsys)
+    assert code == 2
+    assert_one_error_line(err, "must not be negative")
+    assert not (tmp_path / "p.mkv").exists()
+
+
 def test_models_table(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
