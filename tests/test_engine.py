@@ -206,6 +206,21 @@ def test_nearest_upscale_of_planes_is_exact_and_keeps_the_sample_type(layout):
 # -- several devices, in flight ---------------------------------------------------------------
 
 
+def test_the_callers_model_is_left_as_loaded():
+    model = _sr_model(ConvStack())
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    bf16 = Engine(model, EngineOptions(device="cpu", precision="bf16", channels_last=True))
+    fp32 = Engine(model, EngineOptions(device="cpu", precision="fp32", channels_last=False))
+    for name, tensor in model.module.state_dict().items():
+        assert tensor.dtype == torch.float32 and tensor.is_contiguous()
+        assert torch.equal(tensor, before[name])
+    x = _frames(1, 8, 8)
+    assert bf16.run_network(x).dtype == fp32.run_network(x).dtype == torch.float32
+    # Each engine kept its own precision: they differ by bf16 rounding, not at all in fp32.
+    assert torch.equal(fp32.run_network(x), model.module(x))
+    assert not torch.equal(bf16.run_network(x), fp32.run_network(x))
+
+
 def test_device_list_means_several_devices():
     assert resolve_devices("cpu,cpu") == (torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(OptionsError, match="empty device"):

@@ -21,7 +21,6 @@ One run measures, on the same clip and model:
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -272,8 +271,6 @@ def _measure(
     decoder_threads: int, encoder_threads: int,
 ) -> BenchReport:
     model = bench_model(options)
-    # The engine converts the module in place; the fp32 loop needs the weights as loaded.
-    plain_model = replace(model, module=copy.deepcopy(model.module)) if options.serial else None
     on_cpu = any(d.type == "cpu" for d in resolve_devices(engine_options.device))
     with ExitStack() as engines:  # every engine's CPU workers end with the run
         runner = engines.enter_context(Engine(model, engine_options))
@@ -338,7 +335,7 @@ def _measure(
         wall, _, timing = _best_of(repeats, pipeline)
 
         serial = same = None
-        if plain_model is not None:
+        if options.serial:
             # A serial loop runs one batch at a time with every core, as a plain script would.
             serial_options = replace(engine_options, cpu_workers=1,
                                      cpu_threads=usable_cores() if on_cpu else 0)
@@ -349,7 +346,7 @@ def _measure(
             same = frames / seconds
             plain_options = replace(serial_options, device=str(runner.device), precision="fp32",
                                     channels_last=False, compile=False)
-            plain = engines.enter_context(Engine(plain_model, plain_options))
+            plain = engines.enter_context(Engine(model, plain_options))
             plain.upscale_batch(_first_frame(source), info.colour, layout)  # warm-up
             seconds, _, _ = _best_of(repeats, lambda: _serial_loop(
                 source, plain, info, open_encoder("serial.mkv", replace(encode, threads=0)), 0))

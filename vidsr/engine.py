@@ -306,10 +306,10 @@ class Engine:
         if self.options.cpu_threads and any(d.type == "cpu" for d in self.devices):
             torch.set_num_threads(self.options.cpu_threads)
         self._replicas = [
-            # Every device after the first gets its own copy of the weights.
-            _Replica(model.module if i == 0 else copy.deepcopy(model.module), model, d,
-                     self.options)
-            for i, d in enumerate(self.devices)
+            # Every device gets its own copy: the caller's model stays as loaded (device, dtype,
+            # memory format), so it can serve another engine or a training loop afterwards.
+            _Replica(copy.deepcopy(model.module), model, d, self.options)
+            for d in self.devices
         ]
         self.device = self.devices[0]
         self.dtype = self._replicas[0].dtype
