@@ -439,7 +439,6 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-@pytest.mark.slow
 def test_memory_stays_flat_from_a_10_s_to_a_60_s_video(clip, tmp_path):
     from vidsr.transcode import TranscodeOptions, upscale_video
 
