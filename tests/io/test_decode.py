@@ -1,9 +1,12 @@
+import av
 import numpy as np
 import pytest
 from clipgen import bar_values, content_planes, damage_clip
 
+from vidsr.bench import make_bench_clip
 from vidsr.errors import DecodeError
 from vidsr.io.decode import Decoder
+from vidsr.io.probe import probe
 
 
 def _decode(path, **kwargs):
@@ -71,6 +74,18 @@ def test_truncated_fails_then_skip_warns(clip, caplog):
     dec, batches = _decode(path, batch_size=4, on_error="skip")
     assert 0 < sum(len(b) for b in batches) < 12
     assert "file truncated?" in caplog.text
+
+
+def test_audio_outlasting_the_video_is_not_truncation(clip, tmp_path):
+    # Two seconds of audio beside three frames: the container's duration is the audio's,
+    # the video's own is in Matroska's DURATION tag.
+    src = clip("long.mkv", frames=50, audio=True)
+    short = make_bench_clip(src, tmp_path / "short.mkv", frames=3, crop=None)
+    with av.open(str(short)) as container:
+        assert container.duration / av.time_base > 1.5
+    assert probe(short).duration == pytest.approx(3 / 25, abs=0.005)
+    _, batches = _decode(short, batch_size=4)
+    assert sum(len(b) for b in batches) == 3
 
 
 def test_corrupt_fails_with_position_and_skip_replaces(clip):

@@ -159,8 +159,28 @@ def _codec_name(stream: av.stream.Stream) -> str:
 
 
 def _duration(container: av.container.InputContainer, stream: av.video.VideoStream) -> float | None:
+    """The video stream's own duration where the file states it, else the container's.
+
+    Matroska keeps a stream's duration in a DURATION tag; FFmpeg gives its video
+    stream the segment's duration, which is the longest stream's, so audio that
+    outlasts the video would make a complete file look truncated. The tag wins.
+    """
+    tagged = _matroska_duration(stream.metadata.get("DURATION"))
+    if tagged is not None:
+        return tagged
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+def _matroska_duration(tag: str | None) -> float | None:
+    """Seconds from Matroska's ``HH:MM:SS.fraction`` tag; None when absent or malformed."""
+    if not tag:
+        return None
+    try:
+        hours, minutes, seconds = tag.strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
