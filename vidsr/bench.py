@@ -94,6 +94,7 @@ class BenchReport:
     precision: str
     channels_last: bool
     batch_size: int
+    encoder: str  # codec and the settings given, e.g. "libx264 preset=veryfast"
     threads: dict[str, int]  # torch, decoder, encoder
     alone_s: dict[str, float]  # decode, infer, encode: each stage run by itself
     cpu_s: dict[str, float]  # CPU time (all threads) of each stage run by itself
@@ -149,6 +150,7 @@ class BenchReport:
             f"model      {self.model}{init}, {self.parameters / 1e6:.2f}M parameters,"
             f" {self.precision}{', channels_last' if self.channels_last else ''},"
             f" batch {self.batch_size}",
+            f"encoder    {self.encoder}",
             "threads    " + ", ".join(f"{k} {v}" for k, v in self.threads.items()),
             "stage      alone s   CPU s alone   busy in pipeline s",
         ]
@@ -369,12 +371,18 @@ def _measure(
             parameters=model.parameter_count,
             precision=str(runner.dtype).removeprefix("torch."),
             channels_last=engine_options.channels_last, batch_size=options.batch_size,
+            encoder=_encoder_text(options),
             threads=threads,
             alone_s=alone, cpu_s=cpu, busy_s=busy, wall_s=wall, fps=frames / wall,
             overlap_efficiency=wall / max(alone.values()),
             model_only_fps=frames / alone["infer"],
             serial_fps=serial, serial_same_settings_fps=same, notes=notes,
         )
+
+
+def _encoder_text(options: BenchOptions) -> str:
+    settings = (("preset", options.preset), ("crf", options.crf))
+    return " ".join([options.codec, *(f"{k}={v}" for k, v in settings if v is not None)])
 
 
 def _infer_all(

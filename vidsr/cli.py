@@ -188,6 +188,8 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true",
                    help="random weights of the model's architecture (speed only)")
     p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
+    p.add_argument("--preset", help="encoder speed preset (e.g. veryfast, medium)")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -214,7 +216,7 @@ def run_bench(args: argparse.Namespace) -> int:
         args.clip,
         BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
                      random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
-                     codec=args.codec,
+                     codec=args.codec, crf=args.crf, preset=args.preset,
                      batch_size=args.batch_size, frames=args.frames, crop=args.crop,
                      repeats=args.repeats, serial=not args.no_serial),
         EngineOptions(device=args.device, precision=args.precision,
