@@ -101,6 +101,16 @@ def test_nearest_on_a_synthetic_folder(tmp_path: Path):
     assert report_json["images"][0]["ssim"] == pytest.approx(1.0)
 
 
+def test_precision_is_asked_for_and_reported(tmp_path: Path):
+    Image.fromarray(np.full((24, 20, 3), 181, dtype=np.uint8)).save(tmp_path / "grey.png")
+    fp32 = json.loads(run_eval("nearest", tmp_path, 2, as_json=True))
+    bf16 = json.loads(run_eval("nearest", tmp_path, 2, precision="bf16", as_json=True))
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    # bf16 keeps 8 bits of mantissa: a grey of 181 no longer comes back to within 1e-5.
+    assert fp32["images"][0]["psnr"] > 140 > bf16["images"][0]["psnr"]
+    assert "bf16" in run_eval("nearest", tmp_path, 2, precision="bf16").splitlines()[0]
+
+
 def test_rgb_models_are_scored_on_the_luma_of_their_8bit_output(tmp_path: Path):
     # Pixel replication of a flat colour on the RGB path gives back the HR exactly:
     # the output is rounded to 8 bits before its luma is taken, so PSNR is inf.

@@ -163,6 +163,8 @@ def eval_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("folder", type=Path, help="folder of high-resolution images (e.g. Set5)")
     _add_model_args(p, default_model=None)
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="network precision (default fp32, as the papers report)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_common(p)
     return p
@@ -172,7 +174,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from vidsr.evaluate import run_eval as evaluate
 
     print(evaluate(args.model, args.folder, args.scale, weights=args.weights,
-                   device=args.device, as_json=args.json,
+                   device=args.device, precision=args.precision, as_json=args.json,
                    allow_unsafe=args.allow_unsafe_weights))
     return 0
 

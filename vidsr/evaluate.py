@@ -38,6 +38,7 @@ from vidsr.metrics import psnr, rgb_to_y_bt601, ssim
 from vidsr.resize import imresize
 
 if TYPE_CHECKING:
+    from vidsr.devices import Precision
     from vidsr.engine import Engine
     from vidsr.models import SRModel
 
@@ -64,6 +65,7 @@ class EvalReport:
     scale: int
     folder: str
     images: tuple[ImageScore, ...]
+    precision: str = "fp32"
 
     @property
     def mean_psnr(self) -> float:
@@ -77,7 +79,8 @@ class EvalReport:
         """A table for people: one row per image, then the mean."""
         width = max(len("mean"), *(len(score.name) for score in self.images))
         lines = [
-            f"{self.model} x{self.scale} on {self.folder} (Y, BT.601; {self.scale}px border)",
+            f"{self.model} x{self.scale} on {self.folder} (Y, BT.601; {self.scale}px border;"
+            f" {self.precision})",
             f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>6}",
         ]
         for score in self.images:
@@ -91,6 +94,7 @@ class EvalReport:
             "model": self.model,
             "scale": self.scale,
             "folder": self.folder,
+            "precision": self.precision,
             "images": [asdict(score) for score in self.images],
             "mean": {"psnr": self.mean_psnr, "ssim": self.mean_ssim},
         }
@@ -193,22 +197,25 @@ def evaluate_image(engine: Engine, path: Path, scale: int) -> ImageScore:
 
 
 def evaluate_folder(
-    model: SRModel, folder: Path, scale: int, *, device: str = "cpu"
+    model: SRModel, folder: Path, scale: int, *, device: str = "cpu", precision: Precision = "fp32"
 ) -> EvalReport:
-    """PSNR / SSIM of ``model`` on every image in ``folder`` at ``scale``."""
+    """PSNR / SSIM of ``model`` on every image in ``folder`` at ``scale``.
+
+    fp32 unless asked: the figures must not depend on a device's default precision;
+    ``precision`` shows what a reduced one costs.
+    """
     from vidsr.engine import Engine, EngineOptions
 
     if scale != model.scale:
         raise ModelError(f"model {model.name!r} is loaded for x{model.scale}, not x{scale}")
     paths = list_images(Path(folder))
-    # fp32 always: evaluation figures must not depend on the device's default precision.
-    engine = Engine(model, EngineOptions(device=device, precision="fp32"))
+    engine = Engine(model, EngineOptions(device=device, precision=precision))
     scores = []
     for path in paths:
         score = evaluate_image(engine, path, scale)
         log.info("%s: %.2f dB, SSIM %.4f", score.name, score.psnr, score.ssim)
         scores.append(score)
-    return EvalReport(model.name, scale, str(folder), tuple(scores))
+    return EvalReport(model.name, scale, str(folder), tuple(scores), precision)
 
 
 def run_eval(
@@ -218,6 +225,7 @@ def run_eval(
     *,
     weights: str | Path | None = None,
     device: str = "cpu",
+    precision: Precision = "fp32",
     as_json: bool = False,
     allow_unsafe: bool = False,
 ) -> str:
@@ -228,5 +236,5 @@ def run_eval(
     from vidsr.models import load_model
 
     model = load_model(model_name, scale=scale, weights=weights, allow_unsafe=allow_unsafe)
-    report = evaluate_folder(model, Path(folder), model.scale, device=device)
+    report = evaluate_folder(model, Path(folder), model.scale, device=device, precision=precision)
     return report.to_json() if as_json else report.to_text()

@@ -266,7 +266,7 @@ def validate(model: nn.Module, folder: Path, scales: Sequence[int]) -> dict[str,
     from vidsr.evaluate import evaluate_folder
     from vidsr.models import SRModel
 
-    # A copy: the engine may move the network or change its memory format.
+    # A copy in eval mode: the training module stays in train mode.
     module = copy.deepcopy(model).eval()
     device = next(module.parameters()).device.type
     result: dict[str, float] = {}
