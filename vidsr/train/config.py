@@ -26,7 +26,8 @@ OptimizerKind = Literal["adam", "sgd"]
 ResizeKernel = Literal["bicubic", "bilinear", "area", "nearest"]
 VideoCodec = Literal["h264", "mpeg2video"]
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "presets" / "train"
+# Inside the package so a wheel carries them; the checkout's top-level presets/ links here.
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets" / "train"
 
 
 @dataclass(frozen=True)
