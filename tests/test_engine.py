@@ -14,7 +14,7 @@ from torch import nn
 
 from vidsr.archs.spec import ArchSpec
 from vidsr.devices import is_out_of_memory, plan_cpu_threads, resolve_devices
-from vidsr.engine import Engine, EngineOptions
+from vidsr.engine import Engine, EngineOptions, with_cpu_plan
 from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
@@ -329,6 +329,14 @@ def test_cpu_thread_plan():
     many = plan_cpu_threads(16)
     assert (many.workers, many.torch) == (2, 7) and many.decoder == many.encoder == 4
     assert plan_cpu_threads(1) == plan_cpu_threads(1) and plan_cpu_threads(1).workers == 1
+
+
+def test_the_cpu_plan_fills_in_only_what_the_caller_left_at_zero():
+    plan = plan_cpu_threads(2)
+    planned = with_cpu_plan(EngineOptions(device="cpu"), plan)
+    assert (planned.cpu_workers, planned.cpu_threads) == (2, 1)
+    mine = with_cpu_plan(EngineOptions(device="cpu", cpu_workers=1, cpu_threads=2), plan)
+    assert (mine.cpu_workers, mine.cpu_threads) == (1, 2)
 
 
 def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
