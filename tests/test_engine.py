@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
+from vidsr.cuda_slots import staging
 from vidsr.devices import is_out_of_memory, plan_cpu_threads, resolve_devices
 from vidsr.engine import Engine, EngineOptions, with_cpu_plan
 from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
@@ -386,6 +387,21 @@ def test_negative_cpu_workers_are_refused():
 
 
 # -- CUDA -------------------------------------------------------------------------------------
+
+
+def test_slot_staging_buffers_are_reused_and_grown_only_when_needed():
+    # The slots' buffer logic, on the CPU without pinning (pinning needs a CUDA driver).
+    buffers: list[torch.Tensor] = []
+    planes = [torch.zeros(2, 8, 12, dtype=torch.uint8), torch.zeros(2, 4, 6, dtype=torch.uint8)]
+    first = staging(buffers, planes, pin=False)
+    assert [v.shape for v in first] == [p.shape for p in planes] and len(buffers) == 2
+    pointers = [b.data_ptr() for b in buffers]
+    smaller = staging(buffers, [torch.zeros(1, 8, 12, dtype=torch.uint8)], pin=False)
+    assert smaller[0].data_ptr() == pointers[0]  # a smaller batch reuses the buffer
+    larger = staging(buffers, [torch.zeros(4, 8, 12, dtype=torch.uint8)], pin=False)
+    assert buffers[0].data_ptr() != pointers[0] and larger[0].numel() == 4 * 8 * 12
+    ten_bit = staging(buffers, [torch.zeros(1, 8, 12, dtype=torch.uint16)], pin=False)
+    assert ten_bit[0].dtype == torch.uint16 and buffers[1].data_ptr() == pointers[1]
 
 
 @pytest.mark.gpu

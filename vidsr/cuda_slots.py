@@ -64,14 +64,14 @@ class Slot:
         if self.pending is not None:
             self.pending.wait()  # its buffers are about to be overwritten
         sources = [torch.from_numpy(np.ascontiguousarray(p)) for p in batch.planes]
-        host_in = _staging(self._host_in, sources)
+        host_in = staging(self._host_in, sources)
         for buffer, source in zip(host_in, sources, strict=True):
             buffer.copy_(source)
         with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
             planes = [buffer.to(self.device, non_blocking=True) for buffer in host_in]
             flags: Flags = []
             out = compute(planes, False, flags)
-            host_out = _staging(self._host_out, out)
+            host_out = staging(self._host_out, out)
             for buffer, plane in zip(host_out, out, strict=True):
                 buffer.copy_(plane, non_blocking=True)
             if flags:
@@ -85,13 +85,18 @@ class Slot:
         return pending
 
 
-def _staging(buffers: list[torch.Tensor], like: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Pinned views shaped like ``like``, reusing ``buffers`` (grown in place when too small)."""
+def staging(
+    buffers: list[torch.Tensor], like: list[torch.Tensor], *, pin: bool = True
+) -> list[torch.Tensor]:
+    """Host views shaped like ``like``, reusing ``buffers`` (grown in place when too small).
+
+    Pinned (``pin``) on CUDA: pinned allocations are slow, so a slot keeps its buffers.
+    """
     views = []
     for i, tensor in enumerate(like):
         need = tensor.numel()
         if i >= len(buffers) or buffers[i].dtype != tensor.dtype or buffers[i].numel() < need:
-            buffer = torch.empty(need, dtype=tensor.dtype, pin_memory=True)
+            buffer = torch.empty(need, dtype=tensor.dtype, pin_memory=pin)
             if i < len(buffers):
                 buffers[i] = buffer
             else:
