@@ -165,11 +165,12 @@ def test_bf16_batch_that_goes_non_finite_is_redone_in_fp32_with_a_warning(caplog
     assert torch.equal(out, x.repeat_interleave(2, -2).repeat_interleave(2, -1))
 
 
-def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog):
-    engine = Engine(_sr_model(NonFiniteBelowFp32(), space="y"),
-                    EngineOptions(device="cpu", precision="bf16"))
+@pytest.mark.parametrize("workers", [0, 2], ids=["in the caller", "in CPU workers"])
+def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog, workers):
     batch = _yuv_batch(2, 16, 24)
-    with caplog.at_level(logging.WARNING, logger="vidsr"):
+    with caplog.at_level(logging.WARNING, logger="vidsr"), \
+            Engine(_sr_model(NonFiniteBelowFp32(), space="y"),
+                   EngineOptions(device="cpu", precision="bf16", cpu_workers=workers)) as engine:
         out = engine.upscale_batch(batch, BT709, YUV420)
     assert "frames 0-1" in caplog.text
     expected = np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2)
@@ -369,16 +370,6 @@ def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
                          [("infer", engine.infer_stage(BT709, YUV420))], lambda _: None,
                          depth=2)
     assert not _vidsr_threads()
-
-
-def test_bf16_fallback_in_a_cpu_worker(caplog):
-    batch = _yuv_batch(2, 8, 8)
-    with caplog.at_level(logging.WARNING, logger="vidsr"), \
-            Engine(_sr_model(NonFiniteBelowFp32(), space="y"),
-                   EngineOptions(device="cpu", precision="bf16", cpu_workers=2)) as engine:
-        out = engine.upscale_batch(batch, BT709, YUV420)
-    assert np.isfinite(out.planes[0].astype(np.float32)).all()
-    assert "redoing that batch in fp32" in caplog.text
 
 
 def test_negative_cpu_workers_are_refused():
