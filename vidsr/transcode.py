@@ -151,10 +151,12 @@ def upscale_video(
     threads = plan_cpu_threads() if on_cpu else None
     if threads:
         engine = with_cpu_plan(engine, threads)
-    runner = Engine(sr_model, engine)
-    out_w, out_h = runner.output_size(info.width, info.height)
+    out_w, out_h = info.width * sr_model.scale, info.height * sr_model.scale
     out_layout = choose_output_layout(encode.codec, info.layout, encode.pix_fmt)
     check_frame_size(encode.codec, out_layout, out_w, out_h)
+    # Nothing may fail between here and the `with` that closes the engine (its CPU workers
+    # and the process's torch threads).
+    runner = Engine(sr_model, engine)
     log.info(
         "%s: %dx%d %s -> %dx%d %s with %s x%d on %s (%s)",
         src, info.width, info.height, info.layout.pix_fmt, out_w, out_h, out_layout.pix_fmt,
