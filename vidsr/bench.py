@@ -273,9 +273,9 @@ def _measure(
     decoder_threads: int, encoder_threads: int,
 ) -> BenchReport:
     model = bench_model(options)
-    on_cpu = any(d.type == "cpu" for d in resolve_devices(engine_options.device))
     with ExitStack() as engines:  # every engine's CPU workers end with the run
         runner = engines.enter_context(Engine(model, engine_options))
+        on_cpu = any(d.type == "cpu" for d in runner.devices)
         threads = {"torch": torch.get_num_threads(), "workers": max(1, engine_options.cpu_workers),
                    "decoder": decoder_threads, "encoder": encoder_threads}
         info = probe(source)
