@@ -414,6 +414,20 @@ def test_cuda_in_flight_batches_match_the_cpu_and_reuse_pinned_buffers():
             assert np.abs(g.astype(int) - w).max() <= 1
 
 
+@pytest.mark.gpu
+def test_a_cuda_engine_lets_cudnn_pick_its_algorithms_until_closed(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with Engine(load_model("nearest", scale=2), EngineOptions(device="cuda")):
+        assert torch.backends.cudnn.benchmark
+    assert not torch.backends.cudnn.benchmark
+
+
+def test_a_cpu_engine_leaves_the_cudnn_setting_alone(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with Engine(load_model("nearest", scale=2), EngineOptions(device="cpu")):
+        assert not torch.backends.cudnn.benchmark
+
+
 class OverflowsInFp16(nn.Module):
     """x * 1e5 / 1e5: fine in fp32, +-inf in fp16 (max 65504)."""
 

@@ -49,7 +49,9 @@ class Slot:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.stream = torch.cuda.Stream(device)
-        self.done = torch.cuda.Event()
+        # Blocking: a waiting thread sleeps instead of spinning on a core that the
+        # decoder and the encoder need.
+        self.done = torch.cuda.Event(blocking=True)
         self._host_in: list[torch.Tensor] = []
         self._host_out: list[torch.Tensor] = []
         self.finite = torch.ones((), dtype=torch.bool, pin_memory=True)

@@ -74,7 +74,9 @@ class EngineOptions:
     ``cpu_threads``: torch's intra-op threads when a device is the CPU (0 keeps
     the process setting). ``cpu_workers``: batches the CPU runs at once, each in
     its own thread with ``cpu_threads`` threads (0 is one; :func:`with_cpu_plan`
-    fills both in for an overlapped run).
+    fills both in for an overlapped run). ``cudnn_benchmark``: let cuDNN time its
+    convolution algorithms on the first batch of each size and keep the fastest;
+    a video's frames all have one size, so the timing is paid once.
     """
 
     device: str = "auto"
@@ -87,6 +89,7 @@ class EngineOptions:
     min_tile: int = 32
     cpu_threads: int = 0
     cpu_workers: int = 0
+    cudnn_benchmark: bool = True
 
 
 def with_cpu_plan(options: EngineOptions, plan: CpuThreads) -> EngineOptions:
@@ -108,6 +111,17 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _settle(device: torch.device) -> None:
+    """Wait until weights just placed on ``device`` are there.
+
+    The dtype and memory-format conversions run as kernels on the stream that was
+    current, and the slots' streams do not wait on it: their first batch could read
+    half-converted weights.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class _Replica:
     """The network on one device, and what out-of-memory retries taught it."""
 
@@ -124,6 +138,7 @@ class _Replica:
             module = module.to(memory_format=torch.channels_last)
         self._eager = module
         self.module = torch.compile(module) if options.compile else module
+        _settle(device)
         self._fp32: nn.Module | None = None
         self._fp32_lock = threading.Lock()  # CPU workers may spoil batches at the same time
         self.max_batch: int | None = None  # learned from out-of-memory errors
@@ -152,6 +167,7 @@ class _Replica:
         with self._fp32_lock:
             if self._fp32 is None:
                 self._fp32 = copy.deepcopy(self._eager).float()
+                _settle(self.device)
         return self._fp32
 
     # -- the network ---------------------------------------------------------------
@@ -302,9 +318,13 @@ class Engine:
         self.spec = model.spec
         self.scale = model.scale
         self.devices = resolve_devices(self.options.device)
-        self._process_threads = torch.get_num_threads()  # put back by close()
+        # Process-wide settings this engine changes; close() puts them back.
+        self._process_threads = torch.get_num_threads()
+        self._process_cudnn_benchmark = torch.backends.cudnn.benchmark
         if self.options.cpu_threads and any(d.type == "cpu" for d in self.devices):
             torch.set_num_threads(self.options.cpu_threads)
+        if self.options.cudnn_benchmark and any(d.type == "cuda" for d in self.devices):
+            torch.backends.cudnn.benchmark = True
         self._replicas = [
             # Every device gets its own copy: the caller's model stays as loaded (device, dtype,
             # memory format), so it can serve another engine or a training loop afterwards.
@@ -323,11 +343,12 @@ class Engine:
 
     def close(self) -> None:
         """End the CPU worker threads (batches still running finish first) and put back
-        the process's torch thread count. Safe to call twice."""
+        the process's torch thread count and cuDNN setting. Safe to call twice."""
         for replica in self._replicas:
             if replica.workers is not None:
                 replica.workers.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(self._process_threads)
+        torch.backends.cudnn.benchmark = self._process_cudnn_benchmark
 
     def __enter__(self) -> Engine:
         return self
