@@ -49,7 +49,7 @@ rm -f "$OUTDIR/bbb_x2.mkv"
 bench() {  # bench NAME FLAGS...
     local name="$1"
     shift
-    step "$name" "$PY" -m vidsr bench "$CLIP" --device "$DEVICE" --preset veryfast --repeats 3 \
+    step "$name" "$PY" -m vidsr bench "$CLIP" --device "$DEVICE" --encoder-preset veryfast --repeats 3 \
         --no-serial --json "$OUTDIR/$name.json" "$@"
 }
 if [ "$DEVICE" = cuda ]; then

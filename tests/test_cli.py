@@ -49,6 +49,16 @@ def test_demo_style_run_prints_a_summary(source, tmp_path, capsys):
     assert f"{dst}: 4 frames at 128x96" in err and "fps" in err and "MiB" in err
 
 
+def test_encoder_settings_reach_x264(source, tmp_path, capsys):
+    dst = tmp_path / "out.mp4"
+    code, _ = run([str(source), str(dst), "--model", "nearest", "--scale", "2",
+                   "--crf", "31", "--encoder-preset", "ultrafast"], capsys)
+    assert code == 0
+    # x264 writes its settings into the stream: ultrafast turns CABAC and sub-pel search off.
+    settings = dst.read_bytes()
+    assert b"cabac=0" in settings and b"subme=0" in settings and b"crf=31.0" in settings
+
+
 def test_missing_input(tmp_path, capsys):
     code, err = run([str(tmp_path / "missing.mp4"), str(tmp_path / "o.mp4")], capsys)
     assert code == 1

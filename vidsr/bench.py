@@ -65,7 +65,7 @@ class BenchOptions:
     crop: int | None = None
     codec: str = "libx264"
     crf: int | None = None
-    preset: str | None = None
+    encoder_preset: str | None = None
     queue_depth: int = 3
     serial: bool = True
     repeats: int = 1  # each measurement is the best of this many runs
@@ -279,8 +279,8 @@ def _measure(
         threads = {"torch": torch.get_num_threads(), "workers": max(1, engine_options.cpu_workers),
                    "decoder": decoder_threads, "encoder": encoder_threads}
         info = probe(source)
-        encode = EncodeOptions(codec=options.codec, crf=options.crf, preset=options.preset,
-                               threads=encoder_threads)
+        encode = EncodeOptions(codec=options.codec, crf=options.crf,
+                               preset=options.encoder_preset, threads=encoder_threads)
         layout = choose_output_layout(options.codec, info.layout)
         out_w, out_h = runner.output_size(info.width, info.height)
 
@@ -381,7 +381,7 @@ def _measure(
 
 
 def _encoder_text(options: BenchOptions) -> str:
-    settings = (("preset", options.preset), ("crf", options.crf))
+    settings = (("preset", options.encoder_preset), ("crf", options.crf))
     return " ".join([options.codec, *(f"{k}={v}" for k, v in settings if v is not None)])
 
 

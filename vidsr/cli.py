@@ -70,9 +70,7 @@ def upscale_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles (pixels)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     _add_cpu_args(p)
-    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
-    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
-    p.add_argument("--preset", help="encoder speed preset (e.g. slow, medium; svt-av1: 0-13)")
+    _add_encoder_args(p)
     p.add_argument("--pix-fmt",
                    help="output pixel format (default: the source's; 10-bit stays 10-bit)")
     p.add_argument("--encoder-opt", type=_encoder_opt, action="append", default=[],
@@ -95,6 +93,14 @@ def _add_cpu_args(p: argparse.ArgumentParser) -> None:
                         " (default 0: planned from the cores)")
 
 
+def _add_encoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
+    # Not --preset: that name is kept for vidsr's own presets (model, tiling, codec...).
+    p.add_argument("--encoder-preset",
+                   help="encoder speed preset (e.g. slow, medium, veryfast; svt-av1: 0-13)")
+
+
 def run_upscale(args: argparse.Namespace) -> int:
     from vidsr.engine import EngineOptions
     from vidsr.io.encode import EncodeOptions
@@ -110,7 +116,7 @@ def run_upscale(args: argparse.Namespace) -> int:
             cpu_threads=args.threads, cpu_workers=args.cpu_workers,
         ),
         encode=EncodeOptions(
-            codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt,
+            codec=args.codec, crf=args.crf, preset=args.encoder_preset, pix_fmt=args.pix_fmt,
             encoder_opts=tuple(args.encoder_opt),
         ),
         options=TranscodeOptions(
@@ -189,9 +195,7 @@ def bench_parser() -> argparse.ArgumentParser:
     _add_model_args(p, default_model="espcn")
     p.add_argument("--random-init", action="store_true",
                    help="random weights of the model's architecture (speed only)")
-    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
-    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
-    p.add_argument("--preset", help="encoder speed preset (e.g. veryfast, medium)")
+    _add_encoder_args(p)
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -218,7 +222,7 @@ def run_bench(args: argparse.Namespace) -> int:
         args.clip,
         BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
                      random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
-                     codec=args.codec, crf=args.crf, preset=args.preset,
+                     codec=args.codec, crf=args.crf, encoder_preset=args.encoder_preset,
                      batch_size=args.batch_size, frames=args.frames, crop=args.crop,
                      repeats=args.repeats, serial=not args.no_serial),
         EngineOptions(device=args.device, precision=args.precision,
