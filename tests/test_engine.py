@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.cuda_slots import staging
+from vidsr.cuda_slots import Slot, staging
 from vidsr.devices import is_out_of_memory, plan_cpu_threads, resolve_devices
 from vidsr.engine import Engine, EngineOptions, with_cpu_plan
 from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
@@ -395,23 +395,54 @@ def test_slot_staging_buffers_are_reused_and_grown_only_when_needed():
     assert ten_bit[0].dtype == torch.uint16 and buffers[1].data_ptr() == pointers[1]
 
 
-@pytest.mark.gpu
-def test_cuda_in_flight_batches_match_the_cpu_and_reuse_pinned_buffers():
-    cpu = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu"))
-    cuda = Engine(_sr_model(ConvStack()),
-                  EngineOptions(device="cuda", precision="fp32", in_flight=3))
+def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3) -> Engine:
+    """An engine whose batches go through the CUDA slots. On the CPU (where the engine
+    never uses slots) the slots are built from torch's stand-in streams and events, so
+    the CUDA path's own code runs on a machine without a GPU."""
+    engine = Engine(model, EngineOptions(device=device, precision=precision,
+                                         in_flight=in_flight))
+    replica = engine._replicas[0]
+    if device == "cpu":
+        replica.slots = [Slot(replica.device) for _ in range(in_flight)]
+    assert len(replica.slots) == in_flight
+    return engine
+
+
+ON_EACH_DEVICE = pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+
+
+@ON_EACH_DEVICE
+def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device):
+    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    engine = _slot_engine(device, _sr_model(ConvStack()), "fp32")
     batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(7)]
-    pending = [cuda.submit(b, BT709, YUV420) for b in batches[:3]]
-    slot = cuda._replicas[0].slots[0]
+    slot = engine._replicas[0].slots[0]
+    # Seven submitted before any result is read: batches 3-6 take slots whose earlier
+    # batch must first be copied out of the buffers they are about to overwrite.
+    pending = [engine.submit(b, BT709, YUV420) for b in batches[:3]]
     pointer = slot._host_in[0].data_ptr()
+    pending += [engine.submit(b, BT709, YUV420) for b in batches[3:]]
     out = [p.result() for p in pending]
-    out += [cuda.upscale_batch(b, BT709, YUV420) for b in batches[3:]]
-    assert slot._host_in[0].data_ptr() == pointer and slot._host_in[0].is_pinned()
+    assert slot._host_in[0].data_ptr() == pointer and slot._host_in[0].is_pinned() == slot.pinned
     for got, batch in zip(out, batches, strict=True):
-        want = cpu.upscale_batch(batch, BT709, YUV420)
+        want = reference.upscale_batch(batch, BT709, YUV420)
         assert got.first_index == batch.first_index
         for g, w in zip(got.planes, want.planes, strict=True):
             assert np.abs(g.astype(int) - w).max() <= 1
+
+
+def test_a_slot_batch_that_goes_non_finite_is_redone_in_fp32(caplog):
+    # On the CPU through the slots' code; on CUDA the fp16 overflow test below does the same.
+    engine = _slot_engine("cpu", _sr_model(NonFiniteBelowFp32(), space="y"), "bf16", in_flight=2)
+    batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="vidsr"):
+        seen: list[FrameBatch] = []
+        run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))], seen.append)
+    for k, (got, batch) in enumerate(zip(seen, batches, strict=True)):
+        assert f"frames {2 * k}-{2 * k + 1}" in caplog.text
+        assert np.array_equal(got.planes[0], np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2))
+    assert all(slot.pending is None for slot in engine._replicas[0].slots)
 
 
 @pytest.mark.gpu

@@ -10,6 +10,10 @@ worker computing them.
 This module knows nothing of the network: the engine hands a slot the work to
 queue on its stream and the synchronous rerun for a batch whose reduced
 precision went non-finite.
+
+A slot also builds on the CPU, from torch's device-agnostic stand-ins for
+streams and events (which never wait): the engine never uses one there, but
+tests run the very code of the CUDA path that way on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, ExitStack
 
 import numpy as np
 import torch
@@ -48,14 +53,27 @@ class Slot:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.stream = torch.cuda.Stream(device)
-        # Blocking: a waiting thread sleeps instead of spinning on a core that the
-        # decoder and the encoder need.
-        self.done = torch.cuda.Event(blocking=True)
+        self.pinned = device.type == "cuda"  # pinning needs a CUDA driver
+        if device.type == "cuda":
+            self.stream = torch.cuda.Stream(device)
+            # Blocking: a waiting thread sleeps instead of spinning on a core that the
+            # decoder and the encoder need.
+            self.done = torch.cuda.Event(blocking=True)
+        else:
+            self.stream, self.done = torch.cpu.Stream(), torch.cpu.Event()
         self._host_in: list[torch.Tensor] = []
         self._host_out: list[torch.Tensor] = []
-        self.finite = torch.ones((), dtype=torch.bool, pin_memory=True)
+        self.finite = torch.ones((), dtype=torch.bool, pin_memory=self.pinned)
         self.pending: PendingBatch | None = None
+
+    def on_stream(self) -> AbstractContextManager:
+        """Make this slot's device and stream the current ones."""
+        if self.device.type != "cuda":
+            return torch.cpu.stream(self.stream)
+        stack = ExitStack()
+        stack.enter_context(torch.cuda.device(self.device))
+        stack.enter_context(torch.cuda.stream(self.stream))
+        return stack
 
     def launch(
         self, batch: FrameBatch, out_layout: PlaneLayout, compute: Compute, *,
@@ -66,14 +84,14 @@ class Slot:
         if self.pending is not None:
             self.pending.wait()  # its buffers are about to be overwritten
         sources = [torch.from_numpy(np.ascontiguousarray(p)) for p in batch.planes]
-        host_in = staging(self._host_in, sources)
+        host_in = staging(self._host_in, sources, pin=self.pinned)
         for buffer, source in zip(host_in, sources, strict=True):
             buffer.copy_(source)
-        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
+        with self.on_stream():
             planes = [buffer.to(self.device, non_blocking=True) for buffer in host_in]
             flags: Flags = []
             out = compute(planes, False, flags)
-            host_out = staging(self._host_out, out)
+            host_out = staging(self._host_out, out, pin=self.pinned)
             for buffer, plane in zip(host_out, out, strict=True):
                 buffer.copy_(plane, non_blocking=True)
             if flags:
@@ -148,7 +166,7 @@ class PendingBatch:
             self._planes = [buffer.numpy().copy() for buffer in self._host_out]
         else:
             warn_nonfinite(self._dtype, self._batch)
-            with torch.cuda.device(slot.device), torch.cuda.stream(slot.stream):
+            with slot.on_stream():
                 self._planes = self._redo()
         slot.pending = None
         self._slot, self._host_out, self._redo = None, [], None
