@@ -49,8 +49,8 @@ rm -f "$OUTDIR/bbb_x2.mkv"
 bench() {  # bench NAME FLAGS...
     local name="$1"
     shift
-    step "$name" "$PY" -m vidsr bench "$CLIP" --device "$DEVICE" --encoder-preset veryfast --repeats 3 \
-        --no-serial --json "$OUTDIR/$name.json" "$@"
+    step "$name" "$PY" -m vidsr bench "$CLIP" --device "$DEVICE" --encoder-preset veryfast \
+        --repeats 3 --no-serial --json "$OUTDIR/$name.json" "$@"
 }
 if [ "$DEVICE" = cuda ]; then
     for precision in fp16 bf16 fp32; do
