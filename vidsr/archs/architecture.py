@@ -76,12 +76,12 @@ def rename(state_dict: StateDict, rules: Iterable[tuple[str, str]]) -> dict[str,
     return renamed
 
 
-def load_canonical(
+def load_canonical[M: nn.Module](
     name: str,
-    cls: Callable[..., nn.Module],
+    cls: Callable[..., M],
     config: Mapping[str, Any],
     state_dict: StateDict,
-) -> nn.Module:
+) -> M:
     """Build ``cls(**config)`` on the meta device and load ``state_dict`` into it.
 
     Building on meta allocates nothing; ``assign=True`` then adopts the loaded

@@ -112,9 +112,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         # Not readable from shapes: relu vs leakyrelu (neither has weights); PReLU has.
         "act_type": "prelu" if "body.1.weight" in state_dict else "relu",
     }
-    model = load_canonical("compact", SRVGGNetCompact, with_overrides(read, config), state_dict)
-    assert isinstance(model, SRVGGNetCompact)
-    return model
+    return load_canonical("compact", SRVGGNetCompact, with_overrides(read, config), state_dict)
 
 
 ARCHITECTURE = Architecture(

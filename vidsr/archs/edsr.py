@@ -116,9 +116,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         "res_scale": 0.1 if num_feat >= 256 else 1.0,
         "rgb_range": max(round(ratio), 1),
     }
-    model = load_canonical("edsr", EDSR, with_overrides(read, config), state_dict)
-    assert isinstance(model, EDSR)
-    return model
+    return load_canonical("edsr", EDSR, with_overrides(read, config), state_dict)
 
 
 ARCHITECTURE = Architecture(

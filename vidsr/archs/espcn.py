@@ -107,9 +107,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         "scale": scale, "channels": channels, "num_feat": sd["conv1.weight"].shape[0],
         "num_mid": sd["conv2.weight"].shape[0],
     }
-    model = load_canonical("espcn", ESPCN, with_overrides(read, config), sd)
-    assert isinstance(model, ESPCN)
-    return model
+    return load_canonical("espcn", ESPCN, with_overrides(read, config), sd)
 
 
 ARCHITECTURE = Architecture(

@@ -99,9 +99,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         "num_feat": state_dict["convs.0.weight"].shape[0],
         "depth": 2 * len(indices(state_dict, "convs.")),
     }
-    model = load_canonical("rednet", REDNet, with_overrides(read, config), state_dict)
-    assert isinstance(model, REDNet)
-    return model
+    return load_canonical("rednet", REDNet, with_overrides(read, config), state_dict)
 
 
 ARCHITECTURE = Architecture(

@@ -231,9 +231,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         "num_upsample": num_upsample,
         "plus": "body.0.rdb1.conv1x1.weight" in sd,
     }
-    model = load_canonical("rrdb", RRDBNet, with_overrides(read, config), sd)
-    assert isinstance(model, RRDBNet)
-    return model
+    return load_canonical("rrdb", RRDBNet, with_overrides(read, config), sd)
 
 
 ARCHITECTURE = Architecture(

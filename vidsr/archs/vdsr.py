@@ -95,9 +95,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         "num_feat": state_dict["input.weight"].shape[0],
         "num_layers": len(indices(state_dict, "residual_layer.")) + 2,
     }
-    model = load_canonical("vdsr", VDSR, with_overrides(read, config), state_dict)
-    assert isinstance(model, VDSR)
-    return model
+    return load_canonical("vdsr", VDSR, with_overrides(read, config), state_dict)
 
 
 ARCHITECTURE = Architecture(

@@ -132,9 +132,7 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
         "linear_feat": state_dict["body.0.body.2.weight_v"].shape[0] if variant == "b" else None,
         # Not readable from shapes: res_scale and rgb_mean (the official defaults, 1 and DIV2K's).
     }
-    model = load_canonical("wdsr", WDSR, with_overrides(read, config), state_dict)
-    assert isinstance(model, WDSR)
-    return model
+    return load_canonical("wdsr", WDSR, with_overrides(read, config), state_dict)
 
 
 ARCHITECTURE = Architecture(
