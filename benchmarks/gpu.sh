@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA checks and figures in one command, for any machine with a CUDA device:
 #   1. the gpu-marked tests (in-flight batches vs the CPU, pinned buffer reuse, fp16
-#      overflow redone in fp32, several devices, CUDA training);
+#      overflow redone in fp32, several devices, cuDNN setting, resizing, CUDA training);
 #   2. an end-to-end upscale of the bundled clip on CUDA;
 #   3. vidsr bench of the full RRDB x4 (random weights) on the bundled 640x360 clip in
 #      fp16 (issue #4's GPU target: pipeline >= 0.9x model-only), bf16 and fp32, with 1 and
@@ -38,8 +38,7 @@ step device "$PY" -c "import torch, platform
 print('torch', torch.__version__, 'python', platform.python_version())
 print('cuda', torch.cuda.is_available(), [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())])"
 if [ "$DEVICE" = cuda ]; then
-    step gpu_tests "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_engine.py \
-        tests/train/test_loop.py
+    step gpu_tests "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests
 fi
 step upscale "$PY" -m vidsr "$CLIP" "$OUTDIR/bbb_x2.mkv" --model compact --scale 2 \
     --device "$DEVICE" --overwrite --no-progress

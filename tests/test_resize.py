@@ -45,3 +45,13 @@ def test_uint8_input_is_computed_in_double_and_returned_as_float32():
     assert out.dtype == torch.float32
     assert out.shape == (1, 4, 4)
     assert out.min().item() >= 0 and out.max().item() <= 255
+
+
+@pytest.mark.gpu
+def test_resizing_on_cuda_matches_the_cpu():
+    image = torch.rand(2, 3, 37, 53, dtype=torch.float64)
+    for kwargs in ({"scale": 4}, {"scale": 0.25}, {"size": (20, 90)}):
+        on_cpu = imresize(image, **kwargs)
+        on_cuda = imresize(image.cuda(), **kwargs)
+        assert on_cuda.device.type == "cuda"
+        assert torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-12)

@@ -26,27 +26,46 @@ def _cubic(x: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=128)
 def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> torch.Tensor:
-    """The (out_len, in_len) float64 matrix that resizes one axis.
+    """The (out_len, in_len) float64 matrix that resizes one axis, on the CPU (cached).
 
     Rows are MATLAB's contributions with its symmetric border handling folded
     in, so resizing is two matrix products.
     """
+    return _build_resize_matrix(in_len, out_len, scale, antialias, torch.device("cpu"))
+
+
+def _axis_matrix(
+    in_len: int, out_len: int, scale: float, antialias: bool, like: torch.Tensor
+) -> torch.Tensor:
+    """The resize matrix on ``like``'s device, in its dtype."""
+    if like.device.type == "cpu":
+        matrix = resize_matrix(in_len, out_len, scale, antialias)
+    else:
+        # Built where it is used: copying the cached host matrix over would be a blocking
+        # copy, which makes the submitting thread wait for all the work on the stream.
+        matrix = _build_resize_matrix(in_len, out_len, scale, antialias, like.device)
+    return matrix.to(like.dtype)
+
+
+def _build_resize_matrix(
+    in_len: int, out_len: int, scale: float, antialias: bool, device: torch.device
+) -> torch.Tensor:
     kernel_width = 4.0
     shrink = scale < 1 and antialias
     if shrink:
         kernel_width /= scale
-    x = torch.arange(1, out_len + 1, dtype=torch.float64)
+    x = torch.arange(1, out_len + 1, dtype=torch.float64, device=device)
     u = x / scale + 0.5 * (1 - 1 / scale)  # output pixel centre in 1-based input coordinates
     left = torch.floor(u - kernel_width / 2)
     taps = math.ceil(kernel_width) + 2
-    indices = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]
+    indices = left[:, None] + torch.arange(taps, dtype=torch.float64, device=device)[None, :]
     distance = u[:, None] - indices
     weights = scale * _cubic(distance * scale) if shrink else _cubic(distance)
     weights = weights / weights.sum(dim=1, keepdim=True)
     # Mirror out-of-range taps back inside (MATLAB's "symmetric" padding).
     zero_based = torch.remainder(indices.long() - 1, 2 * in_len)
     zero_based = torch.where(zero_based >= in_len, 2 * in_len - 1 - zero_based, zero_based)
-    matrix = torch.zeros(out_len, in_len, dtype=torch.float64)
+    matrix = torch.zeros(out_len, in_len, dtype=torch.float64, device=device)
     matrix.scatter_add_(1, zero_based, weights)
     return matrix
 
@@ -84,11 +103,9 @@ def imresize(
     x = x.to(compute_dtype)
     for axis, axis_scale, out_len in passes:
         if axis == "h":
-            m = resize_matrix(x.shape[-2], out_len, axis_scale, antialias)
-            x = torch.matmul(m.to(x.device, compute_dtype), x)
+            x = torch.matmul(_axis_matrix(x.shape[-2], out_len, axis_scale, antialias, x), x)
         else:
-            m = resize_matrix(x.shape[-1], out_len, axis_scale, antialias)
-            x = torch.matmul(x, m.to(x.device, compute_dtype).T)
+            x = torch.matmul(x, _axis_matrix(x.shape[-1], out_len, axis_scale, antialias, x).T)
         if quantize is not None:
             # MATLAB rounds halves away from zero; torch.round would send 2.5 to 2.
             x = torch.floor(x + 0.5).clamp(0, quantize)
