@@ -440,7 +440,7 @@ def test_a_slot_batch_that_goes_non_finite_is_redone_in_fp32(caplog):
         seen: list[FrameBatch] = []
         run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))], seen.append)
     for k, (got, batch) in enumerate(zip(seen, batches, strict=True)):
-        assert f"frames {2 * k}-{2 * k + 1}" in caplog.text
+        assert caplog.text.count(f"frames {2 * k}-{2 * k + 1};") == 1  # redone once, in fp32
         assert np.array_equal(got.planes[0], np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2))
     assert all(slot.pending is None for slot in engine._replicas[0].slots)
 

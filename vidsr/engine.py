@@ -270,12 +270,15 @@ class _Replica:
 
     # -- batches ---------------------------------------------------------------------
 
-    def run_now(self, batch: FrameBatch, compute: _Compute) -> list[np.ndarray]:
+    def run_now(
+        self, batch: FrameBatch, compute: _Compute, *, fp32: bool = False
+    ) -> list[np.ndarray]:
         """Upscale ``batch`` synchronously; a reduced-precision batch that went non-finite
-        is redone in fp32."""
+        is redone in fp32. ``fp32`` skips straight to that (a slot's batch already known
+        to go non-finite)."""
         planes = [torch.from_numpy(np.ascontiguousarray(p)).to(self.device) for p in batch.planes]
         flags: Flags = []
-        out = compute(self, planes, False, flags)
+        out = compute(self, planes, fp32, flags)
         if flags and not bool(torch.stack(flags).all()):
             warn_nonfinite(self.dtype, batch)
             out = compute(self, planes, True, [])
@@ -296,7 +299,8 @@ class _Replica:
         slot = self.slots[self._next_slot]
         self._next_slot = (self._next_slot + 1) % len(self.slots)
         return slot.launch(batch, out_layout, partial(compute, self),
-                           redo=partial(self.run_now, batch, compute), dtype=self.dtype)
+                           redo=partial(self.run_now, batch, compute, fp32=True),
+                           dtype=self.dtype)
 
 
 # compute(replica, device planes, fp32, flags) -> quantised device planes of the output layout.
