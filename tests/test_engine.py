@@ -112,8 +112,9 @@ def test_tiles_with_too_little_overlap_show_seams():
 def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_frames(caplog):
     x = _frames(5)
     reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    guard = OutOfMemoryAbove(ConvStack(), max_frames=2)
-    engine = Engine(_sr_model(guard), EngineOptions(device="cpu"))
+    engine = Engine(_sr_model(OutOfMemoryAbove(ConvStack(), max_frames=2)),
+                    EngineOptions(device="cpu"))
+    guard = engine.module  # the engine's own copy counts the refusals
     with caplog.at_level(logging.WARNING, logger="vidsr"):
         out = engine.run_network(x)
     assert out.shape == reference.shape
@@ -121,6 +122,7 @@ def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_
     assert "out of memory" in caplog.text
     assert engine._replicas[0].max_batch == 2
     refused = guard.refused
+    assert refused > 0
     engine.run_network(_frames(5, seed=1))  # the engine remembers: no new failure
     assert guard.refused == refused
 
@@ -395,12 +397,13 @@ def test_slot_staging_buffers_are_reused_and_grown_only_when_needed():
     assert ten_bit[0].dtype == torch.uint16 and buffers[1].data_ptr() == pointers[1]
 
 
-def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3) -> Engine:
+def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3,
+                 **options: int) -> Engine:
     """An engine whose batches go through the CUDA slots. On the CPU (where the engine
     never uses slots) the slots are built from torch's stand-in streams and events, so
     the CUDA path's own code runs on a machine without a GPU."""
     engine = Engine(model, EngineOptions(device=device, precision=precision,
-                                         in_flight=in_flight))
+                                         in_flight=in_flight, **options))
     replica = engine._replicas[0]
     if device == "cpu":
         replica.slots = [Slot(replica.device) for _ in range(in_flight)]
@@ -430,6 +433,26 @@ def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device):
         assert got.first_index == batch.first_index
         for g, w in zip(got.planes, want.planes, strict=True):
             assert np.abs(g.astype(int) - w).max() <= 1
+
+
+def test_out_of_memory_inside_the_slots_halves_then_tiles_and_keeps_every_frame():
+    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    # At most 24x24 pixels fit, overlap included: batches of 4 go down to single frames,
+    # then to 24- and 12-pixel tiles (20x20 with the overlap), two batches in flight.
+    engine = _slot_engine("cpu", _sr_model(OutOfMemoryAbove(ConvStack(), max_frames=1,
+                                                            max_pixels=24 * 24)),
+                          "fp32", in_flight=2, tile_overlap=4, min_tile=8)
+    guard = engine.module
+    batches = [_yuv_batch(4, 32, 48, first=4 * i, seed=i) for i in range(3)]
+    seen: list[FrameBatch] = []
+    run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))], seen.append)
+    replica = engine._replicas[0]
+    assert (replica.max_batch, replica.tile) == (1, 12) and guard.refused > 0
+    assert [b.first_index for b in seen] == [0, 4, 8]
+    for got, batch in zip(seen, batches, strict=True):
+        want = reference.upscale_batch(batch, BT709, YUV420)
+        for g, w in zip(got.planes, want.planes, strict=True):
+            assert g.shape == w.shape and np.abs(g.astype(int) - w).max() <= 1
 
 
 def test_a_slot_batch_that_goes_non_finite_is_redone_in_fp32(caplog):
