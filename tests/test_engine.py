@@ -416,21 +416,22 @@ ON_EACH_DEVICE = pytest.mark.parametrize(
 
 
 @ON_EACH_DEVICE
-def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device):
+@pytest.mark.parametrize("layout", [YUV420, YUV420_10], ids=["8bit", "10bit"])
+def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device, layout):
     reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
     engine = _slot_engine(device, _sr_model(ConvStack()), "fp32")
-    batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(7)]
+    batches = [_yuv_batch(2, 16, 24, layout, first=2 * i, seed=i) for i in range(7)]
     slot = engine._replicas[0].slots[0]
     # Seven submitted before any result is read: batches 3-6 take slots whose earlier
     # batch must first be copied out of the buffers they are about to overwrite.
-    pending = [engine.submit(b, BT709, YUV420) for b in batches[:3]]
+    pending = [engine.submit(b, BT709, layout) for b in batches[:3]]
     pointer = slot._host_in[0].data_ptr()
-    pending += [engine.submit(b, BT709, YUV420) for b in batches[3:]]
+    pending += [engine.submit(b, BT709, layout) for b in batches[3:]]
     out = [p.result() for p in pending]
     assert slot._host_in[0].data_ptr() == pointer and slot._host_in[0].is_pinned() == slot.pinned
     for got, batch in zip(out, batches, strict=True):
-        want = reference.upscale_batch(batch, BT709, YUV420)
-        assert got.first_index == batch.first_index
+        want = reference.upscale_batch(batch, BT709, layout)
+        assert got.first_index == batch.first_index and got.planes[0].dtype == layout.dtype
         for g, w in zip(got.planes, want.planes, strict=True):
             assert np.abs(g.astype(int) - w).max() <= 1
 
