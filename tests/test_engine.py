@@ -404,10 +404,10 @@ def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3
     the CUDA path's own code runs on a machine without a GPU."""
     engine = Engine(model, EngineOptions(device=device, precision=precision,
                                          in_flight=in_flight, **options))
-    replica = engine._replicas[0]
-    if device == "cpu":
-        replica.slots = [Slot(replica.device) for _ in range(in_flight)]
-    assert len(replica.slots) == in_flight
+    for replica in engine._replicas:
+        if replica.device.type == "cpu":
+            replica.slots = [Slot(replica.device) for _ in range(in_flight)]
+        assert len(replica.slots) == in_flight
     return engine
 
 
@@ -503,14 +503,17 @@ def test_fp16_overflow_on_cuda_is_redone_in_fp32(caplog):
     assert np.abs(out.planes[0].astype(int) - expected).max() <= 1
 
 
-@pytest.mark.gpu
-def test_two_cuda_devices_keep_frame_order():
-    if torch.cuda.device_count() < 2:
+@pytest.mark.parametrize("devices", [
+    "cpu,cpu", pytest.param("cuda:0,cuda:1", marks=pytest.mark.gpu)])
+def test_two_devices_with_batches_in_flight_keep_frame_order(devices):
+    if devices.startswith("cuda") and torch.cuda.device_count() < 2:
         pytest.skip("needs two CUDA devices")
-    engine = Engine(load_model("nearest", scale=2), EngineOptions(device="cuda:0,cuda:1"))
-    batches = [_yuv_batch(2, 8, 12, first=2 * i, seed=i) for i in range(8)]
+    engine = _slot_engine(devices, load_model("nearest", scale=2), "fp32", in_flight=2)
+    assert engine.in_flight == 4
+    batches = [_yuv_batch(2, 8, 12, first=2 * i, seed=i) for i in range(9)]
     seen: list[FrameBatch] = []
     run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))], seen.append)
+    assert [b.first_index for b in seen] == [b.first_index for b in batches]
     for got, batch in zip(seen, batches, strict=True):
         assert np.array_equal(got.planes[0], np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2))
 
