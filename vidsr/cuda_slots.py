@@ -106,11 +106,11 @@ class Slot:
 
 
 def staging(
-    buffers: list[torch.Tensor], like: list[torch.Tensor], *, pin: bool = True
+    buffers: list[torch.Tensor], like: list[torch.Tensor], *, pin: bool
 ) -> list[torch.Tensor]:
     """Host views shaped like ``like``, reusing ``buffers`` (grown in place when too small).
 
-    Pinned (``pin``) on CUDA: pinned allocations are slow, so a slot keeps its buffers.
+    ``pin`` on CUDA: pinned allocations are slow, so a slot keeps its buffers.
     """
     views = []
     for i, tensor in enumerate(like):
