@@ -140,7 +140,7 @@ def _build_from_weights(
 ) -> tuple[nn.Module, ArchSpec]:
     # Imported here: the full zoo is only needed when weights are read.
     from vidsr.archs import load_arch_from_state_dict
-    from vidsr.checkpoint import read_state_dict
+    from vidsr.weights_file import read_state_dict
 
     state_dict = read_state_dict(path, allow_unsafe=allow_unsafe)
     try:

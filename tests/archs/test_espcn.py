@@ -9,7 +9,7 @@ import torch
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.espcn import ESPCN
-from vidsr.checkpoint import read_state_dict
+from vidsr.weights_file import read_state_dict
 from vidsr.resize import imresize
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from vidsr.archs import load_arch_from_state_dict
-from vidsr.checkpoint import read_state_dict, save_state_dict
+from vidsr.weights_file import read_state_dict, save_state_dict
 from vidsr.errors import OptionsError
 from vidsr.train import run_training
 from vidsr.train.config import load_config

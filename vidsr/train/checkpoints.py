@@ -39,7 +39,7 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(state: TrainingState, root: Path, cfg: TrainConfig) -> Path:
     """Write the checkpoint of ``state.step`` under ``root``; returns its folder."""
-    from vidsr.checkpoint import save_pth_params
+    from vidsr.weights_file import save_pth_params
 
     final = root / f"{state.step:08d}"
     tmp = root / f".{state.step:08d}.partial"
@@ -144,7 +144,7 @@ def weights_metadata(model: nn.Module, cfg: TrainConfig, step: int,
 def export_weights(model: nn.Module, path: Path, cfg: TrainConfig, step: int,
                    scores: Mapping[str, float]) -> Path:
     """Save a trained network's weights as safetensors with their provenance."""
-    from vidsr.checkpoint import save_state_dict
+    from vidsr.weights_file import save_state_dict
 
     tmp = path.with_name(path.name + ".partial")
     save_state_dict(tmp, _tensors(model), weights_metadata(model, cfg, step, scores))

@@ -89,7 +89,7 @@ def pick_device(name: str) -> torch.device:
 def build_generator(cfg: TrainConfig) -> nn.Module:
     """The generator named by the preset, fresh or from ``model.init`` weights."""
     from vidsr.archs import create_arch, load_arch_from_state_dict
-    from vidsr.checkpoint import read_state_dict
+    from vidsr.weights_file import read_state_dict
 
     if cfg.model.init:
         model = load_arch_from_state_dict(read_state_dict(Path(cfg.model.init)))

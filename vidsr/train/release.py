@@ -20,7 +20,7 @@ from torch import nn
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.reference import BicubicUpscaler
-from vidsr.checkpoint import read_state_dict, save_state_dict
+from vidsr.weights_file import read_state_dict, save_state_dict
 from vidsr.devices import cpu_name
 from vidsr.errors import InputError
 from vidsr.train.checkpoints import latest_checkpoint

@@ -1,4 +1,4 @@
-"""vidsr.checkpoint: safe reading of weight files, containers, and our own writers.
+"""vidsr.weights_file: safe reading of weight files, containers, and our own writers.
 
 (Kept beside the archs tests: loading weights is part of the model zoo.)
 """
@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 
 from vidsr.archs import load_arch_from_state_dict
-from vidsr.checkpoint import read_state_dict, save_pth_params, save_state_dict
+from vidsr.weights_file import read_state_dict, save_pth_params, save_state_dict
 from vidsr.errors import UnsafeCheckpointError, WeightsError
 
 
