@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from vidsr.bench import BenchOptions, make_bench_clip, run_bench
-from vidsr.engine import EngineOptions
+from vidsr.plan import EngineOptions
 from vidsr.io.probe import probe
 
 # Timings of a few milliseconds jitter; the pipeline cannot really beat its slowest stage.
@@ -16,8 +16,8 @@ def test_bench_report_has_every_figure_with_sane_values(clip):
     src = clip("tiny.mkv", width=32, height=32, frames=12, content="moving")
     # One torch thread: on a loaded 2-core machine, waking a second OpenMP thread
     # costs more than these tiny batches take, and the figures would only show that.
-    report = run_bench(src, BenchOptions(model="nearest", scale=2, batch_size=4, repeats=3),
-                       EngineOptions(device="cpu", cpu_threads=1))
+    report = run_bench(src, BenchOptions(model="nearest", scale=2, repeats=3),
+                       EngineOptions(device="cpu", cpu_threads=1, batch_size=4))
     assert report.frames == 12
     assert report.size == "32x32 -> 64x64"
     assert set(report.alone_s) == set(report.busy_s) == {"decode", "infer", "encode"}
@@ -29,7 +29,7 @@ def test_bench_report_has_every_figure_with_sane_values(clip):
     assert report.model_only_fps > 0 and report.serial_fps and report.serial_fps > 0
     assert report.serial_same_settings_fps and report.serial_same_settings_fps > 0
     assert report.machine.cores >= 1 and report.machine.torch and report.machine.cpu
-    assert report.threads["torch"] >= 1
+    assert report.plan["batch_size"] == 4 and report.plan["executor"]["threads"] == 1
 
     data = json.loads(report.to_json())
     for key in ("machine", "alone_s", "busy_s", "wall_s", "fps", "overlap_efficiency",

@@ -175,7 +175,7 @@ def test_cpu_workers_and_threads_are_taken_and_checked(source, tmp_path, capsys)
     code, err = run([str(source), str(tmp_path / "p.mkv"), "--device", "cpu",
                      "--cpu-workers", "-1"], capsys)
     assert code == 2
-    assert_one_error_line(err, "must not be negative")
+    assert_one_error_line(err, "must be at least 1")
     assert not (tmp_path / "p.mkv").exists()
 
 

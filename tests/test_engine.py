@@ -13,14 +13,15 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.cuda_slots import Slot, staging
-from vidsr.devices import is_out_of_memory, plan_cpu_threads, resolve_devices
-from vidsr.engine import Engine, EngineOptions, with_cpu_plan
+from vidsr.devices import is_out_of_memory, resolve_devices
+from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
+from vidsr.executors.cuda_slots import staging
 from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import InFlight, run_pipeline
+from vidsr.plan import EngineOptions, plan_cpu_threads
 
 YUV420 = PlaneLayout("yuv", 8, 1, 1, "yuv420p")
 YUV420_10 = PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")
@@ -72,12 +73,12 @@ class OutOfMemoryAbove(nn.Module):
 
 
 class NonFiniteBelowFp32(nn.Module):
-    """Pixel replication x2 that returns NaN whenever it runs in a dtype other than fp32:
-    stands in for a network that overflows in reduced precision (fp16 on CUDA)."""
+    """Pixel replication x2 that returns NaN whenever it runs under reduced precision:
+    stands in for a network that overflows in it (fp16 on CUDA)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
-        return y if x.dtype == torch.float32 else y * float("nan")
+        return y * float("nan") if torch.is_autocast_enabled(x.device.type) else y
 
 
 def _frames(n: int, h: int = 24, w: int = 32, seed: int = 0) -> torch.Tensor:
@@ -89,8 +90,8 @@ def _frames(n: int, h: int = 24, w: int = 32, seed: int = 0) -> torch.Tensor:
 
 def test_tiled_result_equals_untiled_when_the_receptive_field_fits_the_overlap():
     x = _frames(2, 40, 52)
-    whole = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    tiled = Engine(_sr_model(ConvStack()),
+    whole = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    tiled = Engine.for_model(_sr_model(ConvStack()),
                    EngineOptions(device="cpu", tile=16, tile_overlap=4)).run_network(x)
     assert tiled.shape == whole.shape == (2, 3, 80, 104)
     # Every pixel, borders included: the image border is the same in both runs.
@@ -100,8 +101,8 @@ def test_tiled_result_equals_untiled_when_the_receptive_field_fits_the_overlap()
 def test_tiles_with_too_little_overlap_show_seams():
     # The check above is not vacuous: with overlap 1 < radius 3 the tiles differ.
     x = _frames(1, 40, 52)
-    whole = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    tiled = Engine(_sr_model(ConvStack()),
+    whole = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    tiled = Engine.for_model(_sr_model(ConvStack()),
                    EngineOptions(device="cpu", tile=16, tile_overlap=1)).run_network(x)
     assert (tiled - whole).abs().max().item() > 1e-3
 
@@ -111,8 +112,8 @@ def test_tiles_with_too_little_overlap_show_seams():
 
 def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_frames(caplog):
     x = _frames(5)
-    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    engine = Engine(_sr_model(OutOfMemoryAbove(ConvStack(), max_frames=2)),
+    reference = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    engine = Engine.for_model(_sr_model(OutOfMemoryAbove(ConvStack(), max_frames=2)),
                     EngineOptions(device="cpu"))
     guard = engine.module  # the engine's own copy counts the refusals
     with caplog.at_level(logging.WARNING, logger="vidsr"):
@@ -120,7 +121,7 @@ def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_
     assert out.shape == reference.shape
     assert torch.allclose(out, reference, atol=1e-5)  # frame k is frame k: order kept
     assert "out of memory" in caplog.text
-    assert engine._replicas[0].max_batch == 2
+    assert engine.replicas[0].max_batch == 2
     refused = guard.refused
     assert refused > 0
     engine.run_network(_frames(5, seed=1))  # the engine remembers: no new failure
@@ -129,18 +130,19 @@ def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_
 
 def test_out_of_memory_on_one_frame_falls_back_to_halving_tiles():
     x = _frames(2, 40, 64)
-    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    reference = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
     # One frame of at most 24x24 (+ overlap) pixels fits: 64 -> 32 -> 16-pixel tiles.
     guard = OutOfMemoryAbove(ConvStack(), max_frames=1, max_pixels=24 * 24)
-    engine = Engine(_sr_model(guard), EngineOptions(device="cpu", tile_overlap=4, min_tile=8))
+    engine = Engine.for_model(_sr_model(guard),
+                              EngineOptions(device="cpu", tile_overlap=4, min_tile=16))
     out = engine.run_network(x)
-    assert engine._replicas[0].tile == 16
+    assert engine.replicas[0].tile == 16
     assert (out - reference).abs().max().item() < 1e-4
 
 
 def test_out_of_memory_below_the_tile_floor_is_reported():
     guard = OutOfMemoryAbove(ConvStack(), max_pixels=4)
-    engine = Engine(_sr_model(guard), EngineOptions(device="cpu", min_tile=16))
+    engine = Engine.for_model(_sr_model(guard), EngineOptions(device="cpu", min_tile=16))
     with pytest.raises(OutOfMemoryError, match="out of memory"):
         engine.run_network(_frames(1, 40, 64))
 
@@ -159,7 +161,8 @@ def test_out_of_memory_is_recognised_on_cuda_and_on_the_cpu():
 
 def test_bf16_batch_that_goes_non_finite_is_redone_in_fp32_with_a_warning(caplog):
     # fp16 is refused on the CPU; the same fallback code runs for every reduced precision.
-    engine = Engine(_sr_model(NonFiniteBelowFp32()), EngineOptions(device="cpu", precision="bf16"))
+    engine = Engine.for_model(_sr_model(NonFiniteBelowFp32()),
+                              EngineOptions(device="cpu", precision="bf16"))
     x = _frames(2)
     with caplog.at_level(logging.WARNING, logger="vidsr"):
         out = engine.run_network(x)
@@ -167,11 +170,11 @@ def test_bf16_batch_that_goes_non_finite_is_redone_in_fp32_with_a_warning(caplog
     assert torch.equal(out, x.repeat_interleave(2, -2).repeat_interleave(2, -1))
 
 
-@pytest.mark.parametrize("workers", [0, 2], ids=["in the caller", "in CPU workers"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["in the caller", "in CPU workers"])
 def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog, workers):
     batch = _yuv_batch(2, 16, 24)
     with caplog.at_level(logging.WARNING, logger="vidsr"), \
-            Engine(_sr_model(NonFiniteBelowFp32(), space="y"),
+            Engine.for_model(_sr_model(NonFiniteBelowFp32(), space="y"),
                    EngineOptions(device="cpu", precision="bf16", cpu_workers=workers)) as engine:
         out = engine.upscale_batch(batch, BT709, YUV420)
     assert "frames 0-1" in caplog.text
@@ -181,7 +184,7 @@ def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog, workers):
 
 def test_fp16_on_the_cpu_is_refused():
     with pytest.raises(OptionsError, match="bf16"):
-        Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp16"))
+        Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp16"))
 
 
 # -- decoded batches ------------------------------------------------------------------------
@@ -198,7 +201,7 @@ def _yuv_batch(n: int, h: int, w: int, layout: PlaneLayout = YUV420, first: int 
 
 @pytest.mark.parametrize("layout", [YUV420, YUV420_10], ids=["8-bit", "10-bit"])
 def test_nearest_upscale_of_planes_is_exact_and_keeps_the_sample_type(layout):
-    engine = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    engine = Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu"))
     batch = _yuv_batch(3, 10, 14, layout)
     out = engine.upscale_batch(batch, BT709, layout)
     for plane_in, plane_out in zip(batch.planes, out.planes, strict=True):
@@ -213,8 +216,9 @@ def test_nearest_upscale_of_planes_is_exact_and_keeps_the_sample_type(layout):
 def test_the_callers_model_is_left_as_loaded():
     model = _sr_model(ConvStack())
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
-    bf16 = Engine(model, EngineOptions(device="cpu", precision="bf16", channels_last=True))
-    fp32 = Engine(model, EngineOptions(device="cpu", precision="fp32", channels_last=False))
+    bf16 = Engine.for_model(model, EngineOptions(device="cpu", precision="bf16"))
+    fp32 = Engine.for_model(model, EngineOptions(device="cpu", precision="fp32",
+                                                 channels_last=False))
     for name, tensor in model.module.state_dict().items():
         assert tensor.dtype == torch.float32 and tensor.is_contiguous()
         assert torch.equal(tensor, before[name])
@@ -229,14 +233,19 @@ def test_device_list_means_several_devices():
     assert resolve_devices("cpu,cpu") == (torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(OptionsError, match="empty device"):
         resolve_devices("cpu,")
+    # A plan takes several devices only where each has its own streams.
+    with pytest.raises(OptionsError, match="several devices need CUDA"):
+        Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu,cpu"))
 
 
 def test_batches_dealt_over_two_devices_come_back_in_order_through_the_pipeline():
     batches = [_yuv_batch(2, 8, 12, first=2 * i, seed=i) for i in range(9)]
-    single = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    single = Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu"))
     expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
-    dual = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu,cpu"))
-    assert dual.in_flight == 2 and len(dual._replicas) == 2
+    # Two devices take batches in turn through the CUDA slots' code (on the CPU's stand-ins).
+    dual = Engine.for_model(load_model("nearest", scale=2),
+                            EngineOptions(device="cpu,cpu", executor="cuda-slots", in_flight=1))
+    assert dual.in_flight == 2 and len(dual.replicas) == 2
     seen: list[FrameBatch] = []
     timing = run_pipeline(iter(batches), [("infer", dual.infer_stage(BT709, YUV420))],
                           seen.append, depth=2)
@@ -292,7 +301,7 @@ class FailsOnBatch(nn.Module):
 
 
 def test_model_failure_stops_the_run_with_the_original_error():
-    engine = Engine(_sr_model(FailsOnBatch(3), space="y"), EngineOptions(device="cpu"))
+    engine = Engine.for_model(_sr_model(FailsOnBatch(3), space="y"), EngineOptions(device="cpu"))
     produced = []
 
     def source():
@@ -308,7 +317,7 @@ def test_model_failure_stops_the_run_with_the_original_error():
 
 
 def test_ctrl_c_while_the_engine_runs_cancels_and_ends_every_thread():
-    engine = Engine(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    engine = Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu"))
 
     def sink(batch: FrameBatch) -> None:
         if batch.first_index == 2:
@@ -335,20 +344,12 @@ def test_cpu_thread_plan():
     assert plan_cpu_threads(1) == plan_cpu_threads(1) and plan_cpu_threads(1).workers == 1
 
 
-def test_the_cpu_plan_fills_in_only_what_the_caller_left_at_zero():
-    plan = plan_cpu_threads(2)
-    planned = with_cpu_plan(EngineOptions(device="cpu"), plan)
-    assert (planned.cpu_workers, planned.cpu_threads) == (2, 1)
-    mine = with_cpu_plan(EngineOptions(device="cpu", cpu_workers=1, cpu_threads=2), plan)
-    assert (mine.cpu_workers, mine.cpu_threads) == (1, 2)
-
-
 def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
     batches = [_yuv_batch(1, 8, 12, first=i, seed=i) for i in range(12)]
-    single = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    single = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
     expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
     threads = torch.get_num_threads()
-    with Engine(_sr_model(ConvStack()),
+    with Engine.for_model(_sr_model(ConvStack()),
                 EngineOptions(device="cpu", precision="fp32", cpu_workers=3,
                               cpu_threads=1)) as engine:
         assert engine.in_flight == 3 and torch.get_num_threads() == 1
@@ -365,7 +366,7 @@ def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
 
 
 def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
-    with Engine(_sr_model(FailsOnBatch(3), space="y"),
+    with Engine.for_model(_sr_model(FailsOnBatch(3), space="y"),
                 EngineOptions(device="cpu", cpu_workers=2)) as engine:
         with pytest.raises(FloatingPointError, match="model broke"):
             run_pipeline((_yuv_batch(1, 8, 8, first=i) for i in range(1000)),
@@ -375,8 +376,9 @@ def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
 
 
 def test_negative_cpu_workers_are_refused():
-    with pytest.raises(OptionsError, match="must not be negative"):
-        Engine(load_model("nearest", scale=2), EngineOptions(device="cpu", cpu_workers=-1))
+    with pytest.raises(OptionsError, match="must be at least 1"):
+        Engine.for_model(load_model("nearest", scale=2),
+                         EngineOptions(device="cpu", cpu_workers=-1))
 
 
 # -- CUDA -------------------------------------------------------------------------------------
@@ -399,15 +401,13 @@ def test_slot_staging_buffers_are_reused_and_grown_only_when_needed():
 
 def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3,
                  **options: int) -> Engine:
-    """An engine whose batches go through the CUDA slots. On the CPU (where the engine
-    never uses slots) the slots are built from torch's stand-in streams and events, so
-    the CUDA path's own code runs on a machine without a GPU."""
-    engine = Engine(model, EngineOptions(device=device, precision=precision,
-                                         in_flight=in_flight, **options))
-    for replica in engine._replicas:
-        if replica.device.type == "cpu":
-            replica.slots = [Slot(replica.device) for _ in range(in_flight)]
-        assert len(replica.slots) == in_flight
+    """An engine whose batches go through the CUDA slots. On the CPU (where a plan never
+    picks them by itself) the slots are built from torch's stand-in streams and events,
+    so the CUDA path's own code runs on a machine without a GPU."""
+    engine = Engine.for_model(model, EngineOptions(device=device, precision=precision,
+                                                   in_flight=in_flight, executor="cuda-slots",
+                                                   **options))
+    assert all(len(ring) == in_flight for ring in engine.executor.rings)
     return engine
 
 
@@ -418,10 +418,11 @@ ON_EACH_DEVICE = pytest.mark.parametrize(
 @ON_EACH_DEVICE
 @pytest.mark.parametrize("layout", [YUV420, YUV420_10], ids=["8bit", "10bit"])
 def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device, layout):
-    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    reference = Engine.for_model(_sr_model(ConvStack()),
+                                 EngineOptions(device="cpu", precision="fp32"))
     engine = _slot_engine(device, _sr_model(ConvStack()), "fp32")
     batches = [_yuv_batch(2, 16, 24, layout, first=2 * i, seed=i) for i in range(7)]
-    slot = engine._replicas[0].slots[0]
+    slot = engine.executor.rings[0][0]
     # Seven submitted before any result is read: batches 3-6 take slots whose earlier
     # batch must first be copied out of the buffers they are about to overwrite.
     pending = [engine.submit(b, BT709, layout) for b in batches[:3]]
@@ -437,18 +438,19 @@ def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device, l
 
 
 def test_out_of_memory_inside_the_slots_halves_then_tiles_and_keeps_every_frame():
-    reference = Engine(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    reference = Engine.for_model(_sr_model(ConvStack()),
+                                 EngineOptions(device="cpu", precision="fp32"))
     # At most 24x24 pixels fit, overlap included: batches of 4 go down to single frames,
-    # then to 24- and 12-pixel tiles (20x20 with the overlap), two batches in flight.
+    # then to 32- and 16-pixel tiles (24x24 with the overlap), two batches in flight.
     engine = _slot_engine("cpu", _sr_model(OutOfMemoryAbove(ConvStack(), max_frames=1,
                                                             max_pixels=24 * 24)),
-                          "fp32", in_flight=2, tile_overlap=4, min_tile=8)
+                          "fp32", in_flight=2, tile_overlap=4, min_tile=16)
     guard = engine.module
-    batches = [_yuv_batch(4, 32, 48, first=4 * i, seed=i) for i in range(3)]
+    batches = [_yuv_batch(4, 32, 64, first=4 * i, seed=i) for i in range(3)]
     seen: list[FrameBatch] = []
     run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))], seen.append)
-    replica = engine._replicas[0]
-    assert (replica.max_batch, replica.tile) == (1, 12) and guard.refused > 0
+    replica = engine.replicas[0]
+    assert (replica.max_batch, replica.tile) == (1, 16) and guard.refused > 0
     assert [b.first_index for b in seen] == [0, 4, 8]
     for got, batch in zip(seen, batches, strict=True):
         want = reference.upscale_batch(batch, BT709, YUV420)
@@ -466,34 +468,39 @@ def test_a_slot_batch_that_goes_non_finite_is_redone_in_fp32(caplog):
     for k, (got, batch) in enumerate(zip(seen, batches, strict=True)):
         assert caplog.text.count(f"frames {2 * k}-{2 * k + 1};") == 1  # redone once, in fp32
         assert np.array_equal(got.planes[0], np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2))
-    assert all(slot.pending is None for slot in engine._replicas[0].slots)
+    assert all(slot.pending is None for slot in engine.executor.rings[0])
 
 
 @pytest.mark.gpu
 def test_a_cuda_engine_lets_cudnn_pick_its_algorithms_until_closed(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    with Engine(load_model("nearest", scale=2), EngineOptions(device="cuda")):
+    with Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cuda")):
         assert torch.backends.cudnn.benchmark
     assert not torch.backends.cudnn.benchmark
 
 
 def test_a_cpu_engine_leaves_the_cudnn_setting_alone(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    with Engine(load_model("nearest", scale=2), EngineOptions(device="cpu")):
+    with Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu")):
         assert not torch.backends.cudnn.benchmark
 
 
 class OverflowsInFp16(nn.Module):
-    """x * 1e5 / 1e5: fine in fp32, +-inf in fp16 (max 65504)."""
+    """A 1x1 convolution by 1e5, then / 1e5: fine in fp32, +-inf in fp16 (max 65504)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Conv2d(1, 1, 1, bias=False)
+        nn.init.constant_(self.gain.weight, 1e5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = (x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) + 1) * 1e5
-        return y / 1e5 - 1
+        y = self.gain(x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) + 1)
+        return y.float() / 1e5 - 1
 
 
 @pytest.mark.gpu
 def test_fp16_overflow_on_cuda_is_redone_in_fp32(caplog):
-    engine = Engine(_sr_model(OverflowsInFp16(), space="y"),
+    engine = Engine.for_model(_sr_model(OverflowsInFp16(), space="y"),
                     EngineOptions(device="cuda", precision="fp16"))
     batch = _yuv_batch(2, 16, 24)
     with caplog.at_level(logging.WARNING, logger="vidsr"):

@@ -12,11 +12,9 @@ from vidsr.evaluate import (
     EvalReport,
     ImageScore,
     evaluate_folder,
-    list_images,
     luma_of_uint8,
     make_lr,
     mod_crop,
-    read_rgb,
     run_eval,
 )
 
@@ -55,19 +53,6 @@ def test_luma_of_uint8_is_rounded_like_matlab():
     assert luma_of_uint8(rgb).tolist() == [[126.0, 235.0]]
 
 
-def test_folder_without_images_is_an_input_error(tmp_path: Path):
-    (tmp_path / "notes.txt").write_text("no pictures here")
-    with pytest.raises(InputError, match="no images found"):
-        list_images(tmp_path)
-
-
-def test_unreadable_image_names_the_file(tmp_path: Path):
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png at all")
-    with pytest.raises(InputError, match="broken.png"):
-        read_rgb(broken)
-
-
 def test_image_smaller_than_the_scale_names_the_file(tmp_path: Path):
     from vidsr.models import load_model
 
@@ -103,12 +88,13 @@ def test_nearest_on_a_synthetic_folder(tmp_path: Path):
 
 def test_precision_is_asked_for_and_reported(tmp_path: Path):
     Image.fromarray(np.full((24, 20, 3), 181, dtype=np.uint8)).save(tmp_path / "grey.png")
-    fp32 = json.loads(run_eval("nearest", tmp_path, 2, as_json=True))
-    bf16 = json.loads(run_eval("nearest", tmp_path, 2, precision="bf16", as_json=True))
+    fp32 = json.loads(run_eval("bicubic", tmp_path, 2, as_json=True))
+    bf16 = json.loads(run_eval("bicubic", tmp_path, 2, precision="bf16", as_json=True))
     assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
-    # bf16 keeps 8 bits of mantissa: a grey of 181 no longer comes back to within 1e-5.
-    assert fp32["images"][0]["psnr"] > 140 > bf16["images"][0]["psnr"]
-    assert "bf16" in run_eval("nearest", tmp_path, 2, precision="bf16").splitlines()[0]
+    # bf16 products keep 8 bits of mantissa: a grey of 181 no longer comes back to within
+    # 1e-5 of a code value.
+    assert fp32["images"][0]["psnr"] > 100 > bf16["images"][0]["psnr"]
+    assert "bf16" in run_eval("bicubic", tmp_path, 2, precision="bf16").splitlines()[0]
 
 
 def test_rgb_models_are_scored_on_the_luma_of_their_8bit_output(tmp_path: Path):

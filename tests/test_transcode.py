@@ -14,6 +14,7 @@ from clipgen import bar_values
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.probe import probe
+from vidsr.plan import EngineOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -235,8 +236,8 @@ def test_failure_midway_leaves_no_file(clip, tmp_path):
 
     model.module.forward = failing_forward
     with pytest.raises(RuntimeError, match="simulated failure"):
-        upscale_video(src, dst, model=model,
-                      options=TranscodeOptions(progress=False, batch_size=2))
+        upscale_video(src, dst, model=model, engine=EngineOptions(batch_size=2),
+                      options=TranscodeOptions(progress=False))
     assert list(tmp_path.iterdir()) == [src]
 
 

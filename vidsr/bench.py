@@ -1,6 +1,8 @@
 """``vidsr bench``: how fast a model runs over a clip, and where the time goes.
 
-One run measures, on the same clip and model:
+The bench resolves the same run plan ``vidsr IN OUT`` would with the same
+arguments, prints it first, and runs exactly it. One run measures, on the same
+clip and model:
 
 - each stage alone: decode the clip; the engine over the decoded batches held
   in memory (the model-only rate: same batches, no I/O); encode its outputs;
@@ -32,19 +34,22 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from vidsr.cuda_slots import PendingBatch
-from vidsr.devices import cpu_name, plan_cpu_threads, resolve_devices, usable_cores
-from vidsr.engine import Engine, EngineOptions, with_cpu_plan
+from vidsr.engine import Engine
 from vidsr.errors import OptionsError
+from vidsr.executors import PendingBatch
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
-from vidsr.io.frames import FrameBatch, PlaneLayout
-from vidsr.io.probe import VideoInfo, probe
+from vidsr.io.encode import EncodeOptions
+from vidsr.io.frames import FrameBatch
+from vidsr.io.output import plan_output
+from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, card_network, load_model, model_cards
-from vidsr.pipeline import StageTiming, run_pipeline
+from vidsr.pipeline import StageTiming
+from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video
+from vidsr.transcode import stream_through
 
 log = logging.getLogger("vidsr")
 
@@ -53,19 +58,17 @@ log = logging.getLogger("vidsr")
 class BenchOptions:
     """What to benchmark. ``frames`` keeps the first N frames; ``crop`` cuts a centred
     ``crop`` x ``crop`` square, for models too slow for whole frames. ``random_init``
-    builds the model's architecture with random weights (speed does not depend on them)."""
+    builds the model's architecture with random weights (speed does not depend on them).
+    ``container``: the extension the outputs are written with (the plan's container)."""
 
     model: str = "espcn"
     scale: int | None = None
     weights: Path | None = None
     random_init: bool = False
     allow_unsafe: bool = False
-    batch_size: int = 4
     frames: int | None = None
     crop: int | None = None
-    codec: str = "libx264"
-    crf: int | None = None
-    encoder_preset: str | None = None
+    container: str = "mkv"
     queue_depth: int = 3
     serial: bool = True
     repeats: int = 1  # each measurement is the best of this many runs
@@ -73,7 +76,7 @@ class BenchOptions:
 
 @dataclass
 class MachineInfo:
-    cpu: str
+    cpu: str  # model, cores, torch's CPU capability and whether bf16 is native
     cores: int
     torch: str
     devices: list[str]
@@ -84,6 +87,8 @@ class MachineInfo:
 class BenchReport:
     """Every figure of one benchmark run; ``to_text()`` for people, ``to_json()`` for tools."""
 
+    plan: dict[str, Any]  # the run plan measured, as vidsr IN OUT --dry-run --json prints it
+    plan_text: str
     machine: MachineInfo
     clip: str
     frames: int
@@ -92,10 +97,6 @@ class BenchReport:
     random_init: bool
     parameters: int
     precision: str
-    channels_last: bool
-    batch_size: int
-    encoder: str  # codec and the settings given, e.g. "libx264 preset=veryfast"
-    threads: dict[str, int]  # torch, decoder, encoder
     alone_s: dict[str, float]  # decode, infer, encode: each stage run by itself
     cpu_s: dict[str, float]  # CPU time (all threads) of each stage run by itself
     busy_s: dict[str, float]  # the same stages' busy time inside the pipeline
@@ -104,7 +105,7 @@ class BenchReport:
     overlap_efficiency: float
     model_only_fps: float
     serial_fps: float | None  # Real-ESRGAN-style loop: fp32, NCHW, batch 1
-    serial_same_settings_fps: float | None  # batch 1, the engine's precision and format
+    serial_same_settings_fps: float | None  # batch 1, the plan's precision and format
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -133,6 +134,7 @@ class BenchReport:
 
     def to_json(self) -> str:
         data = asdict(self)
+        del data["plan_text"]
         data["speedup_vs_serial"] = self.speedup_vs_serial
         data["speedup_vs_serial_same_settings"] = self.speedup_vs_serial_same_settings
         data["pipeline_vs_model_only"] = self.pipeline_vs_model_only
@@ -144,14 +146,13 @@ class BenchReport:
         m = self.machine
         init = " (random weights)" if self.random_init else ""
         lines = [
-            f"machine    {m.cpu}, {m.cores} cores, torch {m.torch}, on {', '.join(m.devices)}"
+            "plan (what `vidsr IN OUT` runs with these arguments; measured below):",
+            *("  " + line for line in self.plan_text.splitlines()),
+            f"machine    {m.cpu}, torch {m.torch}, on {', '.join(m.devices)}"
             f" (load {m.load_average:.1f} at start)",
             f"clip       {self.clip}: {self.frames} frames, {self.size}",
             f"model      {self.model}{init}, {self.parameters / 1e6:.2f}M parameters,"
-            f" {self.precision}{', channels_last' if self.channels_last else ''},"
-            f" batch {self.batch_size}",
-            f"encoder    {self.encoder}",
-            "threads    " + ", ".join(f"{k} {v}" for k, v in self.threads.items()),
+            f" {self.precision}",
             "stage      alone s   CPU s alone   busy in pipeline s",
         ]
         for stage in ("decode", "infer", "encode"):
@@ -175,12 +176,17 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def machine_info(devices: tuple[torch.device, ...]) -> MachineInfo:
-    """The machine the figures were taken on."""
-    cpu = cpu_name()
-    names = [torch.cuda.get_device_name(d) if d.type == "cuda" else f"CPU ({cpu})"
-             for d in devices]
-    return MachineInfo(cpu=cpu, cores=usable_cores(), torch=torch.__version__,
+def machine_info(plan: RunPlan) -> MachineInfo:
+    """The machine the figures were taken on, as the plan saw it."""
+    m = plan.machine
+    names = []
+    for device in plan.devices:
+        if device == "cpu":
+            names.append("CPU")
+        else:
+            index = int(device.split(":")[1]) if ":" in device else 0
+            names.append(m.cuda_devices[index])
+    return MachineInfo(cpu=m.describe_cpu(), cores=m.cores, torch=torch.__version__,
                        devices=names, load_average=os.getloadavg()[0])
 
 
@@ -197,7 +203,7 @@ def bench_model(options: BenchOptions) -> SRModel:
     if card.parameter_free:
         return load_model(options.model, scale=scale)
     module = card_network(card, scale, device="cpu").eval().requires_grad_(False)
-    return SRModel(name=card.name, module=module, spec=module.spec, scale=scale, card=card)
+    return replace(SRModel.from_module(module, scale), name=card.name, card=card)
 
 
 def make_bench_clip(src: Path, dst: Path, *, frames: int | None, crop: int | None) -> Path:
@@ -207,30 +213,31 @@ def make_bench_clip(src: Path, dst: Path, *, frames: int | None, crop: int | Non
     format and colour; it is encoded at high quality so decoding it is like decoding
     the source.
     """
-    info = probe(src)
-    layout = info.layout
-    side_w = min(crop or info.width, info.width)
-    side_h = min(crop or info.height, info.height)
-    # Even offsets and sizes keep chroma planes aligned with luma.
-    side_w, side_h = side_w - side_w % 2, side_h - side_h % 2
-    left, top = (info.width - side_w) // 4 * 2, (info.height - side_h) // 4 * 2
-    written = 0
-    with Decoder(src, batch_size=1) as decoder, Encoder(
-        dst, info, width=side_w, height=side_h, layout=layout,
-        options=EncodeOptions(codec="libx264", crf=10),
-    ) as encoder:
-        for batch in decoder:
-            planes = []
-            for p, plane in enumerate(batch.planes):
-                chroma = layout.family == "yuv" and p > 0
-                oy = top >> layout.log2_chroma_h if chroma else top
-                ox = left >> layout.log2_chroma_w if chroma else left
-                ph, pw = layout.plane_shape(p, side_w, side_h)
-                planes.append(plane[:, oy : oy + ph, ox : ox + pw].copy())
-            encoder.write(replace(batch, planes=planes))
-            written += 1
-            if frames is not None and written >= frames:
-                break
+    with Decoder(src, batch_size=1) as decoder:
+        info = decoder.info
+        layout = info.layout
+        side_w = min(crop or info.width, info.width)
+        side_h = min(crop or info.height, info.height)
+        # Even offsets and sizes keep chroma planes aligned with luma.
+        side_w, side_h = side_w - side_w % 2, side_h - side_h % 2
+        left, top = (info.width - side_w) // 4 * 2, (info.height - side_h) // 4 * 2
+        output = plan_output(info, decoder.container, dst, width=side_w, height=side_h,
+                             encode=EncodeOptions(codec="libx264", crf=10,
+                                                  pix_fmt=layout.pix_fmt))
+        written = 0
+        with open_sink(dst, output, src) as sink:
+            for batch in decoder:
+                planes = []
+                for p, plane in enumerate(batch.planes):
+                    chroma = layout.family == "yuv" and p > 0
+                    oy = top >> layout.log2_chroma_h if chroma else top
+                    ox = left >> layout.log2_chroma_w if chroma else left
+                    ph, pw = layout.plane_shape(p, side_w, side_h)
+                    planes.append(plane[:, oy : oy + ph, ox : ox + pw].copy())
+                sink.write(replace(batch, planes=planes, layout=output.layout))
+                written += 1
+                if frames is not None and written >= frames:
+                    break
     return dst
 
 
@@ -238,60 +245,46 @@ def run_bench(
     clip: str | Path,
     options: BenchOptions | None = None,
     engine: EngineOptions | None = None,
+    encode: EncodeOptions | None = None,
 ) -> BenchReport:
-    """Benchmark ``options.model`` over ``clip`` with ``engine`` settings; see the module text.
-
-    On a CPU device, torch threads and workers default to :func:`plan_cpu_threads`
-    (set ``engine.cpu_threads`` and ``engine.cpu_workers`` to override); the
-    process's torch thread count is restored afterwards.
-    """
+    """Benchmark ``options.model`` over ``clip`` with the plan ``vidsr`` would resolve from
+    ``engine`` and ``encode``; see the module text."""
     options = options or BenchOptions()
-    engine = engine or EngineOptions()
-    if options.batch_size < 1:
-        raise OptionsError(f"batch size must be at least 1, got {options.batch_size}")
     clip = Path(clip)
-    devices = resolve_devices(engine.device)
-    on_cpu = any(d.type == "cpu" for d in devices)
-    plan = plan_cpu_threads()
-    if on_cpu:
-        engine = with_cpu_plan(engine, plan)
-    saved_threads = torch.get_num_threads()
-    try:
-        with tempfile.TemporaryDirectory(prefix="vidsr-bench-") as tmp:
-            work = Path(tmp)
-            source = clip
-            if options.frames is not None or options.crop is not None:
-                source = make_bench_clip(clip, work / "clip.mkv", frames=options.frames,
-                                         crop=options.crop)
-            return _measure(clip, source, work, options, engine, plan.decoder, plan.encoder)
-    finally:
-        torch.set_num_threads(saved_threads)
-
-
-def _measure(
-    clip: Path, source: Path, work: Path, options: BenchOptions, engine_options: EngineOptions,
-    decoder_threads: int, encoder_threads: int,
-) -> BenchReport:
     model = bench_model(options)
-    with ExitStack() as engines:  # every engine's CPU workers end with the run
-        runner = engines.enter_context(Engine(model, engine_options))
-        on_cpu = any(d.type == "cpu" for d in runner.devices)
-        threads = {"torch": torch.get_num_threads(), "workers": max(1, engine_options.cpu_workers),
-                   "decoder": decoder_threads, "encoder": encoder_threads}
-        info = probe(source)
-        encode = EncodeOptions(codec=options.codec, crf=options.crf,
-                               preset=options.encoder_preset, threads=encoder_threads)
-        layout = choose_output_layout(options.codec, info.layout)
-        out_w, out_h = runner.output_size(info.width, info.height)
+    plan = plan_run(model, engine or EngineOptions(), overlapped=True)
+    with tempfile.TemporaryDirectory(prefix="vidsr-bench-") as tmp:
+        work = Path(tmp)
+        source = clip
+        if options.frames is not None or options.crop is not None:
+            source = make_bench_clip(clip, work / f"clip{clip.suffix or '.mkv'}",
+                                     frames=options.frames, crop=options.crop)
+        with Decoder(source, batch_size=plan.batch_size) as decoder:
+            plan = with_video(plan, source=decoder.info, container=decoder.container,
+                              output=work / f"pipeline.{options.container}",
+                              encode=encode or EncodeOptions())
+        return _measure(clip, plan, model, work, options)
 
-        def open_encoder(name: str, opts: EncodeOptions = encode) -> Encoder:
-            return Encoder(work / name, info, width=out_w, height=out_h, layout=layout,
-                           options=opts)
 
-        repeats = options.repeats
+def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
+             options: BenchOptions) -> BenchReport:
+    assert plan.source is not None and plan.output is not None
+    info, output = plan.source, plan.output
+    source = info.path
+    repeats = options.repeats
+
+    def open_decoder() -> Decoder:
+        return Decoder(source, batch_size=plan.batch_size, threads=plan.decoder_threads)
+
+    def sink_to(name: str, run: RunPlan = plan) -> Sink:
+        assert run.output is not None
+        return open_sink(work / f"{name}.{options.container}", run.output, source)
+
+    with ExitStack() as engines:  # every engine's executor ends with the run
+        runner = engines.enter_context(Engine(model, plan))
 
         def decode_all() -> list[FrameBatch]:
-            with Decoder(source, batch_size=options.batch_size, threads=decoder_threads) as decoder:
+            with open_decoder() as decoder:
                 return list(decoder)
 
         alone: dict[str, float] = {}
@@ -302,14 +295,14 @@ def _measure(
             raise OptionsError(f"{source}: no frames to benchmark")
 
         # Warm-up outside every timing: first calls build kernels (oneDNN, cuDNN, compile).
-        runner.upscale_batch(batches[0], info.colour, layout)
+        runner.upscale_batch(batches[0], info.colour, output.layout)
         alone["infer"], cpu["infer"], outputs = _best_of(
-            repeats, lambda: _infer_all(runner, batches, info, layout))
+            repeats, lambda: _infer_all(runner, batches, plan))
 
         def encode_all() -> None:
-            with open_encoder("alone.mkv") as encoder:
+            with sink_to("alone") as sink:
                 for batch in outputs:
-                    encoder.write(batch)
+                    sink.write(batch)
 
         alone["encode"], cpu["encode"], _ = _best_of(repeats, encode_all)
         # Held only for the stages alone: the pipeline below must run in flat memory.
@@ -317,18 +310,9 @@ def _measure(
         batches.clear()
 
         def pipeline() -> StageTiming:
-            written = 0
-            with Decoder(source, batch_size=options.batch_size,
-                         threads=decoder_threads) as decoder, \
-                    open_encoder("pipeline.mkv") as encoder:
-
-                def write(batch: FrameBatch) -> None:
-                    nonlocal written
-                    encoder.write(batch)
-                    written += len(batch)
-
-                timing = run_pipeline(decoder, [("infer", runner.infer_stage(info.colour, layout))],
-                                      write, depth=options.queue_depth)
+            with open_decoder() as decoder, sink_to("pipeline") as sink:
+                written, timing = stream_through(runner, decoder, sink, plan,
+                                                 depth=options.queue_depth)
             assert written == frames, f"pipeline wrote {written} frames of {frames}"
             return timing
 
@@ -338,63 +322,71 @@ def _measure(
 
         serial = same = None
         if options.serial:
-            # A serial loop runs one batch at a time with every core, as a plain script would.
-            serial_options = replace(engine_options, cpu_workers=1,
-                                     cpu_threads=usable_cores() if on_cpu else 0)
-            same_engine = engines.enter_context(Engine(model, serial_options))
-            same_engine.upscale_batch(_first_frame(source), info.colour, layout)  # warm-up
-            seconds, _, _ = _best_of(repeats, lambda: _serial_loop(
-                source, same_engine, info, open_encoder("serial_same.mkv"), decoder_threads))
-            same = frames / seconds
-            plain_options = replace(serial_options, device=str(runner.device), precision="fp32",
-                                    channels_last=False, compile=False)
-            plain = engines.enter_context(Engine(model, plain_options))
-            plain.upscale_batch(_first_frame(source), info.colour, layout)  # warm-up
-            seconds, _, _ = _best_of(repeats, lambda: _serial_loop(
-                source, plain, info, open_encoder("serial.mkv", replace(encode, threads=0)), 0))
-            serial = frames / seconds
+            same = frames / _time_serial(plan, model, "serial_same", engines, sink_to, options,
+                                         precision=plan.precision.name,
+                                         channels_last=plan.channels_last)
+            serial = frames / _time_serial(plan, model, "serial", engines, sink_to, options,
+                                           precision="fp32", channels_last=False)
 
-        busy = {"decode": timing.busy_s.get("source", 0.0),
-                "infer": timing.busy_s.get("infer", 0.0),
-                "encode": timing.busy_s.get("sink", 0.0)}
-        notes = []
-        if options.random_init:
-            notes.append("random weights: speed only, the pictures are meaningless")
-        if source != clip:
-            notes.append(f"clip cut from {clip.name}: first {frames} frames"
-                         + (f", centre {info.width}x{info.height}" if options.crop else ""))
-        return BenchReport(
-            machine=machine_info(runner.devices),
-            clip=str(clip), frames=frames,
-            size=f"{info.width}x{info.height} -> {out_w}x{out_h}",
-            model=f"{model.name} x{model.scale}", random_init=options.random_init,
-            parameters=model.parameter_count,
-            precision=str(runner.dtype).removeprefix("torch."),
-            channels_last=engine_options.channels_last, batch_size=options.batch_size,
-            encoder=_encoder_text(options),
-            threads=threads,
-            alone_s=alone, cpu_s=cpu, busy_s=busy, wall_s=wall, fps=frames / wall,
-            overlap_efficiency=wall / max(alone.values()),
-            model_only_fps=frames / alone["infer"],
-            serial_fps=serial, serial_same_settings_fps=same, notes=notes,
-        )
+    busy = {"decode": timing.busy_s.get("source", 0.0),
+            "infer": timing.busy_s.get("infer", 0.0),
+            "encode": timing.busy_s.get("sink", 0.0)}
+    notes = []
+    if options.random_init:
+        notes.append("random weights: speed only, the pictures are meaningless")
+    if source != clip:
+        notes.append(f"clip cut from {clip.name}: first {frames} frames"
+                     + (f", centre {info.width}x{info.height}" if options.crop else ""))
+    return BenchReport(
+        plan=plan.to_dict(), plan_text=plan.to_text(), machine=machine_info(plan),
+        clip=str(clip), frames=frames,
+        size=f"{info.width}x{info.height} -> {output.width}x{output.height}",
+        model=f"{model.name} x{model.scale}", random_init=options.random_init,
+        parameters=model.parameter_count, precision=plan.precision.name,
+        alone_s=alone, cpu_s=cpu, busy_s=busy, wall_s=wall, fps=frames / wall,
+        overlap_efficiency=wall / max(alone.values()),
+        model_only_fps=frames / alone["infer"],
+        serial_fps=serial, serial_same_settings_fps=same, notes=notes,
+    )
 
 
-def _encoder_text(options: BenchOptions) -> str:
-    settings = (("preset", options.encoder_preset), ("crf", options.crf))
-    return " ".join([options.codec, *(f"{k}={v}" for k, v in settings if v is not None)])
+def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
+                 sink_to: Callable[..., Sink], options: BenchOptions, *, precision: str,
+                 channels_last: bool) -> float:
+    """Seconds of a serial loop: one frame at a time in one thread with every core (as a
+    plain script runs), the codecs left to pick their own threads."""
+    assert plan.source is not None and plan.output is not None
+    serial_options = EngineOptions(
+        device=plan.devices[0], precision=precision,  # type: ignore[arg-type]
+        channels_last=channels_last, batch_size=1, executor="sync")
+    serial_plan = plan_run(model, serial_options, machine=plan.machine)
+    serial_plan = replace(serial_plan, source=plan.source,
+                          output=replace(plan.output, encode=replace(plan.output.encode,
+                                                                      threads=0)))
+    runner = engines.enter_context(Engine(model, serial_plan))
+    source, colour, layout = plan.source.path, plan.source.colour, plan.output.layout
+    with Decoder(source, batch_size=1) as decoder:
+        runner.upscale_batch(next(iter(decoder)), colour, layout)  # warm-up
+
+    def loop() -> None:
+        with Decoder(source, batch_size=1) as decoder, sink_to(name, serial_plan) as sink:
+            for batch in decoder:
+                sink.write(runner.upscale_batch(batch, colour, layout))
+
+    seconds, _, _ = _best_of(options.repeats, loop)
+    return seconds
 
 
-def _infer_all(
-    runner: Engine, batches: list[FrameBatch], info: VideoInfo, layout: PlaneLayout
-) -> list[FrameBatch]:
+def _infer_all(runner: Engine, batches: list[FrameBatch], plan: RunPlan) -> list[FrameBatch]:
     """The engine alone over in-memory batches, as the pipeline drives it (in flight, in order)."""
+    assert plan.source is not None and plan.output is not None
+    colour, layout = plan.source.colour, plan.output.layout
     pending: deque[PendingBatch] = deque()
     out = []
     for batch in batches:
         if len(pending) >= runner.in_flight:
             out.append(pending.popleft().result())
-        pending.append(runner.submit(batch, info.colour, layout))
+        pending.append(runner.submit(batch, colour, layout))
     out.extend(p.result() for p in pending)
     return out
 
@@ -440,23 +432,3 @@ def _best_of[T](repeats: int, work: Callable[[], T]) -> tuple[float, float, T]:
             best = (seconds, cpu, result)
     assert best is not None
     return best
-
-
-def _first_frame(source: Path) -> FrameBatch:
-    with Decoder(source, batch_size=1) as decoder:
-        return next(iter(decoder))
-
-
-def _serial_loop(
-    source: Path, runner: Engine, info: VideoInfo, encoder: Encoder, decoder_threads: int
-) -> None:
-    """One frame at a time, in this thread: decode, upscale, encode, repeat."""
-    threads = torch.get_num_threads()
-    if runner.options.cpu_threads:
-        torch.set_num_threads(runner.options.cpu_threads)
-    try:
-        with Decoder(source, batch_size=1, threads=decoder_threads) as decoder, encoder:
-            for batch in decoder:
-                encoder.write(runner.upscale_batch(batch, info.colour, encoder.layout))
-    finally:
-        torch.set_num_threads(threads)

@@ -11,8 +11,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidsr.errors import Cancelled, OptionsError, VidsrError
+
+if TYPE_CHECKING:
+    from vidsr.io.encode import EncodeOptions
+    from vidsr.plan import EngineOptions
 
 log = logging.getLogger("vidsr")
 
@@ -59,71 +64,93 @@ def upscale_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="source video")
     p.add_argument("output", type=Path, help="output video; the container follows the extension")
     _add_model_args(p, default_model="compact")
+    _add_run_args(p)
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="undecodable frames: fail (default) or replace by the previous frame")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the run plan (every decision about the run) and write nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    _add_common(p)
+    return p
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """What the run plan is resolved from, shared by `vidsr` and `vidsr bench` so that a
+    benchmark measures exactly the command it is given."""
     p.add_argument("--batch-size", type=int,
                    help="frames per batch (default: 1 on a CPU, 4 on CUDA)")
     p.add_argument("--in-flight", type=int, default=2,
                    help="batches in flight per CUDA device, each on its own stream (default: 2)")
     p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
-                   help="network precision (default: fp16 on CUDA, fp32 on CPU)")
+                   help="network precision (default auto: bf16 on a CPU with native bf16 and"
+                   " fp16 on CUDA, for models measured to tolerate it; else fp32)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse settings vidsr would only warn about (bf16 on a CPU without"
+                   " native bf16)")
     p.add_argument("--tile", type=int, default=0,
-                   help="tile size in input pixels (0: whole frames)")
-    p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles (pixels)")
+                   help="tile size in input pixels (0: whole frames; at least 16)")
+    p.add_argument("--tile-overlap", type=int,
+                   help="context around each tile in pixels (default: the model's receptive"
+                   " radius, capped at 32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
-    _add_cpu_args(p)
-    _add_encoder_args(p)
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
+    p.add_argument("--threads", type=int,
+                   help="on a CPU: torch threads per worker (default: planned from the cores)")
+    p.add_argument("--cpu-workers", type=int,
+                   help="on a CPU: batches run at once, each in its own thread"
+                        " (default: planned from the cores)")
+    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
+    # Not --preset: that name is kept for vidsr's own presets (model, tiling, codec...).
+    p.add_argument("--encoder-preset",
+                   help="encoder speed preset (e.g. slow, medium, veryfast; svt-av1: 0-13)")
     p.add_argument("--pix-fmt",
                    help="output pixel format (default: the source's; 10-bit stays 10-bit)")
     p.add_argument("--encoder-opt", type=_encoder_opt, action="append", default=[],
                    metavar="KEY=VALUE", help="option passed to the encoder (repeatable)")
     p.add_argument("--ffmpeg", nargs="?", const="ffmpeg", metavar="PATH",
                    help="encode with a system ffmpeg instead of the bundled one")
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                   help="undecodable frames: fail (default) or replace by the previous frame")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_common(p)
-    return p
 
 
-def _add_cpu_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=0,
-                   help="on a CPU: torch threads per worker (default 0: planned from the cores)")
-    p.add_argument("--cpu-workers", type=int, default=0,
-                   help="on a CPU: batches run at once, each in its own thread"
-                        " (default 0: planned from the cores)")
+def _engine_options(args: argparse.Namespace) -> EngineOptions:
+    from vidsr.plan import EngineOptions
+
+    return EngineOptions(
+        device=args.device, precision=args.precision, batch_size=args.batch_size,
+        channels_last=not args.no_channels_last, tile=args.tile,
+        tile_overlap=args.tile_overlap, compile=args.compile, in_flight=args.in_flight,
+        cpu_workers=args.cpu_workers, cpu_threads=args.threads, strict=args.strict,
+    )
 
 
-def _add_encoder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
-    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
-    # Not --preset: that name is kept for vidsr's own presets (model, tiling, codec...).
-    p.add_argument("--encoder-preset",
-                   help="encoder speed preset (e.g. slow, medium, veryfast; svt-av1: 0-13)")
+def _encode_options(args: argparse.Namespace) -> EncodeOptions:
+    from vidsr.io.encode import EncodeOptions
+
+    return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset,
+                         pix_fmt=args.pix_fmt, encoder_opts=tuple(args.encoder_opt))
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    from vidsr.engine import EngineOptions
-    from vidsr.io.encode import EncodeOptions
-    from vidsr.transcode import TranscodeOptions, upscale_video
+    from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video
 
-    result = upscale_video(
-        args.input, args.output,
+    if args.json and not args.dry_run:
+        raise OptionsError("--json goes with --dry-run (the plan as JSON)")
+    arguments = dict(
         model=args.model, scale=args.scale, weights=args.weights,
-        allow_unsafe_weights=args.allow_unsafe_weights,
-        engine=EngineOptions(
-            device=args.device, precision=args.precision, tile=args.tile,
-            tile_overlap=args.tile_overlap, compile=args.compile, in_flight=args.in_flight,
-            cpu_threads=args.threads, cpu_workers=args.cpu_workers,
-        ),
-        encode=EncodeOptions(
-            codec=args.codec, crf=args.crf, preset=args.encoder_preset, pix_fmt=args.pix_fmt,
-            encoder_opts=tuple(args.encoder_opt),
-        ),
+        allow_unsafe_weights=args.allow_unsafe_weights, engine=_engine_options(args),
+        encode=_encode_options(args),
         options=TranscodeOptions(
-            batch_size=args.batch_size, on_error=args.on_error, overwrite=args.overwrite,
+            on_error=args.on_error, overwrite=args.overwrite,
             progress=False if args.no_progress else None, ffmpeg=args.ffmpeg,
         ),
     )
+    if args.dry_run:
+        plan = plan_upscale(args.input, args.output, **arguments)
+        print(plan.to_json() if args.json else plan.to_text())
+        return 0
+    result = upscale_video(args.input, args.output, **arguments)
     if not args.quiet:
         print(f"vidsr: {result.summary()}", file=sys.stderr)
     return 0
@@ -188,22 +215,17 @@ def run_eval(args: argparse.Namespace) -> int:
 def bench_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vidsr bench",
-        description="Throughput of a model over a clip: per-stage busy time, wall time, fps,"
-        " overlap efficiency, model-only fps and a plain serial loop, on this machine.",
+        description="Throughput of a model over a clip: the run plan `vidsr` would use with"
+        " the same arguments, then per-stage busy time, wall time, fps, overlap efficiency,"
+        " the CPU floor, model-only fps and a plain serial loop, on this machine.",
     )
     p.add_argument("clip", type=Path, help="source clip")
     _add_model_args(p, default_model="espcn")
     p.add_argument("--random-init", action="store_true",
                    help="random weights of the model's architecture (speed only)")
-    _add_encoder_args(p)
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto")
-    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default: 4)")
-    p.add_argument("--in-flight", type=int, default=2, help="batches in flight per CUDA device")
-    p.add_argument("--tile", type=int, default=0, help="tile size in input pixels")
-    p.add_argument("--tile-overlap", type=int, default=16, help="overlap between tiles")
-    _add_cpu_args(p)
+    _add_run_args(p)
+    p.add_argument("--container", default="mkv",
+                   help="extension of the outputs written (default: mkv)")
     p.add_argument("--frames", type=int, help="only the first N frames")
     p.add_argument("--crop", type=int, help="centre crop to N x N pixels")
     p.add_argument("--repeats", type=int, default=1, help="best of N runs")
@@ -216,19 +238,16 @@ def bench_parser() -> argparse.ArgumentParser:
 def run_bench(args: argparse.Namespace) -> int:
     from vidsr.bench import BenchOptions
     from vidsr.bench import run_bench as bench
-    from vidsr.engine import EngineOptions
 
+    if args.ffmpeg is not None:
+        raise OptionsError("vidsr bench measures the in-process encoder; drop --ffmpeg")
     report = bench(
         args.clip,
         BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
                      random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
-                     codec=args.codec, crf=args.crf, encoder_preset=args.encoder_preset,
-                     batch_size=args.batch_size, frames=args.frames, crop=args.crop,
+                     container=args.container, frames=args.frames, crop=args.crop,
                      repeats=args.repeats, serial=not args.no_serial),
-        EngineOptions(device=args.device, precision=args.precision,
-                      channels_last=not args.no_channels_last, compile=args.compile,
-                      in_flight=args.in_flight, tile=args.tile, tile_overlap=args.tile_overlap,
-                      cpu_threads=args.threads, cpu_workers=args.cpu_workers),
+        _engine_options(args), _encode_options(args),
     )
     print(report.to_text())
     if args.json:

@@ -1,73 +1,17 @@
-"""Where and how the network runs: devices, precision, CPU threads, out-of-memory errors.
+"""Devices by name, torch's thread count, and out-of-memory errors.
 
 Names given by the user (``auto``, ``cpu``, ``cuda:N``, lists of them) become
-torch devices here, precisions become dtypes, and a CPU-only run gets its
-thread split between torch and the codecs. Everything is checked once, with
-errors that say what to use instead.
+torch devices here, checked once, with errors that say what to use instead.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 from vidsr.errors import OptionsError
-
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class CpuThreads:
-    """How to share the CPU between torch and the codecs in an overlapped run.
-
-    ``workers`` batches run at once, each with ``torch`` intra-op threads.
-    """
-
-    torch: int
-    interop: int
-    decoder: int
-    encoder: int
-    workers: int = 1
-
-
-def plan_cpu_threads(cores: int | None = None) -> CpuThreads:
-    """A thread split for a CPU-only run with decode, infer and encode overlapped.
-
-    The network gets all but one core when there are more than two: decoding
-    and encoding need about one core between them at the sizes CPU models run
-    at. With two cores or fewer the network keeps both and the codec threads
-    share them.
-
-    The network's cores are used by several batches at once (``workers``), each
-    with few intra-op threads, rather than by one batch with many: an intra-op
-    team waits at every layer for its slowest thread, so one thread preempted
-    by the encoder stalls them all, while independent batches just slow down by
-    the time the encoder takes. Measured on 2 cores (espcn x2, foreman, bf16):
-    two workers of one thread run the pipeline at 33.6 fps against 27.1 for one
-    batch on two threads (benchmarks/RESULTS.md). Up to four network cores get
-    a worker each; beyond that two workers share them, which keeps the frames
-    held in memory at two batches.
-    """
-    cores = cores or usable_cores()
-    network = cores if cores <= 2 else cores - 1
-    codec = 1 if cores <= 2 else max(1, min(4, cores // 4))
-    workers = network if network <= 4 else 2
-    return CpuThreads(torch=max(1, network // workers), interop=1, decoder=codec,
-                      encoder=codec, workers=workers)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (a container or ``taskset`` may allow fewer than exist)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,20 +43,6 @@ def resolve_devices(names: str) -> tuple[torch.device, ...]:
     return tuple(resolve_device(part) for part in parts)
 
 
-def resolve_precision(precision: str, device: torch.device, supports_half: bool) -> torch.dtype:
-    """fp16 on CUDA by default where the model allows it; fp32 on the CPU.
-
-    fp16 on the CPU is refused: its kernels are slow and inexact there; bf16 is the CPU's fast type.
-    """
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" and supports_half else torch.float32
-    if precision not in _DTYPES:
-        raise OptionsError(f"unknown precision {precision!r} (use fp32, fp16 or bf16)")
-    if precision == "fp16" and device.type == "cpu":
-        raise OptionsError("fp16 is not usable on the CPU; use --precision bf16 or fp32")
-    return _DTYPES[precision]
-
-
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says an allocation failed, on CUDA or on the CPU."""
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
@@ -124,11 +54,28 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
-def cpu_name() -> str:
-    """The CPU model, for benchmark reports and model cards."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+class TorchThreads:
+    """Sets torch's intra-op thread count (0: leaves it) until :meth:`restore`.
+
+    The count is process-wide: executors set it for their life, and every other
+    place that needs another count for a while goes through here too.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._saved = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+
+    def restore(self) -> None:
+        """Put the count back; safe to call twice."""
+        torch.set_num_threads(self._saved)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch intra-op threads set to ``threads`` (0: unchanged) inside the block."""
+    setting = TorchThreads(threads)
+    try:
+        yield
+    finally:
+        setting.restore()

@@ -29,22 +29,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from vidsr.errors import InputError, ModelError
+from vidsr.io.images import list_images, read_rgb
 from vidsr.metrics import psnr, rgb_to_y_bt601, ssim
 from vidsr.resize import imresize
 
 if TYPE_CHECKING:
-    from vidsr.devices import Precision
     from vidsr.engine import Engine
     from vidsr.models import SRModel
+    from vidsr.precision import Precision
 
 log = logging.getLogger("vidsr")
 
-IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".ppm"})
 MAX_CODE = 255.0
 
 
@@ -110,31 +108,6 @@ def _finite_or_none(value: object) -> object:
     if isinstance(value, list):
         return [_finite_or_none(item) for item in value]
     return value
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder; give a folder of HR images")
-    images = sorted(
-        path for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not images:
-        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise InputError(f"{folder}: no images found (looked for {suffixes})")
-    return images
-
-
-def read_rgb(path: Path) -> torch.Tensor:
-    """An image file as a (3, H, W) uint8 RGB tensor."""
-    try:
-        with Image.open(path) as image:
-            array = np.array(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read this image ({exc})") from exc
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
 def mod_crop(image: torch.Tensor, scale: int) -> torch.Tensor:
@@ -204,18 +177,20 @@ def evaluate_folder(
     fp32 unless asked: the figures must not depend on a device's default precision;
     ``precision`` shows what a reduced one costs.
     """
-    from vidsr.engine import Engine, EngineOptions
+    from vidsr.engine import Engine
+    from vidsr.plan import EngineOptions, plan_run
 
     if scale != model.scale:
         raise ModelError(f"model {model.name!r} is loaded for x{model.scale}, not x{scale}")
     paths = list_images(Path(folder))
-    engine = Engine(model, EngineOptions(device=device, precision=precision))
+    plan = plan_run(model, EngineOptions(device=device, precision=precision), measuring=True)
     scores = []
-    for path in paths:
-        score = evaluate_image(engine, path, scale)
-        log.info("%s: %.2f dB, SSIM %.4f", score.name, score.psnr, score.ssim)
-        scores.append(score)
-    return EvalReport(model.name, scale, str(folder), tuple(scores), precision)
+    with Engine(model, plan) as engine:
+        for path in paths:
+            score = evaluate_image(engine, path, scale)
+            log.info("%s: %.2f dB, SSIM %.4f", score.name, score.psnr, score.ssim)
+            scores.append(score)
+    return EvalReport(model.name, scale, str(folder), tuple(scores), plan.precision.name)
 
 
 def run_eval(

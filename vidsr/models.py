@@ -8,6 +8,7 @@ architecture, the scales, the licence and where each scale's weights come from
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 import logging
 import tomllib
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ from vidsr.archs.reference import BicubicUpscaler, NearestUpscaler
 from vidsr.archs.spec import ArchSpec
 from vidsr.download import fetch_weights
 from vidsr.errors import ModelError, WeightsError
+from vidsr.precision import UNMEASURED, MeasuredLoss
 
 log = logging.getLogger("vidsr")
 
@@ -59,6 +62,8 @@ class ModelCard:
     licence: str
     config: Mapping[str, Any] = field(default_factory=dict)
     weights: Mapping[str, WeightsSource] = field(default_factory=dict)  # "2", "4" or "any"
+    # Set5 PSNR lost against fp32, per reduced precision and scale ("bf16" -> "4" -> dB).
+    precision_loss: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def parameter_free(self) -> bool:
@@ -66,6 +71,16 @@ class ModelCard:
 
     def weights_for(self, scale: int) -> WeightsSource | None:
         return self.weights.get(str(scale)) or self.weights.get("any")
+
+    def measured_loss(self, scale: int) -> MeasuredLoss:
+        """What its own weights at ``scale`` lose in each reduced precision (measured)."""
+        if self.parameter_free:
+            # Exact resizers compute the same in any precision wide enough for code values.
+            return MeasuredLoss({}, f"{self.name} is an exact resizer")
+        losses = {precision: by_scale[str(scale)]
+                  for precision, by_scale in self.precision_loss.items()
+                  if str(scale) in by_scale}
+        return MeasuredLoss(losses, f"card {self.name} x{scale}")
 
 
 @dataclass
@@ -78,20 +93,46 @@ class SRModel:
     scale: int
     card: ModelCard | None = None
     weights_path: Path | None = None
+    card_weights: bool = False  # the weights are the card's own (not a --weights file)
+
+    @classmethod
+    def from_module(cls, module: nn.Module, scale: int) -> SRModel:
+        """A network built or trained in this process (no card, no file)."""
+        return cls(name=module.spec.arch, module=module, spec=module.spec, scale=scale)
 
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
 
+    def measured_loss(self) -> MeasuredLoss:
+        """What reduced precisions cost these weights on Set5, as far as it was measured.
+
+        The card's figures hold for the card's own weights; a weights file gets them
+        when its tensors are those of a bundled card (the same model under another name).
+        """
+        if self.card is not None and self.card_weights:
+            return self.card.measured_loss(self.scale)
+        twin = bundled_twin(self)
+        if twin is not None:
+            found = twin.measured_loss(self.scale)
+            return MeasuredLoss(found.losses, f"same tensors as {found.source}")
+        return UNMEASURED
+
+
+# Cards added at run time (plugins, tests); they take precedence over cards.toml.
+_REGISTERED: dict[str, ModelCard] = {}
+
 
 @cache
-def model_cards() -> dict[str, ModelCard]:
-    """All cards by name, read once from cards.toml."""
+def _bundled_cards() -> Mapping[str, ModelCard]:
+    """The cards of cards.toml, read once; never changed afterwards."""
     with CARDS_FILE.open("rb") as f:
         raw = tomllib.load(f)
     cards = {}
     for name, entry in raw.items():
         weights = {str(k): WeightsSource(**v) for k, v in entry.get("weights", {}).items()}
+        losses = {precision: {str(k): float(v) for k, v in by_scale.items()}
+                  for precision, by_scale in entry.get("precision_loss", {}).items()}
         cards[name] = ModelCard(
             name=name,
             arch=entry["arch"],
@@ -100,13 +141,55 @@ def model_cards() -> dict[str, ModelCard]:
             licence=entry.get("licence", "unknown"),
             config=entry.get("config", {}),
             weights=weights,
+            precision_loss=losses,
         )
-    return cards
+    return MappingProxyType(cards)
+
+
+def model_cards() -> dict[str, ModelCard]:
+    """All cards by name: cards.toml's, then those registered at run time."""
+    return {**_bundled_cards(), **_REGISTERED}
 
 
 def register_card(card: ModelCard) -> None:
     """Add or replace a card at run time (plugins, tests, user presets)."""
-    model_cards()[card.name] = card
+    _REGISTERED[card.name] = card
+
+
+def unregister_card(name: str) -> None:
+    """Remove a card added with :func:`register_card` (no-op for others)."""
+    _REGISTERED.pop(name, None)
+
+
+def tensor_digest(module: nn.Module) -> str:
+    """sha256 of a network's tensors (names, shapes, fp32 values), whatever file held them."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def bundled_twin(model: SRModel) -> ModelCard | None:
+    """The bundled card whose own weights at ``model.scale`` are ``model``'s tensors, if any."""
+    candidates = [
+        card for card in _bundled_cards().values()
+        if card.arch == model.spec.arch and model.scale in card.scales
+        and (source := card.weights_for(model.scale)) is not None and source.bundled
+    ]
+    if not candidates:
+        return None
+    digest = tensor_digest(model.module)
+    for card in candidates:
+        if _bundled_digest(card.name, model.scale) == digest:
+            return card
+    return None
+
+
+@cache
+def _bundled_digest(name: str, scale: int) -> str:
+    return tensor_digest(load_model(name, scale=scale).module)
 
 
 def closest_names(name: str, candidates: list[str], n: int = 3) -> list[str]:
@@ -215,7 +298,8 @@ def load_model(
     module.eval()
     module.requires_grad_(False)
     return SRModel(
-        name=name, module=module, spec=spec, scale=scale, card=card, weights_path=weights_path
+        name=name, module=module, spec=spec, scale=scale, card=card, weights_path=weights_path,
+        card_weights=card is not None and weights is None,
     )
 
 

@@ -12,35 +12,37 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from vidsr.devices import plan_cpu_threads, resolve_devices
-from vidsr.engine import Engine, EngineOptions, with_cpu_plan
-from vidsr.errors import OptionsError, OutputError, VidsrError
+from vidsr.engine import Engine
+from vidsr.errors import OutputError, VidsrError
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout
-from vidsr.io.frames import FrameBatch, PlaneLayout
-from vidsr.io.probe import VideoInfo, check_input_path, probe
+from vidsr.io.encode import EncodeOptions
+from vidsr.io.ffmpeg_sink import find_ffmpeg
+from vidsr.io.frames import FrameBatch
+from vidsr.io.probe import VideoInfo, check_input_path
+from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming, run_pipeline
+from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video
 
 log = logging.getLogger("vidsr")
 
 
 @dataclass(frozen=True)
 class TranscodeOptions:
-    """Everything about one upscaling run that is not the model or the encoder."""
+    """Everything about one upscaling run that is not the model, the engine or the encoder."""
 
-    batch_size: int | None = None  # None: 1 on a CPU, 4 on CUDA
     on_error: str = "fail"  # "fail" or "skip" undecodable frames
     overwrite: bool = False
     progress: bool | None = None  # None: only when stderr is a terminal
     queue_depth: int = 3
-    ffmpeg: str | None = None  # path of a system ffmpeg to encode with, or None for PyAV
+    ffmpeg: str | None = None  # a system ffmpeg to encode with (name or path), or None for PyAV
 
 
 @dataclass
@@ -86,23 +88,6 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise OutputError(f"{dst.parent}: output folder is not writable")
 
 
-# Encoders that need whole chroma samples: odd sizes are refused in subsampled formats.
-_EVEN_SIZE_CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
-                     "av1_nvenc", "prores_ks")
-
-
-def check_frame_size(codec: str, layout: PlaneLayout, width: int, height: int) -> None:
-    """Refuse, before any work, a frame size the encoder cannot take in this layout."""
-    odd_w = layout.log2_chroma_w and width % 2
-    odd_h = layout.log2_chroma_h and height % 2
-    if codec in _EVEN_SIZE_CODECS and (odd_w or odd_h):
-        raise OptionsError(
-            f"{codec} cannot encode {width}x{height} in {layout.pix_fmt}: chroma subsampling"
-            " needs an even width and height; choose another --scale, --pix-fmt yuv444p,"
-            " or --codec ffv1"
-        )
-
-
 def temporary_output_path(dst: Path) -> Path:
     """A hidden name beside ``dst``; the same extension makes the muxer pick the same container."""
     token = secrets.token_hex(4)
@@ -117,6 +102,29 @@ def _progress_bar(info: VideoInfo, enabled: bool | None) -> tqdm:
         total=total, unit="frame", disable=not enabled, dynamic_ncols=True,
         desc=info.path.name, leave=False,
     )
+
+
+def plan_upscale(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: str | Path | SRModel = "compact",
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    allow_unsafe_weights: bool = False,
+    engine: EngineOptions | None = None,
+    encode: EncodeOptions | None = None,
+    options: TranscodeOptions | None = None,
+) -> RunPlan:
+    """The plan :func:`upscale_video` would run with the same arguments; writes nothing
+    (``vidsr IN OUT --dry-run``)."""
+    src, dst = Path(src), Path(dst)
+    options = options or TranscodeOptions()
+    check_paths(src, dst, options.overwrite)
+    sr_model = _model(model, scale, weights, allow_unsafe_weights)
+    plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
+    with Decoder(src, batch_size=plan.batch_size, on_error=options.on_error) as decoder:
+        return _with_video(plan, decoder, dst, encode, options)
 
 
 def upscale_video(
@@ -134,66 +142,56 @@ def upscale_video(
     """Upscale the video ``src`` into ``dst``: the main job of vidsr.
 
     Audio, subtitles, chapters and metadata are carried over; every frame keeps
-    its timestamp; colour tags and the sample aspect ratio survive.
+    its timestamp; colour tags and the sample aspect ratio survive. Every decision
+    is made first, in the run plan (:func:`plan_upscale` returns it without running).
     """
     src, dst = Path(src), Path(dst)
     options = options or TranscodeOptions()
-    encode = encode or EncodeOptions()
-    if options.batch_size is not None and options.batch_size < 1:
-        raise OptionsError(f"batch size must be at least 1, got {options.batch_size}")
     check_paths(src, dst, options.overwrite)
-    info = probe(src)
-    sr_model = model if isinstance(model, SRModel) else load_model(
-        model, scale=scale, weights=weights, allow_unsafe=allow_unsafe_weights
-    )
-    engine = engine or EngineOptions()
-    on_cpu = all(device.type == "cpu" for device in resolve_devices(engine.device))
-    threads = plan_cpu_threads() if on_cpu else None
-    if threads:
-        engine = with_cpu_plan(engine, threads)
-    out_w, out_h = info.width * sr_model.scale, info.height * sr_model.scale
-    out_layout = choose_output_layout(encode.codec, info.layout, encode.pix_fmt)
-    check_frame_size(encode.codec, out_layout, out_w, out_h)
-    # Nothing may fail between here and the `with` that closes the engine (its CPU workers
-    # and the process's torch threads).
-    runner = Engine(sr_model, engine)
-    log.info(
-        "%s: %dx%d %s -> %dx%d %s with %s x%d on %s (%s)",
-        src, info.width, info.height, info.layout.pix_fmt, out_w, out_h, out_layout.pix_fmt,
-        sr_model.name, sr_model.scale, runner.device, str(runner.dtype).removeprefix("torch."),
-    )
+    sr_model = _model(model, scale, weights, allow_unsafe_weights)
+    plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
+    with Decoder(src, batch_size=plan.batch_size, on_error=options.on_error,
+                 threads=plan.decoder_threads) as decoder:
+        plan = _with_video(plan, decoder, dst, encode, options)
+        return run_plan(plan, sr_model, decoder, options)
 
-    # On a CPU the network already uses every core; batches of one keep its working set in
-    # cache (measured faster than 4, benchmarks/RESULTS.md). GPUs want larger batches.
-    batch_size = options.batch_size or (1 if on_cpu else 4)
-    codec_threads = threads.decoder if threads else 0
-    if threads and not encode.threads:
-        encode = replace(encode, threads=threads.encoder)
 
+def _model(model: str | Path | SRModel, scale: int | None, weights: str | Path | None,
+           allow_unsafe: bool) -> SRModel:
+    if isinstance(model, SRModel):
+        return model
+    return load_model(model, scale=scale, weights=weights, allow_unsafe=allow_unsafe)
+
+
+def _with_video(plan: RunPlan, decoder: Decoder, dst: Path, encode: EncodeOptions | None,
+                options: TranscodeOptions) -> RunPlan:
+    ffmpeg = find_ffmpeg(options.ffmpeg) if options.ffmpeg is not None else None
+    return with_video(plan, source=decoder.info, container=decoder.container, output=dst,
+                      encode=encode or EncodeOptions(), ffmpeg=ffmpeg)
+
+
+def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder,
+             options: TranscodeOptions) -> TranscodeResult:
+    """Run ``plan``: ``decoder`` -> the engine -> the plan's sink, into a temporary file
+    published under ``plan.output.path`` when complete."""
+    assert plan.source is not None and plan.output is not None
+    source, output = plan.source, plan.output
+    for copy in output.streams:
+        if not copy.copied:
+            log.warning("%s: dropping stream %s: %s", source.path, copy.stream, copy.reason)
+    log.info("%s", plan.to_text())
+    dst = output.path
     tmp = temporary_output_path(dst)
     started = time.perf_counter()
     try:
         with ExitStack() as stack:
-            stack.enter_context(runner)
-            decoder = stack.enter_context(
-                Decoder(src, batch_size=batch_size, on_error=options.on_error,
-                        threads=codec_threads)
-            )
-            encoder = stack.enter_context(
-                _open_sink(options.ffmpeg, tmp, info, out_w, out_h, out_layout, encode)
-            )
-            bar = stack.enter_context(_progress_bar(info, options.progress))
-
-            written = 0
-
-            def write(batch: FrameBatch) -> None:
-                nonlocal written
-                encoder.write(batch)
-                written += len(batch)
-                bar.update(len(batch))
-
-            infer = runner.infer_stage(info.colour, out_layout)
-            timing = run_pipeline(decoder, [("infer", infer)], write, depth=options.queue_depth)
+            # Nothing may fail between building the engine and the `with` that closes it
+            # (its executor's threads and the process's torch threads).
+            runner = stack.enter_context(Engine(model, plan))
+            sink = stack.enter_context(open_sink(tmp, output, source.path))
+            bar = stack.enter_context(_progress_bar(source, options.progress))
+            written, timing = stream_through(runner, decoder, sink, plan,
+                                             depth=options.queue_depth, on_write=bar.update)
             skipped = decoder.skipped
         publish(tmp, dst, options.overwrite)
     except VidsrError as exc:
@@ -205,8 +203,29 @@ def upscale_video(
         raise
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
-        size_bytes=dst.stat().st_size, width=out_w, height=out_h, timing=timing,
+        size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,
     )
+
+
+def stream_through(
+    runner: Engine, decoder: Decoder, sink: Sink, plan: RunPlan, *, depth: int,
+    on_write: Callable[[int], object] | None = None,
+) -> tuple[int, StageTiming]:
+    """Decode -> upscale -> encode, overlapped in the pipeline's stages; the frames written
+    and each stage's busy time. ``on_write`` hears how many frames each batch added."""
+    assert plan.source is not None and plan.output is not None
+    written = 0
+
+    def write(batch: FrameBatch) -> None:
+        nonlocal written
+        sink.write(batch)
+        written += len(batch)
+        if on_write is not None:
+            on_write(len(batch))
+
+    infer = runner.infer_stage(plan.source.colour, plan.output.layout)
+    timing = run_pipeline(decoder, [("infer", infer)], write, depth=depth)
+    return written, timing
 
 
 def publish(tmp: Path, dst: Path, overwrite: bool) -> None:
@@ -229,17 +248,3 @@ def publish(tmp: Path, dst: Path, overwrite: bool) -> None:
         os.replace(tmp, dst)
         return
     tmp.unlink()
-
-
-def _open_sink(
-    ffmpeg: str | None, tmp: Path, info: VideoInfo, width: int, height: int,
-    layout: PlaneLayout, encode: EncodeOptions,
-) -> Encoder:
-    # The temporary name keeps the target's extension, so the container is chosen from it.
-    if ffmpeg is None:
-        return Encoder(tmp, info, width=width, height=height, layout=layout, options=encode)
-    from vidsr.io.ffmpeg_sink import FFmpegEncoder
-
-    return FFmpegEncoder(tmp, info, width=width, height=height, layout=layout, options=encode,
-                         ffmpeg=ffmpeg)
-

@@ -14,8 +14,8 @@ import torch
 from safetensors import safe_open
 
 from vidsr.archs import load_arch_from_state_dict
-from vidsr.weights_file import read_state_dict, save_pth_params, save_state_dict
 from vidsr.errors import UnsafeCheckpointError, WeightsError
+from vidsr.weights_file import read_state_dict, save_pth_params, save_state_dict
 
 
 def _tensors() -> dict[str, torch.Tensor]:

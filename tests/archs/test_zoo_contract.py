@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from vidsr.archs import ARCHITECTURES, create_arch, load_arch_from_state_dict
-from vidsr.weights_file import read_state_dict, save_state_dict
 from vidsr.errors import ModelError
+from vidsr.weights_file import read_state_dict, save_state_dict
 
 
 @dataclass(frozen=True)

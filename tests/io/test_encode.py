@@ -10,21 +10,26 @@ from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout, codec_options
 from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.output import plan_output
 from vidsr.io.probe import probe
 
 FAST = EncodeOptions(codec="libx264", crf=30, preset="ultrafast")
 
 
-def _transcode(src, dst, *, options=FAST, scale=1):
+def _output_plan(src, dst, *, options=FAST, scale=1):
     with Decoder(src, batch_size=4) as dec:
         info = dec.info
-        layout = choose_output_layout(options.codec, info.layout, options.pix_fmt)
-        with Encoder(dst, info, width=info.width * scale, height=info.height * scale,
-                     layout=layout, options=options) as enc:
-            for batch in dec:
-                planes = [p.repeat(scale, axis=1).repeat(scale, axis=2) for p in batch.planes]
-                enc.write(FrameBatch(planes, batch.pts, batch.time_base, batch.first_index,
-                                     layout))
+        return plan_output(info, dec.container, dst, width=info.width * scale,
+                           height=info.height * scale, encode=options)
+
+
+def _transcode(src, dst, *, options=FAST, scale=1):
+    plan = _output_plan(src, dst, options=options, scale=scale)
+    with Decoder(src, batch_size=4) as dec, Encoder(dst, plan, src) as enc:
+        for batch in dec:
+            planes = [p.repeat(scale, axis=1).repeat(scale, axis=2) for p in batch.planes]
+            enc.write(FrameBatch(planes, batch.pts, batch.time_base, batch.first_index,
+                                 plan.layout))
     return probe(dst)
 
 
@@ -77,11 +82,12 @@ def test_streams_chapters_metadata_copied(clip, tmp_path, caplog):
     assert "dropping" not in caplog.text
 
 
-def test_subtitle_the_container_cannot_hold_is_named(clip, tmp_path, caplog):
+def test_subtitle_the_container_cannot_hold_is_named(clip, tmp_path):
     src = clip("subs.mkv", audio="aac", subtitles=True)
-    with caplog.at_level(logging.WARNING, logger="vidsr"):
-        _transcode(src, tmp_path / "out.mp4")
-    assert "dropping stream #2 (subtitle, srt): mp4 cannot hold it" in caplog.text
+    plan = _output_plan(src, tmp_path / "out.mp4")
+    assert [str(copy) for copy in plan.streams][0] == "#1 (audio, aac): copied"
+    assert str(plan.streams[1]).startswith("#2 (subtitle, srt): dropped (mp4 cannot hold it")
+    _transcode(src, tmp_path / "out.mp4")
     with av.open(str(tmp_path / "out.mp4")) as b:
         assert [s.type for s in b.streams] == ["video", "audio"]
 
@@ -135,9 +141,8 @@ def test_codec_option_mapping():
 
 def test_exception_inside_block_closes_without_finishing(clip, tmp_path):
     src = clip("a.mkv", frames=4)
-    info = probe(src)
+    plan = _output_plan(src, tmp_path / "x.mkv")
     with pytest.raises(RuntimeError, match="engine failed"):
-        with Encoder(tmp_path / "x.mkv", info, width=64, height=48, layout=info.layout,
-                     options=FAST):
+        with Encoder(tmp_path / "x.mkv", plan, src):
             raise RuntimeError("engine failed")
     assert (tmp_path / "x.mkv").exists()  # left for the caller to delete

@@ -10,7 +10,6 @@ from vidsr.train.data import (
     PairSampler,
     augment,
     collect_sources,
-    read_image,
     sample_video_frames,
 )
 from vidsr.train.degrade import bicubic_downscale
@@ -88,11 +87,6 @@ def test_missing_or_empty_data_is_an_input_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no training images"):
         collect_sources(tmp_path / "empty", 4)
-
-
-def test_read_image_is_uint8_chw(image_folder):
-    image = read_image(image_folder / "im0.png")
-    assert image.shape == (3, 40, 48) and image.dtype == torch.uint8
 
 
 def test_video_frames_are_sampled_across_the_file(clip):

@@ -3,10 +3,10 @@ from __future__ import annotations
 import torch
 
 from vidsr.archs import load_arch_from_state_dict
-from vidsr.weights_file import read_state_dict
 from vidsr.train.data import PairSampler, collect_sources
 from vidsr.train.loop import build_generator, fit
 from vidsr.train.release import release_run
+from vidsr.weights_file import read_state_dict
 
 
 def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tmp_path,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import av
+import av.container
 import numpy as np
 
 from vidsr.errors import DecodeError, OptionsError
@@ -64,6 +65,11 @@ class Decoder:
         except BaseException:
             self._container.close()
             raise
+
+    @property
+    def container(self) -> av.container.InputContainer:
+        """The open input, for the run plan to ask what its other streams are."""
+        return self._container
 
     def __enter__(self) -> Decoder:
         return self

@@ -1,12 +1,16 @@
-"""Encode frame batches and mux them, with the source's other streams copied alongside."""
+"""Encode frame batches and mux them, with the source's other streams copied alongside.
+
+The encoder choices (pixel format, codec options) are functions here; which of
+them a run uses is decided once, in its :class:`~vidsr.io.output.OutputPlan`.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import av
 import av.container
@@ -18,14 +22,14 @@ from vidsr.io.colour import (
     RANGE_FULL,
     RANGE_LIMITED,
     TRANSFER_NAMES,
-    ColourSpec,
     code_of,
-    colour_for_layout,
 )
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.passthrough import PassThrough
 from vidsr.io.pixfmt import nearest_format, planes_to_frame, source_format
-from vidsr.io.probe import VideoInfo
+
+if TYPE_CHECKING:
+    from vidsr.io.output import OutputPlan
 
 log = logging.getLogger("vidsr")
 
@@ -49,7 +53,7 @@ class EncodeOptions:
     threads: int = 0
 
 
-def _encoder_formats(codec: str) -> list[str]:
+def encoder_formats(codec: str) -> list[str]:
     try:
         found = av.Codec(codec, "w")
     except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
@@ -67,7 +71,7 @@ def choose_output_layout(codec: str, source_layout: PlaneLayout,
     10-bit); when the encoder cannot take that, the nearest format it can, with
     a warning. An explicit ``pix_fmt`` the encoder cannot take is an OptionsError.
     """
-    formats = _encoder_formats(codec)
+    formats = encoder_formats(codec)
     if pix_fmt is not None:
         if formats and pix_fmt not in formats:
             raise OptionsError(
@@ -131,64 +135,54 @@ def _numbered_preset(codec: str, preset: str, names: dict[str, int]) -> int:
 
 
 class Encoder:
-    """Write upscaled frames to ``path``, copying the source's other streams.
+    """Write upscaled frames to ``path`` as ``plan`` says, copying the source's other streams.
 
     Use as a context manager: leaving the block normally flushes and finishes
     the file; leaving it with an exception closes without finishing (the
-    caller deletes the partial file). Every frame keeps its source pts.
+    caller deletes the partial file). ``path`` may differ from ``plan.path``
+    (a temporary name beside it); the container is ``plan.container`` either way.
     """
 
-    def __init__(self, path: str | Path, source: VideoInfo, *, width: int, height: int,
-                 layout: PlaneLayout, options: EncodeOptions,
-                 container_format: str | None = None) -> None:
+    def __init__(self, path: str | Path, plan: OutputPlan, source: Path) -> None:
         self.path = Path(path)
-        self.source = source
-        self.layout = layout
-        self.options = options
-        self.colour: ColourSpec = colour_for_layout(source.colour, layout, height)
+        self.plan = plan
+        self.layout = plan.layout
         self.frames_written = 0
-        self._last_pts: int | None = None
-        formats = _encoder_formats(options.codec)
-        self._codec_pix_fmt = (options.pix_fmt or (
-            layout.pix_fmt if not formats or layout.pix_fmt in formats
-            else nearest_format(layout, formats)))
         try:
-            self._output = av.open(str(self.path), mode="w", format=container_format)
+            self._output = av.open(str(self.path), mode="w", format=plan.container)
         except (av.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot create the output file: {exc}") from exc
         self._passthrough: PassThrough | None = None
         self._closed = False
         try:
-            self._stream = self._add_video(width, height)
-            self._passthrough = PassThrough(source.path, self._output, source.stream_index)
+            self._stream = self._add_video()
+            self._passthrough = PassThrough(source, self._output, plan.copied_indices)
             self._output.start_encoding()
         except BaseException as exc:
-            self._abort()
+            self.abort()
             if isinstance(exc, av.FFmpegError):
-                raise EncodeError(f"{self.path}: cannot start {options.codec}: "
+                raise EncodeError(f"{self.path}: cannot start {plan.encode.codec}: "
                                   f"{exc.strerror}") from exc
             raise
 
-    def _add_video(self, width: int, height: int) -> av.video.stream.VideoStream:
-        source, options = self.source, self.options
-        rate = source.average_rate or Fraction(25)
-        stream = self._output.add_stream(options.codec, rate=rate)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = self._codec_pix_fmt
+    def _add_video(self) -> av.video.stream.VideoStream:
+        plan = self.plan
+        stream = self._output.add_stream(plan.encode.codec, rate=plan.rate)
+        stream.width, stream.height = plan.width, plan.height
+        stream.pix_fmt = plan.codec_pix_fmt
         ctx = stream.codec_context
-        # Frames carry source pts, so the encoder counts in the source's time base.
-        ctx.time_base = source.time_base
-        stream.time_base = source.time_base
-        ctx.framerate = rate
-        ctx.sample_aspect_ratio = source.sar
-        ctx.colorspace = code_of(MATRIX_NAMES, self.colour.matrix)
-        ctx.color_primaries = code_of(PRIMARIES_NAMES, self.colour.primaries)
-        ctx.color_trc = code_of(TRANSFER_NAMES, self.colour.transfer)
-        ctx.color_range = RANGE_FULL if self.colour.full_range else RANGE_LIMITED
-        ctx.thread_count = options.threads
-        ctx.options = codec_options(options)
-        log.debug("%s: encoding %dx%d %s with %s %s", self.path, width, height,
-                  self._codec_pix_fmt, options.codec, ctx.options)
+        ctx.time_base = plan.time_base
+        stream.time_base = plan.time_base
+        ctx.framerate = plan.rate
+        ctx.sample_aspect_ratio = plan.sar
+        ctx.colorspace = code_of(MATRIX_NAMES, plan.colour.matrix)
+        ctx.color_primaries = code_of(PRIMARIES_NAMES, plan.colour.primaries)
+        ctx.color_trc = code_of(TRANSFER_NAMES, plan.colour.transfer)
+        ctx.color_range = RANGE_FULL if plan.colour.full_range else RANGE_LIMITED
+        ctx.thread_count = plan.encode.threads
+        ctx.options = dict(plan.codec_options)
+        log.debug("%s: encoding %dx%d %s with %s %s", self.path, plan.width, plan.height,
+                  plan.codec_pix_fmt, plan.encode.codec, ctx.options)
         return stream
 
     def __enter__(self) -> Encoder:
@@ -199,42 +193,27 @@ class Encoder:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.abort()
 
     def write(self, batch: FrameBatch) -> None:
-        """Encode one batch (output layout and size; pts in the source time base)."""
+        """Encode one batch (output layout and size; pts in the plan's time base)."""
         if batch.layout.pix_fmt != self.layout.pix_fmt:
             raise EncodeError(f"{self.path}: got {batch.layout.pix_fmt} planes, "
                               f"expected {self.layout.pix_fmt}")
-        step = self.source.frame_duration
+        plan = self.plan
         for k in range(len(batch)):
             frame = planes_to_frame([p[k] for p in batch.planes], self.layout)
-            pts = batch.pts[k]
-            if pts is None:
-                pts = 0 if self._last_pts is None else self._last_pts + (step or 1)
-            frame.pts = pts
-            frame.time_base = self.source.time_base
-            if step is not None:
-                frame.duration = step
-            self._tag(frame)
-            if self._codec_pix_fmt != self.layout.pix_fmt:
-                frame = frame.reformat(format=self._codec_pix_fmt)
+            stamp_frame(frame, batch.pts[k], plan)
+            if plan.codec_pix_fmt != self.layout.pix_fmt:
+                frame = frame.reformat(format=plan.codec_pix_fmt)
             self._mux_video(self._encode(frame))
-            self._last_pts = pts
             self.frames_written += 1
-
-    def _tag(self, frame: av.VideoFrame) -> None:
-        ctx = self._stream.codec_context
-        frame.colorspace = ctx.colorspace
-        frame.color_range = ctx.color_range
-        frame.color_primaries = ctx.color_primaries
-        frame.color_trc = ctx.color_trc
 
     def _encode(self, frame: av.VideoFrame | None) -> list[av.Packet]:
         try:
             return self._stream.encode(frame)
         except av.FFmpegError as exc:
-            raise EncodeError(f"{self.path}: {self.options.codec} failed at frame "
+            raise EncodeError(f"{self.path}: {self.plan.encode.codec} failed at frame "
                               f"{self.frames_written}: {exc.strerror}") from exc
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
@@ -257,17 +236,17 @@ class Encoder:
                 self._passthrough.finish(self._output)
             self._output.close()
         except av.FFmpegError as exc:
-            self._abort()
+            self.abort()
             raise EncodeError(f"{self.path}: cannot finish the file: {exc.strerror}") from exc
         except BaseException:
-            self._abort()
+            self.abort()
             raise
         self._closed = True
         if self._passthrough is not None:
             self._passthrough.close()
 
-    def _abort(self) -> None:
-        """Release everything without finishing the file (it will be deleted)."""
+    def abort(self) -> None:
+        """Release everything without finishing the file (the caller deletes it)."""
         if self._closed:
             return
         self._closed = True
@@ -278,3 +257,14 @@ class Encoder:
         except av.FFmpegError as exc:
             # Already failing: the first error is the one the caller sees.
             log.debug("%s: closing the abandoned output: %s", self.path, exc)
+
+
+def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:
+    """Give an output frame its timestamp, duration and colour tags from the plan."""
+    frame.pts = pts - plan.start_pts
+    frame.time_base = plan.time_base
+    frame.duration = plan.frame_duration
+    frame.colorspace = code_of(MATRIX_NAMES, plan.colour.matrix)
+    frame.color_range = RANGE_FULL if plan.colour.full_range else RANGE_LIMITED
+    frame.color_primaries = code_of(PRIMARIES_NAMES, plan.colour.primaries)
+    frame.color_trc = code_of(TRANSFER_NAMES, plan.colour.transfer)

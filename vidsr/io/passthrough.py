@@ -1,9 +1,12 @@
 """Copy a source's non-video streams, metadata and chapters into an output, as packets.
 
-The source is opened a second time so its audio/subtitle/data packets can be
-read at the pace of the video being written: before the encoder muxes video
-up to time t, :meth:`PassThrough.mux_until` muxes the copied packets up to t,
-and :meth:`PassThrough.finish` writes the rest. Nothing is re-encoded.
+Which streams are copied is decided once, in the run plan
+(:func:`plan_stream_copies`), by asking the output's muxer for a header with
+each; both sinks copy the same ones. The source is opened a second time so its
+audio/subtitle/data packets can be read at the pace of the video being
+written: before the encoder muxes video up to time t,
+:meth:`PassThrough.mux_until` muxes the copied packets up to t, and
+:meth:`PassThrough.finish` writes the rest. Nothing is re-encoded.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import av.container
 
-from vidsr.io.probe import open_input
+from vidsr.io.probe import StreamSummary, open_input
 
 log = logging.getLogger("vidsr")
 
@@ -40,15 +44,57 @@ def header_refusal(stream: av.stream.Stream, format_name: str) -> str | None:
     return None
 
 
-class PassThrough:
-    """The non-video streams of ``source`` mapped into ``output``.
+@dataclass(frozen=True)
+class StreamCopy:
+    """One of the source's other streams, and whether the output gets a copy of it."""
 
-    Create it after the output's video stream and before the header is
-    written; streams the output container cannot hold are named in a warning.
+    stream: StreamSummary
+    copied: bool
+    reason: str = ""  # why it is not copied
+
+    def __str__(self) -> str:
+        return f"{self.stream}: " + ("copied" if self.copied else f"dropped ({self.reason})")
+
+
+def plan_stream_copies(source: av.container.InputContainer, video_index: int,
+                       muxer: str) -> tuple[StreamCopy, ...]:
+    """Which streams of ``source`` besides the upscaled one a ``muxer`` output holds."""
+    chapters = bool(source.chapters())
+    decisions = []
+    for stream in source.streams:
+        if stream.index == video_index:
+            continue
+        summary = StreamSummary.of(stream)
+        reason = _refusal(stream, summary, source, muxer, has_chapters=chapters)
+        decisions.append(StreamCopy(summary, reason is None, reason or ""))
+    return tuple(decisions)
+
+
+def _refusal(stream: av.stream.Stream, summary: StreamSummary,
+             source: av.container.InputContainer, muxer: str, *,
+             has_chapters: bool) -> str | None:
+    if stream.type not in _COPIED_TYPES:
+        return "only one video stream is upscaled"
+    if (stream.type == "data" and has_chapters and "mp4" in source.format.name.split(",")):
+        # MP4 keeps chapter titles in a text track; the chapters are copied as chapters.
+        return "it is the MP4 chapter track; chapters are copied as chapters"
+    refusal = header_refusal(stream, muxer)
+    if refusal is not None:
+        return f"{muxer} cannot hold it: {refusal}"
+    return None
+
+
+class PassThrough:
+    """The streams ``copied`` of ``source`` mapped into ``output``, with its metadata and
+    chapters.
+
+    Create it after the output's video stream and before the header is written.
+    The source is opened here, a second time beside the decoder's, so its packets
+    can be read at the pace of the video.
     """
 
     def __init__(self, source: Path, output: av.container.OutputContainer,
-                 video_index: int) -> None:
+                 copied: tuple[int, ...]) -> None:
         self._source = open_input(source)
         try:
             self._map: dict[int, av.stream.Stream] = {}
@@ -56,11 +102,8 @@ class PassThrough:
             chapters = self._source.chapters()
             if chapters:
                 output.set_chapters(chapters)
-            out_name = output.format.name
-            for stream in self._source.streams:
-                if stream.index == video_index:
-                    continue
-                self._add(stream, output, out_name, has_chapters=bool(chapters))
+            for index in copied:
+                self._add(self._source.streams[index], output)
             self._packets = self._demux()
             self._held: av.Packet | None = None
         except BaseException:
@@ -71,38 +114,13 @@ class PassThrough:
     def stream_count(self) -> int:
         return len(self._map)
 
-    @property
-    def copied_indices(self) -> list[int]:
-        """Source stream indices that are copied (the --ffmpeg sink maps the same ones)."""
-        return sorted(self._map)
-
     def _copy_metadata(self, output: av.container.OutputContainer) -> None:
         for key, value in self._source.metadata.items():
             if key.lower() not in _MUXER_TAGS:
                 output.metadata[key] = value
 
-    def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer,
-             out_name: str, *, has_chapters: bool) -> None:
-        codec = stream.codec_context.name if stream.codec_context else (
-            getattr(stream, "name", None) or "data")
-        label = f"#{stream.index} ({stream.type}, {codec})"
-        if stream.type not in _COPIED_TYPES:
-            log.warning("dropping stream %s: only one video stream is upscaled", label)
-            return
-        if (stream.type == "data" and has_chapters
-                and "mp4" in self._source.format.name.split(",")):
-            # MP4 keeps chapter titles in a text track; the chapters are copied as chapters.
-            log.debug("not copying stream %s: it is the MP4 chapter track", label)
-            return
-        refusal = header_refusal(stream, out_name)
-        if refusal is not None:
-            log.warning("dropping stream %s: %s cannot hold it (%s)", label, out_name, refusal)
-            return
-        try:
-            out = output.add_stream_from_template(stream)
-        except (ValueError, av.FFmpegError) as exc:
-            log.warning("dropping stream %s: %s cannot hold it (%s)", label, out_name, exc)
-            return
+    def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer) -> None:
+        out = output.add_stream_from_template(stream)
         for key, value in stream.metadata.items():
             if key.lower() not in _MUXER_TAGS:
                 out.metadata[key] = value

@@ -28,6 +28,10 @@ class StreamSummary:
     type: str
     codec: str
 
+    @classmethod
+    def of(cls, stream: av.stream.Stream) -> StreamSummary:
+        return cls(stream.index, stream.type, _codec_name(stream))
+
     def __str__(self) -> str:
         return f"#{self.index} ({self.type}, {self.codec})"
 
@@ -99,9 +103,7 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
     if container.format.name in _TEXT_FORMATS:
         # FFmpeg renders any text file as ANSI art "video"; nobody means to upscale that.
         raise InputError(f"{path}: not a video file FFmpeg can read (it is text)")
-    summaries = tuple(
-        StreamSummary(s.index, s.type, _codec_name(s)) for s in container.streams
-    )
+    summaries = tuple(StreamSummary.of(s) for s in container.streams)
     if not container.streams.video:
         found = ", ".join(f"{s.type} {s.codec}" for s in summaries) or "no streams"
         raise InputError(f"{path}: has no video stream (found: {found})")

@@ -14,17 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import numpy as np
 import torch
-from PIL import Image
 
 from vidsr.errors import DecodeError, InputError
+from vidsr.io.images import IMAGE_SUFFIXES, read_rgb
 from vidsr.train.config import DataOptions, DegradeOptions
 from vidsr.train.degrade import bicubic_downscale, degrade_batch
 
 log = logging.getLogger("vidsr")
 
-IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m2ts", ".ts", ".y4m"})
 
 
@@ -35,16 +33,6 @@ class Batch:
     lr: torch.Tensor
     hr: torch.Tensor
     scale: int
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """An image file as a (3, H, W) uint8 RGB tensor."""
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"))
-    except OSError as exc:
-        raise InputError(f"cannot read training image {path}: {exc}") from exc
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
 def sample_video_frames(path: Path, count: int) -> list[torch.Tensor]:
@@ -98,7 +86,7 @@ def collect_sources(paths: Path | Sequence[Path], frames_per_video: int) -> list
         if f.suffix.lower() in VIDEO_SUFFIXES:
             images.extend(sample_video_frames(f, frames_per_video))
         else:
-            images.append(read_image(f))
+            images.append(read_rgb(f))
     if not images:
         raise InputError(f"no training images or videos found in {', '.join(map(str, roots))}")
     log.info("training data: %d images from %d files", len(images), len(files))

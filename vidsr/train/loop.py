@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vidsr.devices import resolve_device, torch_threads
 from vidsr.errors import Cancelled, OptionsError
 from vidsr.metrics import rgb_to_y_bt601
 from vidsr.resize import imresize
@@ -75,15 +76,6 @@ class TrainResult:
     checkpoint: Path | None
     best_psnr: float | None
     best_weights: Path | None
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise OptionsError(f"train.device = {name!r} but no CUDA device is available")
-    return device
 
 
 def build_generator(cfg: TrainConfig) -> nn.Module:
@@ -271,7 +263,7 @@ def validate(model: nn.Module, folder: Path, scales: Sequence[int]) -> dict[str,
     device = next(module.parameters()).device.type
     result: dict[str, float] = {}
     for scale in scales:
-        report = evaluate_folder(SRModel(module.spec.arch, module, module.spec, scale), folder,
+        report = evaluate_folder(SRModel.from_module(module, scale), folder,
                                  scale, device=device)
         result[f"val_psnr_x{scale}"] = report.mean_psnr
         result[f"val_ssim_x{scale}"] = report.mean_ssim
@@ -306,7 +298,7 @@ def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.
     there is none). ``stop_at`` ends the run early at that step, with a
     checkpoint, as an interruption would (tests use it).
     """
-    device = pick_device(cfg.train.device)
+    device = resolve_device(cfg.train.device)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = new_state(cfg, generator, device)
     ckpt_root = run_dir / "checkpoints"
@@ -385,8 +377,6 @@ def run_training(preset: str | Path, data: Path | Sequence[Path], out: Path, *,
     ``overrides``: ``"section.key=value"`` strings or a mapping of dotted keys.
     """
     cfg = load_config(preset, overrides)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
     if val is not None and not Path(val).is_dir():
         raise OptionsError(f"validation folder {val} does not exist")
     torch.manual_seed(cfg.train.seed)  # the generator's initial weights
@@ -397,4 +387,5 @@ def run_training(preset: str | Path, data: Path | Sequence[Path], out: Path, *,
                            f"model, which produces x{sorted(spec_scales)}")
     sampler = PairSampler(collect_sources(data, cfg.data.frames_per_video), cfg.data,
                           seed=cfg.train.seed, degrade=cfg.degrade)
-    return fit(cfg, sampler, Path(out), generator=generator, val=val, resume=resume)
+    with torch_threads(cfg.train.threads):
+        return fit(cfg, sampler, Path(out), generator=generator, val=val, resume=resume)

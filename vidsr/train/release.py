@@ -20,10 +20,11 @@ from torch import nn
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.reference import BicubicUpscaler
-from vidsr.weights_file import read_state_dict, save_state_dict
-from vidsr.devices import cpu_name
+from vidsr.devices import torch_threads
 from vidsr.errors import InputError
+from vidsr.machine import this_machine
 from vidsr.train.checkpoints import latest_checkpoint
+from vidsr.weights_file import read_state_dict, save_state_dict
 
 log = logging.getLogger("vidsr")
 
@@ -52,28 +53,23 @@ class Release:
 def seconds_per_frame(model: nn.Module, width: int = 352, height: int = 288,
                       repeats: int = 2) -> float:
     """Forward time of one RGB/Y frame (one thread, fp32, after a warm-up run)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1), torch.inference_mode():
         x = torch.rand(1, model.spec.channels, height, width)
         if model.spec.pre_upsampled:
             scale = max(model.spec.scales)
             x = torch.rand(1, model.spec.channels, height * scale, width * scale)
-        with torch.inference_mode():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
             model(x)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                model(x)
         return (time.perf_counter() - start) / repeats
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _evaluate(module: nn.Module, folder: Path, scale: int) -> tuple[float, float]:
     from vidsr.evaluate import evaluate_folder
     from vidsr.models import SRModel
 
-    report = evaluate_folder(SRModel(module.spec.arch, module, module.spec, scale), folder, scale)
+    report = evaluate_folder(SRModel.from_module(module, scale), folder, scale)
     return report.mean_psnr, report.mean_ssim
 
 
@@ -151,9 +147,9 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     save_state_dict(weights, sd, metadata)
     params = sum(t.numel() for t in sd.values())
     card = weights_dir / f"{name}.md"
-    card.write_text(_card_text(name, spec, params, stages, data_note,
-                               hardware_note or cpu_name(), eval_folder, scores, frame_s,
-                               notes, source.stem == "params_ema"),
+    hardware = hardware_note or this_machine().describe_cpu()
+    card.write_text(_card_text(name, spec, params, stages, data_note, hardware, eval_folder,
+                               scores, frame_s, notes, source.stem == "params_ema"),
                     encoding="utf-8")
     return Release(weights, card, step, scores, frame_s)
 

@@ -1,0 +1,35 @@
+"""Executors: how batches reach the network, one class per kind behind one protocol.
+
+The run plan picks the kind and its options (:class:`~vidsr.plan.ExecutorPlan`);
+:func:`open_executor` builds it over the engine's replicas.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vidsr.executors.base import Compute, Done, Executor, Flags, Pending, PendingBatch
+from vidsr.executors.cpu_workers import CpuWorkersExecutor
+from vidsr.executors.cuda_slots import CudaSlotsExecutor
+from vidsr.executors.replica import Replica
+from vidsr.executors.sync import SyncExecutor
+
+if TYPE_CHECKING:
+    from vidsr.plan import ExecutorPlan
+
+__all__ = ["Compute", "Done", "Executor", "Flags", "Pending", "PendingBatch", "Replica",
+           "open_executor"]
+
+
+def open_executor(plan: ExecutorPlan, replicas: tuple[Replica, ...]) -> Executor:
+    """The executor ``plan`` names, over ``replicas`` (one per device)."""
+    from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, SyncPlan
+
+    match plan:
+        case CudaSlotsPlan(in_flight=in_flight, cudnn_benchmark=benchmark):
+            return CudaSlotsExecutor(replicas, in_flight, benchmark)
+        case CpuWorkersPlan(workers=workers, threads=threads):
+            return CpuWorkersExecutor(replicas[0], workers, threads)
+        case SyncPlan(threads=threads):
+            return SyncExecutor(replicas[0], threads)
+    raise AssertionError(f"unknown executor plan {plan!r}")

@@ -1,0 +1,402 @@
+"""RunPlan: every decision about a run, made once, printable (``vidsr IN OUT --dry-run``).
+
+A plan is resolved from four things: what the user asked (:class:`EngineOptions`,
+the encoder options), the model's descriptor, the input's probe, and the
+machine. It fixes the devices, the precision (and why), the executor with its
+own options, the batch size, the tiles and their overlap, and, for a video,
+the whole output stream (:class:`~vidsr.io.output.OutputPlan`). transcode,
+bench, eval, training's validation and both sinks read the plan; none of them
+decides any of this again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, is_dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import av.container
+
+from vidsr.devices import resolve_devices
+from vidsr.errors import OptionsError
+from vidsr.io.encode import EncodeOptions
+from vidsr.io.output import OutputPlan, plan_output
+from vidsr.io.probe import VideoInfo
+from vidsr.machine import Machine, this_machine
+from vidsr.models import SRModel
+from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
+
+ExecutorKind = Literal["auto", "sync", "cpu-workers", "cuda-slots"]
+
+# Tiles smaller than this spend more on their overlap than on their core.
+MIN_TILE = 16
+# Overlap for networks whose receptive radius is larger: context this far from a pixel
+# moves it by well under a code value (measured on a full RRDB, benchmarks/RESULTS.md).
+OVERLAP_CAP = 32
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What the user asked of the engine. ``None`` (and ``auto``) leave it to the plan.
+
+    ``device``: auto, cpu, cuda, cuda:N, or a list of CUDA devices (``cuda:0,cuda:1``)
+    that take batches in turn. ``tile`` 0 runs whole frames (tiles only if memory runs
+    out, down to ``min_tile``); ``tile_overlap`` defaults to the model's receptive radius.
+    ``in_flight``: batches in flight per CUDA device. ``cpu_workers`` x ``cpu_threads``:
+    batches the CPU runs at once, and torch threads for each. ``executor`` forces one
+    (``cuda-slots`` on the CPU runs the CUDA path's code on torch's stand-in streams,
+    for tests). ``strict`` refuses what would only be warned about (bf16 on a CPU
+    without native bf16).
+    """
+
+    device: str = "auto"
+    precision: Precision = "auto"
+    batch_size: int | None = None
+    channels_last: bool = True
+    tile: int = 0
+    tile_overlap: int | None = None
+    min_tile: int = 32
+    compile: bool = False
+    in_flight: int = 2
+    cpu_workers: int | None = None
+    cpu_threads: int | None = None
+    executor: ExecutorKind = "auto"
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """Each batch runs to the end in the thread that submits it."""
+
+    threads: int  # torch intra-op threads on a CPU; 0 leaves the setting alone (CUDA)
+    kind: ClassVar[str] = "sync"
+
+    def describe(self) -> str:
+        return f"sync, {self.threads} torch thread(s)" if self.threads else "sync"
+
+
+@dataclass(frozen=True)
+class CpuWorkersPlan:
+    """``workers`` batches run at once on the CPU, each in its own thread with
+    ``threads`` torch threads."""
+
+    workers: int
+    threads: int
+    kind: ClassVar[str] = "cpu-workers"
+
+    def describe(self) -> str:
+        return f"cpu-workers, {self.workers} worker(s) x {self.threads} torch thread(s)"
+
+
+@dataclass(frozen=True)
+class CudaSlotsPlan:
+    """``in_flight`` batches per device, each in a slot with its own stream and pinned
+    buffers. ``cudnn_benchmark``: cuDNN times its algorithms once per frame size."""
+
+    in_flight: int
+    cudnn_benchmark: bool = True
+    kind: ClassVar[str] = "cuda-slots"
+
+    def describe(self) -> str:
+        return f"cuda-slots, {self.in_flight} batch(es) in flight per device"
+
+
+ExecutorPlan = SyncPlan | CpuWorkersPlan | CudaSlotsPlan
+
+
+@dataclass(frozen=True)
+class CpuThreads:
+    """How a CPU-only overlapped run shares the cores: ``workers`` batches of
+    ``torch`` threads each, and the codecs' threads."""
+
+    torch: int
+    decoder: int
+    encoder: int
+    workers: int = 1
+
+
+def plan_cpu_threads(cores: int) -> CpuThreads:
+    """A thread split for a CPU-only run with decode, infer and encode overlapped.
+
+    The network gets all but one core when there are more than two: decoding
+    and encoding need about one core between them at the sizes CPU models run
+    at. With two cores or fewer the network keeps both and the codec threads
+    share them.
+
+    The network's cores are used by several batches at once (``workers``), each
+    with few intra-op threads, rather than by one batch with many: an intra-op
+    team waits at every layer for its slowest thread, so one thread preempted
+    by the encoder stalls them all, while independent batches just slow down by
+    the time the encoder takes. Measured on 2 cores (espcn x2, foreman, bf16):
+    two workers of one thread run the pipeline at 33.6 fps against 27.1 for one
+    batch on two threads (benchmarks/RESULTS.md). Up to four network cores get
+    a worker each; beyond that two workers share them, which keeps the frames
+    held in memory at two batches.
+    """
+    network = cores if cores <= 2 else cores - 1
+    codec = 1 if cores <= 2 else max(1, min(4, cores // 4))
+    workers = network if network <= 4 else 2
+    return CpuThreads(torch=max(1, network // workers), decoder=codec, encoder=codec,
+                      workers=workers)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """The model as the run sees it (its descriptor, not its weights)."""
+
+    name: str
+    arch: str
+    scale: int
+    input_space: str
+    pre_upsampled: bool
+    receptive_radius: int | None
+    size_multiple: int
+    parameters: int
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """``size`` 0: whole frames, and tiles only when memory runs out (down to
+    ``min_tile``). ``overlap``: context around each tile, in network input pixels."""
+
+    size: int
+    overlap: int
+    min_tile: int
+    reason: str  # where the overlap comes from
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Every decision about one run."""
+
+    machine: Machine
+    model: ModelPlan
+    devices: tuple[str, ...]
+    precision: PrecisionChoice
+    channels_last: bool
+    compile: bool
+    executor: ExecutorPlan
+    batch_size: int
+    tile: TilePlan
+    decoder_threads: int  # 0: FFmpeg picks
+    source: VideoInfo | None = None
+    output: OutputPlan | None = None
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.devices[0] == "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON-ready data."""
+        data = _plain(self)
+        data["executor"] = {"kind": self.executor.kind, **data["executor"]}
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self) -> str:
+        """The plan as a table for people."""
+        m, model, tile = self.machine, self.model, self.tile
+        radius = "unknown" if model.receptive_radius is None else str(model.receptive_radius)
+        rows = [
+            ("machine", m.describe_cpu()
+             + (f"; CUDA: {', '.join(m.cuda_devices)}" if m.cuda_devices else "")),
+            ("model", f"{model.name} x{model.scale} ({model.arch}, {model.input_space} input"
+                      f"{', pre-upsampled' if model.pre_upsampled else ''},"
+                      f" {model.parameters / 1e6:.2f}M parameters, receptive radius {radius})"),
+            ("devices", ", ".join(self.devices)),
+            ("precision", f"{self.precision.name}: {self.precision.reason}"),
+            ("memory", ("channels_last" if self.channels_last else "NCHW")
+             + (", torch.compile" if self.compile else "")),
+            ("executor", self.executor.describe()),
+            ("batch", f"{self.batch_size} frame(s)"),
+            ("tiles", (f"{tile.size} px" if tile.size else
+                       f"whole frames (tiles down to {tile.min_tile} px if memory runs out)")
+             + f", overlap {tile.overlap} px: {tile.reason}"),
+        ]
+        if self.source is not None:
+            s = self.source
+            count = s.frame_count or s.frame_count_estimate
+            rows.append(("source", f"{s.path}: {s.width}x{s.height} {s.pix_fmt}"
+                                   f" {_colour_text(s.colour)}, {s.codec} in"
+                                   f" {s.container_format}, {_rate_text(s.average_rate)},"
+                                   f" {count if count is not None else '?'} frames"))
+            rows.append(("decoder", f"{self.decoder_threads or 'auto'} thread(s)"))
+        if self.output is not None:
+            o = self.output
+            options = " ".join(f"{k}={v}" for k, v in o.codec_options)
+            via = f"ffmpeg ({o.ffmpeg})" if o.sink == "ffmpeg" else "PyAV"
+            rows += [
+                ("output", f"{o.path}: {o.width}x{o.height} {o.layout.pix_fmt}"
+                           + (f" (encoder takes {o.codec_pix_fmt})"
+                              if o.codec_pix_fmt != o.layout.pix_fmt else "")
+                           + f" {_colour_text(o.colour)}, SAR {o.sar.numerator}:"
+                             f"{o.sar.denominator}, {_rate_text(o.rate)}, time base"
+                             f" {o.time_base}"),
+                ("encoder", f"{o.encode.codec}{' ' + options if options else ''},"
+                            f" {o.encode.threads or 'auto'} thread(s); {o.container} via {via}"),
+            ]
+            rows += [("stream", str(copy)) for copy in o.streams]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _colour_text(colour: Any) -> str:
+    rng = "full" if colour.full_range else "limited"
+    return f"{colour.matrix}/{rng}/{colour.primaries}/{colour.transfer}"
+
+
+def _rate_text(rate: Fraction | None) -> str:
+    return f"{float(rate):.3f} fps" if rate else "unknown rate"
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# -- resolving a plan -----------------------------------------------------------------------
+
+
+def plan_run(
+    model: SRModel, options: EngineOptions | None = None, *, machine: Machine | None = None,
+    overlapped: bool = False, measuring: bool = False,
+) -> RunPlan:
+    """The plan to run ``model``: devices, precision, executor, batch, tiles.
+
+    ``overlapped``: a video run, where decoding and encoding share the CPU with the
+    network (the source and output come next, from :func:`with_video`). Otherwise
+    (``vidsr eval``, training's validation, a VapourSynth clip) every core goes to the
+    network. ``measuring`` allows fp16 on the CPU, slow as it is, so its cost can be
+    measured.
+    """
+    return _plan(model, options or EngineOptions(), machine or this_machine(),
+                 overlapped=overlapped, measuring=measuring)
+
+
+def with_video(
+    plan: RunPlan, *, source: VideoInfo, container: av.container.InputContainer,
+    output: Path, encode: EncodeOptions, ffmpeg: str | None = None,
+) -> RunPlan:
+    """``plan`` completed for upscaling ``source`` (open for decoding as ``container``)
+    into ``output``: the output stream, its codec settings and copied streams."""
+    encoder_threads = encode.threads
+    if plan.on_cpu and not encoder_threads:
+        encoder_threads = plan_cpu_threads(plan.machine.cores).encoder
+    scale = plan.model.scale
+    out = plan_output(source, container, output, width=source.width * scale,
+                      height=source.height * scale,
+                      encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg)
+    return replace(plan, source=source, output=out)
+
+
+def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlapped: bool,
+          measuring: bool) -> RunPlan:
+    _check_counts(options)
+    devices = _devices(options)
+    device_type = devices[0].split(":")[0]
+    measured = model.measured_loss() if options.precision == "auto" else UNMEASURED
+    precision = choose_precision(options.precision, device_type, machine, measured,
+                                 strict=options.strict, measuring=measuring)
+    executor, decoder_threads = _executor(options, devices, machine, overlapped)
+    spec = model.spec
+    return RunPlan(
+        machine=machine,
+        model=ModelPlan(model.name, spec.arch, model.scale, spec.input_space,
+                        spec.pre_upsampled, spec.receptive_radius, spec.size_multiple,
+                        model.parameter_count),
+        devices=devices,
+        precision=precision,
+        channels_last=options.channels_last,
+        compile=options.compile,
+        executor=executor,
+        # A CPU runs one frame at a time fastest: the working set stays in cache
+        # (benchmarks/RESULTS.md); GPUs want larger batches.
+        batch_size=options.batch_size or (1 if device_type == "cpu" else 4),
+        tile=_tiles(spec.receptive_radius, options),
+        decoder_threads=decoder_threads,
+    )
+
+
+def _check_counts(options: EngineOptions) -> None:
+    for name, value in (("batch size", options.batch_size), ("CPU workers", options.cpu_workers),
+                        ("CPU threads", options.cpu_threads), ("in-flight batches",
+                                                               options.in_flight)):
+        if value is not None and value < 1:
+            raise OptionsError(f"{name} must be at least 1, got {value}")
+
+
+def _devices(options: EngineOptions) -> tuple[str, ...]:
+    devices = tuple(str(d) for d in resolve_devices(options.device))
+    types = {d.split(":")[0] for d in devices}
+    if len(types) > 1:
+        raise OptionsError(f"device list {options.device!r} mixes CPU and CUDA; use one kind")
+    if len(devices) > 1 and devices[0] == "cpu" and options.executor != "cuda-slots":
+        raise OptionsError(f"device list {options.device!r}: several devices need CUDA")
+    return devices
+
+
+def _executor(options: EngineOptions, devices: tuple[str, ...], machine: Machine,
+              overlapped: bool) -> tuple[ExecutorPlan, int]:
+    """The executor and the decoder's threads."""
+    on_cpu = devices[0] == "cpu"
+    kind = options.executor
+    if kind == "cuda-slots" or (kind == "auto" and not on_cpu):
+        return CudaSlotsPlan(options.in_flight), 0
+    if not on_cpu:
+        if kind == "cpu-workers":
+            raise OptionsError("the cpu-workers executor runs on the CPU; use --device cpu")
+        return SyncPlan(0), 0
+    if not overlapped:
+        # Nothing else to feed: every core goes to the network.
+        threads = options.cpu_threads or machine.cores
+        workers = options.cpu_workers or 1
+        if workers > 1 or kind == "cpu-workers":
+            return CpuWorkersPlan(workers, threads), 0
+        return SyncPlan(threads), 0
+    split = plan_cpu_threads(machine.cores)
+    workers = options.cpu_workers or split.workers
+    threads = options.cpu_threads or split.torch
+    if kind == "sync":
+        return SyncPlan(threads), split.decoder
+    if workers > 1 or kind == "cpu-workers":
+        return CpuWorkersPlan(workers, threads), split.decoder
+    return SyncPlan(threads), split.decoder
+
+
+def _tiles(radius: int | None, options: EngineOptions) -> TilePlan:
+    tile, overlap = options.tile, options.tile_overlap
+    if tile < 0 or (overlap is not None and overlap < 0):
+        raise OptionsError("tile and tile overlap must not be negative")
+    if 0 < tile < MIN_TILE:
+        raise OptionsError(f"--tile {tile} is too small: tiles below {MIN_TILE} px spend more"
+                           f" on their overlap than on their pixels (use 0 for whole frames)")
+    if options.min_tile < MIN_TILE:
+        raise OptionsError(f"the smallest tile must be at least {MIN_TILE} px")
+    if overlap is not None:
+        reason = "asked for"
+        if radius is not None and overlap < radius:
+            reason += (f"; below the model's receptive radius ({radius} px), so tile seams may"
+                       " show")
+    elif radius is None:
+        overlap, reason = 16, "the model's receptive radius is unknown"
+    elif radius <= OVERLAP_CAP:
+        overlap, reason = radius, "the model's receptive radius"
+    else:
+        overlap, reason = OVERLAP_CAP, (
+            f"the model's receptive radius ({radius} px) capped at {OVERLAP_CAP}: context that"
+            " far away changes a pixel by less than a code value")
+    return TilePlan(tile, overlap, options.min_tile, reason)
+
