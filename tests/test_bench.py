@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from vidsr.bench import BenchOptions, make_bench_clip, run_bench
-from vidsr.plan import EngineOptions
 from vidsr.io.probe import probe
+from vidsr.plan import EngineOptions
 
 # Timings of a few milliseconds jitter; the pipeline cannot really beat its slowest stage.
 EPSILON = 0.1

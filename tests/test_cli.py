@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -261,3 +262,32 @@ def test_train_unknown_preset_names_the_bundled_ones(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert_one_error_line(err, "unknown training preset 'esrgan-psnrr'", "esrgan-psnr")
+
+
+def test_dry_run_prints_the_plan_as_json_and_bench_runs_that_plan(tmp_path, capsys):
+    sample = REPO / "vidsr" / "samples" / "bbb_2s.mp4"
+    dst = tmp_path / "out.mkv"
+    code = main([str(sample), str(dst), "--dry-run", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and not dst.exists() and list(tmp_path.iterdir()) == []
+    plan = json.loads(out)
+    assert plan["model"]["name"] == "compact" and plan["source"]["path"] == str(sample)
+    report_path = tmp_path / "bench.json"
+    code = main(["bench", str(sample), "--model", "compact", "--frames", "2", "--no-serial",
+                 "--json", str(report_path)])
+    printed = capsys.readouterr().out
+    assert code == 0 and printed.startswith("plan (what `vidsr IN OUT` runs")
+    measured = json.loads(report_path.read_text())["plan"]
+    # The bench cut its clip and writes into a scratch folder; every decision is the same.
+    for key in ("machine", "model", "devices", "precision", "channels_last", "executor",
+                "batch_size", "tile", "decoder_threads"):
+        assert measured[key] == plan[key], key
+    for key in ("container", "width", "height", "layout", "codec_pix_fmt", "colour", "sar",
+                "time_base", "encode", "codec_options", "sink", "streams"):
+        assert measured["output"][key] == plan["output"][key], key
+
+
+def test_json_without_dry_run_is_a_usage_error(source, tmp_path, capsys):
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--json"], capsys)
+    assert code == 2 and not (tmp_path / "o.mkv").exists()
+    assert_one_error_line(err, "--json goes with --dry-run")

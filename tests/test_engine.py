@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import InFlight, run_pipeline
-from vidsr.plan import EngineOptions, plan_cpu_threads
+from vidsr.plan import EngineOptions
 
 YUV420 = PlaneLayout("yuv", 8, 1, 1, "yuv420p")
 YUV420_10 = PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")
@@ -332,18 +334,6 @@ def test_ctrl_c_while_the_engine_runs_cancels_and_ends_every_thread():
 # -- CPU threads --------------------------------------------------------------------------------
 
 
-def test_cpu_thread_plan():
-    # Two cores: two one-thread workers share both with the codecs.
-    two = plan_cpu_threads(2)
-    assert (two.workers, two.torch, two.decoder, two.encoder) == (2, 1, 1, 1)
-    four = plan_cpu_threads(4)
-    assert (four.workers, four.torch, four.decoder) == (3, 1, 1)
-    # Many cores: one left to the codecs, two workers split the rest.
-    many = plan_cpu_threads(16)
-    assert (many.workers, many.torch) == (2, 7) and many.decoder == many.encoder == 4
-    assert plan_cpu_threads(1) == plan_cpu_threads(1) and plan_cpu_threads(1).workers == 1
-
-
 def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
     batches = [_yuv_batch(1, 8, 12, first=i, seed=i) for i in range(12)]
     single = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
@@ -559,3 +549,58 @@ def test_memory_stays_flat_from_a_10_s_to_a_60_s_video(clip, tmp_path):
         assert result.frames == 25 * seconds
         peaks.append(peak)
     assert peaks[1] - peaks[0] < 50 * 2**20
+
+
+# -- tiles on real footage ------------------------------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "vidsr" / "samples" / "bbb_2s.mp4"
+REALESRGAN = (Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" / "realesrgan"
+              / "RealESRGAN_x4plus.pth")
+
+
+def _real_crop(height: int, width: int) -> tuple[FrameBatch, ColourSpec]:
+    """A crop of a frame of the bundled clip (real footage), as decoded planes."""
+    from vidsr.io.decode import Decoder
+
+    with Decoder(SAMPLE, batch_size=1) as decoder:
+        batch, colour = next(iter(decoder)), decoder.info.colour
+    top, left = 100, 200
+    planes = [batch.planes[0][:, top:top + height, left:left + width]]
+    planes += [p[:, top // 2:(top + height) // 2, left // 2:(left + width) // 2]
+               for p in batch.planes[1:]]
+    return replace(batch, planes=[p.copy() for p in planes]), colour
+
+
+def _tiled_against_whole(model: SRModel, batch: FrameBatch, colour: ColourSpec) -> int:
+    """The largest difference, in code values, between tiles of 64 and the whole frame."""
+    outputs = []
+    for tile in (0, 64):
+        with Engine.for_model(model, EngineOptions(device="cpu", precision="fp32",
+                                                   tile=tile)) as engine:
+            assert engine.plan.tile.overlap == min(model.spec.receptive_radius, 64)
+            outputs.append(engine.upscale_batch(batch, colour, batch.layout))
+    whole, tiled = outputs
+    return max(int(np.abs(w.astype(int) - t).max())
+               for w, t in zip(whole.planes, tiled.planes, strict=True))
+
+
+def test_vdsr_x4_in_64_pixel_tiles_equals_the_whole_frame_within_one_code_value():
+    batch, colour = _real_crop(48, 64)  # VDSR tiles the 192x256 bicubic upscale: 3x4 tiles
+    assert _tiled_against_whole(load_model("vdsr", scale=4), batch, colour) <= 1
+
+
+def test_full_rrdb_x4_in_64_pixel_tiles_equals_the_whole_frame_within_one_code_value():
+    from vidsr.models import card_network, model_cards
+
+    torch.manual_seed(0)
+    network = card_network(model_cards()["realesrgan-x4plus"], 4, device="cpu").eval()
+    model = SRModel.from_module(network.requires_grad_(False), 4)
+    batch, colour = _real_crop(48, 160)  # three tiles across, each seeing 128 of 160 columns
+    assert _tiled_against_whole(model, batch, colour) <= 1
+
+
+@pytest.mark.skipif(not REALESRGAN.is_file(), reason=f"needs {REALESRGAN} (shared data)")
+def test_real_esrgan_weights_in_64_pixel_tiles_equal_the_whole_frame_within_one_code_value():
+    # Trained weights reach much farther than random ones: this is what sets the 64 px cap.
+    batch, colour = _real_crop(64, 192)
+    assert _tiled_against_whole(load_model(REALESRGAN), batch, colour) <= 1

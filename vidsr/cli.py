@@ -93,7 +93,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="tile size in input pixels (0: whole frames; at least 16)")
     p.add_argument("--tile-overlap", type=int,
                    help="context around each tile in pixels (default: the model's receptive"
-                   " radius, capped at 32)")
+                   " radius, capped at 64)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
     p.add_argument("--threads", type=int,

@@ -12,10 +12,11 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -104,63 +105,57 @@ def _progress_bar(info: VideoInfo, enabled: bool | None) -> tqdm:
     )
 
 
-def plan_upscale(
-    src: str | Path,
-    dst: str | Path,
-    *,
-    model: str | Path | SRModel = "compact",
-    scale: int | None = None,
-    weights: str | Path | None = None,
-    allow_unsafe_weights: bool = False,
-    engine: EngineOptions | None = None,
-    encode: EncodeOptions | None = None,
-    options: TranscodeOptions | None = None,
-) -> RunPlan:
-    """The plan :func:`upscale_video` would run with the same arguments; writes nothing
-    (``vidsr IN OUT --dry-run``)."""
-    src, dst = Path(src), Path(dst)
-    options = options or TranscodeOptions()
-    check_paths(src, dst, options.overwrite)
-    sr_model = _model(model, scale, weights, allow_unsafe_weights)
-    plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
-    with Decoder(src, batch_size=plan.batch_size, on_error=options.on_error) as decoder:
-        return _with_video(plan, decoder, dst, encode, options)
-
-
-def upscale_video(
-    src: str | Path,
-    dst: str | Path,
-    *,
-    model: str | Path | SRModel = "compact",
-    scale: int | None = None,
-    weights: str | Path | None = None,
-    allow_unsafe_weights: bool = False,
-    engine: EngineOptions | None = None,
-    encode: EncodeOptions | None = None,
-    options: TranscodeOptions | None = None,
-) -> TranscodeResult:
+def upscale_video(src: str | Path, dst: str | Path, **options: Any) -> TranscodeResult:
     """Upscale the video ``src`` into ``dst``: the main job of vidsr.
 
     Audio, subtitles, chapters and metadata are carried over; every frame keeps
-    its timestamp; colour tags and the sample aspect ratio survive. Every decision
-    is made first, in the run plan (:func:`plan_upscale` returns it without running).
+    its timestamp; colour tags and the sample aspect ratio survive. ``options``
+    are :func:`prepare_upscale`'s. Every decision is made first, in the run plan
+    (:func:`plan_upscale` returns it without running).
+    """
+    with prepare_upscale(src, dst, **options) as (model, plan, decoder, transcode):
+        return run_plan(plan, model, decoder, transcode)
+
+
+def plan_upscale(src: str | Path, dst: str | Path, **options: Any) -> RunPlan:
+    """The plan :func:`upscale_video` would run with the same arguments; writes nothing
+    (``vidsr IN OUT --dry-run``)."""
+    with prepare_upscale(src, dst, **options) as (_, plan, _, _):
+        return plan
+
+
+@contextmanager
+def prepare_upscale(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: str | Path | SRModel = "compact",
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    allow_unsafe_weights: bool = False,
+    engine: EngineOptions | None = None,
+    encode: EncodeOptions | None = None,
+    options: TranscodeOptions | None = None,
+) -> Iterator[tuple[SRModel, RunPlan, Decoder, TranscodeOptions]]:
+    """Check the paths, load the model, open the input for decoding and resolve the plan.
+
+    ``model``: a name from ``vidsr models``, a weights file, or a loaded ``SRModel``;
+    ``engine``, ``encode`` and ``options``: what the user asked of the engine, the
+    encoder and the run. The decoder is closed when the block ends.
     """
     src, dst = Path(src), Path(dst)
     options = options or TranscodeOptions()
     check_paths(src, dst, options.overwrite)
-    sr_model = _model(model, scale, weights, allow_unsafe_weights)
+    if isinstance(model, SRModel):
+        sr_model = model
+    else:
+        sr_model = load_model(model, scale=scale, weights=weights,
+                              allow_unsafe=allow_unsafe_weights)
     plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
     with Decoder(src, batch_size=plan.batch_size, on_error=options.on_error,
                  threads=plan.decoder_threads) as decoder:
         plan = _with_video(plan, decoder, dst, encode, options)
-        return run_plan(plan, sr_model, decoder, options)
-
-
-def _model(model: str | Path | SRModel, scale: int | None, weights: str | Path | None,
-           allow_unsafe: bool) -> SRModel:
-    if isinstance(model, SRModel):
-        return model
-    return load_model(model, scale=scale, weights=weights, allow_unsafe=allow_unsafe)
+        yield sr_model, plan, decoder, options
 
 
 def _with_video(plan: RunPlan, decoder: Decoder, dst: Path, encode: EncodeOptions | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -90,7 +90,8 @@ def plan_output(
         height=height,
         layout=layout,
         codec_pix_fmt=codec_pix_fmt,
-        colour=colour_for_layout(source.colour, layout, height),
+        # Written on the stream, guessed or not: the output is always tagged.
+        colour=replace(colour_for_layout(source.colour, layout, height), tagged=True),
         sar=source.sar,
         rate=rate,
         # Frames keep their source pts, so the output counts in the source's time base.
