@@ -10,7 +10,7 @@ import pytest
 
 from vidsr.errors import OptionsError
 from vidsr.machine import Machine
-from vidsr.models import card_network, load_model, model_cards
+from vidsr.models import card_network, load_model, model_cards, register_card, unregister_card
 from vidsr.plan import (
     OVERLAP_CAP,
     CpuWorkersPlan,
@@ -39,8 +39,14 @@ def test_auto_is_bf16_only_on_a_native_bf16_cpu_for_a_model_measured_to_tolerate
 
 
 def test_auto_stays_fp32_for_weights_bf16_costs_too_much_or_never_measured():
-    vdsr = plan_run(load_model("vdsr", scale=4), machine=AMX).precision
-    assert vdsr.name == "fp32" and "0.082 dB" in vdsr.reason
+    card = replace(model_cards()["espcn"], name="lossy-espcn",
+                   precision_loss={"bf16": {"2": 0.05}})
+    register_card(card)
+    try:
+        lossy = plan_run(load_model("lossy-espcn", scale=2), machine=AMX).precision
+    finally:
+        unregister_card("lossy-espcn")
+    assert lossy.name == "fp32" and "0.050 dB" in lossy.reason and "over 0.02" in lossy.reason
     nearest = plan_run(load_model("nearest", scale=2), machine=AMX).precision
     assert nearest.name == "fp32" and "not measured" in nearest.reason
     random = load_model("compact", scale=2)

@@ -47,9 +47,17 @@ def this_machine() -> Machine:
         cpu=cpu_name(),
         cores=usable_cores(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
-        native_bf16=any(flag in flags for flag in _NATIVE_BF16_FLAGS),
+        native_bf16=any(flag in flags for flag in _NATIVE_BF16_FLAGS) and _onednn_may_use_bf16(),
         cuda_devices=cuda,
     )
+
+
+def _onednn_may_use_bf16() -> bool:
+    """False when ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below its bf16 instruction sets
+    (set to emulate an older CPU, or to work around a driver): torch then falls back to
+    its slow reference bf16 convolution, as on a CPU without the flags."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return not limit or limit == "ALL" or "BF16" in limit or "AMX" in limit
 
 
 def usable_cores() -> int:

@@ -76,7 +76,8 @@ class SRVGGNetCompact(nn.Module):
         c = self.config
         return ArchSpec(
             "compact", (c["scale"],), input_space_for(c["num_in_ch"], "compact"),
-            receptive_radius=c["num_conv"] + 2, config=dict(c),
+            receptive_radius=c["num_conv"] + 2,
+            picture_layers=("body.0", f"body.{2 * c['num_conv'] + 2}"), config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

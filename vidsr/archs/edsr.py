@@ -77,7 +77,8 @@ class EDSR(nn.Module):
         stages = 1 if c["scale"] == 3 else int(math.log2(c["scale"]))
         return ArchSpec(
             "edsr", (c["scale"],), "rgb",
-            receptive_radius=2 + 2 * c["num_block"] + stages, config=dict(c),
+            receptive_radius=2 + 2 * c["num_block"] + stages,
+            picture_layers=("sub_mean", "head.0", "tail.1", "add_mean"), config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

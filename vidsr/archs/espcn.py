@@ -67,7 +67,7 @@ class ESPCN(nn.Module):
         c = self.config
         return ArchSpec(
             "espcn", (c["scale"],), input_space_for(c["channels"], "espcn"),
-            receptive_radius=4, config=dict(c),
+            receptive_radius=4, picture_layers=("conv1", "conv3"), config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,8 @@ class REDNet(nn.Module):
         c = self.config
         return ArchSpec(
             "rednet", c["scales"], input_space_for(c["channels"], "rednet"), pre_upsampled=True,
-            receptive_radius=c["depth"], config=dict(c),
+            receptive_radius=c["depth"],
+            picture_layers=("convs.0", f"deconvs.{c['depth'] // 2 - 1}"), config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -137,7 +137,7 @@ class RRDBNet(nn.Module):
             "rrdb", (c["scale"],), input_space_for(c["num_in_ch"], "rrdb"),
             size_multiple=self.unshuffle,
             receptive_radius=math.ceil((trunk + fine) * self.unshuffle),
-            config=dict(c),
+            picture_layers=("conv_first", "conv_last"), config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,10 @@ class ArchSpec:
     pre_upsampled: bool = False  # input must be bicubic-upscaled to the output size first
     size_multiple: int = 1  # input height and width are padded to a multiple of this
     receptive_radius: int | None = None  # input pixels of context an output pixel needs
-    supports_half: bool = True  # fp16 is numerically safe
+    # Submodules that read the picture or write it (the first and last convolutions, a
+    # skip branch, a mean shift): kept in fp32 under reduced precision, because bf16 would
+    # hold the picture itself to 8 bits of mantissa, about a code value near white.
+    picture_layers: tuple[str, ...] = ()
     # hyperparameters, for cards and round trips
     config: Mapping[str, Any] = field(default_factory=dict)
 

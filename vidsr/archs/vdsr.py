@@ -71,7 +71,8 @@ class VDSR(nn.Module):
         c = self.config
         return ArchSpec(
             "vdsr", c["scales"], input_space_for(c["channels"], "vdsr"), pre_upsampled=True,
-            receptive_radius=c["num_layers"], config=dict(c),
+            receptive_radius=c["num_layers"], picture_layers=("input", "output"),
+            config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -100,7 +100,8 @@ class WDSR(nn.Module):
         per_block = 2 if c["variant"] == "a" else 1
         return ArchSpec(
             "wdsr", (c["scale"],), "rgb",
-            receptive_radius=max(2 + per_block * c["num_block"], 2), config=dict(c),
+            receptive_radius=max(2 + per_block * c["num_block"], 2),
+            picture_layers=("head.0", "tail.0", "skip.0"), config=dict(c),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
