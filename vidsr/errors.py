@@ -8,6 +8,15 @@ may catch either (as PyAV does with ``InvalidDataError(FFmpegError, ValueError)`
 from __future__ import annotations
 
 
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", for messages that name a kind (``an espcn``, ``a vdsr``).
+
+    Goes by the first letter, which is right for the words vidsr puts there
+    (architecture names: an edsr, an espcn, a vdsr).
+    """
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 class VidsrError(Exception):
     """Base of every error vidsr raises on purpose."""
 

@@ -25,7 +25,7 @@ from torch import nn
 from vidsr.archs.reference import BicubicUpscaler, NearestUpscaler
 from vidsr.archs.spec import ArchSpec
 from vidsr.download import fetch_weights
-from vidsr.errors import ModelError, WeightsError
+from vidsr.errors import ModelError, WeightsError, with_article
 from vidsr.precision import UNMEASURED, MeasuredLoss
 
 log = logging.getLogger("vidsr")
@@ -200,8 +200,8 @@ def closest_names(name: str, candidates: list[str], n: int = 3) -> list[str]:
 def _unknown_model_message(name: str) -> str:
     names = sorted(model_cards())
     close = closest_names(name, names)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return f"unknown model {name!r}: {hint}(known: {', '.join(names)}; or give a weights file)"
+    hint = f": did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown model {name!r}{hint} (known: {', '.join(names)}; or give a weights file)"
 
 
 def _looks_like_path(name_or_path: str | Path) -> bool:
@@ -284,8 +284,8 @@ def load_model(
         module, spec = _build_from_weights(weights_path, forced_arch, allow_unsafe)
         if card is not None and card.arch != spec.arch:
             raise WeightsError(
-                f"{weights_path}: holds a {spec.arch} network, not the {card.arch} that model"
-                f" {name!r} is (use --model {weights_path} to run it as it is)"
+                f"{weights_path}: holds {with_article(spec.arch)} network, not the {card.arch}"
+                f" that model {name!r} is (use --model {weights_path} to run it as it is)"
             )
         if scale is None:
             scale = max(spec.scales)

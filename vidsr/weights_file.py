@@ -13,9 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import pickletools
 import re
+import tarfile
 import types
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -72,19 +75,69 @@ def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
 def _read_torch(file: Path, *, allow_unsafe: bool) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" not in str(error):
-            raise WeightsError(f"{file}: not a readable PyTorch checkpoint ({error})") from error
+    except Exception as error:  # torch raises KeyError/RuntimeError/EOFError... for non-checkpoints
+        # The safe loader refuses junk with the same error as a pickle that names classes;
+        # only a file that is a checkpoint in form may be offered the unsafe flag.
+        needs_code = (isinstance(error, pickle.UnpicklingError)
+                      and "Weights only load failed" in str(error))
+        damage = _damage(file)
+        if damage is not None or not needs_code:
+            reason = damage or (str(error).splitlines() or [type(error).__name__])[0]
+            raise WeightsError(
+                f"{file}: not a weights file PyTorch or safetensors can read ({reason})"
+            ) from error
         if not allow_unsafe:
             raise UnsafeCheckpointError(_unsafe_message(file, str(error))) from None
-    except Exception as error:  # torch raises KeyError/RuntimeError/EOFError... for non-checkpoints
-        raise WeightsError(f"{file}: not a readable PyTorch checkpoint ({error})") from error
     log.warning(
         "loading %s with a permissive unpickler (--allow-unsafe-weights): its classes are "
         "replaced by inert stand-ins, but only use files from sources you trust",
         file,
     )
     return _read_torch_unsafe(file)
+
+
+# torch.save's legacy (pre-1.6) format: five pickles (this number, the protocol version,
+# system info, the object, the storage keys), then the storages' raw bytes.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PICKLES = 5
+
+
+def _damage(file: Path) -> str | None:
+    """Why ``file`` is not a PyTorch file at all (junk, or cut short), or None when it is one
+    in form: a whole zip archive (torch's format), a tar archive (its oldest), or whole
+    pickles of protocol 2 or later (the legacy format, or any pickled object).
+
+    Read with :mod:`pickletools`, which parses opcodes and never builds or imports anything.
+    """
+    with file.open("rb") as stream:
+        head = stream.read(4)
+        if not head:
+            return "the file is empty"
+        stream.seek(0)
+        if head == b"PK\x03\x04":
+            if not zipfile.is_zipfile(stream):
+                return "a zip archive cut short or damaged"
+            with zipfile.ZipFile(stream) as archive:
+                if not any(n.endswith("/data.pkl") for n in archive.namelist()):
+                    return "a zip archive without the data.pkl that torch.save writes"
+            return None
+        if tarfile.is_tarfile(stream):
+            return None
+        # Every torch.save writes protocol 2 or later, which starts with PROTO (0x80).
+        if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+            return "neither a zip archive nor a pickle"
+        stream.seek(0)
+        expected, read = 1, 0
+        while read < expected:
+            try:
+                ops = list(pickletools.genops(stream))
+            except ValueError:  # an unknown opcode, or the end of the file before STOP
+                return "a pickle cut short or damaged"
+            if read == 0 and any(arg == _LEGACY_MAGIC for op, arg, _ in ops
+                                 if op.name == "LONG1"):
+                expected = _LEGACY_PICKLES
+            read += 1
+    return None
 
 
 def _unsafe_message(file: Path, torch_message: str) -> str:
@@ -121,6 +174,8 @@ class _StandIn:
 
 def _is_allowed_global(module: str, name: str) -> bool:
     """Globals the permissive load resolves for real: tensor rebuilding and plain containers."""
+    if module == "__builtin__":  # protocol 2 (torch's) names builtins as Python 2 did
+        module = "builtins"
     if module == "torch._utils" and name.startswith("_rebuild"):
         return True
     return (module, name) in {

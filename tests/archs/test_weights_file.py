@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import pickle
+import random
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -151,3 +155,83 @@ def test_save_pth_params_is_a_basicsr_container(tmp_path: Path) -> None:
     assert _equal(read_state_dict(path), ema)
     save_pth_params(path, _tensors())
     assert set(torch.load(path, map_location="cpu", weights_only=True)) == {"params"}
+
+
+# --- junk is not offered the unsafe flag -------------------------------------------------
+
+class _Arbitrary:
+    """Any class: a pickle of it names ``test_weights_file._Arbitrary``."""
+
+    def __init__(self) -> None:
+        self.weight = torch.ones(2)
+
+
+def _torch_bytes(obj: object, *, legacy: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer, _use_new_zipfile_serialization=not legacy)
+    return buffer.getvalue()
+
+
+_NOT_READABLE = "not a weights file PyTorch or safetensors can read"
+
+
+@pytest.mark.parametrize(("name", "content", "reason"), [
+    ("random.pth", random.Random(0).randbytes(4096), "neither a zip archive nor a pickle"),
+    ("notes.bin", b"these are my notes, not a checkpoint\n" * 10,
+     "neither a zip archive nor a pickle"),
+    ("cut.pth", _torch_bytes({"conv.weight": torch.ones(8, 8)})[:300],
+     "a zip archive cut short or damaged"),
+    ("cut-legacy.pth", _torch_bytes(torch.nn.Conv2d(1, 1, 3), legacy=True)[:200],
+     "a pickle cut short or damaged"),
+    ("empty.pt", b"", "the file is empty"),
+])
+def test_junk_is_not_a_weights_file(tmp_path: Path, name: str, content: bytes,
+                                    reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    for allow_unsafe in (False, True):
+        with pytest.raises(WeightsError) as error:
+            read_state_dict(path, allow_unsafe=allow_unsafe)
+        assert not isinstance(error.value, UnsafeCheckpointError)
+        assert str(error.value) == f"{path}: {_NOT_READABLE} ({reason})"
+
+
+def test_a_zip_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "archive.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with pytest.raises(WeightsError) as error:
+        read_state_dict(path)
+    assert str(error.value) == (f"{path}: {_NOT_READABLE} (a zip archive without the data.pkl"
+                                " that torch.save writes)")
+
+
+@pytest.mark.parametrize(("name", "content", "names"), [
+    ("object.pth", pickle.dumps(_Arbitrary()), ""),
+    ("module.pth", _torch_bytes(torch.nn.Conv2d(1, 2, 3)), "torch.nn.modules.conv.Conv2d"),
+    ("module-legacy.pth", _torch_bytes(torch.nn.Conv2d(1, 2, 3), legacy=True),
+     "torch.nn.modules.conv.Conv2d"),
+])
+def test_a_real_pickle_that_needs_code_is_offered_the_flag(tmp_path: Path, name: str,
+                                                           content: bytes, names: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnsafeCheckpointError, match="--allow-unsafe-weights") as error:
+        read_state_dict(path)
+    assert names in str(error.value) and _NOT_READABLE not in str(error.value)
+
+
+def test_a_pickled_module_loads_with_the_flag(tmp_path: Path) -> None:
+    conv = torch.nn.Conv2d(1, 2, 3)
+    path = tmp_path / "module-legacy.pth"
+    path.write_bytes(_torch_bytes(conv, legacy=True))
+    assert _equal(read_state_dict(path, allow_unsafe=True), dict(conv.state_dict()))
+
+
+def test_the_real_legacy_pickle_cut_short_is_junk(weights_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "model_epoch_50.pth"
+    # Cut inside its pickles (the raw tensor bytes that follow them are not parsed).
+    path.write_bytes((weights_dir / "vdsr" / "model_epoch_50.pth").read_bytes()[:1000])
+    with pytest.raises(WeightsError, match=f"{_NOT_READABLE} \\(a pickle cut short") as error:
+        read_state_dict(path)
+    assert not isinstance(error.value, UnsafeCheckpointError)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidsr.errors import ModelError, WeightsError
+from vidsr.errors import ModelError, WeightsError, with_article
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -96,7 +96,7 @@ def load_canonical[M: nn.Module](
         raise WeightsError(f"cannot build {name} with config {dict(config)}: {error}") from error
     except ModelError as error:
         raise WeightsError(
-            f"these weights describe a {name} that vidsr cannot build ({error})"
+            f"these weights describe {with_article(name)} that vidsr cannot build ({error})"
         ) from error
 
     expected = model.state_dict()

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vidsr.devices import resolve_device, torch_threads
-from vidsr.errors import Cancelled, OptionsError
+from vidsr.errors import Cancelled, OptionsError, with_article
 from vidsr.metrics import rgb_to_y_bt601
 from vidsr.resize import imresize
 from vidsr.train.checkpoints import (
@@ -86,8 +86,9 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
     if cfg.model.init:
         model = load_arch_from_state_dict(read_state_dict(Path(cfg.model.init)))
         if model.spec.arch != cfg.model.arch:
-            raise OptionsError(f"model.init {cfg.model.init} holds a {model.spec.arch}, "
-                               f"the preset trains a {cfg.model.arch}")
+            raise OptionsError(f"model.init {cfg.model.init} holds"
+                               f" {with_article(model.spec.arch)}, the preset trains"
+                               f" {with_article(cfg.model.arch)}")
         differ = {k: (v, model.spec.config.get(k)) for k, v in cfg.model.config.items()
                   if model.spec.config.get(k) != v}
         if differ:
