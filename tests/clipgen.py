@@ -96,11 +96,14 @@ def make_clip(
     metadata: dict[str, str] | None = None,
     content: str = "bars",
     container_format: str | None = None,
+    rotation: int = 0,
+    mirror: bool = False,
 ) -> Path:
     """Write a clip and return its path.
 
     ``pts`` (in ``time_base``, default 1/1000 when given) makes it VFR;
-    ``audio`` True/"aac"/"flac" adds a 440 Hz sine; ``subtitles`` adds two
+    ``rotation`` (degrees counter-clockwise) and ``mirror`` write a display matrix, as
+    phones do; ``audio`` True/"aac"/"flac" adds a 440 Hz sine; ``subtitles`` adds two
     cues (srt in Matroska, mov_text in MP4); ``chapters`` are (start s, end s,
     title). Formats the encoder cannot take directly are written from a planar
     source through swscale (use codec="rawvideo" for any pixel format).
@@ -120,6 +123,8 @@ def make_clip(
         video.time_base = time_base
         if sar is not None:
             ctx.sample_aspect_ratio = sar
+        if rotation or mirror:
+            video.set_display_rotation(rotation, hflip=mirror)
         if colour is not None:
             ctx.colorspace = code_of(MATRIX_NAMES, colour.matrix)
             ctx.color_primaries = code_of(PRIMARIES_NAMES, colour.primaries)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from clipgen import damage_clip, make_audio_only
 from safetensors.torch import load_file, save_file
+from vidsr_process import SLOW_RUN, start_vidsr, temporaries, wait_for
 
 from vidsr.cli import main
 
@@ -291,3 +292,69 @@ def test_json_without_dry_run_is_a_usage_error(source, tmp_path, capsys):
     code, err = run([str(source), str(tmp_path / "o.mkv"), "--json"], capsys)
     assert code == 2 and not (tmp_path / "o.mkv").exists()
     assert_one_error_line(err, "--json goes with --dry-run")
+
+
+def test_exit_codes_usage_2_failure_1_interrupted_128_plus_signal(clip, tmp_path, capsys):
+    src = clip("long.mkv", width=96, height=64, frames=40, content="noise")
+    dst = tmp_path / "o.mkv"
+    # Usage errors: argparse's, in a real process, and vidsr's OptionsError.
+    usage = subprocess.run([sys.executable, "-m", "vidsr", str(src), str(dst), "--scale", "0"],
+                           capture_output=True, text=True, cwd=REPO)
+    assert usage.returncode == 2
+    assert usage.stderr.splitlines()[-1] == ("vidsr: error: argument --scale: must be at"
+                                             " least 1, got 0")
+    for args in ([str(src), str(dst), "--json"],
+                 [str(src), str(dst), "--device", "cpu", "--precision", "fp16"],
+                 [str(src), str(dst), "--codec", "aac"]):
+        assert run(args, capsys)[0] == 2, args
+    assert main(["bench", str(src), "--ffmpeg"]) == 2
+    # Failures: the input, the model, the weights.
+    fifo = tmp_path / "pipe.mkv"
+    os.mkfifo(fifo)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(os.urandom(1024))
+    for args in ([str(tmp_path / "missing.mkv"), str(dst)],
+                 [str(fifo), str(dst)],
+                 [str(src), str(dst), "--model", "nosuch"],
+                 [str(src), str(dst), "--model", str(junk)]):
+        assert run(args, capsys)[0] == 1, args
+    assert not dst.exists()
+    # Interrupted: 128 + the signal's number, as shells report a process a signal ended
+    # (Ctrl-C, SIGINT: 130; see also test_ctrl_c_stops_cleanly_and_leaves_nothing).
+    proc = start_vidsr(src, dst, *SLOW_RUN)
+    wait_for(proc, lambda: temporaries(dst))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM == 143, err
+    assert err.strip() == "vidsr: interrupted by SIGTERM; no output written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.pth", "long.mkv", "pipe.mkv"]
+
+
+def test_messages_read_cleanly(source, tmp_path, capsys):
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "nosuch"], capsys)
+    assert code == 1
+    assert err.startswith("vidsr: error: unknown model 'nosuch' (known: ")
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--codec", "aac"], capsys)
+    assert err == "vidsr: error: 'aac' is an encoder for audio streams, not video ones\n"
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "vdsr", "--weights",
+                     str(ESPCN_X2)], capsys)
+    assert_one_error_line(err, "holds an espcn network, not the vdsr")
+
+
+def test_junk_weights_are_not_offered_the_unsafe_flag(source, tmp_path, capsys):
+    junk = tmp_path / "model.pth"
+    junk.write_bytes(b"<html>404 Not Found</html>\n")  # what a failed download leaves
+    code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", str(junk)], capsys)
+    assert code == 1
+    assert err == (f"vidsr: error: {junk}: not a weights file PyTorch or safetensors can read"
+                   " (neither a zip archive nor a pickle)\n")
+
+
+def test_names_that_look_like_urls_are_local_files(clip, tmp_path, monkeypatch, capsys):
+    clip("made.mkv", frames=3, audio=True).rename(tmp_path / "http:in.mkv")
+    monkeypatch.chdir(tmp_path)
+    code, err = run(["http:in.mkv", "rtmp:out.mkv", "--model", "nearest", "--scale", "2"],
+                    capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["http:in.mkv", "rtmp:out.mkv"]
+    assert (tmp_path / "rtmp:out.mkv").stat().st_size > 0

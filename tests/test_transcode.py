@@ -197,7 +197,7 @@ def test_existing_output_is_never_clobbered_without_overwrite(clip, tmp_path):
 
 def test_output_that_appears_during_the_run_is_not_replaced(tmp_path):
     dst = tmp_path / "out.mkv"
-    from vidsr.transcode import publish
+    from vidsr.io.output_file import publish
 
     tmp = tmp_path / ".out.mkv.vidsr-test.mkv"
     tmp.write_bytes(b"new")
@@ -362,3 +362,11 @@ def test_each_bundled_encoder_writes_a_playable_file(clip, tmp_path, codec, suff
     assert (info.width, info.height) == (128, 96)
     assert info.colour.matrix == "bt709"
     assert [round(t * 1000) for t in video_times(dst)] == pts
+
+
+def test_an_output_that_is_a_device_is_never_replaced(clip, tmp_path):
+    src = clip("in.mkv", frames=2)
+    with pytest.raises(OutputError, match="is not a regular file"):
+        upscale_video(src, Path("/dev/null"), model="nearest", scale=2,
+                      options=TranscodeOptions(progress=False, overwrite=True))
+    assert Path("/dev/null").is_char_device()

@@ -7,9 +7,13 @@ and the other subcommands are dispatched on the first word.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +27,12 @@ log = logging.getLogger("vidsr")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; a stop signal exits 128 + its number, as shells report it
+
+# Signals that stop a run as Ctrl-C does: `docker stop`, `timeout`, `kill` and job schedulers
+# send SIGTERM; a closed terminal sends SIGHUP. (No SIGHUP on Windows.)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 def _encoder_opt(text: str) -> tuple[str, str]:
@@ -31,6 +40,16 @@ def _encoder_opt(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _scale(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +63,7 @@ def _add_model_args(parser: argparse.ArgumentParser, *, default_model: str | Non
         help="model name (see `vidsr models`) or a weights file"
         + (f" (default: {default_model})" if default_model else ""),
     )
-    parser.add_argument("--scale", type=int, help="upscaling factor (default: the model's)")
+    parser.add_argument("--scale", type=_scale, help="upscaling factor (default: the model's)")
     parser.add_argument("--weights", type=Path, help="weights file for the model's architecture")
     parser.add_argument(
         "--allow-unsafe-weights", action="store_true",
@@ -69,6 +88,9 @@ def upscale_parser() -> argparse.ArgumentParser:
                    help="undecodable frames: fail (default) or replace by the previous frame")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--autorotate", action="store_true",
+                   help="turn a rotated picture (phone clips) upright in the pixels instead of"
+                   " keeping its display matrix (always so with --ffmpeg)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the run plan (every decision about the run) and write nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
@@ -101,7 +123,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-workers", type=int,
                    help="on a CPU: batches run at once, each in its own thread"
                         " (default: planned from the cores)")
-    p.add_argument("--codec", default="libx264", help="video encoder (default: libx264)")
+    p.add_argument("--codec", help="video encoder (default: the container's usual one: libx264"
+                   " for .mkv/.mp4/.mov/.ts, libvpx-vp9 for .webm, mpeg4 for .avi, mpeg2video"
+                   " for .mpg)")
     p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
     # Not --preset: that name is kept for vidsr's own presets (model, tiling, codec...).
     p.add_argument("--encoder-preset",
@@ -129,7 +153,8 @@ def _encode_options(args: argparse.Namespace) -> EncodeOptions:
     from vidsr.io.encode import EncodeOptions
 
     return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset,
-                         pix_fmt=args.pix_fmt, encoder_opts=tuple(args.encoder_opt))
+                         pix_fmt=args.pix_fmt, encoder_opts=tuple(args.encoder_opt),
+                         quiet=args.quiet)
 
 
 def run_upscale(args: argparse.Namespace) -> int:
@@ -144,6 +169,7 @@ def run_upscale(args: argparse.Namespace) -> int:
         options=TranscodeOptions(
             on_error=args.on_error, overwrite=args.overwrite,
             progress=False if args.no_progress else None, ffmpeg=args.ffmpeg,
+            autorotate=args.autorotate,
         ),
     )
     if args.dry_run:
@@ -328,6 +354,46 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    if quiet:
+        # SVT-AV1 prints its banner to stderr itself, and reads this when an encoder opens.
+        os.environ.setdefault("SVT_LOG", "1")
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[list[int]]:
+    """While the block runs, the stop signals raise KeyboardInterrupt in the main thread as
+    Ctrl-C does, so a run stops and cleans up the same way; yields the signals received.
+
+    The first interrupts; later ones are only recorded, so that they cannot cut short the
+    cleanup the first started. A signal ignored when vidsr started (``nohup``) or handled
+    by an application that calls :func:`main` is left alone; the block restores the
+    handlers it replaced.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    replaced = {}
+    if threading.current_thread() is threading.main_thread():  # the only thread that may
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                replaced[signum] = signal.signal(signum, interrupt)
+    try:
+        yield received
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+
+
+def _interrupted(received: list[int]) -> int:
+    """Say so and return the exit code: 128 + the signal's number (130 for Ctrl-C)."""
+    by = f" by {signal.Signals(received[0]).name}" if received else ""
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(f"vidsr: interrupted{by}; no output written", file=sys.stderr)
+    return 128 + received[0] if received else EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -340,11 +406,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_parser, run = upscale_parser, run_upscale
     args = make_parser().parse_args(argv)
     _configure_logging(args.debug, args.quiet)
+    with stop_signals_interrupt() as received:
+        return _run_reporting(run, args, received)
+
+
+def _run_reporting(run: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+                   received: list[int]) -> int:
+    """``run(args)``, with every way it can end turned into one line and an exit code."""
     try:
         return run(args)
     except (Cancelled, KeyboardInterrupt):
-        print("vidsr: interrupted; no output written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(received)
     except VidsrError as exc:
         if args.debug:
             log.exception("failed")

@@ -240,6 +240,22 @@ class RunPlan:
                 ("encoder", f"{o.encode.codec}{' ' + options if options else ''},"
                             f" {o.encode.threads or 'auto'} thread(s); {o.container} via {via}"),
             ]
+            if o.display_matrix is not None:
+                rows.append(("display", f"display matrix kept ({self.source.rotation}"
+                                        " degrees counter-clockwise"
+                                        f"{', mirrored' if self.source.mirrored else ''})"
+                             if self.source else "display matrix kept"))
+            if o.turn or o.mirror:
+                rows.append(("display", f"pixels turned upright ({o.turn} degrees clockwise"
+                                        f"{', mirrored' if o.mirror else ''})"))
+            if o.timecode:
+                rows.append(("timecode", o.timecode))
+            if o.field_order not in ("progressive", "unknown"):
+                rows.append(("fields", f"{o.field_order} (interlaced: the fields are upscaled"
+                                       " together)"))
+            if o.start_pts:
+                rows.append(("start", f"timestamps shifted back {o.start_s:.3f} s to start at"
+                                      " the first frame"))
             rows += [("stream", str(copy)) for copy in o.streams]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -289,17 +305,19 @@ def plan_run(
 
 def with_video(
     plan: RunPlan, *, source: VideoInfo, container: av.container.InputContainer,
-    output: Path, encode: EncodeOptions, ffmpeg: str | None = None,
+    output: Path, encode: EncodeOptions, ffmpeg: str | None = None, autorotate: bool = False,
 ) -> RunPlan:
     """``plan`` completed for upscaling ``source`` (open for decoding as ``container``)
-    into ``output``: the output stream, its codec settings and copied streams."""
+    into ``output``: the output stream, its codec settings and copied streams.
+    ``autorotate`` turns the pixels upright instead of keeping the display matrix."""
     encoder_threads = encode.threads
     if plan.on_cpu and not encoder_threads:
         encoder_threads = plan_cpu_threads(plan.machine.cores).encoder
     scale = plan.model.scale
     out = plan_output(source, container, output, width=source.width * scale,
                       height=source.height * scale,
-                      encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg)
+                      encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg,
+                      autorotate=autorotate)
     return replace(plan, source=source, output=out)
 
 

@@ -1,15 +1,12 @@
 """``upscale_video``: wires the decoder, the engine and the encoder for one file.
 
-The output is written under a temporary name beside the target and renamed
-only when complete, so a failed or cancelled run never leaves a half-written
-file under the final name and never touches an existing one.
+The output file is written atomically (:mod:`vidsr.io.output_file`): nothing
+is ever half-written under its final name.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,19 +18,24 @@ from typing import Any
 from tqdm import tqdm
 
 from vidsr.engine import Engine
-from vidsr.errors import OutputError, VidsrError
+from vidsr.errors import VidsrError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.frames import FrameBatch
-from vidsr.io.probe import VideoInfo, check_input_path
+from vidsr.io.output_file import (
+    check_paths,
+    claimed_temporary,
+    publish,
+    remove_orphaned_temporaries,
+)
+from vidsr.io.probe import VideoInfo
 from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming, run_pipeline
 from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video
 
 log = logging.getLogger("vidsr")
-
 
 @dataclass(frozen=True)
 class TranscodeOptions:
@@ -44,6 +46,7 @@ class TranscodeOptions:
     progress: bool | None = None  # None: only when stderr is a terminal
     queue_depth: int = 3
     ffmpeg: str | None = None  # a system ffmpeg to encode with (name or path), or None for PyAV
+    autorotate: bool = False  # turn rotated pictures upright instead of keeping the matrix
 
 
 @dataclass
@@ -72,27 +75,6 @@ class TranscodeResult:
         if self.skipped:
             text += f"; {self.skipped} undecodable frames replaced by their predecessor"
         return text
-
-
-def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse what would lose data before any work starts."""
-    check_input_path(src)
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise OutputError(f"{dst}: output is the input file; choose another output name")
-    if dst.is_dir():
-        raise OutputError(f"{dst}: is a directory; give an output file name")
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
-    if not dst.parent.is_dir():
-        raise OutputError(f"{dst.parent}: output folder does not exist")
-    if not os.access(dst.parent, os.W_OK):
-        raise OutputError(f"{dst.parent}: output folder is not writable")
-
-
-def temporary_output_path(dst: Path) -> Path:
-    """A hidden name beside ``dst``; the same extension makes the muxer pick the same container."""
-    token = secrets.token_hex(4)
-    return dst.with_name(f".{dst.name}.vidsr-{token}{dst.suffix}")
 
 
 def _progress_bar(info: VideoInfo, enabled: bool | None) -> tqdm:
@@ -162,7 +144,8 @@ def _with_video(plan: RunPlan, decoder: Decoder, dst: Path, encode: EncodeOption
                 options: TranscodeOptions) -> RunPlan:
     ffmpeg = find_ffmpeg(options.ffmpeg) if options.ffmpeg is not None else None
     return with_video(plan, source=decoder.info, container=decoder.container, output=dst,
-                      encode=encode or EncodeOptions(), ffmpeg=ffmpeg)
+                      encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
+                      autorotate=options.autorotate)
 
 
 def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder,
@@ -172,30 +155,31 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder,
     assert plan.source is not None and plan.output is not None
     source, output = plan.source, plan.output
     for copy in output.streams:
-        if not copy.copied:
+        if not copy.copied and not copy.carried:
             log.warning("%s: dropping stream %s: %s", source.path, copy.stream, copy.reason)
     log.info("%s", plan.to_text())
     dst = output.path
-    tmp = temporary_output_path(dst)
+    remove_orphaned_temporaries(dst)
     started = time.perf_counter()
-    try:
-        with ExitStack() as stack:
-            # Nothing may fail between building the engine and the `with` that closes it
-            # (its executor's threads and the process's torch threads).
-            runner = stack.enter_context(Engine(model, plan))
-            sink = stack.enter_context(open_sink(tmp, output, source.path))
-            bar = stack.enter_context(_progress_bar(source, options.progress))
-            written, timing = stream_through(runner, decoder, sink, plan,
-                                             depth=options.queue_depth, on_write=bar.update)
-            skipped = decoder.skipped
-        publish(tmp, dst, options.overwrite)
-    except VidsrError as exc:
-        tmp.unlink(missing_ok=True)
-        # Users know the output by its final name, not the temporary one.
-        raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with claimed_temporary(dst) as tmp:
+        try:
+            with ExitStack() as stack:
+                # Nothing may fail between building the engine and the `with` that closes it
+                # (its executor's threads and the process's torch threads).
+                runner = stack.enter_context(Engine(model, plan))
+                sink = stack.enter_context(open_sink(tmp, output, source.path))
+                bar = stack.enter_context(_progress_bar(source, options.progress))
+                written, timing = stream_through(runner, decoder, sink, plan,
+                                                 depth=options.queue_depth, on_write=bar.update)
+                skipped = decoder.skipped
+            publish(tmp, dst, options.overwrite)
+        except VidsrError as exc:
+            tmp.unlink(missing_ok=True)
+            # Users know the output by its final name, not the temporary one.
+            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,
@@ -221,25 +205,3 @@ def stream_through(
     infer = runner.infer_stage(plan.source.colour, plan.output.layout)
     timing = run_pipeline(decoder, [("infer", infer)], write, depth=depth)
     return written, timing
-
-
-def publish(tmp: Path, dst: Path, overwrite: bool) -> None:
-    """Give the finished file its final name in one step.
-
-    Without ``overwrite`` a hard link is used, which fails if ``dst`` appeared
-    while we worked, so a file created meanwhile is never replaced.
-    """
-    if overwrite:
-        os.replace(tmp, dst)
-        return
-    appeared = OutputError(f"{dst}: appeared while upscaling; not replaced (use --overwrite)")
-    try:
-        os.link(tmp, dst)
-    except FileExistsError:
-        raise appeared from None
-    except OSError:  # filesystems without hard links: the check at the start must do
-        if dst.exists():
-            raise appeared from None
-        os.replace(tmp, dst)
-        return
-    tmp.unlink()

@@ -1,4 +1,6 @@
+import os
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from clipgen import make_audio_only, make_clip
@@ -94,3 +96,42 @@ def test_audio_only_file(tmp_path):
     path = make_audio_only(tmp_path / "tone.flac")
     with pytest.raises(InputError, match=r"tone\.flac: has no video stream \(found: audio flac\)"):
         probe(path)
+
+
+_NEEDS_A_REGULAR_FILE = ("vidsr needs a regular file (it reads its input twice: to decode it"
+                         " and to copy its other streams)")
+
+
+def test_a_named_pipe_is_named_not_called_empty(tmp_path):
+    fifo = tmp_path / "live.mkv"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError) as error:
+        probe(fifo)  # never opened: opening a FIFO with no writer would block
+    assert str(error.value) == f"{fifo}: is a named pipe (FIFO); {_NEEDS_A_REGULAR_FILE}"
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_a_device_is_named_not_called_empty():
+    with pytest.raises(InputError) as error:
+        probe("/dev/null")
+    assert str(error.value) == f"/dev/null: is a device file; {_NEEDS_A_REGULAR_FILE}"
+
+
+@pytest.mark.parametrize("name", ["http:clip.mkv", "rtmp:x.mkv", "file:clip.mkv",
+                                  "clip #1?%20.mkv"])
+def test_local_names_that_look_like_urls_are_read_as_local_files(tmp_path, monkeypatch, name):
+    make_clip(tmp_path / "made.mkv", width=64, height=48, frames=3).rename(tmp_path / name)
+    # A different file under the name FFmpeg would read for "file:clip.mkv" without care.
+    make_clip(tmp_path / "clip.mkv", width=32, height=32, frames=1)
+    monkeypatch.chdir(tmp_path)
+    info = probe(name)
+    assert (info.width, info.height, info.path) == (64, 48, Path(name))
+
+
+def test_errors_name_the_users_path_not_a_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("http:junk.mkv").write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(InputError) as error:
+        probe("http:junk.mkv")
+    assert str(error.value).startswith("http:junk.mkv: not a video file FFmpeg can read (")
+    assert "file:" not in str(error.value)

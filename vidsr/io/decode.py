@@ -1,22 +1,27 @@
 """Decode a video stream into :class:`FrameBatch` es of planes.
 
+Timestamps come from a model of the container (:mod:`vidsr.io.timestamps`):
+presentation timestamps where the packets carry them, the packets' time slots
+in ascending order where they carry only their place in the stream (AVI), a
+count at the nominal rate where they carry nothing (raw elementary streams).
+Every frame yielded has a timestamp, and timestamps only go forward.
+
 Damage handling. The decoder runs with ``err_detect=explode`` so a damaged
-frame fails instead of being silently concealed, and every packet's pts is
-remembered until a frame with that pts comes out. Frames leave the decoder in
+frame fails instead of being silently concealed, and every packet's slot is
+remembered until its frame comes out. Frames leave the decoder in
 presentation order, so when a frame with pts ``p`` arrives, any remembered
 pts below ``p`` belongs to a frame that was lost (FFmpeg drops damaged frames
 quietly under frame threading). With ``on_error="fail"`` a lost frame raises
 DecodeError; with ``"skip"`` it is replaced by the previous good frame
 (the first good frame if nothing came before) carrying the lost frame's own
-pts, in its place in presentation order. When a failing packet had no pts
-(raw elementary streams), its replacement gets the previous pts plus one
-nominal frame. Frames that were never demuxed at all (a truncated file)
-cannot be replaced: "fail" raises, "skip" warns and ends early.
+timestamp, in its place in presentation order; a frame the decoder gives back
+after its slot was filled is dropped. A packet the demuxer reads only in part
+(a cut file) or a video that ends well before its header's duration is a
+truncated file: "fail" raises, "skip" warns and ends there.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +35,7 @@ from vidsr.errors import DecodeError, OptionsError
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
 from vidsr.io.probe import VideoInfo, describe, open_input
+from vidsr.io.timestamps import LATE, Timeline, TimestampMode, timestamp_mode
 
 log = logging.getLogger("vidsr")
 
@@ -58,6 +64,7 @@ class Decoder:
         try:
             self.info: VideoInfo = describe(self._container, self.path)
             self._stream = self._container.streams.video[0]
+            self.timestamps: TimestampMode = timestamp_mode(self._container)
             ctx = self._stream.codec_context
             ctx.thread_type = "AUTO"
             ctx.thread_count = threads
@@ -92,7 +99,7 @@ class Decoder:
         shapes = [layout.plane_shape(p, info.width, info.height)
                   for p in range(layout.plane_count)]
         planes: list[np.ndarray] = []
-        pts: list[int | None] = []
+        pts: list[int] = []
         first_index = 0
         for frame, frame_pts in self._frames():
             if not pts:
@@ -109,21 +116,19 @@ class Decoder:
 
     # ------------------------------------------------------------ frames
 
-    def _frames(self) -> Iterator[tuple[av.VideoFrame, int | None]]:
-        """Yield (frame in the layout's format, pts) in presentation order, replacements too."""
+    def _frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
+        """Yield (frame in the layout's format, timestamp) in presentation order, stand-ins
+        for lost frames too."""
         info = self.info
-        step = info.frame_duration
-        pending: list[int] = []  # pts of packets sent whose frame has not come out
-        waiting: list[int | None] = []  # lost before any good frame: replaced by the first one
+        timeline = Timeline(self.timestamps, info.frame_duration)
+        waiting = 0  # lost before any good frame, without a slot: replaced by the first one
         last: av.VideoFrame | None = None
-        last_pts: int | None = None
         packet_no = 0
-        emitted = 0
         for packet in self._packets():
+            key = None
             if packet.size:
                 packet_no += 1
-                if packet.pts is not None:
-                    heapq.heappush(pending, packet.pts)
+                key = timeline.packet(packet)
             try:
                 frames = self._stream.decode(packet)
             except av.FFmpegError as exc:
@@ -133,37 +138,38 @@ class Decoder:
                         f"{_at(packet.pts, info)}: {exc.strerror}") from exc
                 log.warning("%s: skipping undecodable video packet #%d%s: %s", self.path,
                             packet_no, _at(packet.pts, info), exc.strerror)
-                if packet.pts is None:
-                    waiting.append(None)
+                # A pts stream finds the lost slot later, when a frame passes it; a frame
+                # without one (or in a stream without presentation times) is replaced
+                # before the next good frame.
+                if key is None or timeline.mode != "pts":
+                    waiting += 1
                 frames = []
             for frame in frames:
-                frame_pts = frame.pts
-                lost = _pop_below(pending, frame_pts)
+                stand_ins = [timeline.handed(timeline.next_slot()) if timeline.mode == "pts"
+                             else timeline.frame(None)[0] for _ in range(waiting)]
+                waiting = 0
+                stamp, lost = timeline.frame(frame.pts)
+                if stamp is LATE:
+                    # Its slot was filled by a stand-in already: time never goes back.
+                    log.warning("%s: dropping a late frame at pts %s (already replaced)",
+                                self.path, frame.pts)
+                    stamp = None
                 self._check_lost(lost)
                 frame = self._converted(frame)
-                for missing in waiting + lost:
-                    missing_pts = missing if missing is not None else _next(last_pts, step)
-                    yield (last if last is not None else frame), missing_pts
+                for missing in stand_ins + lost:
+                    yield (last if last is not None else frame), missing
                     self.skipped += 1
-                    emitted += 1
-                    last_pts = missing_pts
-                waiting = []
-                if frame_pts is None:
-                    # No timestamps at all (raw streams): count frames at the nominal rate.
-                    frame_pts = _next(last_pts, step) if last_pts is not None else 0
-                yield frame, frame_pts
-                emitted += 1
-                last, last_pts = frame, frame_pts
-        lost = sorted(pending)
+                if stamp is not None:
+                    yield frame, stamp
+                    last = frame
+        lost = timeline.remaining()
         self._check_lost(lost)
         if last is not None:
-            for missing in waiting + lost:
-                missing_pts = missing if missing is not None else _next(last_pts, step)
-                yield last, missing_pts
+            for missing in lost + [None] * waiting:
+                slot = missing if missing is not None else timeline.next_slot()
+                yield last, timeline.handed(slot)
                 self.skipped += 1
-                emitted += 1
-                last_pts = missing_pts
-        self._check_complete(emitted, last_pts)
+        self._check_complete(timeline.last)
 
     def _packets(self) -> Iterator[av.Packet]:
         """Demux the video stream; a read error ends the stream ("skip") or raises ("fail")."""
@@ -183,6 +189,13 @@ class Decoder:
                 yield av.Packet()  # an empty packet flushes the decoder
                 return
             count += 1
+            if packet.is_corrupt:
+                # The demuxer flags a packet it could not read whole: the data ends
+                # mid-packet (a cut file) or the container says it is damaged.
+                problem = f"video packet #{count}{_at(packet.pts, self.info)} is cut off or damaged"
+                if self.on_error == "fail":
+                    raise DecodeError(f"{self.path}: {problem} (file truncated?)")
+                log.warning("%s: %s (file truncated?)", self.path, problem)
             yield packet
 
     def _check_lost(self, lost: list[int]) -> None:
@@ -195,21 +208,21 @@ class Decoder:
             log.warning("%s: replacing undecodable frame%s with the previous one",
                         self.path, _at(pts, self.info))
 
-    def _check_complete(self, emitted: int, last_pts: int | None) -> None:
-        """Catch a file that ends before its header says it should (truncated)."""
+    def _check_complete(self, last_pts: int | None) -> None:
+        """Catch a file whose video ends well before the duration its header states.
+
+        Header frame counts are hints (AVI counts zero-size dropped-frame chunks) and are
+        not checked; a cut file also shows as a damaged last packet (see ``_packets``).
+        """
         info = self.info
-        problem = None
-        if info.frame_count is not None and emitted < info.frame_count:
-            problem = f"ends early: {emitted} of {info.frame_count} frames decoded"
-        elif (info.duration is not None and last_pts is not None and info.average_rate
-              and info.frame_count is None):
-            start = self._stream.start_time or 0
-            end = float((last_pts - start) * info.time_base) + float(1 / info.average_rate)
-            # Two frames of slack: container durations round, and VFR ends vary.
-            if end < info.duration - 2 / float(info.average_rate):
-                problem = f"ends at {end:.3f} s but its header says {info.duration:.3f} s"
-        if problem is None:
+        if info.duration is None or last_pts is None or not info.average_rate:
             return
+        start = self._stream.start_time or 0
+        end = float((last_pts - start) * info.time_base) + float(1 / info.average_rate)
+        # Two frames of slack: container durations round, and VFR ends vary.
+        if end >= info.duration - 2 / float(info.average_rate):
+            return
+        problem = f"ends at {end:.3f} s but its header says {info.duration:.3f} s"
         if self.on_error == "fail":
             raise DecodeError(f"{self.path}: video {problem} (file truncated?)")
         log.warning("%s: video %s (file truncated?)", self.path, problem)
@@ -226,24 +239,6 @@ class Decoder:
         if source.needs_convert or source.layout.pix_fmt != layout.pix_fmt:
             return frame.reformat(format=layout.pix_fmt)
         return frame
-
-
-def _pop_below(pending: list[int], pts: int | None) -> list[int]:
-    """Remove and return the remembered pts below ``pts``; drop ``pts`` itself."""
-    if pts is None:
-        return []
-    lost = []
-    while pending and pending[0] < pts:
-        lost.append(heapq.heappop(pending))
-    if pending and pending[0] == pts:
-        heapq.heappop(pending)
-    return lost
-
-
-def _next(pts: int | None, step: int | None) -> int | None:
-    if pts is None or step is None:
-        return None
-    return pts + step
 
 
 def _at(pts: int | None, info: VideoInfo) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import av
 import av.container
+import numpy as np
 
 from vidsr.errors import EncodeError, OptionsError, OutputError
 from vidsr.io.colour import (
@@ -43,14 +44,16 @@ _NVENC_PRESETS = dict(zip(_PRESET_ORDER, (1, 1, 2, 3, 4, 5, 6, 7, 7, 7), strict=
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    """How the video stream is encoded. ``encoder_opts`` go to the codec as-is."""
+    """How the video stream is encoded. ``encoder_opts`` go to the codec as-is.
+    ``codec`` None: the container's usual one (the output plan picks it)."""
 
-    codec: str = "libx264"
+    codec: str | None = None
     crf: int | None = None
     preset: str | None = None
     pix_fmt: str | None = None
     encoder_opts: tuple[tuple[str, str], ...] = ()
     threads: int = 0
+    quiet: bool = False  # keep encoders that print to stderr themselves (x265) to errors
 
 
 def encoder_formats(codec: str) -> list[str]:
@@ -59,19 +62,22 @@ def encoder_formats(codec: str) -> list[str]:
     except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
         raise OptionsError(f"unknown video encoder {codec!r} (not in this FFmpeg build)") from exc
     if found.type != "video":
-        raise OptionsError(f"{codec!r} is a {found.type} encoder, not a video one")
+        raise OptionsError(f"{codec!r} is an encoder for {found.type} streams, not video ones")
     return [f.name for f in (found.video_formats or [])]
 
 
 def choose_output_layout(codec: str, source_layout: PlaneLayout,
-                         pix_fmt: str | None = None) -> PlaneLayout:
+                         pix_fmt: str | None = None,
+                         formats: list[str] | None = None) -> PlaneLayout:
     """The planar layout the engine should produce for ``codec``.
 
     By default the source's family, subsampling and depth (10-bit stays
     10-bit); when the encoder cannot take that, the nearest format it can, with
     a warning. An explicit ``pix_fmt`` the encoder cannot take is an OptionsError.
+    ``formats``: the encoder's pixel formats where they come from elsewhere (a
+    system ffmpeg); by default the bundled FFmpeg's.
     """
-    formats = encoder_formats(codec)
+    formats = encoder_formats(codec) if formats is None else formats
     if pix_fmt is not None:
         if formats and pix_fmt not in formats:
             raise OptionsError(
@@ -89,8 +95,12 @@ def choose_output_layout(codec: str, source_layout: PlaneLayout,
     return chosen
 
 
-def codec_options(options: EncodeOptions) -> dict[str, str]:
-    """FFmpeg codec options for ``options``: quality and speed mapped per encoder."""
+def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[str, str]:
+    """FFmpeg codec options for ``options``: quality and speed mapped per encoder.
+
+    ``interlaced``: the source's fields stay marked as fields in the bitstream (by the
+    encoders that can code them), so no reader takes the output for progressive.
+    """
     codec, crf, preset = options.codec, options.crf, options.preset
     opts: dict[str, str] = {}
     if codec in ("libx264", "libx264rgb", "libx265"):
@@ -117,11 +127,45 @@ def codec_options(options: EncodeOptions) -> dict[str, str]:
         if preset is not None:
             level = preset[1:] if preset.startswith("p") else preset
             opts["preset"] = f"p{_numbered_preset(codec, level, _NVENC_PRESETS)}"
+    elif codec in _QSCALE_CODECS:
+        # Constant quantiser, as `-q:v N`: their default is a low fixed bitrate.
+        q = min(max(crf, 1), 31) if crf is not None else _DEFAULT_QSCALE
+        opts["flags"] = "+qscale"
+        opts["global_quality"] = str(q * _FF_QP2LAMBDA)
     else:
         if crf is not None or preset is not None:
             log.debug("%s has no crf/preset; ignoring them (use --encoder-opt)", codec)
+    if codec == "libvpx-vp9":
+        # Its defaults are a low fixed bitrate at its slowest speed (2 s a 720p frame).
+        if crf is None:
+            opts.update(crf=str(_DEFAULT_VP9_CRF), b="0")
+        if preset is None:
+            opts.update({"cpu-used": str(_DEFAULT_VP9_CPU_USED), "row-mt": "1"})
+    if interlaced and codec in _FIELD_CODECS:
+        flags = [f for f in opts.get("flags", "").split("+") if f]
+        opts["flags"] = "+" + "+".join([*flags, "ildct", "ilme"])
+    if codec == "libx265" and options.quiet:
+        opts["x265-params"] = "log-level=error"  # x265 writes its banner to stderr itself
     opts.update(dict(options.encoder_opts))
     return opts
+
+
+# Encoders without crf whose quality is a quantiser (1 best .. 31), and what it defaults to.
+_QSCALE_CODECS = frozenset({"mpeg4", "mpeg2video", "mpeg1video", "msmpeg4", "msmpeg4v2",
+                            "h263", "h263p", "flv", "mjpeg"})
+_DEFAULT_QSCALE = 3
+_FF_QP2LAMBDA = 118
+_DEFAULT_VP9_CRF = 31
+_DEFAULT_VP9_CPU_USED = 4
+# Encoders that code interlaced pictures as fields when asked with +ildct.
+_FIELD_CODECS = frozenset({"libx264", "mpeg2video", "mpeg4", "mpeg1video"})
+
+
+def unknown_encoder_options(codec: str, options: dict[str, str]) -> list[str]:
+    """The keys of ``options`` that ``codec`` (bundled FFmpeg) would silently ignore."""
+    known = av.CodecContext.create(codec, "w").supported_options
+    names = {o.name for o in (*known.generic, *known.private)}
+    return [key for key in options if key not in names]
 
 
 def _numbered_preset(codec: str, preset: str, names: dict[str, int]) -> int:
@@ -156,7 +200,8 @@ class Encoder:
         self._closed = False
         try:
             self._stream = self._add_video()
-            self._passthrough = PassThrough(source, self._output, plan.copied_indices)
+            self._passthrough = PassThrough(source, self._output, plan.copied_indices,
+                                            shift_s=plan.start_s)
             self._output.start_encoding()
         except BaseException as exc:
             self.abort()
@@ -181,6 +226,12 @@ class Encoder:
         ctx.color_range = RANGE_FULL if plan.colour.full_range else RANGE_LIMITED
         ctx.thread_count = plan.encode.threads
         ctx.options = dict(plan.codec_options)
+        ctx.field_order = FIELD_ORDER_CODES.get(plan.field_order, 0)
+        if plan.display_matrix is not None:
+            stream.set_display_matrix(list(plan.display_matrix))
+        if plan.timecode:
+            # The muxer writes it its way: a tmcd track in MOV/MP4, a tag in Matroska.
+            stream.metadata["timecode"] = plan.timecode
         log.debug("%s: encoding %dx%d %s with %s %s", self.path, plan.width, plan.height,
                   plan.codec_pix_fmt, plan.encode.codec, ctx.options)
         return stream
@@ -202,7 +253,8 @@ class Encoder:
                               f"expected {self.layout.pix_fmt}")
         plan = self.plan
         for k in range(len(batch)):
-            frame = planes_to_frame([p[k] for p in batch.planes], self.layout)
+            planes = oriented([p[k] for p in batch.planes], plan.turn, plan.mirror)
+            frame = planes_to_frame(planes, self.layout)
             stamp_frame(frame, batch.pts[k], plan)
             if plan.codec_pix_fmt != self.layout.pix_fmt:
                 frame = frame.reformat(format=plan.codec_pix_fmt)
@@ -259,9 +311,30 @@ class Encoder:
             log.debug("%s: closing the abandoned output: %s", self.path, exc)
 
 
+# FFmpeg's AVFieldOrder by name.
+FIELD_ORDER_CODES = {"progressive": 1, "tt": 2, "bb": 3, "tb": 4, "bt": 5}
+
+
+def oriented(planes: list[np.ndarray], turn: int, mirror: bool) -> list[np.ndarray]:
+    """One frame's planes mirrored left to right (if ``mirror``), then turned ``turn``
+    degrees clockwise, as a player shows a picture with that display matrix."""
+    if mirror:
+        planes = [p[:, ::-1] for p in planes]
+    if turn:
+        planes = [np.rot90(p, k=-turn // 90) for p in planes]
+    return [np.ascontiguousarray(p) for p in planes] if (turn or mirror) else planes
+
+
 def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:
-    """Give an output frame its timestamp, duration and colour tags from the plan."""
-    frame.pts = pts - plan.start_pts
+    """Give an output frame its timestamp, duration and colour tags from the plan.
+
+    ``pts`` counts in the source's time base; the frame gets the plan's (the same, or one
+    tick a frame for encoders that insist on it).
+    """
+    shifted = pts - plan.start_pts
+    if plan.time_base != plan.source_time_base:
+        shifted = round(shifted * plan.source_time_base / plan.time_base)
+    frame.pts = shifted
     frame.time_base = plan.time_base
     frame.duration = plan.frame_duration
     frame.colorspace = code_of(MATRIX_NAMES, plan.colour.matrix)

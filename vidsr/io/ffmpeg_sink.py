@@ -20,8 +20,9 @@ from pathlib import Path
 import av
 
 from vidsr.errors import EncodeError, OptionsError
+from vidsr.io.child import killed_with_parent
 from vidsr.io.colour import ColourSpec
-from vidsr.io.encode import stamp_frame
+from vidsr.io.encode import oriented, stamp_frame
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import OutputPlan
 from vidsr.io.pixfmt import planes_to_frame
@@ -50,23 +51,33 @@ def colour_args(colour: ColourSpec) -> list[str]:
 def ffmpeg_command(plan: OutputPlan, path: Path, source: Path) -> list[str]:
     """The ffmpeg command line that writes ``plan``'s output to ``path`` from NUT on stdin."""
     assert plan.ffmpeg is not None
-    command = [plan.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
-               "-f", "nut", "-i", "pipe:0", "-i", str(source), "-map", "0:v:0"]
+    # -copyts: the frames already carry the plan's timestamps; the source's streams get the
+    # same shift as the video instead of ffmpeg's own per-input one.
+    shift = ["-itsoffset", f"{-plan.start_s:.6f}"] if plan.start_s else []
+    command = [plan.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-copyts",
+               "-f", "nut", "-i", "pipe:0", *shift, "-i", f"file:{source.absolute()}",
+               "-map", "0:v:0"]
     for index in plan.copied_indices:
         command += ["-map", f"1:{index}"]
     command += [
         "-map_metadata", "1", "-map_chapters", "1",
         "-c", "copy", "-c:v", plan.encode.codec, "-pix_fmt", plan.codec_pix_fmt,
         "-fps_mode", "passthrough",  # keep every frame's pts: VFR stays VFR
-        "-enc_time_base:v", "-1",  # count in the input's time base, not 1/rate
+        # Count in the plan's time base (the source's, or a tick a frame where the codec
+        # insists), not ffmpeg's 1/rate.
+        "-enc_time_base:v", f"{plan.time_base.numerator}/{plan.time_base.denominator}",
         "-vf", f"setsar={plan.sar.numerator}/{plan.sar.denominator}",
         *colour_args(plan.colour),
     ]
     if plan.encode.threads:
         command += ["-threads:v", str(plan.encode.threads)]
+    if plan.field_order != "unknown":
+        command += ["-field_order:v", plan.field_order]
+    if plan.timecode:
+        command += ["-metadata:s:v:0", f"timecode={plan.timecode}"]
     for key, value in plan.codec_options:
         command += [f"-{key}", value]
-    return [*command, "-f", plan.container, "-y", str(path)]
+    return [*command, "-f", plan.container, "-y", f"file:{path.absolute()}"]
 
 
 class FFmpegEncoder:
@@ -79,7 +90,9 @@ class FFmpegEncoder:
         self._stderr = tempfile.TemporaryFile()
         command = ffmpeg_command(plan, self.path, source)
         log.debug("ffmpeg command: %s", " ".join(command))
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=self._stderr)
+        # Killed with vidsr, even by SIGKILL: an orphaned ffmpeg would keep encoding.
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=self._stderr,
+                                         preexec_fn=killed_with_parent())
         self._closed = False
         try:
             self._container = av.open(self._process.stdin, "w", format="nut")
@@ -99,7 +112,8 @@ class FFmpegEncoder:
         """Send a batch of upscaled frames, each with its source pts."""
         try:
             for k in range(len(batch)):
-                frame = planes_to_frame([p[k] for p in batch.planes], self.layout)
+                planes = oriented([p[k] for p in batch.planes], self.plan.turn, self.plan.mirror)
+                frame = planes_to_frame(planes, self.layout)
                 stamp_frame(frame, batch.pts[k], self.plan)
                 for packet in self._stream.encode(frame):
                     self._container.mux(packet)

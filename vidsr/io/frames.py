@@ -54,11 +54,11 @@ class FrameBatch:
     """A run of consecutive frames as planes.
 
     ``planes[i]`` has shape (N, h_i, w_i); ``pts[k]`` is frame k's timestamp in
-    ``time_base`` units (None where the source had none).
+    ``time_base`` units (the decoder gives every frame one).
     """
 
     planes: list[np.ndarray]
-    pts: list[int | None]
+    pts: list[int]
     time_base: Fraction
     first_index: int
     layout: PlaneLayout

@@ -2,9 +2,15 @@
 
 :class:`OutputPlan` holds every property of the written stream that a sink
 needs: size, planes, the pixel format handed to the encoder, colour tags,
-aspect ratio, timing, codec settings, the container, and which of the source's
-other streams are copied. Both sinks (PyAV and a system ffmpeg) read it and
-derive nothing themselves, so they write the same stream metadata.
+aspect ratio, orientation, timecode, field order, timing, codec settings, the
+container, and which of the source's other streams are copied. Both sinks (PyAV
+and a system ffmpeg) read it and derive nothing themselves, so they write the
+same stream metadata.
+
+Resolving it opens the chosen encoder once on a scratch output of the chosen
+container, so what cannot work (a codec the container cannot hold, an encoder
+that refuses the frame rate, an unknown encoder option) is refused before any
+work starts, not after.
 """
 
 from __future__ import annotations
@@ -20,13 +26,35 @@ import av.container
 
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec, colour_for_layout
-from vidsr.io.encode import EncodeOptions, choose_output_layout, codec_options, encoder_formats
+from vidsr.io.encode import (
+    EncodeOptions,
+    choose_output_layout,
+    codec_options,
+    encoder_formats,
+    unknown_encoder_options,
+)
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.passthrough import StreamCopy, plan_stream_copies
-from vidsr.io.pixfmt import nearest_format
+from vidsr.io.pixfmt import nearest_format, source_format
 from vidsr.io.probe import VideoInfo
+from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
+from vidsr.io.timestamps import stream_start
 
 log = logging.getLogger("vidsr")
+
+# The encoder each container gets when --codec is not given: what its players expect.
+DEFAULT_CODECS = {
+    "webm": "libvpx-vp9",
+    "avi": "mpeg4",  # MPEG-4 Part 2, as Xvid/DivX players read it
+    "mpeg": "mpeg2video",
+    "vob": "mpeg2video",
+    "dvd": "mpeg2video",
+    "svcd": "mpeg2video",
+    "mxf": "mpeg2video",
+}
+FALLBACK_CODEC = "libx264"
+# Muxers that write still images, not a video file.
+_IMAGE_MUXERS = frozenset({"image2", "apng", "gif", "webp"})
 
 
 @dataclass(frozen=True)
@@ -41,11 +69,18 @@ class OutputPlan:
     codec_pix_fmt: str  # what the encoder is given (differs for packed/semi-planar formats)
     colour: ColourSpec  # tags written on the stream and on every frame
     sar: Fraction
-    rate: Fraction  # nominal frame rate (the encoder's framerate field)
-    time_base: Fraction  # every pts the sink writes counts in this
+    rate: Fraction  # the encoder's frame rate
+    source_time_base: Fraction  # the decoded frames' pts count in this
+    time_base: Fraction  # the encoder counts in this (the source's, or 1/rate where it insists)
     frame_duration: int  # one nominal frame in ``time_base`` units
     start_pts: int  # subtracted from every source pts, so the output starts where players expect
-    encode: EncodeOptions
+    start_s: float  # the same shift in seconds, for the copied streams
+    display_matrix: tuple[int, ...] | None  # written on the stream: how players turn the picture
+    turn: int  # degrees the sink turns the pixels clockwise before encoding (0, 90, 180, 270)
+    mirror: bool  # the sink mirrors the pixels left to right (before turning them)
+    timecode: str | None  # written as the video stream's timecode
+    field_order: str  # written on the stream: the source's, never claimed progressive for it
+    encode: EncodeOptions  # codec resolved (the container's default when none was asked)
     codec_options: tuple[tuple[str, str], ...]  # what the encoder is opened with
     sink: str  # "pyav" or "ffmpeg"
     ffmpeg: str | None  # the system ffmpeg's path for the "ffmpeg" sink
@@ -63,26 +98,70 @@ def muxer_for(path: Path) -> str:
 
     try:
         with av.open(_Named(), "w") as probe:
-            return probe.format.name
+            muxer = probe.format.name
     except (av.FFmpegError, ValueError):
         raise OptionsError(f"{path}: no container format for the extension "
                            f"{path.suffix or '(none)'!r}; use e.g. .mkv, .mp4 or .mov") from None
+    if muxer in _IMAGE_MUXERS:
+        raise OptionsError(f"{path}: {path.suffix} is a still-image format, not a video"
+                           " container; use e.g. .mkv, .mp4 or .mov")
+    return muxer
 
 
 def plan_output(
     source: VideoInfo, container: av.container.InputContainer, path: Path, *,
     width: int, height: int, encode: EncodeOptions, ffmpeg: str | None = None,
+    autorotate: bool = False,
 ) -> OutputPlan:
     """Decide the output stream of an upscale of ``source`` (open as ``container``) into
-    ``path`` at ``width`` x ``height``."""
+    ``path`` at ``width`` x ``height``.
+
+    ``ffmpeg``: the system ffmpeg that will encode (None: PyAV). ``autorotate``: turn the
+    pixels upright instead of keeping the display matrix (always so for ffmpeg, whose
+    raw-video input cannot carry a matrix).
+    """
     muxer = muxer_for(path)
-    layout = choose_output_layout(encode.codec, source.layout, encode.pix_fmt)
-    formats = encoder_formats(encode.codec)
+    codec = encode.codec or DEFAULT_CODECS.get(muxer, FALLBACK_CODEC)
+    encode = replace(encode, codec=codec)
+    if ffmpeg is not None:
+        written_codec = check_encoder(ffmpeg, codec)
+        formats = list(encoder_pixel_formats(ffmpeg, codec))
+    else:
+        written_codec, formats = codec, encoder_formats(codec)
+    layout = choose_output_layout(codec, source.layout, encode.pix_fmt, formats)
     codec_pix_fmt = encode.pix_fmt or (
         layout.pix_fmt if not formats or layout.pix_fmt in formats
         else nearest_format(layout, formats))
-    check_frame_size(encode.codec, layout, width, height)
+    turn, mirror, matrix, sar = 0, False, source.display_matrix, source.sar
+    if matrix is not None and (autorotate or ffmpeg is not None):
+        mirror, turn = _upright(matrix, path)
+        matrix = None
+        if turn in (90, 270):
+            width, height, sar = height, width, 1 / sar
+            _check_turnable(layout, turn)
+    check_frame_size(codec, layout, width, height)
+    options = codec_options(encode, interlaced=source.interlaced)
     rate = source.average_rate or Fraction(25)
+    if ffmpeg is None:
+        unknown = unknown_encoder_options(codec, options)
+        if unknown:
+            raise OptionsError(f"{codec} has no option {', '.join(map(repr, unknown))}"
+                               f" (see `ffmpeg -h encoder={codec}`)")
+        time_base, rate = _encoder_timing(path, muxer, codec, width, height, codec_pix_fmt,
+                                          source.time_base, rate, options)
+    else:
+        # The container's codec list is the same in every FFmpeg: ask it with the bundled
+        # encoder of the same codec, then let the system ffmpeg try the rest itself.
+        time_base, rate = _ffmpeg_timing(muxer, written_codec, width, height, codec_pix_fmt,
+                                         source.time_base, rate)
+        trial_encode(ffmpeg, encoder=codec, muxer=muxer, width=width, height=height,
+                     pix_fmt=codec_pix_fmt, rate=rate, options=tuple(options.items()))
+    video = container.streams[source.stream_index]
+    start_pts = stream_start(container, video)
+    if source.interlaced:
+        log.warning("%s: the video is interlaced (%s field first); its fields are upscaled"
+                    " together and will be mixed: deinterlace it first for a clean result",
+                    source.path, "top" if source.field_order in ("tt", "tb") else "bottom")
     return OutputPlan(
         path=path,
         container=muxer,
@@ -92,23 +171,123 @@ def plan_output(
         codec_pix_fmt=codec_pix_fmt,
         # Written on the stream, guessed or not: the output is always tagged.
         colour=replace(colour_for_layout(source.colour, layout, height), tagged=True),
-        sar=source.sar,
+        sar=sar,
         rate=rate,
-        # Frames keep their source pts, so the output counts in the source's time base.
-        time_base=source.time_base,
-        frame_duration=source.frame_duration or max(1, round(1 / (rate * source.time_base))),
-        start_pts=0,
+        source_time_base=source.time_base,
+        time_base=time_base,
+        frame_duration=max(1, round(1 / (rate * time_base))),
+        start_pts=start_pts,
+        start_s=float(start_pts * source.time_base),
+        display_matrix=matrix,
+        turn=turn,
+        mirror=mirror,
+        timecode=source.timecode,
+        field_order=source.field_order,
         encode=encode,
-        codec_options=tuple(codec_options(encode).items()),
+        codec_options=tuple(options.items()),
         sink="pyav" if ffmpeg is None else "ffmpeg",
         ffmpeg=ffmpeg,
         streams=plan_stream_copies(container, source.stream_index, muxer),
     )
 
 
+# How a display matrix is undone in pixels: the signs of its rotation part (m0, m1, m3, m4)
+# -> (mirror left to right first, then turn this many degrees clockwise). The eight ways a
+# picture can be turned and mirrored, each checked against ffmpeg's own autorotation.
+_UPRIGHT = {
+    (1, 0, 0, 1): (False, 0), (-1, 0, 0, 1): (True, 0),
+    (1, 0, 0, -1): (True, 180), (-1, 0, 0, -1): (False, 180),
+    (0, -1, 1, 0): (False, 270), (0, 1, -1, 0): (False, 90),
+    (0, -1, -1, 0): (True, 90), (0, 1, 1, 0): (True, 270),
+}
+
+
+def _upright(matrix: tuple[int, ...], path: Path) -> tuple[bool, int]:
+    def sign(value: int) -> int:
+        return (value > 0) - (value < 0)
+
+    key = (sign(matrix[0]), sign(matrix[1]), sign(matrix[3]), sign(matrix[4]))
+    if key not in _UPRIGHT:
+        raise OptionsError(f"{path}: the source's display matrix turns the picture by a"
+                           " fraction of a right angle; only quarter turns can be applied to"
+                           " the pixels (drop --autorotate and --ffmpeg to keep the matrix)")
+    return _UPRIGHT[key]
+
+
+def _check_turnable(layout: PlaneLayout, turn: int) -> None:
+    if layout.log2_chroma_w != layout.log2_chroma_h:
+        raise OptionsError(
+            f"turning {layout.pix_fmt} pictures by {turn} degrees would swap its chroma"
+            " subsampling; add --pix-fmt yuv420p or yuv444p")
+
+
+def _encoder_timing(
+    path: Path, muxer: str, codec: str, width: int, height: int, pix_fmt: str,
+    time_base: Fraction, rate: Fraction, options: dict[str, str],
+) -> tuple[Fraction, Fraction]:
+    """The time base and frame rate ``codec`` opens with in ``muxer``: the source's time base
+    where it takes it (every pts kept exactly), else one frame per tick at the nearest rate
+    the codec can store (MPEG-1/2, H.263, DV count in frames)."""
+    refusal = _open_refusal(muxer, codec, width, height, pix_fmt, time_base, rate, options)
+    if refusal is None:
+        return time_base, rate
+    rates = av.Codec(codec, "w").frame_rates
+    framed = min(rates, key=lambda r: abs(r - rate)) if rates else rate
+    if _open_refusal(muxer, codec, width, height, pix_fmt, 1 / framed, framed,
+                     options) is None:
+        if framed != rate:
+            log.warning("%s: %s cannot store %.3f fps; writing %.3f fps", path, codec,
+                        float(rate), float(framed))
+        return 1 / framed, framed
+    raise OptionsError(f"{path}: cannot encode {width}x{height} {pix_fmt} with {codec} in"
+                       f" {muxer}: {refusal}")
+
+
+def _ffmpeg_timing(muxer: str, codec: str, width: int, height: int, pix_fmt: str,
+                   time_base: Fraction, rate: Fraction) -> tuple[Fraction, Fraction]:
+    """What :func:`_encoder_timing` finds for the bundled encoder of ``codec``, if there is
+    one (for the container check and the time base); the source's timing otherwise."""
+    try:
+        bundled = av.Codec(codec, "w").name
+    except (ValueError, av.FFmpegError):
+        return time_base, rate
+    if pix_fmt not in encoder_formats(bundled):
+        pix_fmt = nearest_format(source_format(pix_fmt).layout, encoder_formats(bundled))
+    try:
+        return _encoder_timing(Path(muxer), muxer, bundled, width, height, pix_fmt, time_base,
+                               rate, {})
+    except ContainerRefusal:
+        raise
+    except OptionsError:  # the system encoder may well open where the bundled one does not
+        return time_base, rate
+
+
+class ContainerRefusal(OptionsError):
+    """The container cannot hold the codec at all."""
+
+
+def _open_refusal(muxer: str, codec: str, width: int, height: int, pix_fmt: str,
+                  time_base: Fraction, rate: Fraction, options: dict[str, str]) -> str | None:
+    """Why ``codec`` will not open for these frames in a ``muxer`` file, or None."""
+    try:
+        with av.open(io.BytesIO(), "w", format=muxer) as scratch:
+            stream = scratch.add_stream(codec, rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+            stream.codec_context.time_base = time_base
+            stream.time_base = time_base
+            stream.codec_context.options = dict(options)
+            scratch.start_encoding()
+    except av.FFmpegError as exc:  # before ValueError: PyAV's errors are ValueErrors too
+        return exc.strerror or str(exc)
+    except ValueError as exc:  # the muxer's codec list (avformat_query_codec)
+        raise ContainerRefusal(f"{muxer} files cannot hold {codec} video ({exc}); choose"
+                               " another --codec or output extension") from exc
+    return None
+
+
 # Encoders that need whole chroma samples: odd sizes are refused in subsampled formats.
 _EVEN_SIZE_CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "h264_nvenc", "hevc_nvenc",
-                     "av1_nvenc", "prores_ks")
+                     "av1_nvenc", "prores_ks", "mpeg2video", "mpeg4")
 
 
 def check_frame_size(codec: str, layout: PlaneLayout, width: int, height: int) -> None:

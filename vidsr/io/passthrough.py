@@ -51,9 +51,12 @@ class StreamCopy:
     stream: StreamSummary
     copied: bool
     reason: str = ""  # why it is not copied
+    carried: bool = False  # not copied, but what it holds reaches the output another way
 
     def __str__(self) -> str:
-        return f"{self.stream}: " + ("copied" if self.copied else f"dropped ({self.reason})")
+        if self.copied:
+            return f"{self.stream}: copied"
+        return f"{self.stream}: {'carried' if self.carried else 'dropped'} ({self.reason})"
 
 
 def plan_stream_copies(source: av.container.InputContainer, video_index: int,
@@ -65,6 +68,12 @@ def plan_stream_copies(source: av.container.InputContainer, video_index: int,
         if stream.index == video_index:
             continue
         summary = StreamSummary.of(stream)
+        if stream.type == "data" and stream.metadata.get("timecode"):
+            # Copied as a track, a timecode track fails at the trailer; the muxer rebuilds it
+            # from the video stream's timecode (see OutputPlan.timecode).
+            decisions.append(StreamCopy(summary, False, "a timecode track: the timecode is"
+                                        " written with the video stream", carried=True))
+            continue
         reason = _refusal(stream, summary, source, muxer, has_chapters=chapters)
         decisions.append(StreamCopy(summary, reason is None, reason or ""))
     return tuple(decisions)
@@ -94,7 +103,8 @@ class PassThrough:
     """
 
     def __init__(self, source: Path, output: av.container.OutputContainer,
-                 copied: tuple[int, ...]) -> None:
+                 copied: tuple[int, ...], *, shift_s: float = 0.0) -> None:
+        self._shift_s = shift_s  # subtracted from every copied timestamp, as from the video's
         self._source = open_input(source)
         try:
             self._map: dict[int, av.stream.Stream] = {}
@@ -146,9 +156,15 @@ class PassThrough:
             packet = self._held
             stamp = packet.dts if packet.dts is not None else packet.pts
             if seconds is not None and stamp is not None and (
-                    float(stamp * packet.time_base) > seconds):
+                    float(stamp * packet.time_base) - self._shift_s > seconds):
                 return
             self._held = None
+            if self._shift_s:
+                ticks = round(self._shift_s / packet.time_base)
+                if packet.pts is not None:
+                    packet.pts -= ticks
+                if packet.dts is not None:
+                    packet.dts -= ticks
             # mux() rescales from the packet's time base to the new stream's.
             packet.stream = self._map[packet.stream.index]
             output.mux(packet)

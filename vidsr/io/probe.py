@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
+import stat
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -61,6 +64,29 @@ class VideoInfo:
     stream_index: int
     container_format: str
     other_streams: tuple[StreamSummary, ...]
+    # FFmpeg's display matrix (9 ints, 16.16 and 2.30 fixed point) when the picture is
+    # meant to be shown rotated or mirrored (phone clips); None when upright.
+    display_matrix: tuple[int, ...] | None = None
+    timecode: str | None = None  # SMPTE timecode of the first frame, e.g. "01:00:00:00"
+    field_order: str = "unknown"  # progressive, tt, bb, tb, bt or unknown
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+    @property
+    def rotation(self) -> int:
+        """Degrees the picture is turned counter-clockwise for display (0, 90, 180, 270)."""
+        if self.display_matrix is None:
+            return 0
+        m = self.display_matrix
+        return round(-math.degrees(math.atan2(m[1], m[0]))) % 360
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the display matrix also flips the picture."""
+        m = self.display_matrix
+        return m is not None and m[0] * m[4] - m[1] * m[3] < 0
 
     @property
     def frame_count_estimate(self) -> int | None:
@@ -80,20 +106,45 @@ class VideoInfo:
 
 
 def check_input_path(path: Path) -> None:
-    """Raise InputError for a path that cannot be a media file at all."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
+    """Raise InputError for a path that cannot be a media file at all.
+
+    Only a regular file will do: vidsr reads its input twice (once to decode
+    the video, once to copy the other streams), which a pipe or a device
+    cannot replay.
+    """
+    try:
+        status = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from exc
+    if stat.S_ISDIR(status.st_mode):
         raise InputError(f"{path}: is a directory, not a video file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(f"{path}: {_special_file_kind(status.st_mode)}; vidsr needs a regular"
+                         " file (it reads its input twice: to decode it and to copy its other"
+                         " streams)")
+    if status.st_size == 0:
         raise InputError(f"{path}: file is empty")
+
+
+def _special_file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "is a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket"
+    return "is not a regular file"
 
 
 def open_input(path: Path) -> av.container.InputContainer:
     """Open ``path`` for demuxing, with vidsr's messages for the ways that fails."""
     check_input_path(path)
     try:
-        return av.open(str(path), mode="r")
+        # As a file: URL, FFmpeg never takes a local name such as ``http:clip.mp4`` for a
+        # URL; it reads the rest verbatim (no %-decoding), and messages name ``path``.
+        return av.open(f"file:{path.absolute()}", mode="r")
     except av.FFmpegError as exc:
         raise InputError(f"{path}: not a video file FFmpeg can read ({exc.strerror})") from exc
 
@@ -126,6 +177,8 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
         jpeg_range=fmt.jpeg_range,
     )
     sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+    matrix = ctx.coded_side_data.get("display_matrix")
+    timecodes = [s.metadata.get("timecode") for s in (stream, *container.streams)]
     return VideoInfo(
         path=path,
         width=ctx.width,
@@ -142,7 +195,20 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
         stream_index=stream.index,
         container_format=container.format.name,
         other_streams=tuple(s for s in summaries if s.index != stream.index),
+        display_matrix=_upright_or(struct.unpack("<9i", matrix) if matrix else None),
+        timecode=next((t for t in timecodes if t), None),
+        field_order=_FIELD_ORDERS.get(ctx.field_order, "unknown"),
     )
+
+
+# FFmpeg's AVFieldOrder by value.
+_FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+_IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+
+
+def _upright_or(matrix: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """None for a missing or identity display matrix, else the matrix."""
+    return None if matrix is None or tuple(matrix) == _IDENTITY else tuple(matrix)
 
 
 def probe(path: str | Path) -> VideoInfo:

@@ -1,0 +1,118 @@
+"""Where a video stream's frame timestamps come from, and which frames went missing.
+
+Containers keep time in three ways, and a decoder hands frames back in
+presentation order in all of them:
+
+- ``pts``: packets carry presentation timestamps (MP4, MOV, Matroska, MPEG-TS,
+  NUT). A frame comes out with its packet's pts, so a remembered pts below it
+  belongs to a frame the decoder lost, and a frame whose pts is not past the
+  last one handed on is late (its slot was already filled by a stand-in).
+- ``index``: packets carry only their place in the stream (AVI stores one
+  chunk per frame period, zero-size chunks for dropped frames). With B-frames
+  the packet order is not the presentation order, so the pts a decoder copies
+  onto a frame mean nothing; the frames, in presentation order, take the
+  packets' time slots in ascending order instead.
+- ``count``: no timestamps at all (raw .h264, .hevc, .m4v elementary streams):
+  frames are counted at the nominal rate.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Literal
+
+import av.container
+import av.stream
+
+TimestampMode = Literal["pts", "index", "count"]
+
+_AVFMT_NOTIMESTAMPS = 0x0080  # the demuxer's packets carry no timestamps at all
+# Demuxers whose packet timestamps are positions in decode order, not presentation times.
+_INDEX_FORMATS = frozenset({"avi"})
+
+
+def timestamp_mode(container: av.container.InputContainer) -> TimestampMode:
+    """How ``container``'s video packets carry time."""
+    if container.format.flags & _AVFMT_NOTIMESTAMPS:
+        return "count"
+    if container.format.name in _INDEX_FORMATS:
+        return "index"
+    return "pts"
+
+
+LATE = object()  # what :meth:`Timeline.frame` returns for a frame to drop
+
+
+class Timeline:
+    """The timestamps of one stream's frames, from the packets sent to its decoder.
+
+    ``step`` is one nominal frame in the stream's time base (for counting).
+    """
+
+    def __init__(self, mode: TimestampMode, step: int | None) -> None:
+        self.mode = mode
+        self.step = step or 1
+        self._pending: list[int] = []  # time slots of packets whose frame has not come out
+        self.last: int | None = None  # the timestamp last handed on
+
+    def packet(self, packet: av.Packet) -> int | None:
+        """Remember a packet sent to the decoder; its time slot (None when it has none)."""
+        key = packet.dts if self.mode == "index" else packet.pts
+        if key is None:
+            key = packet.pts if self.mode == "index" else packet.dts
+        if key is not None and self.mode != "count":
+            heapq.heappush(self._pending, key)
+        return key
+
+    def forget(self, key: int | None) -> None:
+        """A packet the decoder refused: its slot will not be filled by a frame."""
+        if key is not None and key in self._pending:
+            self._pending.remove(key)
+            heapq.heapify(self._pending)
+
+    def frame(self, frame_pts: int | None) -> tuple[int | object, list[int]]:
+        """The timestamp of the next frame out of the decoder (or :data:`LATE`), and the
+        slots before it whose frames were lost."""
+        if self.mode == "pts" and frame_pts is not None:
+            if self.last is not None and frame_pts <= self.last:
+                self.forget(frame_pts)
+                return LATE, []
+            lost = []
+            while self._pending and self._pending[0] < frame_pts:
+                lost.append(heapq.heappop(self._pending))
+            if self._pending and self._pending[0] == frame_pts:
+                heapq.heappop(self._pending)
+            return self._handed(frame_pts), lost
+        if self._pending:
+            return self._handed(heapq.heappop(self._pending)), []
+        return self._handed(self.next_slot()), []
+
+    def next_slot(self) -> int:
+        """The slot one nominal frame after the last one (0 for the first)."""
+        return 0 if self.last is None else self.last + self.step
+
+    def remaining(self) -> list[int]:
+        """Slots still waiting when the stream ended: frames the decoder never gave back."""
+        lost, self._pending = sorted(self._pending), []
+        return lost
+
+    def _handed(self, stamp: int) -> int:
+        self.last = stamp
+        return stamp
+
+    def handed(self, stamp: int) -> int:
+        """Record ``stamp`` as handed on (a stand-in for a lost frame)."""
+        return self._handed(stamp)
+
+
+def stream_start(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
+    """Where the output's timeline starts, in ``stream``'s time base.
+
+    Players expect a file to start near zero. A source that starts later (an
+    MPEG-TS cut from a broadcast, a camera file) is shifted back by the container's
+    start, so all streams keep their relative timing; a negative start (audio
+    priming) is the container's business and is kept.
+    """
+    if container.start_time is None or container.start_time <= 0:
+        return 0
+    return round(container.start_time / av.time_base / stream.time_base)
