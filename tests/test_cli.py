@@ -358,3 +358,14 @@ def test_names_that_look_like_urls_are_local_files(clip, tmp_path, monkeypatch, 
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["http:in.mkv", "rtmp:out.mkv"]
     assert (tmp_path / "rtmp:out.mkv").stat().st_size > 0
+
+
+@pytest.mark.parametrize("codec", ["libx265", "libsvtav1"])
+def test_quiet_keeps_encoder_banners_off_stderr(clip, tmp_path, capfd, codec, monkeypatch):
+    # x265 and SVT-AV1 write their banners to file descriptor 2 themselves.
+    monkeypatch.delenv("SVT_LOG", raising=False)
+    src = clip("in.mkv", width=64, height=48, frames=3)
+    code = main([str(src), str(tmp_path / "o.mkv"), "--model", "nearest", "--scale", "2",
+                 "--codec", codec, "--no-progress", "-q"])
+    assert code == 0 and (tmp_path / "o.mkv").is_file()
+    assert capfd.readouterr().err == ""
