@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 import av.container
 
+from vidsr.archs.spec import ArchSpec
 from vidsr.devices import resolve_devices
 from vidsr.errors import OptionsError
 from vidsr.io.encode import EncodeOptions
@@ -148,13 +149,9 @@ class ModelPlan:
     """The model as the run sees it (its descriptor, not its weights)."""
 
     name: str
-    arch: str
     scale: int
-    input_space: str
-    pre_upsampled: bool
-    receptive_radius: int | None
-    size_multiple: int
     parameters: int
+    spec: ArchSpec
 
 
 @dataclass(frozen=True)
@@ -200,13 +197,13 @@ class RunPlan:
 
     def to_text(self) -> str:
         """The plan as a table for people."""
-        m, model, tile = self.machine, self.model, self.tile
-        radius = "unknown" if model.receptive_radius is None else str(model.receptive_radius)
+        m, model, spec, tile = self.machine, self.model, self.model.spec, self.tile
+        radius = "unknown" if spec.receptive_radius is None else str(spec.receptive_radius)
         rows = [
             ("machine", m.describe_cpu()
              + (f"; CUDA: {', '.join(m.cuda_devices)}" if m.cuda_devices else "")),
-            ("model", f"{model.name} x{model.scale} ({model.arch}, {model.input_space} input"
-                      f"{', pre-upsampled' if model.pre_upsampled else ''},"
+            ("model", f"{model.name} x{model.scale} ({spec.arch}, {spec.input_space} input"
+                      f"{', pre-upsampled' if spec.pre_upsampled else ''},"
                       f" {model.parameters / 1e6:.2f}M parameters, receptive radius {radius})"),
             ("devices", ", ".join(self.devices)),
             ("precision", f"{self.precision.name}: {self.precision.reason}"),
@@ -333,9 +330,7 @@ def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlappe
     spec = model.spec
     return RunPlan(
         machine=machine,
-        model=ModelPlan(model.name, spec.arch, model.scale, spec.input_space,
-                        spec.pre_upsampled, spec.receptive_radius, spec.size_multiple,
-                        model.parameter_count),
+        model=ModelPlan(model.name, model.scale, model.parameter_count, spec),
         devices=devices,
         precision=precision,
         channels_last=options.channels_last,
