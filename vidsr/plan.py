@@ -23,7 +23,7 @@ from vidsr.archs.spec import ArchSpec
 from vidsr.devices import resolve_devices
 from vidsr.errors import OptionsError
 from vidsr.io.encode import EncodeOptions
-from vidsr.io.output import OutputPlan, plan_output
+from vidsr.io.output import OutputPlan, plan_output, upright_transform
 from vidsr.io.probe import VideoInfo
 from vidsr.machine import Machine, this_machine
 from vidsr.models import SRModel
@@ -238,13 +238,12 @@ class RunPlan:
                             f" {o.encode.threads or 'auto'} thread(s); {o.container} via {via}"),
             ]
             if o.display_matrix is not None:
-                rows.append(("display", f"display matrix kept ({self.source.rotation}"
-                                        " degrees counter-clockwise"
-                                        f"{', mirrored' if self.source.mirrored else ''})"
-                             if self.source else "display matrix kept"))
+                upright = upright_transform(o.display_matrix)
+                rows.append(("display", "display matrix kept" + (
+                    f" (players turn the picture {_turn_text(*upright)} to show it)"
+                    if upright else "")))
             if o.turn or o.mirror:
-                rows.append(("display", f"pixels turned upright ({o.turn} degrees clockwise"
-                                        f"{', mirrored' if o.mirror else ''})"))
+                rows.append(("display", f"pixels turned upright: {_turn_text(o.mirror, o.turn)}"))
             if o.timecode:
                 rows.append(("timecode", o.timecode))
             if o.field_order not in ("progressive", "unknown"):
@@ -256,6 +255,10 @@ class RunPlan:
             rows += [("stream", str(copy)) for copy in o.streams]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _turn_text(mirror: bool, turn: int) -> str:
+    return ("mirrored, then " if mirror else "") + f"{turn} degrees clockwise"
 
 
 def _colour_text(colour: Any) -> str:

@@ -134,7 +134,13 @@ def plan_output(
         else nearest_format(layout, formats))
     turn, mirror, matrix, sar = 0, False, source.display_matrix, source.sar
     if matrix is not None and (autorotate or ffmpeg is not None):
-        mirror, turn = _upright(matrix, path)
+        upright = upright_transform(matrix)
+        if upright is None:
+            raise OptionsError(f"{path}: the source's display matrix turns the picture by a"
+                               " fraction of a right angle; only quarter turns can be applied"
+                               " to the pixels (drop --autorotate and --ffmpeg to keep the"
+                               " matrix)")
+        mirror, turn = upright
         matrix = None
         if turn in (90, 270):
             width, height, sar = height, width, 1 / sar
@@ -202,16 +208,13 @@ _UPRIGHT = {
 }
 
 
-def _upright(matrix: tuple[int, ...], path: Path) -> tuple[bool, int]:
+def upright_transform(matrix: tuple[int, ...]) -> tuple[bool, int] | None:
+    """(mirror first, then turn clockwise by degrees) that shows ``matrix``'s picture
+    upright; None for a turn that is not a quarter turn."""
     def sign(value: int) -> int:
         return (value > 0) - (value < 0)
 
-    key = (sign(matrix[0]), sign(matrix[1]), sign(matrix[3]), sign(matrix[4]))
-    if key not in _UPRIGHT:
-        raise OptionsError(f"{path}: the source's display matrix turns the picture by a"
-                           " fraction of a right angle; only quarter turns can be applied to"
-                           " the pixels (drop --autorotate and --ffmpeg to keep the matrix)")
-    return _UPRIGHT[key]
+    return _UPRIGHT.get((sign(matrix[0]), sign(matrix[1]), sign(matrix[3]), sign(matrix[4])))
 
 
 def _check_turnable(layout: PlaneLayout, turn: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import stat
 import struct
 from dataclasses import dataclass
@@ -74,19 +73,6 @@ class VideoInfo:
     def interlaced(self) -> bool:
         return self.field_order in ("tt", "bb", "tb", "bt")
 
-    @property
-    def rotation(self) -> int:
-        """Degrees the picture is turned counter-clockwise for display (0, 90, 180, 270)."""
-        if self.display_matrix is None:
-            return 0
-        m = self.display_matrix
-        return round(-math.degrees(math.atan2(m[1], m[0]))) % 360
-
-    @property
-    def mirrored(self) -> bool:
-        """Whether the display matrix also flips the picture."""
-        m = self.display_matrix
-        return m is not None and m[0] * m[4] - m[1] * m[3] < 0
 
     @property
     def frame_count_estimate(self) -> int | None:
