@@ -13,7 +13,6 @@ machines without a GPU.
 
 from __future__ import annotations
 
-import logging
 from contextlib import AbstractContextManager, ExitStack
 
 import numpy as np
@@ -22,8 +21,6 @@ import torch
 from vidsr.executors.base import Compute, Flags
 from vidsr.executors.replica import Replica, frames_text
 from vidsr.io.frames import FrameBatch
-
-log = logging.getLogger("vidsr")
 
 
 class Slot:

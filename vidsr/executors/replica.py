@@ -54,9 +54,9 @@ def _round_up(value: int, multiple: int) -> int:
 def _settle(device: torch.device) -> None:
     """Wait until weights just placed on ``device`` are there.
 
-    The dtype and memory-format conversions run as kernels on the stream that was
+    The copy and the memory-format conversion run as kernels on the stream that was
     current, and the slots' streams do not wait on it: their first batch could read
-    half-converted weights.
+    half-placed weights.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from functools import cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +86,19 @@ def code_of(table: dict[int, str], name: str) -> int:
         if known == name:
             return code
     return 2
+
+
+@cache
+def colour_codes(spec: ColourSpec) -> tuple[int, int, int, int]:
+    """FFmpeg's integers for ``spec``: (matrix, range, primaries, transfer)."""
+    return (code_of(MATRIX_NAMES, spec.matrix), RANGE_FULL if spec.full_range else RANGE_LIMITED,
+            code_of(PRIMARIES_NAMES, spec.primaries), code_of(TRANSFER_NAMES, spec.transfer))
+
+
+def tag_colour(target: Any, spec: ColourSpec) -> None:
+    """Write ``spec`` on a codec context or a frame (both name the four fields alike)."""
+    (target.colorspace, target.color_range, target.color_primaries,
+     target.color_trc) = colour_codes(spec)
 
 
 def guess_matrix(height: int, rate: Fraction | None) -> str:

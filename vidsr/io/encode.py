@@ -17,14 +17,7 @@ import av.container
 import numpy as np
 
 from vidsr.errors import EncodeError, OptionsError, OutputError
-from vidsr.io.colour import (
-    MATRIX_NAMES,
-    PRIMARIES_NAMES,
-    RANGE_FULL,
-    RANGE_LIMITED,
-    TRANSFER_NAMES,
-    code_of,
-)
+from vidsr.io.colour import tag_colour
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.passthrough import PassThrough
 from vidsr.io.pixfmt import nearest_format, planes_to_frame, source_format
@@ -220,10 +213,7 @@ class Encoder:
         stream.time_base = plan.time_base
         ctx.framerate = plan.rate
         ctx.sample_aspect_ratio = plan.sar
-        ctx.colorspace = code_of(MATRIX_NAMES, plan.colour.matrix)
-        ctx.color_primaries = code_of(PRIMARIES_NAMES, plan.colour.primaries)
-        ctx.color_trc = code_of(TRANSFER_NAMES, plan.colour.transfer)
-        ctx.color_range = RANGE_FULL if plan.colour.full_range else RANGE_LIMITED
+        tag_colour(ctx, plan.colour)
         ctx.thread_count = plan.encode.threads
         ctx.options = dict(plan.codec_options)
         ctx.field_order = FIELD_ORDER_CODES.get(plan.field_order, 0)
@@ -337,7 +327,4 @@ def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:
     frame.pts = shifted
     frame.time_base = plan.time_base
     frame.duration = plan.frame_duration
-    frame.colorspace = code_of(MATRIX_NAMES, plan.colour.matrix)
-    frame.color_range = RANGE_FULL if plan.colour.full_range else RANGE_LIMITED
-    frame.color_primaries = code_of(PRIMARIES_NAMES, plan.colour.primaries)
-    frame.color_trc = code_of(TRANSFER_NAMES, plan.colour.transfer)
+    tag_colour(frame, plan.colour)

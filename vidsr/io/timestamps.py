@@ -82,10 +82,10 @@ class Timeline:
                 lost.append(heapq.heappop(self._pending))
             if self._pending and self._pending[0] == frame_pts:
                 heapq.heappop(self._pending)
-            return self._handed(frame_pts), lost
+            return self.handed(frame_pts), lost
         if self._pending:
-            return self._handed(heapq.heappop(self._pending)), []
-        return self._handed(self.next_slot()), []
+            return self.handed(heapq.heappop(self._pending)), []
+        return self.handed(self.next_slot()), []
 
     def next_slot(self) -> int:
         """The slot one nominal frame after the last one (0 for the first)."""
@@ -96,13 +96,10 @@ class Timeline:
         lost, self._pending = sorted(self._pending), []
         return lost
 
-    def _handed(self, stamp: int) -> int:
+    def handed(self, stamp: int) -> int:
+        """Record ``stamp`` as the last one handed on (a frame's, or a stand-in's)."""
         self.last = stamp
         return stamp
-
-    def handed(self, stamp: int) -> int:
-        """Record ``stamp`` as handed on (a stand-in for a lost frame)."""
-        return self._handed(stamp)
 
 
 def stream_start(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
