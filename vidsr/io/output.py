@@ -254,8 +254,9 @@ def _ffmpeg_timing(muxer: str, codec: str, width: int, height: int, pix_fmt: str
         bundled = av.Codec(codec, "w").name
     except (ValueError, av.FFmpegError):
         return time_base, rate
-    if pix_fmt not in encoder_formats(bundled):
-        pix_fmt = nearest_format(source_format(pix_fmt).layout, encoder_formats(bundled))
+    formats = encoder_formats(bundled)
+    if formats and pix_fmt not in formats:
+        pix_fmt = nearest_format(source_format(pix_fmt).layout, formats)
     try:
         return _encoder_timing(Path(muxer), muxer, bundled, width, height, pix_fmt, time_base,
                                rate, {})
