@@ -111,6 +111,48 @@ def test_rgb_models_are_scored_on_the_luma_of_their_8bit_output(tmp_path: Path):
     assert report.images[0].ssim == pytest.approx(1.0, abs=1e-12)
 
 
+def _gray_texture(height: int, width: int) -> np.ndarray:
+    # Smooth detail over the whole 0..255 range: what an upscaler can be scored on.
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(3)
+    texture = 127.5 + 90 * np.sin(x / 3.1) * np.cos(y / 4.7) + rng.normal(0, 12, (height, width))
+    return np.clip(np.round(texture), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("model_name", ["bicubic", "espcn", "compact"])
+def test_grayscale_images_are_scored_on_their_own_values(tmp_path: Path, model_name: str):
+    # The same picture stored as one channel and as three equal channels: the RGB copy is
+    # scored on studio-range Y (16..235), the gray one on its own 0..255 values, so every
+    # error is 255/219 larger and the PSNR about 20 log10(255/219) = 1.32 dB lower.
+    gray = _gray_texture(48, 48)
+    (tmp_path / "gray").mkdir()
+    (tmp_path / "rgb").mkdir()
+    Image.fromarray(gray, mode="L").save(tmp_path / "gray" / "t.png")
+    Image.fromarray(np.repeat(gray[..., None], 3, axis=2)).save(tmp_path / "rgb" / "t.png")
+    as_gray = json.loads(run_eval(model_name, tmp_path / "gray", 2, as_json=True))
+    as_rgb = json.loads(run_eval(model_name, tmp_path / "rgb", 2, as_json=True))
+    difference = as_rgb["mean"]["psnr"] - as_gray["mean"]["psnr"]
+    assert difference == pytest.approx(20 * math.log10(255 / 219), abs=0.15)
+
+
+def test_a_gray_image_upscaled_by_bicubic_is_scored_against_its_values(tmp_path: Path):
+    # The figure by hand: the gray HR, its MATLAB-bicubic LR, the bicubic model's upscale.
+    from vidsr.engine import Engine
+    from vidsr.metrics import psnr
+    from vidsr.models import load_model
+    from vidsr.plan import EngineOptions, plan_run
+
+    gray = _gray_texture(40, 36)
+    Image.fromarray(gray, mode="L").save(tmp_path / "t.png")
+    model = load_model("bicubic", scale=2)
+    hr = torch.from_numpy(gray).to(torch.float64)
+    lr = make_lr(torch.from_numpy(gray)[None], 2)
+    with Engine(model, plan_run(model, EngineOptions(precision="fp32"), measuring=True)) as engine:
+        sr = engine.run_network(lr[None].to(torch.float64) / 255)[0, 0].to(torch.float64)
+    expected = psnr((sr * 255).clamp(0, 255), hr, border=2)
+    assert evaluate_folder(model, tmp_path, 2).mean_psnr == pytest.approx(expected, abs=1e-9)
+
+
 # Published bicubic rows on Set5 (SRCNN / VDSR / EDSR tables): (PSNR, SSIM).
 BICUBIC_SET5 = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)}
 
