@@ -1,0 +1,207 @@
+"""Interlaced sources: which field comes first, and bwdif to make progressive frames.
+
+An SR network trained on progressive pictures turns the comb of two woven fields
+into sharp stripes, so interlaced archive footage is deinterlaced before it is
+upscaled. The field order comes from the stream's flag; where the container says
+nothing, FFmpeg's ``idet`` measures it on the first frames. Deinterlacing is
+FFmpeg's ``bwdif`` through a PyAV filter graph: one frame per frame, or one per
+field (the frame rate doubles and each field gets its exact time: the graph
+halves the time base, so no timestamp is rounded).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import av.filter
+import numpy as np
+
+from vidsr.errors import OptionsError
+from vidsr.io.probe import VideoInfo, open_input
+
+log = logging.getLogger("vidsr")
+
+DeinterlaceMode = Literal["auto", "on", "off"]
+FieldOrderChoice = Literal["auto", "tff", "bff"]
+FieldRate = Literal["frame", "field"]
+FieldOrder = Literal["tff", "bff"]
+
+# The stream flags FFmpeg reads (probe's field_order) as the order fields are shown in:
+# "tb" is top coded first but bottom displayed first.
+FLAGGED_ORDER: dict[str, FieldOrder] = {"tt": "tff", "bt": "tff", "bb": "bff", "tb": "bff"}
+MEASURED_FRAMES = 60
+# A pixel is combed when it stands out from both vertical neighbours, in the same
+# direction, by more than this share of the code range.
+COMB_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class FieldCounts:
+    """What ``idet`` (its multi-frame detector) said about the measured frames."""
+
+    tff: int
+    bff: int
+    progressive: int
+    undetermined: int
+
+    @property
+    def interlaced(self) -> bool:
+        """Whether interlaced frames outnumber progressive ones among those it could tell."""
+        return self.tff + self.bff > self.progressive
+
+    @property
+    def order(self) -> FieldOrder:
+        return "tff" if self.tff >= self.bff else "bff"
+
+    def to_text(self) -> str:
+        return (f"idet on {self.tff + self.bff + self.progressive + self.undetermined} frames:"
+                f" {self.tff} tff, {self.bff} bff, {self.progressive} progressive,"
+                f" {self.undetermined} undetermined")
+
+
+@dataclass(frozen=True)
+class DeinterlacePlan:
+    """How a run deinterlaces: the field order, one frame per frame or per field, and why."""
+
+    order: FieldOrder
+    rate: FieldRate
+    reason: str
+
+    def to_text(self) -> str:
+        rate = "a frame per field (double rate)" if self.rate == "field" else "a frame per frame"
+        return f"bwdif, {self.order}, {rate} ({self.reason})"
+
+
+def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES) -> FieldCounts:
+    """Run ``idet`` on the first ``frames`` decoded frames of ``path``'s video."""
+    with open_input(Path(path)) as container:
+        stream = container.streams.video[0]
+        graph: av.filter.Graph | None = None
+        last: dict[str, str] = {}
+        for count, frame in enumerate(container.decode(stream)):
+            if count >= frames:
+                break
+            if graph is None:
+                graph = _graph(frame, stream.time_base or Fraction(1, 90000), "idet", "")
+            graph.push(frame)
+            for out in _pull_all(graph):
+                last = dict(out.metadata)
+        if graph is not None:
+            graph.push(None)
+            for out in _pull_all(graph):
+                last = dict(out.metadata)
+
+    def counted(key: str) -> int:
+        return round(float(last.get(f"lavfi.idet.multiple.{key}", "0")))
+
+    return FieldCounts(counted("tff"), counted("bff"), counted("progressive"),
+                       counted("undetermined"))
+
+
+def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice,
+                     rate: FieldRate) -> DeinterlacePlan | None:
+    """Decide whether and how a source is deinterlaced; None keeps its frames as they are.
+
+    ``auto`` trusts the stream's flag and measures only an unflagged stream; ``on``
+    deinterlaces whatever the flag says (a source wrongly flagged progressive);
+    ``order`` other than ``auto`` overrides the flag and the measurement.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise OptionsError(f"--deinterlace must be auto, on or off, got {mode!r}")
+    if order not in ("auto", "tff", "bff"):
+        raise OptionsError(f"--field-order must be auto, tff or bff, got {order!r}")
+    if rate not in ("frame", "field"):
+        raise OptionsError(f"--deinterlace-rate must be frame or field, got {rate!r}")
+    if mode == "off":
+        return None
+    flagged = FLAGGED_ORDER.get(info.field_order)
+    if mode == "auto" and info.field_order == "progressive":
+        return None
+    if flagged is not None:
+        chosen, reason = flagged, f"the stream is flagged {info.field_order}"
+    else:
+        counts = measure_field_order(info.path)
+        log.info("%s: %s", info.path, counts.to_text())
+        if counts.interlaced:
+            chosen, reason = counts.order, counts.to_text()
+        elif mode == "auto":
+            return None
+        elif order == "auto":
+            raise OptionsError(f"{info.path}: --deinterlace on, but the stream has no field order"
+                               f" and {counts.to_text()}; give --field-order tff or bff")
+        else:
+            chosen, reason = order, "asked"
+    if order != "auto" and order != chosen:
+        chosen, reason = order, f"asked; {reason}"
+    return DeinterlacePlan(chosen, rate, reason)
+
+
+class Deinterlacer:
+    """bwdif over decoded frames: ``push`` a frame, get the progressive frames it completes.
+
+    Output frames carry timestamps in ``time_base``, half the input's: a field is
+    half a frame's duration, so both rates stay exact.
+    """
+
+    def __init__(self, plan: DeinterlacePlan, time_base: Fraction) -> None:
+        self.plan = plan
+        self.time_base = time_base / 2
+        self._in_time_base = time_base
+        self._graph: av.filter.Graph | None = None
+
+    def push(self, frame: av.VideoFrame) -> list[av.VideoFrame]:
+        """Give bwdif one frame; the frames it can now output (none at first: it looks ahead)."""
+        if self._graph is None:
+            mode = "send_field" if self.plan.rate == "field" else "send_frame"
+            self._graph = _graph(frame, self._in_time_base, "bwdif",
+                                 f"mode={mode}:parity={self.plan.order}:deint=all")
+        self._graph.push(frame)
+        return _pull_all(self._graph)
+
+    def flush(self) -> list[av.VideoFrame]:
+        """The frames bwdif still holds at the end of the stream."""
+        if self._graph is None:
+            return []
+        self._graph.push(None)
+        frames = _pull_all(self._graph)
+        self._graph = None
+        return frames
+
+
+def comb_score(luma: np.ndarray, max_value: float = 255.0) -> float:
+    """The share of pixels that are combed: above or below both vertical neighbours.
+
+    A woven frame of moving content scores high; progressive pictures score near 0
+    (only thin horizontal lines count).
+    """
+    values = np.asarray(luma, dtype=np.float64)
+    above, middle, below = values[:-2], values[1:-1], values[2:]
+    step = (COMB_STEP * max_value) ** 2
+    return float(np.mean((middle - above) * (middle - below) > step))
+
+
+def _graph(template: av.VideoFrame, time_base: Fraction, name: str,
+           args: str) -> av.filter.Graph:
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=template.width, height=template.height,
+                              format=template.format.name, time_base=time_base)
+    node = graph.add(name, args)
+    sink = graph.add("buffersink")
+    source.link_to(node)
+    node.link_to(sink)
+    graph.configure()
+    return graph
+
+
+def _pull_all(graph: av.filter.Graph) -> list[av.VideoFrame]:
+    frames = []
+    while True:
+        try:
+            frames.append(graph.pull())
+        except (av.BlockingIOError, av.EOFError):
+            return frames
