@@ -432,3 +432,19 @@ def _best_of[T](repeats: int, work: Callable[[], T]) -> tuple[float, float, T]:
             best = (seconds, cpu, result)
     assert best is not None
     return best
+
+
+def runtime_comparison(reports: list[BenchReport]) -> str:
+    """Several runtimes' reports on one clip side by side, the first as the baseline."""
+    def runtime_of(report: BenchReport) -> str:
+        return f"{report.plan['runtime']['name']} {report.precision}"
+
+    base = reports[0]
+    lines = [f"runtimes   on {base.clip} ({base.frames} frames, {base.size}),"
+             f" against {runtime_of(base)}",
+             "  runtime            model only fps        pipeline fps"]
+    for report in reports:
+        lines.append(f"  {runtime_of(report):<18} {report.model_only_fps:7.2f} ("
+                     f"{report.model_only_fps / base.model_only_fps:4.2f}x)"
+                     f"      {report.fps:7.2f} ({report.fps / base.fps:4.2f}x)")
+    return "\n".join(lines)

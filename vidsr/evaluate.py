@@ -47,6 +47,7 @@ from vidsr.resize import imresize
 if TYPE_CHECKING:
     from vidsr.engine import Engine
     from vidsr.models import SRModel
+    from vidsr.plan import Runtime
     from vidsr.precision import Precision
 
 log = logging.getLogger("vidsr")
@@ -105,17 +106,18 @@ class EvalReport:
             "images": [asdict(score) for score in self.images],
             "mean": {"psnr": self.mean_psnr, "ssim": self.mean_ssim},
         }
-        return json.dumps(_finite_or_none(payload), indent=2)
+        return json.dumps(finite_or_none(payload), indent=2)
 
 
-def _finite_or_none(value: object) -> object:
-    # JSON has no infinity; a perfect reconstruction reports null rather than invalid JSON.
+def finite_or_none(value: object) -> object:
+    """``value`` with every infinite or NaN float as None: JSON has no infinity, so a perfect
+    reconstruction reports null rather than invalid JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
+        return {key: finite_or_none(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_finite_or_none(item) for item in value]
+        return [finite_or_none(item) for item in value]
     return value
 
 
@@ -198,12 +200,14 @@ def evaluate_image(engine: Engine, path: Path, scale: int) -> ImageScore:
 
 
 def evaluate_folder(
-    model: SRModel, folder: Path, scale: int, *, device: str = "cpu", precision: Precision = "fp32"
+    model: SRModel, folder: Path, scale: int, *, device: str = "cpu", precision: Precision = "fp32",
+    runtime: Runtime = "torch", calibration: Path | None = None,
 ) -> EvalReport:
     """PSNR / SSIM of ``model`` on every image in ``folder`` at ``scale``.
 
     fp32 unless asked: the figures must not depend on a device's default precision;
-    ``precision`` shows what a reduced one costs.
+    ``precision`` shows what a reduced one costs. ``runtime`` openvino runs the network
+    on OpenVINO; its int8 is calibrated on ``calibration`` (a clip or an image folder).
     """
     from vidsr.engine import Engine
     from vidsr.plan import EngineOptions, plan_run
@@ -211,7 +215,8 @@ def evaluate_folder(
     if scale != model.scale:
         raise ModelError(f"model {model.name!r} is loaded for x{model.scale}, not x{scale}")
     paths = list_images(Path(folder))
-    plan = plan_run(model, EngineOptions(device=device, precision=precision), measuring=True)
+    plan = plan_run(model, EngineOptions(device=device, precision=precision, runtime=runtime,
+                                         calibration=calibration), measuring=True)
     scores = []
     with Engine(model, plan) as engine:
         for path in paths:
@@ -231,6 +236,8 @@ def run_eval(
     precision: Precision = "fp32",
     as_json: bool = False,
     allow_unsafe: bool = False,
+    runtime: Runtime = "torch",
+    calibration: Path | None = None,
 ) -> str:
     """What ``vidsr eval`` prints: load the model, evaluate ``folder``, format the report.
 
@@ -239,5 +246,6 @@ def run_eval(
     from vidsr.models import load_model
 
     model = load_model(model_name, scale=scale, weights=weights, allow_unsafe=allow_unsafe)
-    report = evaluate_folder(model, Path(folder), model.scale, device=device, precision=precision)
+    report = evaluate_folder(model, Path(folder), model.scale, device=device, precision=precision,
+                             runtime=runtime, calibration=calibration)
     return report.to_json() if as_json else report.to_text()

@@ -30,6 +30,8 @@ from vidsr.models import SRModel
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
 
 ExecutorKind = Literal["auto", "sync", "cpu-workers", "cuda-slots"]
+# torch, or OpenVINO on the CPU (executors/openvino.py); auto measures which is faster once.
+Runtime = Literal["auto", "torch", "openvino"]
 
 # Tiles smaller than this spend more on their overlap than on their core.
 MIN_TILE = 16
@@ -50,7 +52,10 @@ class EngineOptions:
     batches the CPU runs at once, and torch threads for each. ``executor`` forces one
     (``cuda-slots`` on the CPU runs the CUDA path's code on torch's stand-in streams,
     for tests). ``strict`` refuses what would only be warned about (bf16 on a CPU
-    without native bf16).
+    without native bf16). ``runtime``: torch, openvino (CPU only) or auto (OpenVINO
+    where it is installed and measured faster for the model). ``force_int8`` runs int8
+    whatever its measured loss; ``calibration`` is the clip or image folder int8 is
+    calibrated on (default: the run's own clip).
     """
 
     device: str = "auto"
@@ -66,6 +71,9 @@ class EngineOptions:
     cpu_threads: int | None = None
     executor: ExecutorKind = "auto"
     strict: bool = False
+    runtime: Runtime = "torch"
+    force_int8: bool = False
+    calibration: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,36 @@ class CudaSlotsPlan:
         return f"cuda-slots, {self.in_flight} batch(es) in flight per device"
 
 
-ExecutorPlan = SyncPlan | CpuWorkersPlan | CudaSlotsPlan
+@dataclass(frozen=True)
+class OpenVinoPlan:
+    """The network runs on OpenVINO on the CPU: ``workers`` batches at once (OpenVINO
+    streams), each on ``threads`` threads, in ``precision`` (fp32, bf16 or int8).
+    ``calibration``: the clip or image folder int8 is calibrated on."""
+
+    workers: int
+    threads: int
+    precision: str
+    calibration: str | None = None
+    kind: ClassVar[str] = "openvino"
+
+    def describe(self) -> str:
+        text = (f"openvino, {self.workers} stream(s) x {self.threads} thread(s),"
+                f" {self.precision}")
+        return text + (f", calibrated on {self.calibration}" if self.calibration else "")
+
+
+ExecutorPlan = SyncPlan | CpuWorkersPlan | CudaSlotsPlan | OpenVinoPlan
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """What runs the network (torch or openvino) and why."""
+
+    name: str
+    reason: str
+
+
+TORCH_RUNTIME = RuntimeChoice("torch", "the default")
 
 
 @dataclass(frozen=True)
@@ -181,6 +218,7 @@ class RunPlan:
     decoder_threads: int  # 0: FFmpeg picks
     source: VideoInfo | None = None
     output: OutputPlan | None = None
+    runtime: RuntimeChoice = TORCH_RUNTIME
 
     @property
     def on_cpu(self) -> bool:
@@ -206,6 +244,7 @@ class RunPlan:
                       f"{', pre-upsampled' if spec.pre_upsampled else ''},"
                       f" {model.parameters / 1e6:.2f}M parameters, receptive radius {radius})"),
             ("devices", ", ".join(self.devices)),
+            ("runtime", f"{self.runtime.name}: {self.runtime.reason}"),
             ("precision", f"{self.precision.name}: {self.precision.reason}"),
             ("memory", ("channels_last" if self.channels_last else "NCHW")
              + (", torch.compile" if self.compile else "")),
@@ -294,10 +333,10 @@ def plan_run(
     """The plan to run ``model``: devices, precision, executor, batch, tiles.
 
     ``overlapped``: a video run, where decoding and encoding share the CPU with the
-    network (the source and output come next, from :func:`with_video`). Otherwise
-    (``vidsr eval``, training's validation, a VapourSynth clip) every core goes to the
-    network. ``measuring`` allows fp16 on the CPU, slow as it is, so its cost can be
-    measured.
+    network (the source and output come next, from :func:`with_video`; the VapourSynth
+    filter too, whose source filter and encoder share it). Otherwise (``vidsr eval``,
+    training's validation) every core goes to the network. ``measuring`` allows fp16 on
+    the CPU, slow as it is, so its cost can be measured.
     """
     return _plan(model, options or EngineOptions(), machine or this_machine(),
                  overlapped=overlapped, measuring=measuring)
@@ -318,7 +357,11 @@ def with_video(
                       height=source.height * scale,
                       encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg,
                       autorotate=autorotate)
-    return replace(plan, source=source, output=out)
+    executor = plan.executor
+    if (isinstance(executor, OpenVinoPlan) and executor.precision == "int8"
+            and executor.calibration is None):
+        executor = replace(executor, calibration=str(source.path))  # the clip's own frames
+    return replace(plan, source=source, output=out, executor=executor)
 
 
 def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlapped: bool,
@@ -326,10 +369,15 @@ def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlappe
     _check_counts(options)
     devices = _devices(options)
     device_type = devices[0].split(":")[0]
-    measured = model.measured_loss() if options.precision == "auto" else UNMEASURED
+    runtime = _runtime(model, options, devices, machine, overlapped)
+    measured = (model.measured_loss() if options.precision in ("auto", "int8")
+                else UNMEASURED)
     precision = choose_precision(options.precision, device_type, machine, measured,
-                                 strict=options.strict, measuring=measuring)
+                                 strict=options.strict, measuring=measuring,
+                                 runtime=runtime.name, force_int8=options.force_int8)
     executor, decoder_threads = _executor(options, devices, machine, overlapped)
+    if runtime.name == "openvino":
+        executor = _openvino_executor(executor, precision.name, options)
     spec = model.spec
     return RunPlan(
         machine=machine,
@@ -344,7 +392,62 @@ def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlappe
         batch_size=options.batch_size or (1 if device_type == "cpu" else 4),
         tile=_tiles(spec.receptive_radius, options),
         decoder_threads=decoder_threads,
+        runtime=runtime,
     )
+
+
+def _runtime(model: SRModel, options: EngineOptions, devices: tuple[str, ...],
+             machine: Machine, overlapped: bool) -> RuntimeChoice:
+    """torch or openvino, and why. OpenVINO runs on the CPU, a network with weights."""
+    asked = options.runtime
+    if asked == "auto" and options.precision == "int8":
+        asked = "openvino"  # only OpenVINO quantises
+    if asked == "torch":
+        return TORCH_RUNTIME
+    if asked not in ("openvino", "auto"):
+        raise OptionsError(f"unknown runtime {asked!r} (use torch, openvino or auto)")
+    from vidsr.executors import openvino
+
+    problem = None
+    if devices[0] != "cpu":
+        problem = f"OpenVINO runs on the CPU here, not {devices[0]}"
+    elif model.parameter_count == 0:
+        problem = f"{model.name} is an exact resizer with no network to compile"
+    elif not openvino.available():
+        problem = openvino.MISSING
+    if asked == "openvino":
+        if problem:
+            raise OptionsError(f"--runtime openvino: {problem}")
+        return RuntimeChoice("openvino", "asked for")
+    if problem:
+        return RuntimeChoice("torch", f"auto: {problem}")
+    on_torch = choose_precision(options.precision, "cpu", machine, model.measured_loss(),
+                                strict=options.strict)
+    if on_torch.name != "fp32":
+        # The timing compares fp32 with fp32; OpenVINO's bf16 loss is not measured.
+        return RuntimeChoice("torch", f"auto: torch runs {on_torch.name} here, which"
+                                      " OpenVINO's fp32 is not compared with")
+    threads = (options.cpu_threads or
+               (plan_cpu_threads(machine.cores).torch if overlapped else machine.cores))
+    return openvino.faster_runtime(model, threads, machine, options.channels_last)
+
+
+def _openvino_executor(torch_plan: ExecutorPlan, precision: str,
+                       options: EngineOptions) -> OpenVinoPlan:
+    """The OpenVINO executor with the cores the torch executor would have had."""
+    if options.executor not in ("auto", "sync", "cpu-workers"):
+        raise OptionsError(f"the {options.executor} executor runs torch; drop --runtime"
+                           " openvino or the executor")
+    match torch_plan:
+        case CpuWorkersPlan(workers=workers, threads=threads):
+            pass
+        case SyncPlan(threads=threads):
+            workers = 1
+        case _:
+            raise AssertionError(f"OpenVINO planned beside {torch_plan!r}")
+    calibration = str(options.calibration) if options.calibration is not None else None
+    return OpenVinoPlan(workers, threads, precision,
+                        calibration if precision == "int8" else None)
 
 
 def _check_counts(options: EngineOptions) -> None:

@@ -5,6 +5,10 @@ computes it in hardware (bf16 on a CPU with AVX-512 BF16 or AMX, fp16 on CUDA)
 and where ``vidsr eval --precision`` measured that this model's weights lose at
 most :data:`TOLERATED_LOSS_DB` on Set5 with it. Everything else runs in fp32.
 The choice carries its reason, which the run plan prints.
+
+int8 is never automatic: it is post-training quantisation on OpenVINO, asked for
+with ``--precision int8``, and refused for a model whose measured Set5 loss is
+unknown or over :data:`INT8_TOLERATED_LOSS_DB` unless forced.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from vidsr.machine import Machine
 
 log = logging.getLogger("vidsr")
 
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Set5 PSNR a reduced precision may cost and still count as tolerated by a model.
 TOLERATED_LOSS_DB = 0.02
+# What int8 (asked for, never automatic) may cost before the plan refuses it unforced:
+# about what separates two fp32 trainings of one model, invisible in a picture.
+INT8_TOLERATED_LOSS_DB = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,23 +61,38 @@ class PrecisionChoice:
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.name]
+        """torch's dtype for the network; int8 runs on OpenVINO, and what torch still
+        does in an int8 run (padding, the fp32 redo) is fp32."""
+        return DTYPES.get(self.name, torch.float32)
 
 
 def choose_precision(
     requested: str, device_type: str, machine: Machine, measured: MeasuredLoss, *,
-    strict: bool = False, measuring: bool = False,
+    strict: bool = False, measuring: bool = False, runtime: str = "torch",
+    force_int8: bool = False,
 ) -> PrecisionChoice:
-    """Resolve ``requested`` (auto, fp32, fp16, bf16) for a device of ``device_type``.
+    """Resolve ``requested`` (auto, fp32, fp16, bf16, int8) for a device of ``device_type``
+    and the run's ``runtime`` (torch or openvino).
 
-    ``measuring`` (``vidsr eval``) allows fp16 on the CPU, slow as it is there, so
-    its cost can be measured without a GPU. ``strict`` turns the warning about bf16
-    on a CPU without native bf16 into an error.
+    ``measuring`` (``vidsr eval``) allows fp16 on the CPU, slow as it is there, and int8
+    whose loss is not measured yet, so their cost can be measured. ``strict`` turns the
+    warning about bf16 on a CPU without native bf16 into an error. ``force_int8`` runs
+    int8 whatever its measured loss.
     """
+    if requested == "int8":
+        return _int8(runtime, measured, measuring=measuring, force=force_int8)
     if requested == "auto":
+        if runtime == "openvino":
+            # torch's loss figures are for autocast with the picture layers in fp32;
+            # OpenVINO's bf16 casts the whole network, which they do not measure.
+            return PrecisionChoice("fp32", "auto: OpenVINO runs fp32 unless bf16 or int8"
+                                           " is asked for")
         return _automatic(device_type, machine, measured)
     if requested not in DTYPES:
-        raise OptionsError(f"unknown precision {requested!r} (use fp32, fp16 or bf16)")
+        raise OptionsError(f"unknown precision {requested!r} (use fp32, fp16, bf16 or int8)")
+    if runtime == "openvino" and requested == "fp16":
+        raise OptionsError("fp16 is not usable with OpenVINO on the CPU; use --precision"
+                           " bf16, int8 or fp32")
     if device_type == "cpu" and requested == "fp16" and not measuring:
         raise OptionsError("fp16 is not usable on the CPU; use --precision bf16 or fp32")
     if device_type == "cpu" and requested == "bf16" and not machine.native_bf16:
@@ -98,3 +120,29 @@ def _automatic(device_type: str, machine: Machine, measured: MeasuredLoss) -> Pr
     where = "CUDA" if device_type == "cuda" else "native bf16 on this CPU"
     return PrecisionChoice(reduced, f"auto: {where}; costs {loss:.3f} dB on Set5"
                                     f" ({measured.source})")
+
+
+def _int8(runtime: str, measured: MeasuredLoss, *, measuring: bool,
+          force: bool) -> PrecisionChoice:
+    """int8, if the runtime quantises and the measured loss allows it (or it is forced)."""
+    if runtime != "openvino":
+        raise OptionsError("int8 is OpenVINO's post-training quantisation; add --runtime"
+                           " openvino")
+    loss = measured.losses.get("int8")
+    if measuring:
+        return PrecisionChoice("int8", "asked for, to measure its cost")
+    if loss is None:
+        if not force:
+            raise OptionsError(
+                f"int8 is not measured for this model ({measured.source}): measure it with"
+                " `vidsr eval SET5 --runtime openvino --precision int8`, or pass --force-int8")
+        return PrecisionChoice("int8", f"asked for and forced; its loss is not measured"
+                                       f" ({measured.source})")
+    text = f"costs {loss:.3f} dB on Set5 ({measured.source})"
+    if loss > INT8_TOLERATED_LOSS_DB:
+        if not force:
+            raise OptionsError(
+                f"int8 {text}, over the {INT8_TOLERATED_LOSS_DB} dB vidsr allows; use fp32 or"
+                " bf16, or pass --force-int8 to accept the loss")
+        return PrecisionChoice("int8", f"asked for and forced; {text}")
+    return PrecisionChoice("int8", f"asked for; {text}, within {INT8_TOLERATED_LOSS_DB} dB")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vidsr.executors.base import Compute, Done, Executor, Flags, Pending, PendingBatch
+from vidsr.executors.base import Compute, Done, Executor, Flags, Forward, Pending, PendingBatch
 from vidsr.executors.cpu_workers import CpuWorkersExecutor
 from vidsr.executors.cuda_slots import CudaSlotsExecutor
 from vidsr.executors.replica import Replica
@@ -17,15 +17,20 @@ from vidsr.executors.sync import SyncExecutor
 if TYPE_CHECKING:
     from vidsr.plan import ExecutorPlan
 
-__all__ = ["Compute", "Done", "Executor", "Flags", "Pending", "PendingBatch", "Replica",
-           "open_executor"]
+__all__ = ["Compute", "Done", "Executor", "Flags", "Forward", "Pending", "PendingBatch",
+           "Replica", "open_executor"]
 
 
 def open_executor(plan: ExecutorPlan, replicas: tuple[Replica, ...]) -> Executor:
     """The executor ``plan`` names, over ``replicas`` (one per device)."""
-    from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, SyncPlan
+    from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, OpenVinoPlan, SyncPlan
 
     match plan:
+        case OpenVinoPlan():
+            # Imported here: OpenVINO is an optional extra.
+            from vidsr.executors.openvino import OpenVinoExecutor
+
+            return OpenVinoExecutor(replicas[0], plan)
         case CudaSlotsPlan(in_flight=in_flight, cudnn_benchmark=benchmark):
             return CudaSlotsExecutor(replicas, in_flight, benchmark)
         case CpuWorkersPlan(workers=workers, threads=threads):

@@ -2,8 +2,9 @@
 
 An executor decides how batches reach the network: in the caller's thread
 (:mod:`~vidsr.executors.sync`), in CPU worker threads
-(:mod:`~vidsr.executors.cpu_workers`), or in flight on CUDA streams
-(:mod:`~vidsr.executors.cuda_slots`). It never touches colour or tiles: it is
+(:mod:`~vidsr.executors.cpu_workers`), in flight on CUDA streams
+(:mod:`~vidsr.executors.cuda_slots`), or with the forward on OpenVINO
+(:mod:`~vidsr.executors.openvino`, through :data:`Forward`). It never touches colour or tiles: it is
 handed a batch and the ``compute`` that turns the batch's device planes into
 output planes on a :class:`~vidsr.executors.replica.Replica`, and it returns a
 :class:`Pending` whose ``planes()`` waits for the result. A new backend is a new
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 Flags = list[torch.Tensor]
 # compute(replica, device planes, fp32, flags) -> quantised device planes of the output.
 Compute = Callable[["Replica", list[torch.Tensor], bool, Flags], list[torch.Tensor]]
+# forward(padded float32 batch in model space, fp32, flags) -> the network's float32 output:
+# what a runtime other than torch supplies (Replica.use_runtime).
+Forward = Callable[[torch.Tensor, bool, Flags], torch.Tensor]
 
 
 class Pending(Protocol):

@@ -37,7 +37,7 @@ from torch import nn
 from vidsr.archs.spec import ArchSpec
 from vidsr.devices import is_out_of_memory
 from vidsr.errors import OutOfMemoryError
-from vidsr.executors.base import Compute, Flags
+from vidsr.executors.base import Compute, Flags, Forward
 from vidsr.io.frames import FrameBatch
 from vidsr.resize import imresize
 
@@ -85,6 +85,25 @@ class Replica:
         self._lock = threading.Lock()
         self.max_batch: int | None = None  # learned from out-of-memory errors
         self.tile = plan.tile.size  # grows smaller on out-of-memory errors
+        self._runtime: Forward | None = None
+
+    def use_runtime(self, forward: Forward | None) -> None:
+        """Run the network's forward on another runtime (OpenVINO) from now on; ``None``
+        goes back to torch. Padding, tiles, the out-of-memory path and the fp32 redo stay
+        here: ``forward`` only sees padded float32 batches in model space."""
+        self._runtime = forward
+
+    def torch_forward(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
+        """The torch module on a padded batch, in the replica's precision (or fp32)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if fp32 or self.dtype == torch.float32:
+            return self.module(x).float()
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            y = self.module(x)
+        # A device tensor, not a bool: reading it here would wait for the device.
+        flags.append(torch.isfinite(y).all())
+        return y.float()
 
     @property
     def network_scale(self) -> int:
@@ -201,15 +220,8 @@ class Replica:
         return y[..., : h * s, : w * s]
 
     def _forward(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if fp32 or self.dtype == torch.float32:
-            return self.module(x).float()
-        with torch.autocast(self.device.type, dtype=self.dtype):
-            y = self.module(x)
-        # A device tensor, not a bool: reading it here would wait for the device.
-        flags.append(torch.isfinite(y).all())
-        return y.float()
+        runtime = self._runtime
+        return self.torch_forward(x, fp32, flags) if runtime is None else runtime(x, fp32, flags)
 
     def _run_tiled(self, x: torch.Tensor, tile: int, fp32: bool, flags: Flags) -> torch.Tensor:
         """Run overlapping tiles and keep only each tile's core: no seams when the

@@ -1,0 +1,231 @@
+"""The OpenVINO executor: same frames as torch, tiles and odd sizes, the cache, int8 and its
+gate, `--runtime auto`, a clear line without the extra, and `vidsr bench` comparing runtimes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vidsr.archs import create_arch
+from vidsr.bench import BenchOptions, run_bench, runtime_comparison
+from vidsr.cli import main
+from vidsr.engine import Engine
+from vidsr.errors import OptionsError
+from vidsr.export import SAMPLE_CLIP
+from vidsr.io.decode import Decoder
+from vidsr.machine import this_machine
+from vidsr.models import SRModel, load_model
+from vidsr.plan import EngineOptions, OpenVinoPlan, plan_run
+from vidsr.precision import MeasuredLoss, choose_precision
+
+pytest.importorskip("openvino", reason="the OpenVINO executor needs vidsr[openvino]")
+
+FP32_OV = EngineOptions(device="cpu", precision="fp32", runtime="openvino")
+FP32_TORCH = EngineOptions(device="cpu", precision="fp32")
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch) -> Path:
+    """One cache dir for the module: exported networks are shared by its tests."""
+    path = tmp_path_factory.getbasetemp() / "openvino-cache"
+    monkeypatch.setenv("VIDSR_CACHE_DIR", str(path))
+    return path
+
+
+def _tiny_compact(seed: int = 0) -> SRModel:
+    torch.manual_seed(seed)
+    return SRModel.from_module(create_arch("compact", num_feat=8, num_conv=2, scale=2).eval(), 2)
+
+
+def _upscaled(model: SRModel, options: EngineOptions, src: Path,
+              batches: int | None = None) -> list[list[np.ndarray]]:
+    """The engine's output planes for the first ``batches`` batches of two frames of ``src``."""
+    with Decoder(src, batch_size=2) as decoder, Engine(model, plan_run(model, options)) as engine:
+        colour = decoder.info.colour
+        return [engine.upscale_batch(batch, colour, batch.layout).planes
+                for batch, _ in zip(decoder, range(batches or 1 << 30), strict=False)]
+
+
+def _largest_difference(a: list[list[np.ndarray]], b: list[list[np.ndarray]]) -> int:
+    return max(int(np.abs(x.astype(int) - y.astype(int)).max())
+               for planes_a, planes_b in zip(a, b, strict=True)
+               for x, y in zip(planes_a, planes_b, strict=True))
+
+
+def test_frames_of_a_real_clip_equal_torch_within_one_code_value():
+    model = load_model("compact", scale=2)
+    torch_planes = _upscaled(model, FP32_TORCH, SAMPLE_CLIP, batches=1)
+    assert torch_planes[0][0].shape == (2, 720, 1280)
+    assert _largest_difference(_upscaled(model, FP32_OV, SAMPLE_CLIP, batches=1),
+                               torch_planes) <= 1
+
+
+def test_tiles_through_openvino_equal_whole_frames_within_one_code_value(clip):
+    src = clip("moving.mkv", width=64, height=48, frames=4, content="moving")
+    model = load_model("compact", scale=2)
+    torch_planes = _upscaled(model, FP32_TORCH, src)
+    assert torch_planes[0][0].shape == (2, 96, 128) and len(torch_planes) == 2
+    # 24-pixel tiles with the model's overlap: corner, edge and core tiles of other sizes.
+    tiled = EngineOptions(device="cpu", precision="fp32", runtime="openvino", tile=24)
+    assert _largest_difference(_upscaled(model, tiled, src), torch_planes) <= 1
+
+
+def test_odd_sizes_and_tiles_of_a_luma_model_in_model_space():
+    model = load_model("espcn", scale=3)
+    x = torch.rand(2, 1, 37, 29)
+    with Engine.for_model(model, FP32_TORCH) as engine:
+        expected = engine.run_network(x)
+    tiled = EngineOptions(device="cpu", precision="fp32", runtime="openvino", tile=16)
+    with Engine.for_model(model, tiled) as engine:
+        got = engine.run_network(x)
+        shapes = set(engine.executor.network.compiled_shapes)
+    assert got.shape == (2, 1, 111, 87)
+    assert float((got - expected).abs().max()) < 1e-5
+    assert len(shapes) >= 4  # tiles of several sizes, each compiled once
+
+
+def test_network_is_exported_once_per_weights_and_scale(cache):
+    model = _tiny_compact()
+    with Engine.for_model(model, FP32_OV) as engine:
+        first = engine.executor.network.model_path
+    assert first.parent == cache / "openvino" and first.suffix == ".onnx"
+    written = first.stat().st_mtime_ns
+    with Engine.for_model(model, FP32_OV) as engine:
+        assert engine.executor.network.model_path == first
+    assert first.stat().st_mtime_ns == written  # not exported again
+    with Engine.for_model(_tiny_compact(seed=1), FP32_OV) as engine:
+        assert engine.executor.network.model_path != first  # other weights, other file
+
+
+def test_engine_goes_back_to_torch_when_closed():
+    engine = Engine.for_model(_tiny_compact(), FP32_OV)
+    replica, network = engine.replicas[0], engine.executor.network
+    assert engine.run_network(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    assert network.compiled_shapes == [(1, 3, 8, 8)]
+    engine.close()
+    with torch.inference_mode():
+        assert replica.network(torch.rand(1, 3, 6, 6), fp32=False, flags=[]).shape[-1] == 12
+    assert network.compiled_shapes == [(1, 3, 8, 8)]  # torch ran the new size
+
+
+def test_int8_is_calibrated_on_the_clip_cached_and_close_to_fp32(clip, cache):
+    src = clip("calibration.mkv", width=64, height=48, frames=8, content="moving")
+    model = load_model("compact", scale=2)
+    int8 = EngineOptions(device="cpu", precision="int8", runtime="openvino", force_int8=True,
+                         calibration=src)
+    fp32 = _upscaled(model, FP32_OV, src)
+    quantised = _upscaled(model, int8, src)
+    xml = sorted((cache / "openvino").glob("compact-*-int8-*.xml"))
+    assert len(xml) == 1 and xml[0].with_suffix(".bin").is_file()
+    mean = np.mean([np.abs(a.astype(int) - b.astype(int)).mean()
+                    for pa, pb in zip(quantised, fp32, strict=True)
+                    for a, b in zip(pa, pb, strict=True)])
+    assert 0 < mean < 3.0  # quantised (not fp32 again), and close to it
+    written = xml[0].stat().st_mtime_ns
+    assert _largest_difference(_upscaled(model, int8, src), quantised) == 0
+    assert xml[0].stat().st_mtime_ns == written  # quantised once
+
+
+def test_int8_plan_defaults_to_the_clip_itself(clip, capsys):
+    src = clip("in.mkv", width=32, height=32, frames=2)
+    assert main([str(src), str(src.with_name("out.mkv")), "--runtime", "openvino",
+                 "--precision", "int8", "--force-int8", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["runtime"] == {"name": "openvino", "reason": "asked for"}
+    assert plan["executor"]["kind"] == "openvino"
+    assert plan["executor"]["calibration"] == str(src)
+    assert plan["precision"]["name"] == "int8"
+
+
+def test_int8_is_gated_by_its_measured_loss():
+    machine = this_machine()
+
+    def choose(losses: dict[str, float], **flags) -> str:
+        measured = MeasuredLoss(losses, "card test x2")
+        choice = choose_precision("int8", "cpu", machine, measured, runtime="openvino", **flags)
+        return choice.reason
+
+    assert choose({"int8": 0.04}) == "asked for; costs 0.040 dB on Set5 (card test x2)," \
+                                     " within 0.1 dB"
+    with pytest.raises(OptionsError, match=r"int8 costs 0\.250 dB .* over the 0\.1 dB"):
+        choose({"int8": 0.25})
+    assert choose({"int8": 0.25}, force_int8=True).startswith("asked for and forced")
+    with pytest.raises(OptionsError, match="int8 is not measured for this model"):
+        choose({"bf16": 0.0})
+    with pytest.raises(OptionsError, match="add --runtime openvino"):
+        choose_precision("int8", "cpu", machine, MeasuredLoss({"int8": 0.0}, "x"))
+
+
+def test_card_int8_losses_pass_the_gate_where_measured():
+    model = load_model("compact", scale=4)
+    loss = model.measured_loss().losses.get("int8")
+    assert loss is not None  # measured for the card (benchmarks/openvino_bench.py)
+    options = EngineOptions(device="cpu", precision="int8", runtime="openvino")
+    if loss <= 0.1:
+        assert plan_run(model, options).precision.name == "int8"
+    else:
+        with pytest.raises(OptionsError):
+            plan_run(model, options)
+
+
+def test_auto_measures_once_and_keeps_the_choice(cache):
+    model = _tiny_compact()
+    options = EngineOptions(device="cpu", precision="fp32", runtime="auto")
+    plan = plan_run(model, options)
+    assert "measured once and cached" in plan.runtime.reason
+    assert plan.runtime.name in ("torch", "openvino")
+    assert isinstance(plan.executor, OpenVinoPlan) == (plan.runtime.name == "openvino")
+    store = cache / "openvino" / "runtime-choices.json"
+    choices = json.loads(store.read_text())
+    # The stored timing decides from now on: make torch the faster one.
+    for timing in choices.values():
+        timing.update(torch_ms=1.0, openvino_ms=2.0)
+    store.write_text(json.dumps(choices))
+    again = plan_run(model, options)
+    assert again.runtime.name == "torch" and "OpenVINO 2 ms, torch 1 ms" in again.runtime.reason
+    # Where torch would run bf16, fp32 timings do not decide.
+    if this_machine().native_bf16:
+        bf16 = plan_run(load_model("compact", scale=2), EngineOptions(device="cpu",
+                                                                      runtime="auto"))
+        assert bf16.runtime.name == "torch" and "torch runs bf16" in bf16.runtime.reason
+
+
+def test_without_openvino_the_runtime_is_one_clear_line(clip, capsys, monkeypatch):
+    src = clip("in.mkv", width=32, height=32, frames=2)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "openvino" else real(name, *rest))
+    out = src.with_name("out.mkv")
+    assert main([str(src), str(out), "--runtime", "openvino", "--dry-run"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "vidsr: error: --runtime openvino: OpenVINO is not installed"
+        " (pip install 'vidsr[openvino]')"]
+    assert main([str(src), str(out), "--runtime", "auto", "--dry-run"]) == 0
+    assert "runtime    torch: auto: OpenVINO is not installed" in capsys.readouterr().out
+
+
+def test_resizers_and_torch_executors_are_refused():
+    with pytest.raises(OptionsError, match="exact resizer with no network"):
+        plan_run(load_model("nearest", scale=2), FP32_OV)
+    with pytest.raises(OptionsError, match="cuda-slots executor runs torch"):
+        plan_run(_tiny_compact(), EngineOptions(device="cpu", runtime="openvino",
+                                                executor="cuda-slots"))
+
+
+def test_bench_compares_runtimes_on_one_clip(clip):
+    src = clip("bench.mkv", width=32, height=32, frames=4, content="moving")
+    options = BenchOptions(model="compact", scale=2, serial=False)
+    reports = [run_bench(src, options, EngineOptions(device="cpu", precision="fp32",
+                                                     runtime=runtime))
+               for runtime in ("torch", "openvino")]
+    assert [r.plan["runtime"]["name"] for r in reports] == ["torch", "openvino"]
+    assert all(r.frames == 4 and r.model_only_fps > 0 for r in reports)
+    lines = runtime_comparison(reports).splitlines()
+    assert lines[2].split()[:2] == ["torch", "fp32"] and "(1.00x)" in lines[2]
+    ratio = reports[1].model_only_fps / reports[0].model_only_fps
+    assert lines[3].split()[:2] == ["openvino", "fp32"] and f"({ratio:4.2f}x)" in lines[3]

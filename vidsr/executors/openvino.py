@@ -1,0 +1,376 @@
+"""The OpenVINO executor: the network's forward on OpenVINO on the CPU, everything else as usual.
+
+OpenVINO runs convolution networks on Intel and AMD CPUs faster than torch does
+(benchmarks/RESULTS.md). Only the forward moves: the executor installs an
+:class:`OpenVinoNetwork` on the engine's replica (:meth:`Replica.use_runtime`), so
+colour, padding, tiles, frame order and the fp32 redo are the engine's and the
+replica's, exactly as for torch.
+
+- The network is exported to ONNX once per weights and scale (:mod:`vidsr.export`),
+  under the cache dir, keyed by the sha256 of its tensors. Each input size a run
+  meets (whole frames; edge and core tiles) gets the model reshaped to that static
+  size and compiled for the CPU once; OpenVINO's model cache keeps the compiled
+  blobs on disk (``compiled/`` beside the ONNX file), so a later run of the same size
+  skips compiling.
+- Precision: ``f32`` for fp32 (set explicitly: on CPUs with AMX or AVX-512 BF16
+  OpenVINO would otherwise pick bf16 on its own), ``bf16`` for bf16, and int8:
+  NNCF's post-training quantisation, calibrated on frames of the run's clip (or an
+  image folder), cached by weights, scale and calibration source. A reduced-precision
+  batch that goes non-finite is redone by torch in fp32.
+- Threads: the plan's workers become OpenVINO streams, each running one batch on
+  the plan's threads per worker, as the CPU-workers executor does with torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from vidsr.devices import TorchThreads, torch_threads
+from vidsr.download import cache_dir
+from vidsr.errors import OptionsError
+from vidsr.executors.base import Compute, Done, Flags, Pending
+from vidsr.executors.cpu_workers import FuturePending
+from vidsr.executors.replica import Replica
+from vidsr.io.frames import FrameBatch
+
+if TYPE_CHECKING:
+    from vidsr.archs.spec import ArchSpec
+    from vidsr.machine import Machine
+    from vidsr.models import SRModel
+    from vidsr.plan import OpenVinoPlan, RuntimeChoice
+
+log = logging.getLogger("vidsr")
+
+MISSING = "OpenVINO is not installed (pip install 'vidsr[openvino]')"
+# Frames int8 is calibrated on, spread over the clip (or the image folder), and the centre
+# square taken of each: activation ranges need variety, not megapixels.
+CALIBRATION_FRAMES = 32
+CALIBRATION_SIDE = 256
+# Input side of the one-off timing behind --runtime auto.
+PROBE_SIDE = 128
+_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not quantised is f32
+
+
+def available() -> bool:
+    """Whether OpenVINO can be imported here."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _openvino() -> Any:
+    if not available():
+        raise OptionsError(f"--runtime openvino: {MISSING}")
+    import openvino
+
+    return openvino
+
+
+def runtime_cache() -> Path:
+    """Where exported, quantised and compiled networks are kept."""
+    return cache_dir() / "openvino"
+
+
+def weights_key(module: torch.nn.Module, scale: int) -> str:
+    """The cache key of a network: the sha256 of its tensors (shapes and fp32 values, in
+    order) and the scale. Names are left out: a replica wraps its picture layers, which
+    renames their tensors but changes nothing exported."""
+    from vidsr.export import plain_module
+
+    digest = hashlib.sha256()
+    for tensor in plain_module(module).state_dict().values():
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return f"{digest.hexdigest()[:20]}-x{scale}"
+
+
+def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
+    """The network's ONNX file in the cache, exported now if it is not there yet."""
+    from vidsr.export import export_network
+
+    path = runtime_cache() / f"{spec.arch}-{weights_key(module, scale)}.onnx"
+    if not path.is_file():
+        # Written aside and renamed: another run may read the same key at the same time.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        export_network(module, spec, partial)
+        os.replace(partial, path)
+        log.info("exported %s for OpenVINO to %s", spec.arch, path)
+    return path
+
+
+# -- int8 ------------------------------------------------------------------------------------
+
+
+def calibration_key(source: Path) -> str:
+    """Names a calibration source by its path, sizes and modification times."""
+    source = source.resolve()
+    files = sorted(source.iterdir()) if source.is_dir() else [source]
+    digest = hashlib.sha256(str(source).encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
+                       count: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
+    """Up to ``count`` frames of ``source`` (a clip, or a folder of images) spread over it,
+    as the network takes them (centre crop, model space, padded)."""
+    from vidsr.export import frames_to_model, network_input
+    from vidsr.io.images import list_images, read_rgb
+    from vidsr.metrics import rgb_to_y_bt601
+
+    pictures: list[torch.Tensor] = []
+    if source.is_dir():
+        images = list_images(source)
+        for path in images[:: max(1, len(images) // count)][:count]:
+            rgb = read_rgb(path)[None].float() / 255.0
+            pictures.append(rgb if spec.input_space == "rgb"
+                            else (rgb_to_y_bt601(rgb) / 255.0)[:, None].float())
+    else:
+        from vidsr.io.decode import open_source
+
+        with open_source(source, batch_size=1) as decoder:  # a media file or a .vpy script
+            total = decoder.info.frame_count_estimate or count
+            stride = max(1, total // count)
+            for index, batch in enumerate(decoder):
+                if index % stride == 0:
+                    pictures.append(frames_to_model(batch, decoder.info.colour, spec))
+                if len(pictures) >= count:
+                    break
+    samples = []
+    for picture in pictures:
+        h, w = picture.shape[-2:]
+        side = CALIBRATION_SIDE
+        top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        crop = picture[..., top : top + side, left : left + side]
+        samples.append(network_input(crop, spec, scale).numpy())
+    if not samples:
+        raise OptionsError(f"{source}: no frames to calibrate int8 on")
+    return samples
+
+
+@contextlib.contextmanager
+def _errors_only(logger: str) -> Iterator[None]:
+    """Only errors from the library logger ``logger`` inside the block."""
+    log_ = logging.getLogger(logger)
+    saved = log_.level
+    log_.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log_.setLevel(saved)
+
+
+def _onnx_scope(layer: str) -> str:
+    """The prefix torch's TorchScript exporter gives the ONNX nodes of submodule ``layer``:
+    ``body.0`` -> ``/body/body.0/``."""
+    parts = layer.split(".")
+    return re.escape("".join("/" + ".".join(parts[: i + 1]) for i in range(len(parts))) + "/")
+
+
+def int8_model(onnx: Path, source: Path, spec: ArchSpec, scale: int) -> Path:
+    """The network quantised to int8 by NNCF, calibrated on ``source``: cached IR files."""
+    ov = _openvino()
+    # The recipe is in the name: a cached model of another recipe is not this one.
+    recipe = f"mixed{CALIBRATION_FRAMES}x{CALIBRATION_SIDE}"
+    path = onnx.with_name(f"{onnx.stem}-int8-{recipe}-{calibration_key(source)}.xml")
+    if path.is_file() and path.with_suffix(".bin").is_file():
+        return path
+    if importlib.util.find_spec("nncf") is None:
+        raise OptionsError("--precision int8 needs NNCF: pip install 'vidsr[openvino]'")
+    # Importing NNCF loads torch's extension builder, which warns that there is no CUDA.
+    with _errors_only("torch.utils.cpp_extension"):
+        import nncf
+
+    samples = calibration_inputs(source, spec, scale)
+    log.warning("quantising %s to int8 on %d frames of %s (once; cached in %s)", spec.arch,
+                len(samples), source, path.parent)
+    model = ov.Core().read_model(str(onnx))
+    # The layers that read or write the picture stay f32, as they stay fp32 under bf16
+    # (ArchSpec.picture_layers): 8 bits there would hold the picture itself to 256 levels.
+    keep = nncf.IgnoredScope(patterns=[_onnx_scope(name) + ".*" for name in spec.picture_layers],
+                             validate=False)
+    # NNCF draws progress bars and logs on stdout, which belongs to the caller (vspipe's
+    # video, --dry-run's plan); the warning above says what is happening.
+    with _errors_only("nncf"), contextlib.redirect_stdout(io.StringIO()):
+        # MIXED: asymmetric activations, whose ranges after PReLU are not centred.
+        quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
+                                  ignored_scope=keep, preset=nncf.QuantizationPreset.MIXED)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.part.xml")
+    ov.save_model(quantised, str(partial), compress_to_fp16=False)
+    os.replace(partial.with_suffix(".bin"), path.with_suffix(".bin"))
+    os.replace(partial, path)
+    return path
+
+
+# -- the forward -----------------------------------------------------------------------------
+
+
+class OpenVinoNetwork:
+    """The replica's network compiled by OpenVINO, one compiled model per input shape.
+
+    Called as the replica's forward (:data:`~vidsr.executors.base.Forward`) from any
+    number of worker threads: each thread has its own infer requests.
+    """
+
+    def __init__(self, replica: Replica, precision: str, workers: int, threads: int,
+                 calibration: Path | None) -> None:
+        ov = _openvino()
+        self.replica = replica
+        self.precision = precision
+        onnx = onnx_for(replica.module, replica.spec, replica.scale)
+        if precision == "int8":
+            if calibration is None:
+                raise OptionsError("--precision int8 needs frames to calibrate on: pass"
+                                   " --calibration CLIP_OR_IMAGE_FOLDER")
+            onnx = int8_model(onnx, calibration, replica.spec, replica.scale)
+        self.model_path = onnx
+        self._core = ov.Core()
+        self._core.set_property({"CACHE_DIR": str(runtime_cache() / "compiled")})
+        self._config = {"INFERENCE_PRECISION_HINT": _HINTS[precision],
+                        "NUM_STREAMS": workers, "INFERENCE_NUM_THREADS": workers * threads}
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self._lock = threading.Lock()  # guards _compiled
+        self._local = threading.local()  # each thread's infer requests, by shape
+
+    @property
+    def compiled_shapes(self) -> list[tuple[int, ...]]:
+        """The input shapes compiled so far (whole frames, tiles of each size)."""
+        with self._lock:
+            return list(self._compiled)
+
+    def compiled(self, shape: tuple[int, ...]) -> Any:
+        """The network compiled for input ``shape`` (compiled on first use)."""
+        with self._lock:
+            compiled = self._compiled.get(shape)
+            if compiled is None:
+                model = self._core.read_model(str(self.model_path))
+                model.reshape(list(shape))
+                compiled = self._core.compile_model(model, "CPU", self._config)
+                self._compiled[shape] = compiled
+            return compiled
+
+    def __call__(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
+        if fp32 and self.precision != "fp32":
+            return self.replica.torch_forward(x, True, flags)  # the redo of a non-finite batch
+        shape = tuple(x.shape)
+        requests = self._local.__dict__.setdefault("requests", {})
+        request = requests.get(shape)
+        if request is None:
+            request = requests[shape] = self.compiled(shape).create_infer_request()
+        inputs = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        y = torch.from_numpy(request.infer({0: inputs})[0])
+        if self.precision != "fp32":
+            flags.append(torch.isfinite(y).all())
+        return y
+
+
+# -- the executor ----------------------------------------------------------------------------
+
+
+class OpenVinoExecutor:
+    """Batches on ``replica`` with its forward on OpenVINO; ``plan.workers`` at once."""
+
+    def __init__(self, replica: Replica, plan: OpenVinoPlan) -> None:
+        calibration = Path(plan.calibration) if plan.calibration else None
+        self.network = OpenVinoNetwork(replica, plan.precision, plan.workers, plan.threads,
+                                       calibration)
+        self.replica = replica
+        replica.use_runtime(self.network)
+        self.in_flight = plan.workers
+        self._threads = TorchThreads(plan.threads)  # what torch still does: colour, tiles
+        self._pool = (ThreadPoolExecutor(plan.workers, thread_name_prefix="vidsr-openvino")
+                      if plan.workers > 1 else None)
+
+    def submit(self, batch: FrameBatch, compute: Compute) -> Pending:
+        if self._pool is None:
+            return Done(self.replica.run_batch(batch, compute))
+        return FuturePending(self._pool.submit(self.replica.run_batch, batch, compute))
+
+    def close(self) -> None:
+        """End the workers (batches still running finish first); safe to call twice."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.replica.use_runtime(None)
+        self._threads.restore()
+
+
+# -- --runtime auto --------------------------------------------------------------------------
+
+
+def faster_runtime(model: SRModel, threads: int, machine: Machine,
+                   channels_last: bool) -> RuntimeChoice:
+    """torch or OpenVINO, whichever ran ``model`` faster in fp32 on a ``PROBE_SIDE`` square
+    with ``threads`` threads: measured once per weights, scale, CPU and threads, and kept
+    in the cache (``runtime-choices.json``)."""
+    from vidsr.plan import RuntimeChoice
+
+    key = (f"{weights_key(model.module, model.scale)} {machine.cpu} {threads}t"
+           f" {'channels_last' if channels_last else 'nchw'}")
+    store = runtime_cache() / "runtime-choices.json"
+    choices = json.loads(store.read_text()) if store.is_file() else {}
+    timing = choices.get(key)
+    if timing is None:
+        timing = _time_runtimes(model, threads, channels_last)
+        choices[key] = timing
+        store.parent.mkdir(parents=True, exist_ok=True)
+        partial = store.with_name(f".{store.name}.{os.getpid()}.part")
+        partial.write_text(json.dumps(choices, indent=1))
+        os.replace(partial, store)
+    name = "openvino" if timing["openvino_ms"] < timing["torch_ms"] else "torch"
+    return RuntimeChoice(name, f"auto: fp32 on a {PROBE_SIDE}x{PROBE_SIDE} input, OpenVINO"
+                               f" {timing['openvino_ms']:.0f} ms, torch {timing['torch_ms']:.0f}"
+                               f" ms ({threads} thread(s), measured once and cached)")
+
+
+def _time_runtimes(model: SRModel, threads: int, channels_last: bool,
+                   repeats: int = 3) -> dict[str, float]:
+    """Median milliseconds of torch and of OpenVINO on one probe input, interleaved."""
+    from vidsr.export import network_input
+
+    ov = _openvino()
+    spec = model.spec
+    x = network_input(torch.rand(1, spec.channels, PROBE_SIDE, PROBE_SIDE), spec, model.scale)
+    module = copy.deepcopy(model.module).float()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    core = ov.Core()
+    network = core.read_model(str(onnx_for(model.module, spec, model.scale)))
+    network.reshape(list(x.shape))
+    request = core.compile_model(network, "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+        "NUM_STREAMS": 1}).create_infer_request()
+    inputs = x.numpy()
+    torch_input = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    def run_torch() -> None:
+        module(torch_input)
+
+    times: dict[str, list[float]] = {"torch_ms": [], "openvino_ms": []}
+    with torch_threads(threads), torch.inference_mode():
+        run_torch()
+        request.infer({0: inputs})
+        for _ in range(repeats):
+            for name, run in (("torch_ms", run_torch),
+                              ("openvino_ms", lambda: request.infer({0: inputs}))):
+                start = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
