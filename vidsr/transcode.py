@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from vidsr.engine import Engine
 from vidsr.errors import VidsrError
-from vidsr.io.decode import Decoder
+from vidsr.io.decode import Decoder, open_source
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.frames import FrameBatch
@@ -30,6 +30,7 @@ from vidsr.io.output_file import (
     remove_orphaned_temporaries,
 )
 from vidsr.io.probe import VideoInfo
+from vidsr.io.script_source import ScriptSource
 from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming, run_pipeline
@@ -118,7 +119,7 @@ def prepare_upscale(
     engine: EngineOptions | None = None,
     encode: EncodeOptions | None = None,
     options: TranscodeOptions | None = None,
-) -> Iterator[tuple[SRModel, RunPlan, Decoder, TranscodeOptions]]:
+) -> Iterator[tuple[SRModel, RunPlan, Decoder | ScriptSource, TranscodeOptions]]:
     """Check the paths, load the model, open the input for decoding and resolve the plan.
 
     ``model``: a name from ``vidsr models``, a weights file, or a loaded ``SRModel``;
@@ -134,21 +135,22 @@ def prepare_upscale(
         sr_model = load_model(model, scale=scale, weights=weights,
                               allow_unsafe=allow_unsafe_weights)
     plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
-    with Decoder(src, batch_size=plan.batch_size, on_error=options.on_error,
-                 threads=plan.decoder_threads) as decoder:
+    # A VapourSynth script (.vpy) is read by running it: frames and timestamps the same.
+    with open_source(src, batch_size=plan.batch_size, on_error=options.on_error,
+                     threads=plan.decoder_threads) as decoder:
         plan = _with_video(plan, decoder, dst, encode, options)
         yield sr_model, plan, decoder, options
 
 
-def _with_video(plan: RunPlan, decoder: Decoder, dst: Path, encode: EncodeOptions | None,
-                options: TranscodeOptions) -> RunPlan:
+def _with_video(plan: RunPlan, decoder: Decoder | ScriptSource, dst: Path,
+                encode: EncodeOptions | None, options: TranscodeOptions) -> RunPlan:
     ffmpeg = find_ffmpeg(options.ffmpeg) if options.ffmpeg is not None else None
     return with_video(plan, source=decoder.info, container=decoder.container, output=dst,
                       encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
                       autorotate=options.autorotate)
 
 
-def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder,
+def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
              options: TranscodeOptions) -> TranscodeResult:
     """Run ``plan``: ``decoder`` -> the engine -> the plan's sink, into a temporary file
     published under ``plan.output.path`` when complete."""
@@ -167,7 +169,7 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder,
                 # Nothing may fail between building the engine and the `with` that closes it
                 # (its executor's threads and the process's torch threads).
                 runner = stack.enter_context(Engine(model, plan))
-                sink = stack.enter_context(open_sink(tmp, output, source.path))
+                sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
                 bar = stack.enter_context(_progress_bar(source, options.progress))
                 written, timing = stream_through(runner, decoder, sink, plan,
                                                  depth=options.queue_depth, on_write=bar.update)
@@ -187,7 +189,7 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder,
 
 
 def stream_through(
-    runner: Engine, decoder: Decoder, sink: Sink, plan: RunPlan, *, depth: int,
+    runner: Engine, decoder: Decoder | ScriptSource, sink: Sink, plan: RunPlan, *, depth: int,
     on_write: Callable[[int], object] | None = None,
 ) -> tuple[int, StageTiming]:
     """Decode -> upscale -> encode, overlapped in the pipeline's stages; the frames written

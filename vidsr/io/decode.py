@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import av
 import av.container
@@ -36,6 +36,9 @@ from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
 from vidsr.io.probe import VideoInfo, describe, open_input
 from vidsr.io.timestamps import LATE, Timeline, TimestampMode, timestamp_mode
+
+if TYPE_CHECKING:
+    from vidsr.io.script_source import ScriptSource
 
 log = logging.getLogger("vidsr")
 
@@ -77,6 +80,11 @@ class Decoder:
     def container(self) -> av.container.InputContainer:
         """The open input, for the run plan to ask what its other streams are."""
         return self._container
+
+    @property
+    def streams_source(self) -> Path:
+        """The file the sinks copy the other streams from: the input itself."""
+        return self.path
 
     def __enter__(self) -> Decoder:
         return self
@@ -239,6 +247,17 @@ class Decoder:
         if source.needs_convert or source.layout.pix_fmt != layout.pix_fmt:
             return frame.reformat(format=layout.pix_fmt)
         return frame
+
+
+def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
+                threads: int = 0) -> Decoder | ScriptSource:
+    """The frames of ``path`` as batches: a :class:`Decoder` for a media file, a
+    :class:`~vidsr.io.script_source.ScriptSource` for a VapourSynth script (``.vpy``)."""
+    from vidsr.io.script_source import ScriptSource, is_script
+
+    if is_script(path):
+        return ScriptSource(path, batch_size=batch_size)
+    return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads)
 
 
 def _at(pts: int | None, info: VideoInfo) -> str:

@@ -198,8 +198,13 @@ def _upright_or(matrix: tuple[int, ...] | None) -> tuple[int, ...] | None:
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """Describe the first video stream of ``path``; InputError if there is none."""
+    """Describe the first video stream of ``path``; InputError if there is none.
+    A VapourSynth script (``.vpy``) is described by its video output."""
+    from vidsr.io.script_source import is_script, probe_script
+
     path = Path(path)
+    if is_script(path):
+        return probe_script(path)
     with open_input(path) as container:
         return describe(container, path)
 

@@ -1,0 +1,298 @@
+"""``vsvidsr.upscale``: vidsr's models as a VapourSynth filter.
+
+One more front end over vidsr's run plan and engine, not a second engine: the
+keyword arguments become :class:`~vidsr.plan.EngineOptions`, :func:`plan_run`
+decides device, precision, executor, batch and tiles, and an
+:class:`~vidsr.engine.Engine` runs the batches through the plan's executor
+(CPU workers, or CUDA slots with pinned buffers) on its replicas, which own
+padding, tiles, the fp32 redo and the out-of-memory fallback.
+
+Two ways through the engine, by format:
+
+- integer YUV and GRAY (luma and plane-wise models) go through
+  :meth:`Engine.submit`, the transcoder's own path: Y through the network,
+  chroma resized with vidsr's bicubic, code values rounded as the encoder
+  gets them; so ``vidsr clip.vpy`` and a script with vsvidsr give the same
+  frames;
+- float RGB and GRAY (``RGBS``/``RGBH``/``GRAYS``/``GRAYH``) run the replica's
+  network on the planes as they are, unclamped; half-precision planes travel
+  as half precision to the device and back.
+
+VapourSynth requests frames from many threads; :class:`~vsvidsr.gather.Gatherer`
+collects them into batches. Each request runs in its own per-frame
+``std.ModifyFrame`` (one instance serves its requests one at a time), inside a
+``std.FrameEval``, so the requests of all threads reach the gatherer at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import vapoursynth as vs
+
+from vidsr.engine import Engine
+from vidsr.errors import InputError, ModelError, VidsrError
+from vidsr.executors import Flags, Replica
+from vidsr.io.colour import ColourSpec, luma_to_model, model_to_luma
+from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
+from vidsr.models import SRModel, load_model
+from vidsr.plan import EngineOptions, plan_run
+from vidsr.precision import Precision
+from vsvidsr.gather import Gatherer, Request
+
+log = logging.getLogger("vidsr")
+
+# How a format goes through the engine (see the module docstring).
+Route = Literal["codes", "float"]
+# Float GRAY is full-range luma in [0, 1]; luma models see it as studio swing, as the
+# transcoder hands them a full-range file's Y (vidsr.io.colour.luma_to_model).
+_FULL = ColourSpec("bt709", True, "bt709", "bt709")
+_GRAY16 = PlaneLayout("gray", 16, pix_fmt="gray16le")
+
+
+def upscale(
+    clip: vs.VideoNode,
+    model: str | Path | SRModel = "compact",
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    device: str | None = None,
+    precision: Precision | None = None,
+    batch_size: int | None = None,
+    num_streams: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+) -> vs.VideoNode:
+    """Upscale ``clip`` ``scale`` times with a vidsr model; the same models, weights files
+    and run plan as the ``vidsr`` command.
+
+    - ``clip``: RGBS or RGBH for RGB models; GRAYS, GRAYH or integer GRAY/YUV for luma
+      models (Y through the network, chroma resized with vidsr's bicubic) and for the
+      plane-wise references (``nearest``, ``bicubic``). Other formats raise ``vs.Error``
+      naming the ``core.resize`` call that converts them.
+    - ``model``: a name from ``vidsr models`` or a weights file (default ``compact``).
+    - ``scale``: the factor (default: the model's largest).
+    - ``weights``: a weights file for the named model's architecture.
+    - ``device``: ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N``, ``cuda:0,cuda:1``.
+    - ``precision``: ``auto`` (default), ``fp32``, ``fp16``, ``bf16``, as ``vidsr --precision``.
+    - ``batch_size``: frames per batch (default: 1 on a CPU, 4 on CUDA).
+    - ``num_streams``: batches in flight: CUDA slots per device, or CPU workers.
+    - ``tile``, ``tile_overlap``: tile size in pixels (default whole frames, tiles only when
+      memory runs out) and each tile's context (default: the model's receptive radius).
+
+    The result has the same length, frame rate, frame durations and frame properties
+    (matrix, primaries, transfer, range, aspect ratio, field order, scene changes, your
+    own); the frames come back in order, each exactly once.
+    """
+    if not isinstance(clip, vs.VideoNode):
+        raise vs.Error(f"vsvidsr.upscale: clip must be a video clip, not {type(clip).__name__}")
+    try:
+        sr = model if isinstance(model, SRModel) else load_model(model, scale=scale,
+                                                                 weights=weights)
+        route = _route(clip, sr)
+        options = EngineOptions(
+            device=device or "auto", precision=precision or "auto", batch_size=batch_size,
+            tile=tile or 0, tile_overlap=tile_overlap,
+            in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
+        # Overlapped: in a script the source filter, the other filters and the encoder at
+        # the end of vspipe's pipe share the cores with the network, as decoding and
+        # encoding do in a vidsr run; on a CPU that plans workers of few threads, which ran
+        # 3.3x faster (median) than one batch on both cores of a busy 2-core machine
+        # (benchmarks/RESULTS.md).
+        plan = plan_run(sr, options, overlapped=True)
+        engine = Engine(sr, plan)
+    except VidsrError as exc:
+        raise vs.Error(f"vsvidsr.upscale: {_one_line(exc)}") from None
+    log.debug("vsvidsr: %s", plan.to_text().replace("\n", "; "))
+    batches = _Batches(engine, route, _layout(clip.format, route))
+    gatherer = Gatherer(batches.submit, batch_size=plan.batch_size,
+                        in_flight=engine.in_flight, threads=vs.core.num_threads,
+                        last_index=clip.num_frames - 1, on_close=engine.close)
+    frames = _Frames(gatherer, batches.layout, route)
+    # The filter lives as long as VapourSynth holds its callbacks; then the engine goes.
+    weakref.finalize(frames, gatherer.close)
+    core = vs.core
+    scale = sr.scale
+    blank = core.std.BlankClip(clip, width=clip.width * scale, height=clip.height * scale,
+                               keep=True)
+
+    def per_frame(n: int) -> vs.VideoNode:
+        # A new ModifyFrame per request: one instance runs its callbacks one at a time.
+        return core.std.ModifyFrame(blank, clips=[clip, blank], selector=frames.frame)
+
+    return core.std.FrameEval(blank, per_frame, clip_src=[clip, blank])
+
+
+# -- formats ---------------------------------------------------------------------------------
+
+_FLOAT_FORMATS = {"RGBS", "RGBH", "GRAYS", "GRAYH"}
+
+
+def _route(clip: vs.VideoNode, sr: SRModel) -> Route:
+    """Which way ``clip`` goes through the engine; vs.Error for a format the model
+    cannot take, naming the conversion."""
+    fmt = clip.format
+    if fmt is None or not clip.width or not clip.height:
+        raise InputError("the clip changes format or size from frame to frame; vsvidsr"
+                           " needs one (add core.resize.Bicubic(clip, width=..., height=...,"
+                           " format=...))")
+    space = sr.spec.input_space
+    name = fmt.name
+    family = fmt.color_family.name
+    if space == "rgb":
+        if name in ("RGBS", "RGBH"):
+            return "float"
+        hint = ("core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')"
+                " (with the clip's own matrix)" if family == "YUV"
+                else "core.resize.Point(clip, format=vs.RGBS)")
+        raise InputError(f"model {sr.name} works on RGB and takes RGBS or RGBH, not {name};"
+                           f" convert with {hint}")
+    if name.upper() in _FLOAT_FORMATS and (family == "GRAY" or space == "planes"):
+        return "float"
+    if layout_of(fmt) is not None and family in ("YUV", "GRAY"):
+        return "codes"
+    what = "luma" if space == "y" else "each plane"
+    if family == "RGB":
+        hint = "core.resize.Bicubic(clip, format=vs.YUV444P16, matrix_s='709')"
+    elif family == "GRAY":
+        hint = "core.resize.Point(clip, format=vs.GRAYS)"
+    else:
+        hint = "core.resize.Point(clip, format=vs.YUV444P16)"
+    raise InputError(f"model {sr.name} works on {what} and takes GRAYS, GRAYH or 8, 10, 12"
+                       f" or 16-bit GRAY or YUV, not {name}; convert with {hint}")
+
+
+def _layout(fmt: vs.VideoFormat, route: Route) -> PlaneLayout:
+    if route == "codes":
+        layout = layout_of(fmt)
+        assert layout is not None
+        return layout
+    family = "rgb" if fmt.color_family == vs.RGB else "gray"
+    depth = fmt.bits_per_sample
+    pix_fmt = f"{'gbrp' if family == 'rgb' else 'gray'}f{depth}le"
+    # Float planes keep vidsr's plane order (gbrp); ``bit_depth`` is the float's width.
+    return PlaneLayout(family, depth, pix_fmt=pix_fmt)
+
+
+# -- the engine side: batches ------------------------------------------------------------------
+
+
+@dataclass
+class _Batches:
+    """Turns a gathered batch into a FrameBatch and runs it on the engine (in the
+    gatherer's dispatcher thread)."""
+
+    engine: Engine
+    route: Route
+    layout: PlaneLayout
+
+    def submit(self, batch: list[Request]) -> _Handle:
+        planes = [np.stack([req.item[p] for req in batch]) for p in range(len(batch[0].item))]
+        frames = FrameBatch(planes, [req.index for req in batch], Fraction(1),
+                            min(req.index for req in batch), self.layout)
+        if self.route == "codes":
+            pending = self.engine.submit(frames, batch[0].key, self.layout)
+            return _Handle(pending.ready, lambda: pending.result().planes, [], len(batch))
+        compute = partial(_float_compute, spec_space=self.engine.spec.input_space,
+                          half=self.layout.bit_depth == 16)
+        executor_pending = self.engine.executor.submit(frames, compute)
+        return _Handle(executor_pending.ready, executor_pending.planes,
+                       [req.index for req in batch], len(batch))
+
+
+class _Handle:
+    """A submitted batch; ``result()`` gives each frame's planes (or its error)."""
+
+    def __init__(self, ready: Callable[[], bool], planes: Callable[[], list[np.ndarray]],
+                 float_frames: list[int], count: int) -> None:
+        self.ready = ready
+        self._planes = planes
+        # Float output is checked for NaN and Inf (the replica has already redone a
+        # reduced-precision batch in fp32); these are its frame numbers.
+        self._float_frames = float_frames
+        self._count = count
+
+    def result(self) -> Sequence[Any]:
+        planes = self._planes()
+        out: list[Any] = []
+        for i in range(self._count):
+            frame = [p[i] for p in planes]
+            if self._float_frames and not all(np.isfinite(p).all() for p in frame):
+                out.append(ModelError(f"the model gave non-finite values (NaN or Inf) on"
+                                      f" frame {self._float_frames[i]}, in fp32 too"))
+            else:
+                out.append(frame)
+        return out
+
+
+def _float_compute(replica: Replica, planes: list[torch.Tensor], fp32: bool, flags: Flags, *,
+                   spec_space: str, half: bool) -> list[torch.Tensor]:
+    """Float planes (gbrp order) on the device -> upscaled float planes, unclamped."""
+    floats = [p.float() for p in planes]
+    net = partial(replica.network, fp32=fp32, flags=flags)
+    if spec_space == "rgb":
+        g, b, r = floats
+        y = net(torch.stack((r, g, b), dim=1))
+        out = [y[:, 1], y[:, 2], y[:, 0]]
+    elif spec_space == "y":
+        luma = luma_to_model(floats[0] * _GRAY16.max_code, _FULL, _GRAY16)
+        out = [model_to_luma(net(luma[:, None])[:, 0], _FULL, _GRAY16) / _GRAY16.max_code]
+    else:
+        stacked = torch.stack(floats, dim=1)
+        n, c, h, w = stacked.shape
+        y = net(stacked.reshape(n * c, 1, h, w))
+        y = y.reshape(n, c, *y.shape[-2:])
+        out = [y[:, i] for i in range(c)]
+    dtype = torch.float16 if half else torch.float32
+    return [p.to(dtype) for p in out]
+
+
+# -- the VapourSynth side: one frame -------------------------------------------------------------
+
+
+class _Frames:
+    """What each VapourSynth request runs: planes out of the source frame, through the
+    gatherer, into a copy of the blank output frame with the source's properties."""
+
+    def __init__(self, gatherer: Gatherer, layout: PlaneLayout, route: Route) -> None:
+        self._gatherer = gatherer
+        self._layout = layout
+        self._route = route
+
+    def frame(self, n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        source, blank = f
+        planes = frame_planes(source, self._layout)
+        key = None
+        if self._route == "codes":
+            key = colour_of(source.props, self._layout, source.height)
+        try:
+            result = self._gatherer.request(n, planes, key)
+        except vs.Error:
+            raise
+        except BaseException as exc:
+            raise vs.Error(f"vsvidsr: frame {n}: {_one_line(exc)}") from None
+        if isinstance(result, BaseException):
+            raise vs.Error(f"vsvidsr: {_one_line(result)}")
+        out = blank.copy()
+        write_planes(out, result, self._layout)
+        # Every property of the source frame: durations, colour, aspect ratio (the same
+        # for an upscale by one factor in both directions), field order, scene changes and
+        # the user's own.
+        out.props.clear()
+        out.props.update(source.props)
+        return out
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, VidsrError) else text
