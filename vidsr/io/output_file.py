@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +40,12 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
     check_input_path(src)
     if dst.exists() and dst.resolve() == src.resolve():
         raise OutputError(f"{dst}: output is the input file; choose another output name")
+    check_output_path(dst, overwrite)
+
+
+def check_output_path(dst: Path, overwrite: bool) -> None:
+    """Refuse an output name that would replace a file without ``overwrite``, or cannot be
+    written."""
     if dst.is_dir():
         raise OutputError(f"{dst}: is a directory; give an output file name")
     if dst.exists() and not stat.S_ISREG(dst.stat().st_mode):
@@ -160,6 +166,21 @@ def _remove_unheld(path: Path) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def write_small_output(dst: Path, overwrite: bool, write: Callable[[Path], object]) -> Path:
+    """Write a picture or a report as videos are written: ``write(tmp)`` fills a claimed
+    temporary beside ``dst``, which then takes the final name in one step (or is deleted)."""
+    dst = Path(dst)
+    check_output_path(dst, overwrite)
+    with claimed_temporary(dst) as tmp:
+        try:
+            write(tmp)
+            publish(tmp, dst, overwrite)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return dst
 
 
 def publish(tmp: Path, dst: Path, overwrite: bool) -> None:
