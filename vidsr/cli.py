@@ -77,7 +77,8 @@ def upscale_parser() -> argparse.ArgumentParser:
         prog="vidsr",
         description="Upscale a video with a super-resolution model. Audio, subtitles, chapters,"
         " metadata, timestamps, colour tags and aspect ratio are kept.",
-        epilog="Other commands: vidsr models | eval | bench | train | interpolate"
+        epilog="Other commands: vidsr models | eval | eval-video | compare | bench | export"
+        " | train | interpolate"
         " (vidsr COMMAND --help).",
     )
     p.add_argument("input", type=Path, help="source video")
@@ -105,9 +106,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="frames per batch (default: 1 on a CPU, 4 on CUDA)")
     p.add_argument("--in-flight", type=int, default=2,
                    help="batches in flight per CUDA device, each on its own stream (default: 2)")
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"],
+                   default="auto",
                    help="network precision (default auto: bf16 on a CPU with native bf16 and"
-                   " fp16 on CUDA, for models measured to tolerate it; else fp32)")
+                   " fp16 on CUDA, for models measured to tolerate it; else fp32; int8:"
+                   " OpenVINO's quantisation, for models measured to lose at most 0.1 dB)")
+    p.add_argument("--runtime", type=_runtime_list, default=["torch"],
+                   help="what runs the network: torch (default), openvino (on the CPU; needs"
+                   " vidsr[openvino]) or auto (OpenVINO where measured faster);"
+                   " `vidsr bench` takes several, e.g. torch,openvino")
+    p.add_argument("--force-int8", action="store_true",
+                   help="run int8 even where its measured loss is over 0.1 dB or unknown")
+    p.add_argument("--calibration", type=Path, metavar="CLIP_OR_FOLDER",
+                   help="frames int8 is calibrated on (default: the input clip itself)")
     p.add_argument("--strict", action="store_true",
                    help="refuse settings vidsr would only warn about (bf16 on a CPU without"
                    " native bf16)")
@@ -138,14 +149,32 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="encode with a system ffmpeg instead of the bundled one")
 
 
-def _engine_options(args: argparse.Namespace) -> EngineOptions:
+def _runtime_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in ("torch", "openvino", "auto")]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected torch, openvino or auto (several with"
+                                         f" commas for vidsr bench), got {text!r}")
+    return names
+
+
+def _engine_options(args: argparse.Namespace, runtime: str | None = None) -> EngineOptions:
+    """The engine options of the run arguments; ``runtime`` replaces ``--runtime``'s
+    (vidsr bench runs each of several in turn)."""
     from vidsr.plan import EngineOptions
 
+    if runtime is None:
+        if len(args.runtime) > 1:
+            raise OptionsError("give one --runtime here; `vidsr bench --runtime"
+                               " torch,openvino` compares several")
+        runtime = args.runtime[0]
     return EngineOptions(
         device=args.device, precision=args.precision, batch_size=args.batch_size,
         channels_last=not args.no_channels_last, tile=args.tile,
         tile_overlap=args.tile_overlap, compile=args.compile, in_flight=args.in_flight,
         cpu_workers=args.cpu_workers, cpu_threads=args.threads, strict=args.strict,
+        runtime=runtime, force_int8=args.force_int8,  # type: ignore[arg-type]
+        calibration=args.calibration,
     )
 
 
@@ -211,6 +240,10 @@ def run_models(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print("\nGFLOP/Mpx: floating-point operations per megapixel of input at the largest scale.")
+    print("\nUse a model from the command line or in a VapourSynth script"
+          " (pip install 'vidsr[vapoursynth]'; README, \"VapourSynth\"):\n"
+          "  vidsr IN OUT --model NAME --scale N\n"
+          "  clip = vsvidsr.upscale(clip, model=\"NAME\", scale=N)")
     return 0
 
 
@@ -222,8 +255,13 @@ def eval_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("folder", type=Path, help="folder of high-resolution images (e.g. Set5)")
     _add_model_args(p, default_model=None)
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                   help="network precision (default fp32, as the papers report)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16", "int8"], default="fp32",
+                   help="network precision (default fp32, as the papers report; int8 needs"
+                   " --runtime openvino)")
+    p.add_argument("--runtime", choices=["torch", "openvino"], default="torch",
+                   help="what runs the network (default: torch)")
+    p.add_argument("--calibration", type=Path, metavar="CLIP_OR_FOLDER",
+                   help="with int8: frames to calibrate on (never the images scored)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_common(p)
     return p
@@ -234,7 +272,164 @@ def run_eval(args: argparse.Namespace) -> int:
 
     print(evaluate(args.model, args.folder, args.scale, weights=args.weights,
                    device=args.device, precision=args.precision, as_json=args.json,
-                   allow_unsafe=args.allow_unsafe_weights))
+                   allow_unsafe=args.allow_unsafe_weights, runtime=args.runtime,
+                   calibration=args.calibration))
+    return 0
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr export",
+        description="Write a model's network as ONNX (opset 17, dynamic batch, height and"
+        " width; input and output float32 in [0, 1]) for ONNX Runtime, OpenVINO or TensorRT,"
+        " and check it against torch on a real frame.",
+    )
+    p.add_argument("model", help="model name (see `vidsr models`) or a weights file")
+    p.add_argument("--scale", type=_scale, help="upscaling factor (default: the model's)")
+    p.add_argument("--weights", type=Path, help="weights file for the model's architecture")
+    p.add_argument("--allow-unsafe-weights", action="store_true",
+                   help="allow a legacy pickled checkpoint to run code while loading")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip running the exported file against torch")
+    p.add_argument("--dynamo", action="store_true",
+                   help="torch's dynamo exporter (opset 18, needs onnxscript) instead of the"
+                   " TorchScript one")
+    _add_common(p)
+    return p
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from vidsr.export import export_model
+    from vidsr.models import load_model
+
+    model = load_model(args.model, scale=args.scale, weights=args.weights,
+                       allow_unsafe=args.allow_unsafe_weights)
+    report = export_model(model, args.output, verify=not args.no_verify, dynamo=args.dynamo)
+    if not args.quiet:
+        print(f"vidsr: {model.name} x{model.scale}: {report.to_text()}", file=sys.stderr)
+    return 0
+
+
+def _model_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected NAME[,NAME...], got {text!r}")
+    return names
+
+
+def _crop(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y,W,H in pixels, got {text!r}") from None
+    return x, y, w, h
+
+
+def _add_models_args(p: argparse.ArgumentParser) -> None:
+    """The models of `vidsr compare` and `vidsr eval-video`, their scale and device."""
+    p.add_argument("--models", type=_model_list, required=True,
+                   help="comma-separated model names or weights files (e.g. bicubic,compact)")
+    p.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
+    p.add_argument("--weights", type=Path, help="weights file for the models' architecture")
+    p.add_argument("--allow-unsafe-weights", action="store_true",
+                   help="allow a legacy pickled checkpoint to run code while loading")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: auto)")
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr compare",
+        description="One PNG with the same frame (or a crop) upscaled by each model side by"
+        " side, labelled with the model, the engine's time per frame and, against a"
+        " reference, PSNR/SSIM on Y.",
+    )
+    p.add_argument("input", type=Path, help="video or image file")
+    _add_models_args(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--frame", type=int, help="frame number, from 0 (default: 0)")
+    which.add_argument("--time", type=float, help="the frame shown at this many seconds")
+    p.add_argument("--crop", type=_crop, metavar="X,Y,W,H",
+                   help="show only this region, in the input's pixels")
+    p.add_argument("--zoom", type=int, default=1,
+                   help="enlarge the panels K times with nearest neighbours (default: 1)")
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument("--reference", type=Path,
+                     help="high-resolution video or image to score each panel against")
+    ref.add_argument("--self-test", action="store_true",
+                     help="downscale the input first (bicubic, as vidsr eval) and score"
+                     " against the input itself")
+    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                   help="network precision (default: the run plan's, as vidsr would run)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed runs per model after a warm-up; the label shows the median")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    _add_common(p)
+    return p
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from vidsr.compare import CompareOptions
+    from vidsr.compare import run_compare as compare
+
+    options = CompareOptions(
+        scale=args.scale, frame=args.frame, time=args.time, crop=args.crop, zoom=args.zoom,
+        reference=args.reference, self_test=args.self_test, device=args.device,
+        precision=args.precision, repeats=args.repeats,
+    )
+    panels = compare(args.input, args.models, options, args.output, weights=args.weights,
+                     allow_unsafe=args.allow_unsafe_weights, overwrite=args.overwrite)
+    if not args.quiet:
+        for panel in panels:
+            print(f"vidsr: {' | '.join(panel.caption())}", file=sys.stderr)
+        print(f"vidsr: wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def eval_video_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr eval-video",
+        description="Downscale a high-resolution clip, upscale it back with each model through"
+        " the transcoder, and report per-frame and mean PSNR/SSIM on Y, flicker (mean change"
+        " of the error between frames), and a PNG plot of PSNR per frame.",
+    )
+    p.add_argument("clip", type=Path, help="high-resolution video")
+    _add_models_args(p)
+    p.add_argument("--degrade", choices=["bicubic", "archival"], default="bicubic",
+                   help="bicubic (as vidsr eval, default) or archival: blur, noise and an"
+                   " MPEG-2/H.264 round trip, seeded")
+    p.add_argument("--archival-codec", choices=["mpeg2", "h264"], default="mpeg2",
+                   help="the archival degradation's codec (default: mpeg2)")
+    p.add_argument("--seed", type=int, default=0, help="the archival degradation's seed")
+    p.add_argument("--frames", type=int, help="only the first N frames")
+    p.add_argument("--plot", type=Path,
+                   help="PNG plot of PSNR per frame (default: CLIP's name + _psnr.png, here)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="network precision (default fp32, as vidsr eval)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing plot")
+    _add_common(p)
+    return p
+
+
+def run_eval_video(args: argparse.Namespace) -> int:
+    from vidsr.degrade_video import ArchivalOptions
+    from vidsr.eval_video import EvalVideoOptions
+    from vidsr.eval_video import run_eval_video as evaluate
+
+    options = EvalVideoOptions(
+        scale=args.scale, degradation=args.degrade, frames=args.frames, device=args.device,
+        precision=args.precision,
+        archival=ArchivalOptions(seed=args.seed, codec="h264" if args.archival_codec == "h264"
+                                 else "mpeg2video"),
+    )
+    plot = args.plot or Path(f"{args.clip.stem}_psnr.png")
+    print(evaluate(args.clip, args.models, options, plot=plot, as_json=args.json,
+                   weights=args.weights, allow_unsafe=args.allow_unsafe_weights,
+                   overwrite=args.overwrite))
+    if not args.quiet:
+        print(f"vidsr: wrote {plot}", file=sys.stderr)
     return 0
 
 
@@ -262,22 +457,26 @@ def bench_parser() -> argparse.ArgumentParser:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from vidsr.bench import BenchOptions
+    from vidsr.bench import BenchOptions, runtime_comparison
     from vidsr.bench import run_bench as bench
 
     if args.ffmpeg is not None:
         raise OptionsError("vidsr bench measures the in-process encoder; drop --ffmpeg")
-    report = bench(
-        args.clip,
-        BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
-                     random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
-                     container=args.container, frames=args.frames, crop=args.crop,
-                     repeats=args.repeats, serial=not args.no_serial),
-        _engine_options(args), _encode_options(args),
-    )
-    print(report.to_text())
+    options = BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
+                           random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
+                           container=args.container, frames=args.frames, crop=args.crop,
+                           repeats=args.repeats, serial=not args.no_serial)
+    # Several runtimes: the same clip and arguments, one runtime after the other.
+    reports = []
+    for runtime in args.runtime:
+        report = bench(args.clip, options, _engine_options(args, runtime), _encode_options(args))
+        print(report.to_text(), flush=True)
+        reports.append(report)
+    if len(reports) > 1:
+        print(runtime_comparison(reports))
     if args.json:
-        args.json.write_text(report.to_json())
+        args.json.write_text(reports[0].to_json() if len(reports) == 1 else
+                             "[" + ",\n".join(r.to_json() for r in reports) + "]\n")
     return 0
 
 
@@ -340,6 +539,9 @@ Command = tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namesp
 SUBCOMMANDS: dict[str, Command] = {
     "models": (models_parser, run_models),
     "eval": (eval_parser, run_eval),
+    "export": (export_parser, run_export),
+    "eval-video": (eval_video_parser, run_eval_video),
+    "compare": (compare_parser, run_compare),
     "bench": (bench_parser, run_bench),
     "train": (train_parser, run_train),
     "interpolate": (interpolate_parser, run_interpolate),
