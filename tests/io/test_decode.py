@@ -88,6 +88,17 @@ def test_audio_outlasting_the_video_is_not_truncation(clip, tmp_path):
     assert sum(len(b) for b in batches) == 3
 
 
+def test_video_starting_after_its_audio_is_not_truncation(clip):
+    # Matroska's DURATION tag is the time a stream ends at, from the file's start: 0.52 s
+    # for ten frames starting at 0.12 s. The video is complete; cut, it is not.
+    path = clip("late.mkv", pts=[120 + 40 * i for i in range(10)], audio=True)
+    assert probe(path).duration == pytest.approx(0.52)
+    _, batches = _decode(path, batch_size=4)
+    assert sum(len(b) for b in batches) == 10
+    with pytest.raises(DecodeError, match=r"late\.mkv: video ends at .* header says 0\.520 s"):
+        _decode(damage_clip(path, cut=True), batch_size=4)
+
+
 def test_corrupt_fails_with_position_and_skip_replaces(clip):
     path = damage_clip(clip("c.mkv", frames=12, content="noise"))
     with pytest.raises(DecodeError, match=r"c\.mkv: .*(frame at|packet #)\S* "):

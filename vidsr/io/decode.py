@@ -226,9 +226,14 @@ class Decoder:
         if info.duration is None or last_pts is None or not info.average_rate:
             return
         start = self._stream.start_time or 0
-        end = float((last_pts - start) * info.time_base) + float(1 / info.average_rate)
+        frame = float(1 / info.average_rate)
+        # A header's duration is the stream's length (MP4) or the time it ends at (Matroska's
+        # DURATION tag counts from the file's start, so a video that starts after its audio
+        # ends later than it lasts): the video is complete if either reaches it.
+        length = float((last_pts - start) * info.time_base) + frame
+        end = max(length, float(last_pts * info.time_base) + frame)
         # Two frames of slack: container durations round, and VFR ends vary.
-        if end >= info.duration - 2 / float(info.average_rate):
+        if end >= info.duration - 2 * frame:
             return
         problem = f"ends at {end:.3f} s but its header says {info.duration:.3f} s"
         if self.on_error == "fail":
