@@ -270,3 +270,61 @@ def damage_clip(path: Path, *, cut: bool = False) -> Path:
         0, 256, length, dtype=np.uint8).tobytes()
     path.write_bytes(data)
     return path
+
+
+# -- interlaced clips ----------------------------------------------------------------------
+
+INTERLACED_WIDTH, INTERLACED_HEIGHT, INTERLACED_FRAMES = 64, 48, 12
+FIELD_ORDER_CODES = {"progressive": 1, "tt": 2, "bb": 3}  # FFmpeg's AVFieldOrder
+
+
+def field_picture(t: int) -> np.ndarray:
+    """The luma seen at field time ``t``: vertical bars moving 3 px per field."""
+    _, x = np.mgrid[0:INTERLACED_HEIGHT, 0:INTERLACED_WIDTH]
+    return (((x + 3 * t) // 8) % 2 * 200 + 28).astype(np.uint8)
+
+
+def woven(index: int, order: str) -> np.ndarray:
+    """Frame ``index`` of an interlaced clip: its first field sampled at field time 2i,
+    its second at 2i + 1, woven into the rows (``order`` tff: the first field on the
+    even rows)."""
+    first, second = field_picture(2 * index), field_picture(2 * index + 1)
+    top, bottom = (first, second) if order == "tff" else (second, first)
+    frame = np.empty_like(first)
+    frame[0::2], frame[1::2] = top[0::2], bottom[1::2]
+    return frame
+
+
+def make_interlaced(path: str | Path, order: str, flag: str | None, *,
+                    frames: int = INTERLACED_FRAMES, first_frame: int = 0,
+                    audio_start: int | None = None) -> Path:
+    """A lossless (FFV1) 25 fps clip of woven frames; ``flag`` (tt, bb, progressive) is
+    written on the stream. ``first_frame``: the video starts that many frames late;
+    ``audio_start``: adds a mono FLAC track (440 Hz) starting at that sample (48 kHz)."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height = INTERLACED_WIDTH, INTERLACED_HEIGHT
+        stream.pix_fmt = "yuv420p"
+        if flag is not None:
+            stream.codec_context.field_order = FIELD_ORDER_CODES[flag]
+        sound = None
+        if audio_start is not None:
+            sound = out.add_stream("flac", rate=48000, layout="mono")
+        out.start_encoding()
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(woven(index, order), format="gray")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts = first_frame + index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+        if sound is not None and audio_start is not None:
+            count = 48000 * frames // 25
+            tone = 0.25 * np.sin(2 * np.pi * 440 * np.arange(count) / 48000)
+            chunk = av.AudioFrame.from_ndarray((tone * 32767).astype(np.int16)[None],
+                                               format="s16", layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, audio_start
+            chunk.time_base = Fraction(1, 48000)
+            out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+    return path

@@ -222,7 +222,10 @@ def test_interlaced_input_is_warned_about_and_never_tagged_progressive(tmp_path,
            str(src))
     dst = tmp_path / f"out.{ext}"
     with caplog.at_level("WARNING", logger="vidsr"):
-        upscale(src, dst, encode=EncodeOptions(codec="libx264"))
+        # Kept interlaced: by default the fields are deinterlaced first
+        # (tests/test_deinterlace_run.py).
+        upscale(src, dst, encode=EncodeOptions(codec="libx264"),
+                transcode=TranscodeOptions(progress=False, deinterlace="off"))
     assert "interlaced" in caplog.text and "mixed" in caplog.text
     order = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
                             "stream=field_order", "-of", "csv=p=0", str(dst)], check=True,

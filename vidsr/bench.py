@@ -42,6 +42,7 @@ from vidsr.engine import Engine
 from vidsr.errors import OptionsError
 from vidsr.executors import PendingBatch
 from vidsr.io.decode import Decoder
+from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import plan_output
@@ -72,6 +73,10 @@ class BenchOptions:
     queue_depth: int = 3
     serial: bool = True
     repeats: int = 1  # each measurement is the best of this many runs
+    # As `vidsr` deinterlaces (io/deinterlace.py), so the figures are of the run it would do.
+    deinterlace: DeinterlaceMode = "auto"
+    field_order: FieldOrderChoice = "auto"
+    deinterlace_rate: FieldRate = "frame"
 
 
 @dataclass
@@ -262,7 +267,9 @@ def run_bench(
         with Decoder(source, batch_size=plan.batch_size) as decoder:
             plan = with_video(plan, source=decoder.info, container=decoder.container,
                               output=work / f"pipeline.{options.container}",
-                              encode=encode or EncodeOptions())
+                              encode=encode or EncodeOptions(),
+                              deinterlace=options.deinterlace, field_order=options.field_order,
+                              deinterlace_rate=options.deinterlace_rate)
         return _measure(clip, plan, model, work, options)
 
 
@@ -274,7 +281,8 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
     repeats = options.repeats
 
     def open_decoder() -> Decoder:
-        return Decoder(source, batch_size=plan.batch_size, threads=plan.decoder_threads)
+        return Decoder(source, batch_size=plan.batch_size, threads=plan.decoder_threads,
+                       deinterlace=plan.deinterlace)
 
     def sink_to(name: str, run: RunPlan = plan) -> Sink:
         assert run.output is not None
@@ -365,11 +373,13 @@ def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
                                                                       threads=0)))
     runner = engines.enter_context(Engine(model, serial_plan))
     source, colour, layout = plan.source.path, plan.source.colour, plan.output.layout
-    with Decoder(source, batch_size=1) as decoder:
+    fields = plan.deinterlace
+    with Decoder(source, batch_size=1, deinterlace=fields) as decoder:
         runner.upscale_batch(next(iter(decoder)), colour, layout)  # warm-up
 
     def loop() -> None:
-        with Decoder(source, batch_size=1) as decoder, sink_to(name, serial_plan) as sink:
+        with (Decoder(source, batch_size=1, deinterlace=fields) as decoder,
+              sink_to(name, serial_plan) as sink):
             for batch in decoder:
                 sink.write(runner.upscale_batch(batch, colour, layout))
 

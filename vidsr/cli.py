@@ -147,6 +147,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="option passed to the encoder (repeatable)")
     p.add_argument("--ffmpeg", nargs="?", const="ffmpeg", metavar="PATH",
                    help="encode with a system ffmpeg instead of the bundled one")
+    p.add_argument("--deinterlace", choices=["auto", "on", "off"], default="auto",
+                   help="deinterlace with bwdif before the model (default auto: streams"
+                   " flagged interlaced, or unflagged and measured interlaced by idet)")
+    p.add_argument("--field-order", choices=["auto", "tff", "bff"], default="auto",
+                   help="field order to deinterlace with (default auto: the stream's flag,"
+                   " else measured)")
+    p.add_argument("--deinterlace-rate", choices=["frame", "field"], default="frame",
+                   help="one output frame per frame (default) or per field (double rate)")
 
 
 def _runtime_list(text: str) -> list[str]:
@@ -198,7 +206,8 @@ def run_upscale(args: argparse.Namespace) -> int:
         options=TranscodeOptions(
             on_error=args.on_error, overwrite=args.overwrite,
             progress=False if args.no_progress else None, ffmpeg=args.ffmpeg,
-            autorotate=args.autorotate,
+            autorotate=args.autorotate, deinterlace=args.deinterlace,
+            field_order=args.field_order, deinterlace_rate=args.deinterlace_rate,
         ),
     )
     if args.dry_run:
@@ -465,7 +474,9 @@ def run_bench(args: argparse.Namespace) -> int:
     options = BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
                            random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
                            container=args.container, frames=args.frames, crop=args.crop,
-                           repeats=args.repeats, serial=not args.no_serial)
+                           repeats=args.repeats, serial=not args.no_serial,
+                           deinterlace=args.deinterlace, field_order=args.field_order,
+                           deinterlace_rate=args.deinterlace_rate)
     # Several runtimes: the same clip and arguments, one runtime after the other.
     reports = []
     for runtime in args.runtime:

@@ -22,6 +22,15 @@ import av.container
 from vidsr.archs.spec import ArchSpec
 from vidsr.devices import resolve_devices
 from vidsr.errors import OptionsError
+from vidsr.io.deinterlace import (
+    DeinterlaceMode,
+    DeinterlacePlan,
+    FieldOrderChoice,
+    FieldRate,
+    check_choices,
+    deinterlaced_info,
+    plan_deinterlace,
+)
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.output import OutputPlan, plan_output, upright_transform
 from vidsr.io.probe import VideoInfo
@@ -219,6 +228,8 @@ class RunPlan:
     source: VideoInfo | None = None
     output: OutputPlan | None = None
     runtime: RuntimeChoice = TORCH_RUNTIME
+    # bwdif before the model; the output is then progressive (see io/deinterlace.py)
+    deinterlace: DeinterlacePlan | None = None
 
     @property
     def on_cpu(self) -> bool:
@@ -262,6 +273,9 @@ class RunPlan:
                                    f" {s.container_format}, {_rate_text(s.average_rate)},"
                                    f" {count if count is not None else '?'} frames"))
             rows.append(("decoder", f"{self.decoder_threads or 'auto'} thread(s)"))
+        if self.deinterlace is not None:
+            rows.append(("deinterlace", f"{self.deinterlace.to_text()}; before the model,"
+                                        " the output is progressive"))
         if self.output is not None:
             o = self.output
             options = " ".join(f"{k}={v}" for k, v in o.codec_options)
@@ -345,15 +359,33 @@ def plan_run(
 def with_video(
     plan: RunPlan, *, source: VideoInfo, container: av.container.InputContainer,
     output: Path, encode: EncodeOptions, ffmpeg: str | None = None, autorotate: bool = False,
+    deinterlace: DeinterlaceMode = "off", field_order: FieldOrderChoice = "auto",
+    deinterlace_rate: FieldRate = "frame",
 ) -> RunPlan:
     """``plan`` completed for upscaling ``source`` (open for decoding as ``container``)
     into ``output``: the output stream, its codec settings and copied streams.
-    ``autorotate`` turns the pixels upright instead of keeping the display matrix."""
+    ``autorotate`` turns the pixels upright instead of keeping the display matrix.
+
+    ``deinterlace`` (auto, on, off), ``field_order`` and ``deinterlace_rate``: see
+    :func:`~vidsr.io.deinterlace.plan_deinterlace`. Off by default here: whoever asks for
+    it hands ``plan.deinterlace`` to the decoder (:meth:`~vidsr.io.decode.Decoder.deinterlace`),
+    whose frames the output plan then describes. A VapourSynth script is deinterlaced in
+    the script, never here.
+    """
+    from vidsr.io.script_source import is_script, refuse_deinterlace
+
+    if is_script(source.path):
+        check_choices(deinterlace, field_order, deinterlace_rate)
+        refuse_deinterlace(source.path, deinterlace)
+        fields = None
+    else:
+        fields = plan_deinterlace(source, deinterlace, field_order, deinterlace_rate)
+    frames = deinterlaced_info(source, fields) if fields is not None else source
     encoder_threads = encode.threads
     if plan.on_cpu and not encoder_threads:
         encoder_threads = plan_cpu_threads(plan.machine.cores).encoder
     scale = plan.model.scale
-    out = plan_output(source, container, output, width=source.width * scale,
+    out = plan_output(frames, container, output, width=source.width * scale,
                       height=source.height * scale,
                       encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg,
                       autorotate=autorotate)
@@ -361,7 +393,7 @@ def with_video(
     if (isinstance(executor, OpenVinoPlan) and executor.precision == "int8"
             and executor.calibration is None):
         executor = replace(executor, calibration=str(source.path))  # the clip's own frames
-    return replace(plan, source=source, output=out, executor=executor)
+    return replace(plan, source=source, output=out, executor=executor, deinterlace=fields)
 
 
 def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlapped: bool,

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from vidsr.engine import Engine
 from vidsr.errors import VidsrError
 from vidsr.io.decode import Decoder, open_source
+from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.frames import FrameBatch
@@ -48,6 +49,11 @@ class TranscodeOptions:
     queue_depth: int = 3
     ffmpeg: str | None = None  # a system ffmpeg to encode with (name or path), or None for PyAV
     autorotate: bool = False  # turn rotated pictures upright instead of keeping the matrix
+    # Interlaced sources (io/deinterlace.py): auto deinterlaces what is flagged or measured
+    # interlaced; field_order auto, tff or bff; deinterlace_rate frame or field (double rate).
+    deinterlace: DeinterlaceMode = "auto"
+    field_order: FieldOrderChoice = "auto"
+    deinterlace_rate: FieldRate = "frame"
 
 
 @dataclass
@@ -139,6 +145,9 @@ def prepare_upscale(
     with open_source(src, batch_size=plan.batch_size, on_error=options.on_error,
                      threads=plan.decoder_threads) as decoder:
         plan = _with_video(plan, decoder, dst, encode, options)
+        if plan.deinterlace is not None:
+            assert isinstance(decoder, Decoder)  # scripts deinterlace in the script
+            decoder.deinterlace(plan.deinterlace)
         yield sr_model, plan, decoder, options
 
 
@@ -147,7 +156,9 @@ def _with_video(plan: RunPlan, decoder: Decoder | ScriptSource, dst: Path,
     ffmpeg = find_ffmpeg(options.ffmpeg) if options.ffmpeg is not None else None
     return with_video(plan, source=decoder.info, container=decoder.container, output=dst,
                       encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
-                      autorotate=options.autorotate)
+                      autorotate=options.autorotate, deinterlace=options.deinterlace,
+                      field_order=options.field_order,
+                      deinterlace_rate=options.deinterlace_rate)
 
 
 def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
@@ -170,7 +181,8 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
                 # (its executor's threads and the process's torch threads).
                 runner = stack.enter_context(Engine(model, plan))
                 sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
-                bar = stack.enter_context(_progress_bar(source, options.progress))
+                # The decoder's frames: twice the source's at field rate.
+                bar = stack.enter_context(_progress_bar(decoder.info, options.progress))
                 written, timing = stream_through(runner, decoder, sink, plan,
                                                  depth=options.queue_depth, on_write=bar.update)
                 skipped = decoder.skipped

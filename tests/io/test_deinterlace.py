@@ -9,6 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from clipgen import INTERLACED_FRAMES as FRAMES
+from clipgen import INTERLACED_HEIGHT as HEIGHT
+from clipgen import INTERLACED_WIDTH as WIDTH
+from clipgen import field_picture, make_interlaced, woven
 
 from vidsr.errors import OptionsError
 from vidsr.io.deinterlace import (
@@ -19,40 +23,6 @@ from vidsr.io.deinterlace import (
     plan_deinterlace,
 )
 from vidsr.io.probe import probe
-
-WIDTH, HEIGHT, FRAMES = 64, 48, 12
-FIELD_ORDER_CODES = {"progressive": 1, "tt": 2, "bb": 3}
-
-
-def _picture(t: int) -> np.ndarray:
-    # Vertical bars moving 3 px per field: each field sees them somewhere else.
-    _, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    return (((x + 3 * t) // 8) % 2 * 200 + 28).astype(np.uint8)
-
-
-def woven(index: int, order: str) -> np.ndarray:
-    """Frame ``index`` of the clip: its first field at time 2i, its second at 2i + 1."""
-    first, second = _picture(2 * index), _picture(2 * index + 1)
-    top, bottom = (first, second) if order == "tff" else (second, first)
-    frame = np.empty_like(first)
-    frame[0::2], frame[1::2] = top[0::2], bottom[1::2]
-    return frame
-
-
-def make_interlaced(path: Path, order: str, flag: str | None) -> Path:
-    """A lossless clip of woven frames; ``flag`` (tt, bb, progressive) is written on the stream."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        if flag is not None:
-            stream.codec_context.field_order = FIELD_ORDER_CODES[flag]
-        for index in range(FRAMES):
-            frame = av.VideoFrame.from_ndarray(woven(index, order), format="gray")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = index
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode())
-    return path
 
 
 def deinterlace_file(path: Path, plan: DeinterlacePlan) -> tuple[list[np.ndarray], list[int],
@@ -92,7 +62,7 @@ def test_progressive_sources_are_left_alone(tmp_path: Path):
         stream = out.add_stream("ffv1", rate=25)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for index in range(FRAMES):
-            frame = av.VideoFrame.from_ndarray(_picture(2 * index), format="gray")
+            frame = av.VideoFrame.from_ndarray(field_picture(2 * index), format="gray")
             frame = frame.reformat(format="yuv420p")
             frame.pts = index
             out.mux(stream.encode(frame))
@@ -141,7 +111,7 @@ def test_field_rate_follows_the_motion_of_each_field(tmp_path: Path):
     lumas, _, _ = deinterlace_file(path, plan_deinterlace(probe(path), "auto", "auto", "field"))
     for k in (2, 3, 8, 9):
         own_rows = slice(0, None, 2) if k % 2 == 0 else slice(1, None, 2)
-        expected = _picture(k)[own_rows]
+        expected = field_picture(k)[own_rows]
         assert np.abs(lumas[k][own_rows].astype(int) - expected).max() <= 1
 
 

@@ -18,6 +18,11 @@ timestamp, in its place in presentation order; a frame the decoder gives back
 after its slot was filled is dropped. A packet the demuxer reads only in part
 (a cut file) or a video that ends well before its header's duration is a
 truncated file: "fail" raises, "skip" warns and ends there.
+
+Deinterlacing. Given a :class:`~vidsr.io.deinterlace.DeinterlacePlan`, every frame
+(stand-ins included, each with its own timestamp) goes through bwdif, which is flushed
+at the end: the batches then carry bwdif's progressive frames, timed in half the
+stream's time base, and ``info`` describes them (``source_info`` keeps the stream's).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import av.container
 import numpy as np
 
 from vidsr.errors import DecodeError, OptionsError
+from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
 from vidsr.io.probe import VideoInfo, describe, open_input
@@ -49,12 +55,13 @@ class Decoder:
     """Iterate over a file's first video stream as batches of planes.
 
     ``with Decoder(path, batch_size=8) as dec: for batch in dec: ...``.
-    ``info`` describes the stream; ``skipped`` counts frames replaced under
+    ``info`` describes the frames yielded (deinterlaced ones when ``deinterlace`` is
+    given, see :meth:`deinterlace`); ``skipped`` counts frames replaced under
     ``on_error="skip"``. ``threads=0`` lets FFmpeg pick (frame + slice threads).
     """
 
     def __init__(self, path: str | Path, *, batch_size: int, on_error: OnError = "fail",
-                 threads: int = 0) -> None:
+                 threads: int = 0, deinterlace: DeinterlacePlan | None = None) -> None:
         if batch_size < 1:
             raise OptionsError(f"batch size must be at least 1, got {batch_size}")
         if on_error not in ("fail", "skip"):
@@ -63,9 +70,11 @@ class Decoder:
         self.batch_size = batch_size
         self.on_error: OnError = on_error
         self.skipped = 0
+        self._deinterlace: DeinterlacePlan | None = None
         self._container = open_input(self.path)
         try:
             self.info: VideoInfo = describe(self._container, self.path)
+            self.source_info: VideoInfo = self.info  # the stream as stored
             self._stream = self._container.streams.video[0]
             self.timestamps: TimestampMode = timestamp_mode(self._container)
             ctx = self._stream.codec_context
@@ -75,6 +84,13 @@ class Decoder:
         except BaseException:
             self._container.close()
             raise
+        if deinterlace is not None:
+            self.deinterlace(deinterlace)
+
+    def deinterlace(self, plan: DeinterlacePlan) -> None:
+        """Yield ``plan``'s progressive frames instead of the stream's (before iterating)."""
+        self._deinterlace = plan
+        self.info = deinterlaced_info(self.source_info, plan)
 
     @property
     def container(self) -> av.container.InputContainer:
@@ -125,9 +141,23 @@ class Decoder:
     # ------------------------------------------------------------ frames
 
     def _frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
+        """What the batches hold: the stream's frames, or bwdif's output from them."""
+        if self._deinterlace is None:
+            yield from self._stream_frames()
+            return
+        deinterlacer = Deinterlacer(self._deinterlace, self.source_info.time_base)
+        for frame, stamp in self._stream_frames():
+            # A stand-in is a good frame handed again: it takes the lost frame's time.
+            frame.pts = stamp
+            for out in deinterlacer.push(frame):
+                yield out, out.pts
+        for out in deinterlacer.flush():
+            yield out, out.pts
+
+    def _stream_frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
         """Yield (frame in the layout's format, timestamp) in presentation order, stand-ins
         for lost frames too."""
-        info = self.info
+        info = self.source_info
         timeline = Timeline(self.timestamps, info.frame_duration)
         waiting = 0  # lost before any good frame, without a slot: replaced by the first one
         last: av.VideoFrame | None = None
@@ -200,7 +230,8 @@ class Decoder:
             if packet.is_corrupt:
                 # The demuxer flags a packet it could not read whole: the data ends
                 # mid-packet (a cut file) or the container says it is damaged.
-                problem = f"video packet #{count}{_at(packet.pts, self.info)} is cut off or damaged"
+                problem = (f"video packet #{count}{_at(packet.pts, self.source_info)} is cut"
+                           " off or damaged")
                 if self.on_error == "fail":
                     raise DecodeError(f"{self.path}: {problem} (file truncated?)")
                 log.warning("%s: %s (file truncated?)", self.path, problem)
@@ -209,12 +240,12 @@ class Decoder:
     def _check_lost(self, lost: list[int]) -> None:
         if lost and self.on_error == "fail":
             raise DecodeError(
-                f"{self.path}: video frame{_at(lost[0], self.info)} could not be decoded"
+                f"{self.path}: video frame{_at(lost[0], self.source_info)} could not be decoded"
                 f" ({len(lost)} frame(s) lost; corrupt data? use on_error='skip' to"
                 " replace damaged frames)")
         for pts in lost:
             log.warning("%s: replacing undecodable frame%s with the previous one",
-                        self.path, _at(pts, self.info))
+                        self.path, _at(pts, self.source_info))
 
     def _check_complete(self, last_pts: int | None) -> None:
         """Catch a file whose video ends well before the duration its header states.
@@ -222,7 +253,7 @@ class Decoder:
         Header frame counts are hints (AVI counts zero-size dropped-frame chunks) and are
         not checked; a cut file also shows as a damaged last packet (see ``_packets``).
         """
-        info = self.info
+        info = self.source_info
         if info.duration is None or last_pts is None or not info.average_rate:
             return
         start = self._stream.start_time or 0
@@ -242,7 +273,7 @@ class Decoder:
 
     def _converted(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` at the stream's size in the layout's pixel format."""
-        info = self.info
+        info = self.source_info
         layout = info.layout
         if frame.width != info.width or frame.height != info.height:
             log.warning("%s: frame at pts %s is %dx%d, scaling it to the stream's %dx%d",

@@ -12,7 +12,7 @@ halves the time base, so no timestamp is rounded).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -83,14 +83,20 @@ def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES) -> Fiel
         stream = container.streams.video[0]
         graph: av.filter.Graph | None = None
         last: dict[str, str] = {}
-        for count, frame in enumerate(container.decode(stream)):
-            if count >= frames:
-                break
-            if graph is None:
-                graph = _graph(frame, stream.time_base or Fraction(1, 90000), "idet", "")
-            graph.push(frame)
-            for out in _pull_all(graph):
-                last = dict(out.metadata)
+        try:
+            for count, frame in enumerate(container.decode(stream)):
+                if count >= frames:
+                    break
+                if graph is None:
+                    graph = _graph(frame, stream.time_base or Fraction(1, 90000), "idet", "")
+                graph.push(frame)
+                for out in _pull_all(graph):
+                    last = dict(out.metadata)
+        except (av.FFmpegError, ValueError) as exc:
+            # A damaged packet or a change of frame size: the frames measured so far
+            # decide; the decoder deals with the damage itself when the run reads it.
+            log.debug("%s: field order measured up to a frame it could not take: %s",
+                      path, exc)
         if graph is not None:
             graph.push(None)
             for out in _pull_all(graph):
@@ -103,6 +109,16 @@ def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES) -> Fiel
                        counted("undetermined"))
 
 
+def check_choices(mode: str, order: str, rate: str) -> None:
+    """Refuse a deinterlacing choice that does not exist (from Python: the CLI checks too)."""
+    if mode not in ("auto", "on", "off"):
+        raise OptionsError(f"--deinterlace must be auto, on or off, got {mode!r}")
+    if order not in ("auto", "tff", "bff"):
+        raise OptionsError(f"--field-order must be auto, tff or bff, got {order!r}")
+    if rate not in ("frame", "field"):
+        raise OptionsError(f"--deinterlace-rate must be frame or field, got {rate!r}")
+
+
 def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice,
                      rate: FieldRate) -> DeinterlacePlan | None:
     """Decide whether and how a source is deinterlaced; None keeps its frames as they are.
@@ -111,12 +127,7 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     deinterlaces whatever the flag says (a source wrongly flagged progressive);
     ``order`` other than ``auto`` overrides the flag and the measurement.
     """
-    if mode not in ("auto", "on", "off"):
-        raise OptionsError(f"--deinterlace must be auto, on or off, got {mode!r}")
-    if order not in ("auto", "tff", "bff"):
-        raise OptionsError(f"--field-order must be auto, tff or bff, got {order!r}")
-    if rate not in ("frame", "field"):
-        raise OptionsError(f"--deinterlace-rate must be frame or field, got {rate!r}")
+    check_choices(mode, order, rate)
     if mode == "off":
         return None
     flagged = FLAGGED_ORDER.get(info.field_order)
@@ -139,6 +150,16 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     if order != "auto" and order != chosen:
         chosen, reason = order, f"asked; {reason}"
     return DeinterlacePlan(chosen, rate, reason)
+
+
+def deinterlaced_info(info: VideoInfo, plan: DeinterlacePlan) -> VideoInfo:
+    """``info`` as the :class:`Deinterlacer` 's output: progressive, timestamps in half the
+    time base, at field rate twice the frames at twice the rate (the same duration)."""
+    per_frame = 2 if plan.rate == "field" else 1
+    return replace(
+        info, time_base=info.time_base / 2, field_order="progressive",
+        average_rate=info.average_rate * per_frame if info.average_rate else None,
+        frame_count=info.frame_count * per_frame if info.frame_count is not None else None)
 
 
 class Deinterlacer:

@@ -79,7 +79,7 @@ class OutputPlan:
     turn: int  # degrees the sink turns the pixels clockwise before encoding (0, 90, 180, 270)
     mirror: bool  # the sink mirrors the pixels left to right (before turning them)
     timecode: str | None  # written as the video stream's timecode
-    field_order: str  # written on the stream: the source's, never claimed progressive for it
+    field_order: str  # written on the stream: the frames' own (progressive once deinterlaced)
     encode: EncodeOptions  # codec resolved (the container's default when none was asked)
     codec_options: tuple[tuple[str, str], ...]  # what the encoder is opened with
     sink: str  # "pyav" or "ffmpeg"
@@ -164,6 +164,9 @@ def plan_output(
                      pix_fmt=codec_pix_fmt, rate=rate, options=tuple(options.items()))
     video = container.streams[source.stream_index]
     start_pts = stream_start(container, video)
+    if start_pts and video.time_base and video.time_base != source.time_base:
+        # Deinterlaced frames count in half the stream's time base: the same instant.
+        start_pts = round(start_pts * video.time_base / source.time_base)
     if source.interlaced:
         log.warning("%s: the video is interlaced (%s field first); its fields are upscaled"
                     " together and will be mixed: deinterlace it first for a clean result",

@@ -64,6 +64,14 @@ def is_script(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SCRIPT_SUFFIXES
 
 
+def refuse_deinterlace(path: str | Path, mode: str) -> None:
+    """A script's frames are what the script makes them: ``--deinterlace on`` is refused,
+    ``auto`` and ``off`` leave them alone."""
+    if mode == "on":
+        raise OptionsError(f"{path}: --deinterlace on does not apply to a VapourSynth script;"
+                           " deinterlace in the script (e.g. core.bwdif.Bwdif) instead")
+
+
 # -- formats and properties, shared with the vsvidsr filter ---------------------------------
 
 
