@@ -13,6 +13,7 @@ from clipgen import bar_values
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec
+from vidsr.io.encode import EncodeOptions
 from vidsr.io.probe import probe
 from vidsr.plan import EngineOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
@@ -81,8 +82,6 @@ def test_rgb_model_keeps_bar_colours(clip, tmp_path):
 
 
 def _lossless_x264():
-    from vidsr.io.encode import EncodeOptions
-
     return EncodeOptions(codec="libx264", encoder_opts=(("qp", "0"),))
 
 
@@ -111,6 +110,20 @@ def test_vfr_timestamps_survive_to_the_millisecond(clip, tmp_path):
     assert result.frames == len(pts)
     times = video_times(dst)
     assert [round(t * 1000) for t in times] == pts
+
+
+@pytest.mark.parametrize(("codec", "kept"), [("libx264", True), ("libvpx-vp9", False),
+                                             ("ffv1", False)])
+def test_a_pixel_aspect_the_output_cannot_keep_is_warned_about(clip, tmp_path, caplog, codec,
+                                                               kept):
+    # x264 stores the SAR in its bitstream; VP9 and FFV1 only in the container, where the
+    # bundled FFmpeg's Matroska muxer, as PyAV drives it, does not write it.
+    src = clip("anamorphic.mkv", width=32, height=24, frames=2, sar=Fraction(16, 11))
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec=codec),
+                  options=QUIET)
+    assert (probe(dst).sar == Fraction(16, 11)) is kept
+    assert ("cannot store the pixel aspect ratio 16:11" in caplog.text) is not kept
 
 
 def test_sar_chapters_metadata_and_audio_packets_survive(clip, tmp_path):

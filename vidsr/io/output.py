@@ -15,6 +15,7 @@ work starts, not after.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from dataclasses import dataclass, replace
@@ -155,6 +156,12 @@ def plan_output(
                                f" (see `ffmpeg -h encoder={codec}`)")
         time_base, rate = _encoder_timing(path, muxer, codec, width, height, codec_pix_fmt,
                                           source.time_base, rate, options)
+        if sar != 1 and not stores_sample_aspect(muxer, codec, codec_pix_fmt,
+                                                 tuple(options.items())):
+            log.warning("%s: %s in %s, written by the bundled FFmpeg, cannot store the pixel"
+                        " aspect ratio %s:%s, so players will show square pixels; use"
+                        " --ffmpeg, or a codec that stores it (libx264, libx265)", path, codec,
+                        muxer, sar.numerator, sar.denominator)
     else:
         # The container's codec list is the same in every FFmpeg: ask it with the bundled
         # encoder of the same codec, then let the system ffmpeg try the rest itself.
@@ -290,6 +297,36 @@ def _open_refusal(muxer: str, codec: str, width: int, height: int, pix_fmt: str,
         raise ContainerRefusal(f"{muxer} files cannot hold {codec} video ({exc}); choose"
                                " another --codec or output extension") from exc
     return None
+
+
+@functools.cache
+def stores_sample_aspect(muxer: str, codec: str, pix_fmt: str,
+                         options: tuple[tuple[str, str], ...]) -> bool:
+    """Whether a ``codec`` stream that PyAV writes into a ``muxer`` file keeps its SAR.
+
+    x264 and x265 store it in the bitstream; VP9, AV1 and FFV1 have nowhere to put it but
+    the container, and PyAV cannot set the stream field Matroska's muxer reads. Found by
+    writing one small frame and reading it back (milliseconds), only for non-square pixels.
+    """
+    sar = Fraction(16, 11)
+    buffer = io.BytesIO()
+    try:
+        with av.open(buffer, "w", format=muxer) as scratch:
+            stream = scratch.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, pix_fmt
+            stream.codec_context.sample_aspect_ratio = sar
+            stream.codec_context.options = dict(options)
+            frame = av.VideoFrame(64, 64, pix_fmt)
+            frame.pts = 0
+            scratch.mux(stream.encode(frame))
+            scratch.mux(stream.encode())
+        buffer.seek(0)
+        with av.open(buffer, "r", format=muxer) as written:
+            stream = written.streams.video[0]
+            next(written.decode(stream), None)
+            return sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio)
+    except (av.FFmpegError, ValueError):  # cannot tell: say nothing rather than guess
+        return True
 
 
 # Encoders that need whole chroma samples: odd sizes are refused in subsampled formats.
