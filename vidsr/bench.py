@@ -77,6 +77,8 @@ class BenchOptions:
     deinterlace: DeinterlaceMode = "auto"
     field_order: FieldOrderChoice = "auto"
     deinterlace_rate: FieldRate = "frame"
+    height: int | None = None
+    square_pixels: bool = False
 
 
 @dataclass
@@ -269,7 +271,8 @@ def run_bench(
                               output=work / f"pipeline.{options.container}",
                               encode=encode or EncodeOptions(),
                               deinterlace=options.deinterlace, field_order=options.field_order,
-                              deinterlace_rate=options.deinterlace_rate)
+                              deinterlace_rate=options.deinterlace_rate,
+                              height=options.height, square_pixels=options.square_pixels)
         return _measure(clip, plan, model, work, options)
 
 
@@ -368,7 +371,7 @@ def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
         device=plan.devices[0], precision=precision,  # type: ignore[arg-type]
         channels_last=channels_last, batch_size=1, executor="sync")
     serial_plan = plan_run(model, serial_options, machine=plan.machine)
-    serial_plan = replace(serial_plan, source=plan.source,
+    serial_plan = replace(serial_plan, source=plan.source, fit=plan.fit,
                           output=replace(plan.output, encode=replace(plan.output.encode,
                                                                       threads=0)))
     runner = engines.enter_context(Engine(model, serial_plan))

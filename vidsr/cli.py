@@ -155,6 +155,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    " else measured)")
     p.add_argument("--deinterlace-rate", choices=["frame", "field"], default="frame",
                    help="one output frame per frame (default) or per field (double rate)")
+    p.add_argument("--height", type=_scale, metavar="N",
+                   help="resize the upscaled picture to N lines (width from the display"
+                   " aspect), antialiased, after the model")
+    p.add_argument("--square-pixels", action="store_true",
+                   help="resize the upscaled picture to square pixels at the same display"
+                   " aspect (anamorphic SD)")
 
 
 def _runtime_list(text: str) -> list[str]:
@@ -208,6 +214,7 @@ def run_upscale(args: argparse.Namespace) -> int:
             progress=False if args.no_progress else None, ffmpeg=args.ffmpeg,
             autorotate=args.autorotate, deinterlace=args.deinterlace,
             field_order=args.field_order, deinterlace_rate=args.deinterlace_rate,
+            height=args.height, square_pixels=args.square_pixels,
         ),
     )
     if args.dry_run:
@@ -476,7 +483,8 @@ def run_bench(args: argparse.Namespace) -> int:
                            container=args.container, frames=args.frames, crop=args.crop,
                            repeats=args.repeats, serial=not args.no_serial,
                            deinterlace=args.deinterlace, field_order=args.field_order,
-                           deinterlace_rate=args.deinterlace_rate)
+                           deinterlace_rate=args.deinterlace_rate, height=args.height,
+                           square_pixels=args.square_pixels)
     # Several runtimes: the same clip and arguments, one runtime after the other.
     reports = []
     for runtime in args.runtime:

@@ -105,7 +105,10 @@ class Engine:
     # -- decoded planes in, encoder-ready planes out -----------------------------------
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        return width * self.scale, height * self.scale
+        """The picture delivered for a ``width`` x ``height`` one: the plan's fit, or scale x."""
+        fit = self.plan.fit
+        return (fit.width, fit.height) if fit is not None else (width * self.scale,
+                                                               height * self.scale)
 
     @torch.inference_mode()
     def submit(
@@ -138,7 +141,7 @@ class Engine:
         net = partial(replica.network, fp32=fp32, flags=flags)
         in_layout = batch.layout
         floats = [p.float() for p in planes]
-        out_w, out_h = self.output_size(batch.width, batch.height)
+        out_w, out_h = batch.width * self.scale, batch.height * self.scale
         space = self.spec.input_space
         if space == "planes" and _same_shape_family(in_layout, out_layout):
             out = self._planes_path(floats, in_layout, out_layout, colour.full_range, net,
@@ -147,6 +150,11 @@ class Engine:
             out = self._luma_path(floats, colour, in_layout, out_layout, out_w, out_h, net)
         else:
             out = self._rgb_path(floats, colour, in_layout, out_layout, net)
+        fit_w, fit_h = self.output_size(batch.width, batch.height)
+        if (fit_w, fit_h) != (out_w, out_h):
+            # Before rounding: the resize works on the network's unrounded output.
+            out = [imresize(p, size=out_layout.plane_shape(index, fit_w, fit_h))
+                   for index, p in enumerate(out)]
         return [_quantise(p, out_layout) for p in out]
 
     def _planes_path(

@@ -32,6 +32,7 @@ from vidsr.io.deinterlace import (
     plan_deinterlace,
 )
 from vidsr.io.encode import EncodeOptions
+from vidsr.io.fit import Fit, plan_fit
 from vidsr.io.output import OutputPlan, plan_output, upright_transform
 from vidsr.io.probe import VideoInfo
 from vidsr.machine import Machine, this_machine
@@ -230,6 +231,9 @@ class RunPlan:
     runtime: RuntimeChoice = TORCH_RUNTIME
     # bwdif before the model; the output is then progressive (see io/deinterlace.py)
     deinterlace: DeinterlacePlan | None = None
+    # The engine's resize after the model to a height and/or square pixels (io/fit.py);
+    # None delivers scale x the frames.
+    fit: Fit | None = None
 
     @property
     def on_cpu(self) -> bool:
@@ -276,6 +280,9 @@ class RunPlan:
         if self.deinterlace is not None:
             rows.append(("deinterlace", f"{self.deinterlace.to_text()}; before the model,"
                                         " the output is progressive"))
+        if self.fit is not None:
+            rows.append(("resize", f"{self.fit.to_text()}; antialiased bicubic after the"
+                                   " model"))
         if self.output is not None:
             o = self.output
             options = " ".join(f"{k}={v}" for k, v in o.codec_options)
@@ -360,11 +367,14 @@ def with_video(
     plan: RunPlan, *, source: VideoInfo, container: av.container.InputContainer,
     output: Path, encode: EncodeOptions, ffmpeg: str | None = None, autorotate: bool = False,
     deinterlace: DeinterlaceMode = "off", field_order: FieldOrderChoice = "auto",
-    deinterlace_rate: FieldRate = "frame",
+    deinterlace_rate: FieldRate = "frame", height: int | None = None,
+    square_pixels: bool = False,
 ) -> RunPlan:
     """``plan`` completed for upscaling ``source`` (open for decoding as ``container``)
     into ``output``: the output stream, its codec settings and copied streams.
     ``autorotate`` turns the pixels upright instead of keeping the display matrix.
+    ``height`` and ``square_pixels`` fit the upscaled picture to a height and to square
+    pixels at the same display aspect (:func:`~vidsr.io.fit.plan_fit`).
 
     ``deinterlace`` (auto, on, off), ``field_order`` and ``deinterlace_rate``: see
     :func:`~vidsr.io.deinterlace.plan_deinterlace`. Off by default here: whoever asks for
@@ -385,15 +395,19 @@ def with_video(
     if plan.on_cpu and not encoder_threads:
         encoder_threads = plan_cpu_threads(plan.machine.cores).encoder
     scale = plan.model.scale
-    out = plan_output(frames, container, output, width=source.width * scale,
-                      height=source.height * scale,
+    fit = plan_fit(frames.width, frames.height, frames.sar, scale, target_height=height,
+                   square=square_pixels)
+    width, height, sar = ((fit.width, fit.height, fit.sar) if fit is not None else
+                          (frames.width * scale, frames.height * scale, frames.sar))
+    out = plan_output(frames, container, output, width=width, height=height, sar=sar,
                       encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg,
                       autorotate=autorotate)
     executor = plan.executor
     if (isinstance(executor, OpenVinoPlan) and executor.precision == "int8"
             and executor.calibration is None):
         executor = replace(executor, calibration=str(source.path))  # the clip's own frames
-    return replace(plan, source=source, output=out, executor=executor, deinterlace=fields)
+    return replace(plan, source=source, output=out, executor=executor, deinterlace=fields,
+                   fit=fit)
 
 
 def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlapped: bool,

@@ -54,6 +54,9 @@ class TranscodeOptions:
     deinterlace: DeinterlaceMode = "auto"
     field_order: FieldOrderChoice = "auto"
     deinterlace_rate: FieldRate = "frame"
+    # The delivered picture (io/fit.py): a target height, and square pixels from the SAR.
+    height: int | None = None
+    square_pixels: bool = False
 
 
 @dataclass
@@ -158,7 +161,8 @@ def _with_video(plan: RunPlan, decoder: Decoder | ScriptSource, dst: Path,
                       encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
                       autorotate=options.autorotate, deinterlace=options.deinterlace,
                       field_order=options.field_order,
-                      deinterlace_rate=options.deinterlace_rate)
+                      deinterlace_rate=options.deinterlace_rate, height=options.height,
+                      square_pixels=options.square_pixels)
 
 
 def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,

@@ -112,14 +112,15 @@ def muxer_for(path: Path) -> str:
 def plan_output(
     source: VideoInfo, container: av.container.InputContainer, path: Path, *,
     width: int, height: int, encode: EncodeOptions, ffmpeg: str | None = None,
-    autorotate: bool = False,
+    autorotate: bool = False, sar: Fraction | None = None,
 ) -> OutputPlan:
     """Decide the output stream of an upscale of ``source`` (open as ``container``) into
     ``path`` at ``width`` x ``height``.
 
     ``ffmpeg``: the system ffmpeg that will encode (None: PyAV). ``autorotate``: turn the
     pixels upright instead of keeping the display matrix (always so for ffmpeg, whose
-    raw-video input cannot carry a matrix).
+    raw-video input cannot carry a matrix). ``sar``: the pixel aspect of the delivered
+    picture when it is not the source's (a fitted one, see :mod:`vidsr.io.fit`).
     """
     muxer = muxer_for(path)
     codec = encode.codec or DEFAULT_CODECS.get(muxer, FALLBACK_CODEC)
@@ -133,7 +134,8 @@ def plan_output(
     codec_pix_fmt = encode.pix_fmt or (
         layout.pix_fmt if not formats or layout.pix_fmt in formats
         else nearest_format(layout, formats))
-    turn, mirror, matrix, sar = 0, False, source.display_matrix, source.sar
+    turn, mirror, matrix = 0, False, source.display_matrix
+    sar = source.sar if sar is None else sar
     if matrix is not None and (autorotate or ffmpeg is not None):
         upright = upright_transform(matrix)
         if upright is None:
