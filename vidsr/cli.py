@@ -102,6 +102,9 @@ def upscale_parser() -> argparse.ArgumentParser:
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     """What the run plan is resolved from, shared by `vidsr` and `vidsr bench` so that a
     benchmark measures exactly the command it is given."""
+    p.add_argument("--preset", dest="run_preset", metavar="NAME|PATH",
+                   help="a run preset: a bundled name (see `vidsr presets`) or a TOML file;"
+                   " options given here override its values")
     p.add_argument("--batch-size", type=int,
                    help="frames per batch (default: 1 on a CPU, 4 on CUDA)")
     p.add_argument("--in-flight", type=int, default=2,
@@ -158,7 +161,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=_scale, metavar="N",
                    help="resize the upscaled picture to N lines (width from the display"
                    " aspect), antialiased, after the model")
-    p.add_argument("--square-pixels", action="store_true",
+    p.add_argument("--square-pixels", action=argparse.BooleanOptionalAction, default=False,
                    help="resize the upscaled picture to square pixels at the same display"
                    " aspect (anamorphic SD)")
 
@@ -554,6 +557,24 @@ def run_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def presets_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr presets",
+        description="The run presets vidsr ships (vidsr/presets/*.toml) and their settings;"
+        " use one with `vidsr IN OUT --preset NAME` or `vidsr batch ... --preset NAME`.",
+    )
+    _add_common(p)
+    return p
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from vidsr.run_presets import bundled_presets
+
+    for preset in bundled_presets():
+        print(preset.to_text())
+    return 0
+
+
 Command = tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
 SUBCOMMANDS: dict[str, Command] = {
     "models": (models_parser, run_models),
@@ -561,6 +582,7 @@ SUBCOMMANDS: dict[str, Command] = {
     "export": (export_parser, run_export),
     "eval-video": (eval_video_parser, run_eval_video),
     "compare": (compare_parser, run_compare),
+    "presets": (presets_parser, run_presets),
     "bench": (bench_parser, run_bench),
     "train": (train_parser, run_train),
     "interpolate": (interpolate_parser, run_interpolate),
@@ -625,10 +647,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = argv[1:]
     else:
         make_parser, run = upscale_parser, run_upscale
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(_with_preset(parser, argv))
     _configure_logging(args.debug, args.quiet)
     with stop_signals_interrupt() as received:
         return _run_reporting(run, args, received)
+
+
+def _with_preset(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """The words to parse: a ``--preset``'s options first, then ``argv``, which overrides
+    them (a run command's parser only; others keep their own ``--preset``)."""
+    if not any(action.dest == "run_preset" for action in parser._actions):
+        return argv
+    scan = argparse.ArgumentParser(add_help=False)
+    scan.add_argument("--preset", dest="run_preset")
+    named = scan.parse_known_args(argv)[0].run_preset
+    if named is None:
+        return argv
+    from vidsr.run_presets import load_preset, preset_arguments
+
+    try:
+        return preset_arguments(load_preset(named), parser) + argv
+    except OptionsError as exc:
+        parser.error(str(exc))
 
 
 def _run_reporting(run: Callable[[argparse.Namespace], int], args: argparse.Namespace,

@@ -1,0 +1,72 @@
+"""Run presets: the bundled ones, a file of one's own, overrides and bad keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vidsr.cli import main, upscale_parser
+from vidsr.errors import OptionsError
+from vidsr.run_presets import bundled_presets, load_preset, preset_arguments
+
+
+def test_every_bundled_preset_parses_as_vidsr_options():
+    presets = {p.name: p for p in bundled_presets()}
+    assert set(presets) == {"anime", "archival-sd", "fast-preview", "film"}
+    parser = upscale_parser()
+    for preset in presets.values():
+        args = parser.parse_args([*preset_arguments(preset, parser), "in.mp4", "out.mkv"])
+        assert args.model == preset.options["model"]
+    archival = parser.parse_args([*preset_arguments(presets["archival-sd"], parser), "a", "b"])
+    assert (archival.square_pixels, archival.height, archival.codec, archival.pix_fmt) == (
+        True, 1080, "libx265", "yuv420p10le")
+    film = parser.parse_args([*preset_arguments(presets["film"], parser), "a", "b"])
+    assert film.encoder_opt == [("tune", "grain")]
+
+
+def test_a_preset_shapes_the_plan_and_the_command_line_overrides_it(clip, tmp_path, capsys):
+    src = clip("in.mkv", width=32, height=24, frames=2)
+    out = str(tmp_path / "out.mkv")
+    assert main([src.as_posix(), out, "--preset", "fast-preview", "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["model"]["name"], plan["model"]["scale"]) == ("espcn", 2)
+    assert dict(plan["output"]["codec_options"])["preset"] == "veryfast"
+    assert main([src.as_posix(), out, "--preset", "fast-preview", "--crf", "30",
+                 "--encoder-preset", "fast", "--dry-run", "--json"]) == 0
+    options = dict(json.loads(capsys.readouterr().out)["output"]["codec_options"])
+    assert (options["crf"], options["preset"]) == ("30", "fast")
+
+
+def test_a_switch_in_a_preset_can_be_turned_off(tmp_path):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('description = "mine"\n[options]\nsquare-pixels = true\nheight = 720\n')
+    parser = upscale_parser()
+    words = preset_arguments(load_preset(mine), parser)
+    assert parser.parse_args([*words, "a", "b"]).square_pixels is True
+    assert parser.parse_args([*words, "a", "b", "--no-square-pixels"]).square_pixels is False
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[options]\nsharpness = 3\n', "unknown key 'sharpness' (not an option of `vidsr`)"),
+    ('colour = "red"\n', "unknown key 'colour'"),
+    ('[options]\nsquare-pixels = "yes"\n', "square-pixels must be true or false"),
+    ('[options\n', "not a readable TOML preset"),
+])
+def test_bad_preset_files_are_one_error_naming_the_file(tmp_path, capsys, toml, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(toml)
+    with pytest.raises(OptionsError, match=str(bad).replace(".", r"\.")):
+        preset_arguments(load_preset(bad), upscale_parser())
+    with pytest.raises(SystemExit) as stop:
+        main(["in.mp4", "out.mkv", "--preset", str(bad)])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_names_list_the_bundled_presets(capsys):
+    with pytest.raises(OptionsError, match="unknown preset 'vhs' .bundled: anime, archival-sd"):
+        load_preset("vhs")
+    assert main(["presets"]) == 0
+    listing = capsys.readouterr().out
+    assert "archival-sd: " in listing and "square-pixels=true, height=1080" in listing
