@@ -70,3 +70,21 @@ def test_unknown_names_list_the_bundled_presets(capsys):
     assert main(["presets"]) == 0
     listing = capsys.readouterr().out
     assert "archival-sd: " in listing and "square-pixels=true, height=1080" in listing
+
+
+def test_vidsr_batch_takes_a_preset_for_every_file(clip, tmp_path):
+    from fractions import Fraction
+
+    from vidsr.io.probe import probe
+
+    src = tmp_path / "tapes"
+    src.mkdir()
+    clip("tapes/a.mkv", width=32, height=24, frames=2, sar=Fraction(16, 11))
+    preset = tmp_path / "square.toml"
+    preset.write_text('[options]\nmodel = "nearest"\nscale = 2\nsquare-pixels = true\n'
+                      'codec = "libx264"\n')
+    out = tmp_path / "out"
+    assert main(["batch", str(src), str(out), "--preset", str(preset), "--no-progress",
+                 "-q"]) == 0
+    result = probe(out / "a.mkv")
+    assert (result.width, result.height, result.sar) == (94, 48, 1)

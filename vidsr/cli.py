@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from vidsr.errors import Cancelled, OptionsError, VidsrError
 
 if TYPE_CHECKING:
+    from vidsr.batch import FileRun
     from vidsr.io.encode import EncodeOptions
     from vidsr.plan import EngineOptions
+    from vidsr.transcode import TranscodeOptions
 
 log = logging.getLogger("vidsr")
 
@@ -78,20 +81,16 @@ def upscale_parser() -> argparse.ArgumentParser:
         description="Upscale a video with a super-resolution model. Audio, subtitles, chapters,"
         " metadata, timestamps, colour tags and aspect ratio are kept.",
         epilog="Other commands: vidsr models | eval | eval-video | compare | bench | export"
-        " | train | interpolate"
+        " | train | interpolate | batch"
         " (vidsr COMMAND --help).",
     )
     p.add_argument("input", type=Path, help="source video")
     p.add_argument("output", type=Path, help="output video; the container follows the extension")
     _add_model_args(p, default_model="compact")
     _add_run_args(p)
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                   help="undecodable frames: fail (default) or replace by the previous frame")
+    _add_file_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--autorotate", action="store_true",
-                   help="turn a rotated picture (phone clips) upright in the pixels instead of"
-                   " keeping its display matrix (always so with --ffmpeg)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the run plan (every decision about the run) and write nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
@@ -195,6 +194,28 @@ def _engine_options(args: argparse.Namespace, runtime: str | None = None) -> Eng
     )
 
 
+def _add_file_args(p: argparse.ArgumentParser) -> None:
+    """How a file is read and turned, for `vidsr` and `vidsr batch`."""
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="undecodable frames: fail (default) or replace by the previous frame")
+    p.add_argument("--autorotate", action="store_true",
+                   help="turn a rotated picture (phone clips) upright in the pixels instead of"
+                   " keeping its display matrix (always so with --ffmpeg)")
+
+
+def _transcode_options(args: argparse.Namespace, *, overwrite: bool,
+                       progress: bool | None) -> TranscodeOptions:
+    """What a file's run takes from the command line, for `vidsr` and each file of a batch."""
+    from vidsr.transcode import TranscodeOptions
+
+    return TranscodeOptions(
+        on_error=args.on_error, overwrite=overwrite, progress=progress, ffmpeg=args.ffmpeg,
+        autorotate=args.autorotate, deinterlace=args.deinterlace,
+        field_order=args.field_order, deinterlace_rate=args.deinterlace_rate,
+        height=args.height, square_pixels=args.square_pixels,
+    )
+
+
 def _encode_options(args: argparse.Namespace) -> EncodeOptions:
     from vidsr.io.encode import EncodeOptions
 
@@ -204,7 +225,7 @@ def _encode_options(args: argparse.Namespace) -> EncodeOptions:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video
+    from vidsr.transcode import plan_upscale, upscale_video
 
     if args.json and not args.dry_run:
         raise OptionsError("--json goes with --dry-run (the plan as JSON)")
@@ -212,13 +233,8 @@ def run_upscale(args: argparse.Namespace) -> int:
         model=args.model, scale=args.scale, weights=args.weights,
         allow_unsafe_weights=args.allow_unsafe_weights, engine=_engine_options(args),
         encode=_encode_options(args),
-        options=TranscodeOptions(
-            on_error=args.on_error, overwrite=args.overwrite,
-            progress=False if args.no_progress else None, ffmpeg=args.ffmpeg,
-            autorotate=args.autorotate, deinterlace=args.deinterlace,
-            field_order=args.field_order, deinterlace_rate=args.deinterlace_rate,
-            height=args.height, square_pixels=args.square_pixels,
-        ),
+        options=_transcode_options(args, overwrite=args.overwrite,
+                                   progress=False if args.no_progress else None),
     )
     if args.dry_run:
         plan = plan_upscale(args.input, args.output, **arguments)
@@ -557,6 +573,91 @@ def run_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def batch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidsr batch",
+        description="Upscale every video of a folder (recursively), a manifest or one file"
+        " into OUT_DIR, mirroring the source tree. A job file in OUT_DIR records each file,"
+        " so the same command continues a stopped batch: done files are skipped, files whose"
+        " options changed are redone.",
+    )
+    p.add_argument("src", type=Path, help="a folder, a video, or a manifest (.txt/.lst: one"
+                   " path a line; .csv: a 'path' column and per-file columns among "
+                   + ", ".join(_batch_columns()) + ")")
+    p.add_argument("out_dir", type=Path, help="folder the outputs and the job file go into")
+    _add_model_args(p, default_model="compact")
+    _add_run_args(p)
+    _add_file_args(p)
+    p.add_argument("--container", default="mkv",
+                   help="the outputs' extension, which picks the container (default: mkv)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="try again the files that failed in an earlier run")
+    p.add_argument("--report", type=Path,
+                   help="JSON report, one row per file (default: OUT_DIR/vidsr-report.json)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs in OUT_DIR that this batch did not write")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_common(p)
+    return p
+
+
+def _batch_columns() -> tuple[str, ...]:
+    from vidsr.batch.sources import OVERRIDE_COLUMNS
+
+    return OVERRIDE_COLUMNS
+
+
+class _OverridesParser(argparse.ArgumentParser):
+    """The run options again, for a manifest line's overrides: errors are raised, not
+    printed with the usage, since they belong to one file of the batch."""
+
+    def error(self, message: str) -> NoReturn:
+        raise OptionsError(message)
+
+
+def _batch_file_run(args: argparse.Namespace) -> Callable[[Mapping[str, str]], FileRun]:
+    """How each file runs: the command's options, with a manifest line's overrides parsed
+    as the options of the same names (``scale`` as ``--scale``)."""
+    from vidsr.batch import FileRun
+
+    overrides_parser = _OverridesParser(prog="vidsr batch", add_help=False)
+    _add_model_args(overrides_parser, default_model=args.model)
+    _add_run_args(overrides_parser)
+
+    def file_run(overrides: Mapping[str, str]) -> FileRun:
+        ns = args
+        if overrides:
+            argv = [part for column, value in overrides.items()
+                    for part in (f"--{column.replace('_', '-')}", value)]
+            # Options already in the namespace keep their values unless overridden.
+            ns = overrides_parser.parse_args(argv, namespace=copy.deepcopy(args))
+        return FileRun(
+            model=ns.model, scale=ns.scale, weights=ns.weights,
+            allow_unsafe_weights=ns.allow_unsafe_weights, engine=_engine_options(ns),
+            encode=_encode_options(ns),
+            # The batch decides overwriting and progress for every file itself.
+            options=_transcode_options(ns, overwrite=False, progress=None),
+        )
+
+    return file_run
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from vidsr.batch import BatchOptions, run_batch, write_report
+
+    file_run = _batch_file_run(args)
+    file_run({})  # the command's own options are checked before any file is touched
+    result = run_batch(args.src, args.out_dir, file_run, BatchOptions(
+        container=args.container, retry_failed=args.retry_failed, overwrite=args.overwrite,
+        progress=False if args.no_progress or args.quiet else None,
+    ))
+    report = write_report(result, args.report or args.out_dir / "vidsr-report.json")
+    if not args.quiet:
+        print(f"vidsr: batch: {result.summary_line()}\n{result.summary_table()}\n"
+              f"  report     {report}", file=sys.stderr)
+    return 0 if result.ok else EXIT_ERROR
+
+
 def presets_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vidsr presets",
@@ -586,6 +687,7 @@ SUBCOMMANDS: dict[str, Command] = {
     "bench": (bench_parser, run_bench),
     "train": (train_parser, run_train),
     "interpolate": (interpolate_parser, run_interpolate),
+    "batch": (batch_parser, run_batch),
 }
 
 

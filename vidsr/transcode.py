@@ -57,6 +57,9 @@ class TranscodeOptions:
     # The delivered picture (io/fit.py): a target height, and square pixels from the SAR.
     height: int | None = None
     square_pixels: bool = False
+    # Hears how many frames each batch wrote (vidsr batch's whole-batch bar); whatever it
+    # raises stops the run as a failed stage does, so it also carries a stop request.
+    on_frames: Callable[[int], object] | None = None
 
 
 @dataclass
@@ -188,7 +191,8 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
                 # The decoder's frames: twice the source's at field rate.
                 bar = stack.enter_context(_progress_bar(decoder.info, options.progress))
                 written, timing = stream_through(runner, decoder, sink, plan,
-                                                 depth=options.queue_depth, on_write=bar.update)
+                                                 depth=options.queue_depth,
+                                                 on_write=_heard_by(bar.update, options.on_frames))
                 skipped = decoder.skipped
             publish(tmp, dst, options.overwrite)
         except VidsrError as exc:
@@ -202,6 +206,17 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,
     )
+
+
+def _heard_by(*listeners: Callable[[int], object] | None) -> Callable[[int], None]:
+    """One frame counter that tells each of ``listeners`` (None ones left out)."""
+    present = [listener for listener in listeners if listener is not None]
+
+    def tell(frames: int) -> None:
+        for listener in present:
+            listener(frames)
+
+    return tell
 
 
 def stream_through(

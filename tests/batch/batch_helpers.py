@@ -1,0 +1,73 @@
+"""What the batch tests share: a small source tree of real clips, running `vidsr batch`
+in this process, and reading back outputs, the job file and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+from clipgen import make_clip
+
+from vidsr.cli import main
+
+FAST = ("--model", "nearest", "--scale", "2", "--no-progress")
+
+
+def make_tree(root: Path, frames: int = 4) -> dict[str, Path]:
+    """src/a.mp4, src/sub/b.mkv, src/sub/deeper/c.mov (real clips) and src/notes.txt."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    clips = {
+        "a.mp4": make_clip(root / "a.mp4", width=32, height=24, frames=frames),
+        "sub/b.mkv": make_clip(root / "sub" / "b.mkv", width=32, height=24, frames=frames,
+                               content="moving"),
+        "sub/deeper/c.mov": make_clip(root / "sub" / "deeper" / "c.mov", width=16,
+                                      height=16, frames=frames, content="gradient"),
+    }
+    (root / "notes.txt").write_text("not a video\n")
+    return clips
+
+
+def write_truncated(path: Path, clip: Path) -> Path:
+    """The first third of a real clip: a download that stopped."""
+    data = clip.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def batch(capsys, *args: str | Path) -> tuple[int, str]:
+    """``vidsr batch ARGS`` in this process: the exit code and stderr."""
+    capsys.readouterr()
+    code = main(["batch", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def job(out: Path) -> dict:
+    return json.loads((out / "vidsr-job.json").read_text())["files"]
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "vidsr-report.json").read_text())
+
+
+def outcomes(out: Path) -> dict[str, str]:
+    """Report rows as {source file name: outcome}."""
+    return {Path(row["source"]).name: row["outcome"] for row in report(out)["files"]}
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="yuv420p") for f in container.decode(video=0)]
+
+
+def identity(path: Path) -> tuple[int, int]:
+    """Inode and modification time: unchanged exactly when the file was not rewritten."""
+    status = path.stat()
+    return status.st_ino, status.st_mtime_ns
+
+
+def same_frames(a: Path, b: Path) -> bool:
+    """Whether two videos decode to the same frames, code value for code value."""
+    x, y = decoded(a), decoded(b)
+    return len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y, strict=True))

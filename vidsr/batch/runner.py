@@ -1,0 +1,296 @@
+"""Runs a batch: deals the files to workers, each file through the one-file transcoder,
+and keeps the job file up to date so that a stopped batch continues where it was.
+
+On CUDA there is one worker thread per GPU, each running whole files on its own device;
+on the CPU the files run one at a time, in the calling thread, because the run plan already
+spreads one file over every core (and Ctrl-C then lands in the file's own pipeline).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vidsr.batch.jobfile import (
+    JobFile,
+    WeightsDigests,
+    file_digest,
+    fingerprint,
+    output_matches,
+    run_options,
+)
+from vidsr.batch.report import BatchResult, FileOutcome
+from vidsr.batch.sources import SourceFile, one_line, scan_sources
+from vidsr.errors import Cancelled, OutputError
+from vidsr.io.encode import EncodeOptions
+from vidsr.machine import this_machine
+from vidsr.models import SRModel, load_model
+from vidsr.plan import EngineOptions
+from vidsr.transcode import TranscodeOptions, prepare_upscale, run_plan
+
+log = logging.getLogger("vidsr")
+
+
+@dataclass(frozen=True)
+class FileRun:
+    """How one file is upscaled: :func:`~vidsr.transcode.prepare_upscale`'s arguments."""
+
+    model: str | Path = "compact"
+    scale: int | None = None
+    weights: Path | None = None
+    allow_unsafe_weights: bool = False
+    engine: EngineOptions = EngineOptions()
+    encode: EncodeOptions = EncodeOptions()
+    options: TranscodeOptions = TranscodeOptions()
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What the batch itself is asked: the outputs' container (extension), whether failed
+    files are tried again, whether outputs the batch did not write may be replaced, the
+    progress bars (None: only on a terminal), and the devices files are dealt to, one
+    worker thread each (None: :func:`worker_devices` of the command's options)."""
+
+    container: str = "mkv"
+    retry_failed: bool = False
+    overwrite: bool = False
+    progress: bool | None = None
+    devices: tuple[str, ...] | None = None
+
+
+# A manifest line's overrides -> how that file runs (the command's options where empty).
+Resolve = Callable[[Mapping[str, str]], FileRun]
+
+
+def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
+              batch: BatchOptions | None = None) -> BatchResult:
+    """Upscale every video of ``src`` (a folder, a manifest or one file) into ``out_dir``.
+
+    A file that fails is recorded with its reason and the others go on. Ctrl-C (or a stop
+    signal turned into KeyboardInterrupt) stops the files being run, records them as not
+    done, and is raised again once the job file says so.
+    """
+    batch = batch or BatchOptions()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: is a file; give the folder the outputs go into")
+    started = time.perf_counter()
+    models = _Models()
+    # The command's own model first: a wrong --model is one error, not a failure per file.
+    models.get(resolve({}))
+    files = scan_sources(Path(src), out_dir, batch.container.lstrip("."))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = JobFile.open(out_dir)
+    runner = _Runner(out_dir, job, resolve, batch, files, models)
+    try:
+        runner.run(list(batch.devices) if batch.devices
+                   else worker_devices(resolve({}).engine))
+    except (Cancelled, KeyboardInterrupt):
+        log.warning("batch stopped: %s records what is done; the same command continues"
+                    " it (a file stopped halfway is redone from its start)", job.path)
+        raise
+    finally:
+        runner.close()
+    return BatchResult(source=Path(src), out_dir=out_dir, job_file=job.path,
+                       files=runner.outcomes_in_order(), wall_s=time.perf_counter() - started)
+
+
+def worker_devices(engine: EngineOptions) -> list[str | None]:
+    """One worker per CUDA device the run may use (each told its device); one worker that
+    keeps the user's device otherwise."""
+    if engine.device == "auto":
+        gpus = len(this_machine().cuda_devices)
+        return [f"cuda:{i}" for i in range(gpus)] if gpus > 1 else [None]
+    names = [name.strip() for name in engine.device.split(",")]
+    if len(names) > 1 and all(name.startswith("cuda") for name in names):
+        return list(names)
+    return [None]
+
+
+class _Models:
+    """Each model is loaded once per batch; the engine copies the network to its device,
+    so workers share it."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[object, ...], SRModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, run: FileRun) -> SRModel:
+        key = (str(run.model), run.scale, str(run.weights), run.allow_unsafe_weights)
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load_model(run.model, scale=run.scale,
+                                               weights=run.weights,
+                                               allow_unsafe=run.allow_unsafe_weights)
+            return self._loaded[key]
+
+
+class _Runner:
+    """The state of one batch while it runs: the queue of files, the models loaded so far,
+    the outcomes, the bars."""
+
+    def __init__(self, out_dir: Path, job: JobFile, resolve: Resolve, batch: BatchOptions,
+                 files: Sequence[SourceFile], models: _Models) -> None:
+        self.out_dir, self.job, self.resolve, self.batch = out_dir, job, resolve, batch
+        self.files = list(files)
+        self.stop = threading.Event()
+        self.digests = WeightsDigests()
+        self.models = models
+        self._lock = threading.Lock()
+        self._outcomes: dict[str, FileOutcome] = {}
+        videos = [f for f in self.files if f.verdict == "video"]
+        self.bar = tqdm(total=sum(f.frames or 0 for f in videos), unit="frame", desc="batch",
+                        disable=not _progress_enabled(batch.progress), dynamic_ncols=True,
+                        position=0)
+        self._finished_files = 0
+        self._video_files = len(videos)
+        self._show_files()
+
+    # -- dealing ---------------------------------------------------------------------------
+
+    def run(self, devices: list[str | None]) -> None:
+        pending: queue.SimpleQueue[SourceFile] = queue.SimpleQueue()
+        for f in self.files:
+            pending.put(f)
+        if len(devices) == 1:
+            self._work(pending, devices[0])
+            return
+        threads = [threading.Thread(target=self._work, args=(pending, device),
+                                    name=f"vidsr-batch-{device}", daemon=True)
+                   for device in devices]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.2)  # short waits, so Ctrl-C lands here promptly
+        except KeyboardInterrupt:
+            self.stop.set()  # each worker's frame counter raises Cancelled in its run
+            for t in threads:
+                t.join()
+            raise
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+
+    def _work(self, pending: queue.SimpleQueue[SourceFile], device: str | None) -> None:
+        while not self.stop.is_set():
+            try:
+                f = pending.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                outcome = self._one(f, device)
+            except (Cancelled, KeyboardInterrupt):
+                self.stop.set()
+                if device is None:  # the calling thread: the interrupt is the caller's
+                    raise
+                return
+            self._finish(f, outcome)
+
+    # -- one file --------------------------------------------------------------------------
+
+    def _one(self, f: SourceFile, device: str | None) -> FileOutcome:
+        if f.verdict == "skip":
+            return FileOutcome.skipped(f, f.reason)
+        rel = str(f.output)
+        if f.verdict == "fail":
+            self.job.record(f.key, "failed", output=rel, reason=f.reason)
+            return FileOutcome.failed(f, f.reason)
+        entry = self.job.get(f.key)
+        if entry is not None and entry["state"] == "failed" and not self.batch.retry_failed:
+            return FileOutcome.failed(
+                f, f"{entry.get('reason', 'failed')} (failed before; --retry-failed tries"
+                   " it again)")
+        dst = self.out_dir / f.output
+        ours = entry is not None and entry.get("output") == rel and not entry.get("refused")
+        if dst.exists() and not ours and not self.batch.overwrite:
+            reason = (f"{dst}: already exists and this batch did not write it (--overwrite"
+                      " replaces it)")
+            self.job.record(f.key, "failed", output=rel, reason=reason, refused=True)
+            return FileOutcome.failed(f, reason)
+        try:
+            return self._upscale(f, dst, entry, device, overwrite=ours or self.batch.overwrite)
+        except (Cancelled, KeyboardInterrupt):
+            self.job.record(f.key, "pending", output=rel,
+                            reason="stopped while running; it is redone from its start")
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad file must not end the batch
+            log.debug("%s failed", f.path, exc_info=True)
+            reason = one_line(exc, f.path)
+            self.job.record(f.key, "failed", output=rel, reason=reason)
+            return FileOutcome.failed(f, reason)
+
+    def _upscale(self, f: SourceFile, dst: Path, entry: Mapping[str, object] | None,
+                 device: str | None, *, overwrite: bool) -> FileOutcome:
+        run = self.resolve(f.overrides)
+        engine = run.engine if device is None else replace(run.engine, device=device)
+        options = replace(run.options, overwrite=overwrite, progress=self.batch.progress,
+                          on_frames=self._on_frames)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        model = self.models.get(run)
+        with prepare_upscale(f.path, dst, model=model, engine=engine, encode=run.encode,
+                             options=options) as (model, plan, decoder, options):
+            resolved = run_options(plan, model, options.on_error, self.digests)
+            digest = fingerprint(resolved)
+            if entry is not None and entry.get("state") == "done":
+                changed = ("its options changed" if entry.get("fingerprint") != digest
+                           else output_matches(dst, entry))
+                if changed is None:
+                    return FileOutcome.skipped(f, "already done; output unchanged",
+                                               entry=entry)
+                log.info("%s: redone: %s", f.path, changed)
+            self.job.record(f.key, "running", output=str(f.output), fingerprint=digest,
+                            options=resolved)
+            result = run_plan(plan, model, decoder, options)
+        size, sha256 = dst.stat().st_size, file_digest(dst)
+        video_s = f.seconds or 0.0
+        self.job.record(f.key, "done", output=str(f.output), fingerprint=digest,
+                        options=resolved, size=size, sha256=sha256, frames=result.frames,
+                        seconds=round(result.wall_s, 3), video_seconds=video_s)
+        return FileOutcome.done(f, frames=result.frames, wall_s=result.wall_s, size=size,
+                                sha256=sha256, fingerprint=digest)
+
+    # -- progress and outcomes -------------------------------------------------------------
+
+    def _on_frames(self, frames: int) -> None:
+        if self.stop.is_set():
+            raise Cancelled("interrupted")
+        with self._lock:
+            self.bar.update(frames)
+
+    def _finish(self, f: SourceFile, outcome: FileOutcome) -> None:
+        with self._lock:
+            self._outcomes[f.key] = outcome
+            if f.verdict == "video":
+                self._finished_files += 1
+                if outcome.outcome != "done":
+                    # Skipped and failed files take their frames off the total, so the ETA
+                    # counts the frames really run.
+                    self.bar.total = max(self.bar.n, (self.bar.total or 0) - (f.frames or 0))
+                elif f.frames and outcome.frames != f.frames:
+                    self.bar.total = (self.bar.total or 0) + outcome.frames - f.frames
+            self._show_files()
+        if outcome.outcome == "failed":
+            log.warning("%s: failed: %s", f.path, outcome.reason)
+
+    def _show_files(self) -> None:
+        self.bar.set_postfix_str(f"files {self._finished_files}/{self._video_files}",
+                                 refresh=True)
+
+    def outcomes_in_order(self) -> list[FileOutcome]:
+        return [self._outcomes[f.key] for f in self.files if f.key in self._outcomes]
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress_enabled(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress

@@ -1,0 +1,205 @@
+"""What a batch works on: the files of a folder, a manifest's lines, or one file, each with
+its output path under OUT_DIR and what probing made of it.
+
+A file is recognised as a video by probing it, not by its name: a file that holds no video
+is listed as skipped; a file that is named like a video but cannot be read is failed, with
+the reason, so that a broken or truncated recording is never passed over in silence.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import av
+
+from vidsr.errors import InputError, OptionsError, VidsrError
+from vidsr.io.probe import describe, open_input
+from vidsr.io.script_source import is_script
+
+log = logging.getLogger("vidsr")
+
+# Names that say "video": such a file that cannot be probed is broken, not something else.
+VIDEO_SUFFIXES = frozenset({
+    ".3g2", ".3gp", ".asf", ".avi", ".dv", ".f4v", ".flv", ".h264", ".h265", ".hevc",
+    ".m2t", ".m2ts", ".m2v", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".mxf",
+    ".nut", ".ogv", ".qt", ".rm", ".rmvb", ".ts", ".vob", ".webm", ".wmv", ".y4m",
+})
+# A manifest is told from a video by its name: .csv with a header, the others one path a line.
+MANIFEST_SUFFIXES = frozenset({".csv", ".txt", ".lst", ".list"})
+# Per-file overrides a CSV manifest may carry; each is the run option of the same name
+# (`scale` is --scale, `encoder_preset` is --encoder-preset).
+OVERRIDE_COLUMNS = (
+    "model", "scale", "weights", "precision", "tile", "codec", "crf", "encoder_preset",
+    "pix_fmt", "deinterlace", "field_order", "deinterlace_rate",
+)
+# FFmpeg reads a lone picture as a one-frame video; a folder's photos are not what a batch
+# of videos means.
+_STILL_FORMATS = ("image2", "_pipe")
+
+Verdict = Literal["video", "skip", "fail"]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of the batch: where it is, where its output goes (relative to OUT_DIR),
+    the manifest's overrides for it, and what probing found."""
+
+    path: Path  # absolute
+    output: Path  # relative to OUT_DIR
+    verdict: Verdict
+    reason: str = ""  # why skipped or failed
+    frames: int | None = None  # the probe's count or estimate, for the progress bar
+    seconds: float | None = None  # the video's duration
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """How the job file names it."""
+        return str(self.path)
+
+
+def scan_sources(src: Path, out_dir: Path, container: str) -> list[SourceFile]:
+    """The files of ``src`` (a folder, walked recursively; a manifest; or one video), in a
+    stable order, each with its output under ``out_dir`` mirroring the source tree."""
+    src = Path(src)
+    out_dir = Path(out_dir).resolve()
+    if not src.exists():
+        raise InputError(f"{src}: no such file or folder")
+    if src.is_dir():
+        root = src.absolute()
+        entries = [(path, path.relative_to(root), {}) for path in _walk(root, out_dir)]
+    elif src.suffix.lower() in MANIFEST_SUFFIXES:
+        entries = _manifest_entries(src)
+    else:
+        path = src.absolute()
+        entries = [(path, Path(path.name), {})]
+    files = [_classify(path, rel.with_suffix(f".{container}"), overrides)
+             for path, rel, overrides in entries]
+    return _refuse_shared_outputs(files)
+
+
+def _walk(root: Path, out_dir: Path) -> Iterable[Path]:
+    """Every file under ``root``, sorted, leaving out OUT_DIR when it lies inside."""
+    for folder, subfolders, names in os.walk(root):
+        here = Path(folder)
+        subfolders[:] = sorted(d for d in subfolders if (here / d).resolve() != out_dir)
+        for name in sorted(names):
+            path = here / name
+            if is_script(path):
+                # Running every script found in a folder would run code nobody chose to run.
+                log.info("%s: a VapourSynth script; give it in a manifest to upscale it", path)
+                continue
+            yield path
+
+
+def _manifest_entries(manifest: Path) -> list[tuple[Path, Path, dict[str, str]]]:
+    """(source, output relative to OUT_DIR, overrides) of each line of a manifest. Relative
+    paths are read from the manifest's folder; outputs mirror the tree under the deepest
+    folder that holds every source."""
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{manifest}: cannot read the manifest ({exc})") from exc
+    base = manifest.absolute().parent
+    if manifest.suffix.lower() == ".csv":
+        rows = _csv_rows(manifest, text, base)
+    else:
+        rows = [(line.strip(), {}) for line in text.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not rows:
+        raise InputError(f"{manifest}: the manifest lists no files")
+    paths = [Path(os.path.normpath(base / Path(p).expanduser())) for p, _ in rows]
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    return [(path, path.relative_to(root), overrides)
+            for path, (_, overrides) in zip(paths, rows, strict=True)]
+
+
+def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str, str]]]:
+    reader = csv.DictReader(text.splitlines())
+    columns = [c.strip() for c in reader.fieldnames or []]
+    if "path" not in columns:
+        raise OptionsError(f"{manifest}: a CSV manifest needs a header with a 'path' column"
+                           f" (found: {', '.join(columns) or 'no header'})")
+    unknown = [c for c in columns if c != "path" and c not in OVERRIDE_COLUMNS]
+    if unknown:
+        raise OptionsError(f"{manifest}: unknown column {', '.join(map(repr, unknown))}"
+                           f" (known: path, {', '.join(OVERRIDE_COLUMNS)})")
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        values = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if None in row:
+            raise OptionsError(f"{manifest}:{line}: more values than columns")
+        path = values.pop("path")
+        if not path:
+            if any(values.values()):
+                raise OptionsError(f"{manifest}:{line}: no path")
+            continue
+        if values.get("weights"):  # read from the manifest's folder, as the paths are
+            values["weights"] = str(base / Path(values["weights"]).expanduser())
+        # An empty cell keeps the command's own option.
+        rows.append((path, {k: v for k, v in values.items() if v}))
+    return rows
+
+
+def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceFile:
+    """Probe ``path``: a video, something to skip, or a video file that is broken."""
+    looks_like_video = path.suffix.lower() in VIDEO_SUFFIXES or is_script(path)
+    try:
+        if is_script(path):
+            from vidsr.io.probe import probe
+            info = probe(path)
+        else:
+            with open_input(path) as container:
+                info = describe(container, path)
+                if _is_still(container):
+                    return SourceFile(path, output, "skip", "a still picture, not a video",
+                                      overrides=overrides)
+    except InputError as exc:
+        reason = one_line(exc, path)
+        return SourceFile(path, output, "fail" if looks_like_video else "skip", reason,
+                          overrides=overrides)
+    return SourceFile(path, output, "video", frames=info.frame_count_estimate,
+                      seconds=info.duration, overrides=overrides)
+
+
+def _is_still(container: av.container.InputContainer) -> bool:
+    name = container.format.name
+    if any(name == f or (f.startswith("_") and name.endswith(f)) for f in _STILL_FORMATS):
+        return True
+    # Cover art of an audio file comes as a video stream that is a single attached picture.
+    stream = container.streams.video[0]
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _refuse_shared_outputs(files: list[SourceFile]) -> list[SourceFile]:
+    """Fail the later of two sources that would write the same output (clip.mp4 and clip.mov
+    in one folder both become clip.mkv): one would silently replace the other."""
+    taken: dict[Path, Path] = {}
+    checked = []
+    for f in files:
+        if f.verdict == "video":
+            first = taken.setdefault(f.output, f.path)
+            if first != f.path:
+                f = SourceFile(f.path, f.output, "fail",
+                               f"its output {f.output} is also that of {first}; rename one",
+                               overrides=f.overrides)
+        checked.append(f)
+    return checked
+
+
+def one_line(exc: BaseException, path: Path | None = None) -> str:
+    """``exc`` as one line for a job file or a report, without ``path``'s name in front (the
+    row names the file); the error's type joins messages that are not vidsr's own, which
+    may not say what kind of failure they are."""
+    text = " ".join(str(exc).split())
+    if path is not None:
+        text = text.removeprefix(f"{path}: ")
+    if isinstance(exc, VidsrError | OSError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
