@@ -275,7 +275,7 @@ def damage_clip(path: Path, *, cut: bool = False) -> Path:
 # -- interlaced clips ----------------------------------------------------------------------
 
 INTERLACED_WIDTH, INTERLACED_HEIGHT, INTERLACED_FRAMES = 64, 48, 12
-FIELD_ORDER_CODES = {"progressive": 1, "tt": 2, "bb": 3}  # FFmpeg's AVFieldOrder
+FIELD_ORDER_CODES = {"progressive": 1, "tt": 2, "bb": 3, "tb": 4, "bt": 5}  # AVFieldOrder
 
 
 def field_picture(t: int) -> np.ndarray:
@@ -298,7 +298,7 @@ def woven(index: int, order: str) -> np.ndarray:
 def make_interlaced(path: str | Path, order: str, flag: str | None, *,
                     frames: int = INTERLACED_FRAMES, first_frame: int = 0,
                     audio_start: int | None = None) -> Path:
-    """A lossless (FFV1) 25 fps clip of woven frames; ``flag`` (tt, bb, progressive) is
+    """A lossless (FFV1) 25 fps clip of woven frames; ``flag`` (tt, bb, tb, bt, progressive) is
     written on the stream. ``first_frame``: the video starts that many frames late;
     ``audio_start``: adds a mono FLAC track (440 Hz) starting at that sample (48 kHz)."""
     path = Path(path)

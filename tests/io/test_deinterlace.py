@@ -123,3 +123,16 @@ def test_bad_choices_are_refused(tmp_path: Path):
         plan_deinterlace(info, "auto", "top", "frame")
     with pytest.raises(OptionsError, match="--deinterlace-rate must be"):
         plan_deinterlace(info, "auto", "auto", "double")
+
+
+@pytest.mark.parametrize(("order", "flag"), [("tff", "tb"), ("bff", "bt"), ("tff", "bt")])
+def test_swapped_flags_are_read_as_ffmpeg_writes_them_and_checked_by_idet(tmp_path: Path,
+                                                                          order: str,
+                                                                          flag: str):
+    # FFmpeg flags top-field-first encodes "tb"; a "bt" on top-field-first content (a flag
+    # that disagrees with the pictures) is settled by measuring them.
+    info = probe(make_interlaced(tmp_path / "clip.mkv", order, flag))
+    assert info.field_order == flag
+    plan = plan_deinterlace(info, "auto", "auto", "frame")
+    assert plan is not None and plan.order == order
+    assert plan.reason.startswith(f"the stream is flagged {flag}")

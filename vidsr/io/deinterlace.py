@@ -31,9 +31,13 @@ FieldOrderChoice = Literal["auto", "tff", "bff"]
 FieldRate = Literal["frame", "field"]
 FieldOrder = Literal["tff", "bff"]
 
-# The stream flags FFmpeg reads (probe's field_order) as the order fields are shown in:
-# "tb" is top coded first but bottom displayed first.
-FLAGGED_ORDER: dict[str, FieldOrder] = {"tt": "tff", "bt": "tff", "bb": "bff", "tb": "bff"}
+# The stream flags FFmpeg reads (probe's field_order). "tb" and "bt" are documented as
+# coded in one order and shown in the other, but FFmpeg's own tools write "tb" for
+# top-field-first pictures (an x264 +ildct encode of top-field-first frames is flagged "tb"),
+# so in the files people have the first letter is the field shown first; idet has the last
+# word on those two (see plan_deinterlace).
+FLAGGED_ORDER: dict[str, FieldOrder] = {"tt": "tff", "tb": "tff", "bb": "bff", "bt": "bff"}
+SWAPPED_FLAGS = frozenset({"tb", "bt"})
 MEASURED_FRAMES = 60
 # A pixel is combed when it stands out from both vertical neighbours, in the same
 # direction, by more than this share of the code range.
@@ -53,6 +57,11 @@ class FieldCounts:
     def interlaced(self) -> bool:
         """Whether interlaced frames outnumber progressive ones among those it could tell."""
         return self.tff + self.bff > self.progressive
+
+    @property
+    def decided(self) -> bool:
+        """Whether one order clearly wins: at least twice the frames of the other."""
+        return max(self.tff, self.bff) >= 2 * min(self.tff, self.bff) and self.tff != self.bff
 
     @property
     def order(self) -> FieldOrder:
@@ -135,6 +144,11 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
         return None
     if flagged is not None:
         chosen, reason = flagged, f"the stream is flagged {info.field_order}"
+        if info.field_order in SWAPPED_FLAGS:
+            counts = measure_field_order(info.path)
+            log.info("%s: flagged %s; %s", info.path, info.field_order, counts.to_text())
+            if counts.interlaced and counts.decided:
+                chosen, reason = counts.order, f"{reason}; {counts.to_text()}"
     else:
         counts = measure_field_order(info.path)
         log.info("%s: %s", info.path, counts.to_text())
