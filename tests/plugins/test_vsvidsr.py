@@ -290,3 +290,22 @@ def test_the_engine_and_its_threads_end_with_the_clip(core):
     while ours() - before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not ours() - before
+
+
+def test_a_preset_gives_the_model_and_engine_options_and_arguments_override_it(core, tmp_path,
+                                                                               caplog):
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[options]\nmodel = "nearest"\nscale = 3\nprecision = "fp32"\n'
+                    'device = "cpu"\ncodec = "libx265"\nheight = 1080\n')
+    rng = np.random.default_rng(5)
+    planes = random_yuv(rng, 2, 16, 12, 8)
+    clip = clip_of(core, vs.YUV420P8, planes)
+    with caplog.at_level(logging.INFO, logger="vidsr"):
+        tripled = get_all(vsvidsr.upscale(clip, preset=mine))
+    assert (tripled[0].width, tripled[0].height) == (48, 36)
+    assert np.array_equal(np.asarray(tripled[1][0]), planes[0][1].repeat(3, 0).repeat(3, 1))
+    assert "codec, height left to the script" in caplog.text
+    doubled = vsvidsr.upscale(clip, scale=2, preset=mine)
+    assert (doubled.width, doubled.height) == (32, 24)
+    with pytest.raises(vs.Error, match="unknown preset 'vhs'"):
+        vsvidsr.upscale(clip, preset="vhs")

@@ -62,7 +62,7 @@ _GRAY16 = PlaneLayout("gray", 16, pix_fmt="gray16le")
 
 def upscale(
     clip: vs.VideoNode,
-    model: str | Path | SRModel = "compact",
+    model: str | Path | SRModel | None = None,
     scale: int | None = None,
     weights: str | Path | None = None,
     device: str | None = None,
@@ -71,6 +71,7 @@ def upscale(
     num_streams: int | None = None,
     tile: int | None = None,
     tile_overlap: int | None = None,
+    preset: str | Path | None = None,
 ) -> vs.VideoNode:
     """Upscale ``clip`` ``scale`` times with a vidsr model; the same models, weights files
     and run plan as the ``vidsr`` command.
@@ -88,6 +89,9 @@ def upscale(
     - ``num_streams``: batches in flight: CUDA slots per device, or CPU workers.
     - ``tile``, ``tile_overlap``: tile size in pixels (default whole frames, tiles only when
       memory runs out) and each tile's context (default: the model's receptive radius).
+    - ``preset``: a run preset (``vidsr presets``, or a TOML file) whose model and engine
+      options are the defaults of the arguments above; its encoding, deinterlacing and
+      resizing options are the script's to do and are left out (logged).
 
     The result has the same length, frame rate, frame durations and frame properties
     (matrix, primaries, transfer, range, aspect ratio, field order, scene changes, your
@@ -96,6 +100,17 @@ def upscale(
     if not isinstance(clip, vs.VideoNode):
         raise vs.Error(f"vsvidsr.upscale: clip must be a video clip, not {type(clip).__name__}")
     try:
+        if preset is not None:
+            given = _preset_values(preset)
+            model = model if model is not None else given["model"]
+            scale = scale if scale is not None else given["scale"]
+            weights = weights if weights is not None else given["weights"]
+            device = device if device is not None else given["device"]
+            precision = precision if precision is not None else given["precision"]
+            batch_size = batch_size if batch_size is not None else given["batch_size"]
+            tile = tile if tile is not None else given["tile"]
+            tile_overlap = tile_overlap if tile_overlap is not None else given["tile_overlap"]
+        model = model if model is not None else "compact"
         sr = model if isinstance(model, SRModel) else load_model(model, scale=scale,
                                                                  weights=weights)
         route = _route(clip, sr)
@@ -290,6 +305,35 @@ class _Frames:
         out.props.clear()
         out.props.update(source.props)
         return out
+
+
+# The preset keys a filter takes; the others (encoder, deinterlacing, resizing) belong to
+# the rest of the script.
+_FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "batch-size",
+                          "tile", "tile-overlap"})
+
+
+def _preset_values(preset: str | Path) -> dict[str, Any]:
+    """A preset's filter options, checked by `vidsr`'s own parser (as a command line)."""
+    from vidsr.cli import upscale_parser
+    from vidsr.errors import OptionsError
+    from vidsr.run_presets import RunPreset, load_preset, preset_arguments
+
+    found = load_preset(preset)
+    kept = {k: v for k, v in found.options.items() if k.replace("_", "-") in _FILTER_KEYS}
+    left = sorted(set(found.options) - set(kept))
+    if left:
+        log.info("vsvidsr: preset %s: %s left to the script", found.name, ", ".join(left))
+    parser = upscale_parser()
+    words = preset_arguments(RunPreset(found.name, found.path, found.description, kept), parser)
+    try:
+        args = parser.parse_args([*words, "in", "out"])
+    except SystemExit:  # argparse has printed why; say it once more as the filter's error
+        raise OptionsError(f"{found.path}: a value the command line would refuse") from None
+    return {"model": args.model, "scale": args.scale, "weights": args.weights,
+            "device": args.device, "precision": args.precision,
+            "batch_size": args.batch_size, "tile": args.tile or None,
+            "tile_overlap": args.tile_overlap}
 
 
 def _one_line(exc: BaseException) -> str:
