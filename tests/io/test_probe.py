@@ -135,3 +135,19 @@ def test_errors_name_the_users_path_not_a_url(tmp_path, monkeypatch):
         probe("http:junk.mkv")
     assert str(error.value).startswith("http:junk.mkv: not a video file FFmpeg can read (")
     assert "file:" not in str(error.value)
+
+
+def test_the_nominal_rate_is_the_base_rate_unless_the_stream_really_varies():
+    from vidsr.io.probe import nominal_rate
+
+    # 48 frames at 24 fps whose MP4 averages 1152/49 (its last sample is long): 24 it is.
+    assert nominal_rate(Fraction(1152, 49), Fraction(24)) == 24
+    assert nominal_rate(Fraction(30000, 1001), Fraction(30000, 1001)) == Fraction(30000, 1001)
+    # A phone's variable-rate clip averaging 25 against a base of 30 stays at its average.
+    assert nominal_rate(Fraction(25), Fraction(30)) == 25
+    assert nominal_rate(None, Fraction(30)) == 30 and nominal_rate(None, None) is None
+
+
+def test_the_bundled_sample_is_24_fps():
+    sample = Path(__file__).resolve().parents[2] / "vidsr" / "samples" / "bbb_2s.mp4"
+    assert probe(sample).average_rate == 24

@@ -151,7 +151,7 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
     fmt: SourceFormat = source_format(ctx.format.name)
     if fmt.needs_convert:
         log.debug("%s: %s frames will be converted to %s", path, fmt.pix_fmt, fmt.layout.pix_fmt)
-    rate = stream.average_rate or stream.guessed_rate or None
+    rate = nominal_rate(stream.average_rate, stream.guessed_rate)
     colour = resolve_colour(
         matrix=ctx.colorspace,
         color_range=ctx.color_range,
@@ -174,7 +174,7 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
         colour=colour,
         sar=Fraction(sar) if sar else Fraction(1),
         time_base=Fraction(stream.time_base),
-        average_rate=Fraction(rate) if rate else None,
+        average_rate=rate,
         frame_count=stream.frames or None,
         duration=_duration(container, stream),
         codec=ctx.name,
@@ -190,6 +190,21 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
 # FFmpeg's AVFieldOrder by value.
 _FIELD_ORDERS = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
 _IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+
+
+# How far a stream's average rate may sit from its base rate and still be that rate: a short
+# clip's average counts its last frame's time slot as FFmpeg guesses it (48 frames at 24 fps
+# average 23.51 in an MP4 whose last sample is long), which would otherwise be written out.
+RATE_TOLERANCE = Fraction(3, 100)
+
+
+def nominal_rate(average: Fraction | None, base: Fraction | None) -> Fraction | None:
+    """The stream's frame rate: its base rate (FFmpeg's r_frame_rate, an exact ratio such as
+    24 or 30000/1001) when the average agrees with it, else the average (variable rate)."""
+    if average and base and abs(Fraction(average) / Fraction(base) - 1) <= RATE_TOLERANCE:
+        return Fraction(base)
+    rate = average or base
+    return Fraction(rate) if rate else None
 
 
 def _upright_or(matrix: tuple[int, ...] | None) -> tuple[int, ...] | None:
