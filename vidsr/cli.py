@@ -733,11 +733,12 @@ def stop_signals_interrupt() -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
-def _interrupted(received: list[int]) -> int:
-    """Say so and return the exit code: 128 + the signal's number (130 for Ctrl-C)."""
+def _interrupted(received: list[int], kept: str = "no output written") -> int:
+    """Say so, and what was kept; return the exit code: 128 + the signal's number (130 for
+    Ctrl-C)."""
     by = f" by {signal.Signals(received[0]).name}" if received else ""
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-        print(f"vidsr: interrupted{by}; no output written", file=sys.stderr)
+        print(f"vidsr: interrupted{by}; {kept}", file=sys.stderr)
     return 128 + received[0] if received else EXIT_INTERRUPTED
 
 
@@ -780,6 +781,9 @@ def _run_reporting(run: Callable[[argparse.Namespace], int], args: argparse.Name
     try:
         return run(args)
     except (Cancelled, KeyboardInterrupt):
+        if run is run_batch:
+            return _interrupted(received, "the files finished are kept; the same command"
+                                          " continues the batch")
         return _interrupted(received)
     except VidsrError as exc:
         if args.debug:

@@ -79,3 +79,5 @@ def test_sigterm_stops_cleanly_and_records_the_file_as_not_done(tmp_path, capsys
     stopped = [e for e in after.values() if e["state"] == "pending"]
     assert len(stopped) <= 1 and all("redone from its start" in e["reason"] for e in stopped)
     assert "batch stopped" in err
+    assert err.rstrip().endswith("interrupted by SIGTERM; the files finished are kept; the same"
+                                 " command continues the batch")
