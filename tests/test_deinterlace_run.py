@@ -186,7 +186,7 @@ def test_bench_measures_the_deinterlaced_run(tmp_path):
 
     src = make_interlaced(tmp_path / "in.mkv", "tff", "tt")
     report = run_bench(src, BenchOptions(model="nearest", scale=2, serial=False,
-                                         deinterlace_rate="field"),
+                                         run=TranscodeOptions(deinterlace_rate="field")),
                        EngineOptions(device="cpu", cpu_threads=1))
     assert report.frames == 2 * FRAMES
     assert report.plan["deinterlace"]["rate"] == "field"

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,14 @@ from vidsr.engine import Engine
 from vidsr.errors import OptionsError
 from vidsr.executors import PendingBatch
 from vidsr.io.decode import Decoder
-from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import plan_output
 from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, card_network, load_model, model_cards
 from vidsr.pipeline import StageTiming
-from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video
-from vidsr.transcode import stream_through
+from vidsr.plan import EngineOptions, RunPlan, plan_run
+from vidsr.transcode import TranscodeOptions, stream_through, video_plan
 
 log = logging.getLogger("vidsr")
 
@@ -73,12 +73,9 @@ class BenchOptions:
     queue_depth: int = 3
     serial: bool = True
     repeats: int = 1  # each measurement is the best of this many runs
-    # As `vidsr` deinterlaces (io/deinterlace.py), so the figures are of the run it would do.
-    deinterlace: DeinterlaceMode = "auto"
-    field_order: FieldOrderChoice = "auto"
-    deinterlace_rate: FieldRate = "frame"
-    height: int | None = None
-    square_pixels: bool = False
+    # What `vidsr` does to the picture besides the model (deinterlacing, resizing, turning,
+    # damaged frames), so that the figures are of the run it would do.
+    run: TranscodeOptions = field(default_factory=TranscodeOptions)
 
 
 @dataclass
@@ -267,12 +264,8 @@ def run_bench(
             source = make_bench_clip(clip, work / f"clip{clip.suffix or '.mkv'}",
                                      frames=options.frames, crop=options.crop)
         with Decoder(source, batch_size=plan.batch_size) as decoder:
-            plan = with_video(plan, source=decoder.info, container=decoder.container,
-                              output=work / f"pipeline.{options.container}",
-                              encode=encode or EncodeOptions(),
-                              deinterlace=options.deinterlace, field_order=options.field_order,
-                              deinterlace_rate=options.deinterlace_rate,
-                              height=options.height, square_pixels=options.square_pixels)
+            plan = video_plan(plan, decoder, work / f"pipeline.{options.container}", encode,
+                              options.run)
         return _measure(clip, plan, model, work, options)
 
 
@@ -284,8 +277,8 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
     repeats = options.repeats
 
     def open_decoder() -> Decoder:
-        return Decoder(source, batch_size=plan.batch_size, threads=plan.decoder_threads,
-                       deinterlace=plan.deinterlace)
+        return Decoder(source, batch_size=plan.batch_size, on_error=options.run.on_error,
+                       threads=plan.decoder_threads, deinterlace=plan.deinterlace)
 
     def sink_to(name: str, run: RunPlan = plan) -> Sink:
         assert run.output is not None
@@ -376,13 +369,13 @@ def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
                                                                       threads=0)))
     runner = engines.enter_context(Engine(model, serial_plan))
     source, colour, layout = plan.source.path, plan.source.colour, plan.output.layout
-    fields = plan.deinterlace
-    with Decoder(source, batch_size=1, deinterlace=fields) as decoder:
+    opened = partial(Decoder, source, batch_size=1, on_error=options.run.on_error,
+                     deinterlace=plan.deinterlace)
+    with opened() as decoder:
         runner.upscale_batch(next(iter(decoder)), colour, layout)  # warm-up
 
     def loop() -> None:
-        with (Decoder(source, batch_size=1, deinterlace=fields) as decoder,
-              sink_to(name, serial_plan) as sink):
+        with opened() as decoder, sink_to(name, serial_plan) as sink:
             for batch in decoder:
                 sink.write(runner.upscale_batch(batch, colour, layout))
 

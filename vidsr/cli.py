@@ -480,6 +480,7 @@ def bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true",
                    help="random weights of the model's architecture (speed only)")
     _add_run_args(p)
+    _add_file_args(p)
     p.add_argument("--container", default="mkv",
                    help="extension of the outputs written (default: mkv)")
     p.add_argument("--frames", type=int, help="only the first N frames")
@@ -501,9 +502,7 @@ def run_bench(args: argparse.Namespace) -> int:
                            random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
                            container=args.container, frames=args.frames, crop=args.crop,
                            repeats=args.repeats, serial=not args.no_serial,
-                           deinterlace=args.deinterlace, field_order=args.field_order,
-                           deinterlace_rate=args.deinterlace_rate, height=args.height,
-                           square_pixels=args.square_pixels)
+                           run=_transcode_options(args, overwrite=False, progress=False))
     # Several runtimes: the same clip and arguments, one runtime after the other.
     reports = []
     for runtime in args.runtime:

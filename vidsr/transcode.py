@@ -150,15 +150,17 @@ def prepare_upscale(
     # A VapourSynth script (.vpy) is read by running it: frames and timestamps the same.
     with open_source(src, batch_size=plan.batch_size, on_error=options.on_error,
                      threads=plan.decoder_threads) as decoder:
-        plan = _with_video(plan, decoder, dst, encode, options)
+        plan = video_plan(plan, decoder, dst, encode, options)
         if plan.deinterlace is not None:
             assert isinstance(decoder, Decoder)  # scripts deinterlace in the script
             decoder.deinterlace(plan.deinterlace)
         yield sr_model, plan, decoder, options
 
 
-def _with_video(plan: RunPlan, decoder: Decoder | ScriptSource, dst: Path,
-                encode: EncodeOptions | None, options: TranscodeOptions) -> RunPlan:
+def video_plan(plan: RunPlan, decoder: Decoder | ScriptSource, dst: Path,
+               encode: EncodeOptions | None, options: TranscodeOptions) -> RunPlan:
+    """``plan`` completed for ``decoder``'s file written to ``dst`` with the run's options
+    (what `vidsr` and `vidsr bench` both plan from)."""
     ffmpeg = find_ffmpeg(options.ffmpeg) if options.ffmpeg is not None else None
     return with_video(plan, source=decoder.info, container=decoder.container, output=dst,
                       encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
