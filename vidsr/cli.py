@@ -606,12 +606,20 @@ def _batch_columns() -> tuple[str, ...]:
     return OVERRIDE_COLUMNS
 
 
-class _OverridesParser(argparse.ArgumentParser):
-    """The run options again, for a manifest line's overrides: errors are raised, not
-    printed with the usage, since they belong to one file of the batch."""
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser whose errors are raised, not printed with the usage and exited on."""
 
     def error(self, message: str) -> NoReturn:
         raise OptionsError(message)
+
+
+def options_parser(prog: str, default_model: str | None) -> argparse.ArgumentParser:
+    """The model and run options alone, for options read from a file rather than typed (a
+    batch manifest's line, a preset in vsvidsr): a bad value raises OptionsError."""
+    p = _RaisingParser(prog=prog, add_help=False)
+    _add_model_args(p, default_model=default_model)
+    _add_run_args(p)
+    return p
 
 
 def _batch_file_run(args: argparse.Namespace) -> Callable[[Mapping[str, str]], FileRun]:
@@ -619,9 +627,7 @@ def _batch_file_run(args: argparse.Namespace) -> Callable[[Mapping[str, str]], F
     as the options of the same names (``scale`` as ``--scale``)."""
     from vidsr.batch import FileRun
 
-    overrides_parser = _OverridesParser(prog="vidsr batch", add_help=False)
-    _add_model_args(overrides_parser, default_model=args.model)
-    _add_run_args(overrides_parser)
+    overrides_parser = options_parser("vidsr batch", args.model)
 
     def file_run(overrides: Mapping[str, str]) -> FileRun:
         ns = args

@@ -33,7 +33,8 @@ def has_bestsource() -> bool:
 def vspipe() -> Path:
     """vspipe, configured for this Python once (``vapoursynth config``), or a skip."""
     if not VSPIPE.exists():
-        pytest.skip("no vspipe beside this Python")
+        pytest.skip(f"no vspipe beside this Python at {VSPIPE} (the vapoursynth wheel installs"
+                    " it: pip install '.[vapoursynth]')")
     probe = subprocess.run([str(VSPIPE), "--version"], capture_output=True, text=True)
     if probe.returncode != 0:
         subprocess.run([str(BIN / "vapoursynth"), "config"], capture_output=True, check=False)

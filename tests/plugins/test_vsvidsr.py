@@ -309,6 +309,10 @@ def test_a_preset_gives_the_model_and_engine_options_and_arguments_override_it(c
     assert (doubled.width, doubled.height) == (32, 24)
     with pytest.raises(vs.Error, match="unknown preset 'vhs'"):
         vsvidsr.upscale(clip, preset="vhs")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[options]\nprecision = "fp8"\n')
+    with pytest.raises(vs.Error, match=r"bad\.toml: argument --precision: invalid choice"):
+        vsvidsr.upscale(clip, preset=bad)
     # The filters' engines end with their clips (the engine tests count the threads left).
     import gc
     import threading

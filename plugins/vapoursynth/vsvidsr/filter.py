@@ -314,8 +314,8 @@ _FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "b
 
 
 def _preset_values(preset: str | Path) -> dict[str, Any]:
-    """A preset's filter options, checked by `vidsr`'s own parser (as a command line)."""
-    from vidsr.cli import upscale_parser
+    """A preset's filter options, checked by `vidsr`'s own option parser."""
+    from vidsr.cli import options_parser
     from vidsr.errors import OptionsError
     from vidsr.run_presets import RunPreset, load_preset, preset_arguments
 
@@ -324,12 +324,12 @@ def _preset_values(preset: str | Path) -> dict[str, Any]:
     left = sorted(set(found.options) - set(kept))
     if left:
         log.info("vsvidsr: preset %s: %s left to the script", found.name, ", ".join(left))
-    parser = upscale_parser()
+    parser = options_parser("vsvidsr.upscale", "compact")
     words = preset_arguments(RunPreset(found.name, found.path, found.description, kept), parser)
     try:
-        args = parser.parse_args([*words, "in", "out"])
-    except SystemExit:  # argparse has printed why; say it once more as the filter's error
-        raise OptionsError(f"{found.path}: a value the command line would refuse") from None
+        args = parser.parse_args(words)
+    except OptionsError as exc:
+        raise OptionsError(f"{found.path}: {exc}") from None
     return {"model": args.model, "scale": args.scale, "weights": args.weights,
             "device": args.device, "precision": args.precision,
             "batch_size": args.batch_size, "tile": args.tile or None,
