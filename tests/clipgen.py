@@ -98,6 +98,7 @@ def make_clip(
     container_format: str | None = None,
     rotation: int = 0,
     mirror: bool = False,
+    gop: int | None = None,
 ) -> Path:
     """Write a clip and return its path.
 
@@ -105,8 +106,9 @@ def make_clip(
     ``rotation`` (degrees counter-clockwise) and ``mirror`` write a display matrix, as
     phones do; ``audio`` True/"aac"/"flac" adds a 440 Hz sine; ``subtitles`` adds two
     cues (srt in Matroska, mov_text in MP4); ``chapters`` are (start s, end s,
-    title). Formats the encoder cannot take directly are written from a planar
-    source through swscale (use codec="rawvideo" for any pixel format).
+    title); ``gop``: a keyframe every that many frames (x264: two B-frames between).
+    Formats the encoder cannot take directly are written from a planar source through
+    swscale (use codec="rawvideo" for any pixel format).
     """
     path = Path(path)
     if pts is not None:
@@ -130,8 +132,14 @@ def make_clip(
             ctx.color_primaries = code_of(PRIMARIES_NAMES, colour.primaries)
             ctx.color_trc = code_of(TRANSFER_NAMES, colour.transfer)
             ctx.color_range = RANGE_FULL if colour.full_range else RANGE_LIMITED
+        options = {}
         if lossless and codec == "libx264":
-            ctx.options = {"qp": "0"}
+            options["qp"] = "0"
+        if gop is not None:
+            ctx.gop_size = gop
+            if codec == "libx264":
+                options.update(keyint_min=str(gop), sc_threshold="0", bf="2")
+        ctx.options = options
         audio_stream = _add_audio(out, path, audio)
         sub_stream = _add_subtitles(out, path) if subtitles else None
         if chapters:

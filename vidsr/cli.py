@@ -573,6 +573,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def batch_parser() -> argparse.ArgumentParser:
+    from vidsr.batch.segments import DEFAULT_SEGMENT_SECONDS
+
     p = argparse.ArgumentParser(
         prog="vidsr batch",
         description="Upscale every video of a folder (recursively), a manifest or one file"
@@ -591,6 +593,11 @@ def batch_parser() -> argparse.ArgumentParser:
                    help="the outputs' extension, which picks the container (default: mkv)")
     p.add_argument("--retry-failed", action="store_true",
                    help="try again the files that failed in an earlier run")
+    p.add_argument("--segment-seconds", type=float, default=DEFAULT_SEGMENT_SECONDS,
+                   metavar="S",
+                   help="run files longer than this in segments of about S seconds, cut at"
+                   " keyframes, so that a stopped batch redoes only the segment it was in"
+                   f" (default: {DEFAULT_SEGMENT_SECONDS:g}; 0: whole files)")
     p.add_argument("--report", type=Path,
                    help="JSON report, one row per file (default: OUT_DIR/vidsr-report.json)")
     p.add_argument("--overwrite", action="store_true",
@@ -655,6 +662,7 @@ def run_batch(args: argparse.Namespace) -> int:
     result = run_batch(args.src, args.out_dir, file_run, BatchOptions(
         container=args.container, retry_failed=args.retry_failed, overwrite=args.overwrite,
         progress=False if args.no_progress or args.quiet else None,
+        segment_seconds=args.segment_seconds,
     ))
     report = write_report(result, args.report or args.out_dir / "vidsr-report.json")
     if not args.quiet:

@@ -90,12 +90,13 @@ class TranscodeResult:
         return text
 
 
-def _progress_bar(info: VideoInfo, enabled: bool | None) -> tqdm:
+def progress_bar(info: VideoInfo, enabled: bool | None, initial: int = 0) -> tqdm:
+    """The bar of one file's frames (``initial`` of them done before)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     total = info.frame_count or info.frame_count_estimate
     return tqdm(
-        total=total, unit="frame", disable=not enabled, dynamic_ncols=True,
+        total=total, initial=initial, unit="frame", disable=not enabled, dynamic_ncols=True,
         desc=info.path.name, leave=False,
     )
 
@@ -175,11 +176,8 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
     """Run ``plan``: ``decoder`` -> the engine -> the plan's sink, into a temporary file
     published under ``plan.output.path`` when complete."""
     assert plan.source is not None and plan.output is not None
-    source, output = plan.source, plan.output
-    for copy in output.streams:
-        if not copy.copied and not copy.carried:
-            log.warning("%s: dropping stream %s: %s", source.path, copy.stream, copy.reason)
-    log.info("%s", plan.to_text())
+    output = plan.output
+    announce(plan)
     dst = output.path
     remove_orphaned_temporaries(dst)
     started = time.perf_counter()
@@ -191,10 +189,10 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
                 runner = stack.enter_context(Engine(model, plan))
                 sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
                 # The decoder's frames: twice the source's at field rate.
-                bar = stack.enter_context(_progress_bar(decoder.info, options.progress))
+                bar = stack.enter_context(progress_bar(decoder.info, options.progress))
                 written, timing = stream_through(runner, decoder, sink, plan,
                                                  depth=options.queue_depth,
-                                                 on_write=_heard_by(bar.update, options.on_frames))
+                                                 on_write=heard_by(bar.update, options.on_frames))
                 skipped = decoder.skipped
             publish(tmp, dst, options.overwrite)
         except VidsrError as exc:
@@ -210,7 +208,17 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
     )
 
 
-def _heard_by(*listeners: Callable[[int], object] | None) -> Callable[[int], None]:
+def announce(plan: RunPlan) -> None:
+    """Say what the run will do: the plan, and each stream the output will not have."""
+    assert plan.source is not None and plan.output is not None
+    for copy in plan.output.streams:
+        if not copy.copied and not copy.carried:
+            log.warning("%s: dropping stream %s: %s", plan.source.path, copy.stream,
+                        copy.reason)
+    log.info("%s", plan.to_text())
+
+
+def heard_by(*listeners: Callable[[int], object] | None) -> Callable[[int], None]:
     """One frame counter that tells each of ``listeners`` (None ones left out)."""
     present = [listener for listener in listeners if listener is not None]
 

@@ -30,12 +30,14 @@ class FileOutcome:
     size: int | None = None
     sha256: str | None = None
     fingerprint: str | None = None
+    segments: int = 0  # 0: run whole
+    segments_reused: int = 0  # finished by an earlier, stopped run
 
     @classmethod
     def done(cls, f: SourceFile, *, frames: int, wall_s: float, size: int, sha256: str,
-             fingerprint: str) -> FileOutcome:
+             fingerprint: str, segments: int = 0, segments_reused: int = 0) -> FileOutcome:
         return cls(f.key, str(f.output), "done", "", frames, f.seconds or 0.0,
-                   round(wall_s, 3), size, sha256, fingerprint)
+                   round(wall_s, 3), size, sha256, fingerprint, segments, segments_reused)
 
     @classmethod
     def skipped(cls, f: SourceFile, reason: str,
@@ -107,6 +109,8 @@ class BatchResult:
             ("job file", str(self.job_file)),
         ]
         lines = [f"  {name:<10} {value}" for name, value in rows]
+        lines += [f"  resumed    {f.source}: {f.segments_reused} of {f.segments} segments"
+                  " kept from the stopped run" for f in self.files if f.segments_reused]
         lines += [f"  failed     {f.source}: {f.reason}" for f in self.files
                   if f.outcome == "failed"]
         return "\n".join(lines)

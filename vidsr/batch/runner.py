@@ -8,14 +8,17 @@ spreads one file over every core (and Ctrl-C then lands in the file's own pipeli
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -28,13 +31,32 @@ from vidsr.batch.jobfile import (
     run_options,
 )
 from vidsr.batch.report import BatchResult, FileOutcome
+from vidsr.batch.segments import (
+    DEFAULT_SEGMENT_SECONDS,
+    SEGMENTS_FOLDER,
+    Segment,
+    join_segments,
+    plan_segments,
+    run_segment,
+    segment_intact,
+    unsegmentable,
+)
 from vidsr.batch.sources import SourceFile, one_line, scan_sources
+from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
 from vidsr.io.encode import EncodeOptions
+from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions
-from vidsr.transcode import TranscodeOptions, prepare_upscale, run_plan
+from vidsr.plan import EngineOptions, RunPlan
+from vidsr.transcode import (
+    TranscodeOptions,
+    announce,
+    heard_by,
+    prepare_upscale,
+    progress_bar,
+    run_plan,
+)
 
 log = logging.getLogger("vidsr")
 
@@ -56,14 +78,16 @@ class FileRun:
 class BatchOptions:
     """What the batch itself is asked: the outputs' container (extension), whether failed
     files are tried again, whether outputs the batch did not write may be replaced, the
-    progress bars (None: only on a terminal), and the devices files are dealt to, one
-    worker thread each (None: :func:`worker_devices` of the command's options)."""
+    progress bars (None: only on a terminal), the devices files are dealt to, one
+    worker thread each (None: :func:`worker_devices` of the command's options), and the
+    length of the segments long files are run in (0: whole files)."""
 
     container: str = "mkv"
     retry_failed: bool = False
     overwrite: bool = False
     progress: bool | None = None
     devices: tuple[str, ...] | None = None
+    segment_seconds: float = DEFAULT_SEGMENT_SECONDS
 
 
 # A manifest line's overrides -> how that file runs (the command's options where empty).
@@ -95,7 +119,8 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
                    else worker_devices(resolve({}).engine))
     except (Cancelled, KeyboardInterrupt):
         log.warning("batch stopped: %s records what is done; the same command continues"
-                    " it (a file stopped halfway is redone from its start)", job.path)
+                    " it (a file stopped halfway continues from its last finished segment)",
+                    job.path)
         raise
     finally:
         runner.close()
@@ -219,8 +244,15 @@ class _Runner:
         try:
             return self._upscale(f, dst, entry, device, overwrite=ours or self.batch.overwrite)
         except (Cancelled, KeyboardInterrupt):
-            self.job.record(f.key, "pending", output=rel,
-                            reason="stopped while running; it is redone from its start")
+            kept = self.job.get(f.key) or {}
+            segments = kept.get("segments")
+            if segments and segments.get("done"):
+                self.job.record(f.key, "pending", output=rel,
+                                fingerprint=kept.get("fingerprint"), segments=segments,
+                                reason="stopped while running; its finished segments are kept")
+            else:
+                self.job.record(f.key, "pending", output=rel,
+                                reason="stopped while running; it is redone from its start")
             raise
         except Exception as exc:  # noqa: BLE001 - one bad file must not end the batch
             log.debug("%s failed", f.path, exc_info=True)
@@ -247,16 +279,88 @@ class _Runner:
                     return FileOutcome.skipped(f, "already done; output unchanged",
                                                entry=entry)
                 log.info("%s: redone: %s", f.path, changed)
-            self.job.record(f.key, "running", output=str(f.output), fingerprint=digest,
-                            options=resolved)
-            result = run_plan(plan, model, decoder, options)
+            record = _Record(self.job, f.key, output=str(f.output), fingerprint=digest,
+                             options=resolved)
+            segments = self._segments(f, plan, decoder, entry, digest)
+            record("running")
+            if segments is None:
+                result = run_plan(plan, model, decoder, options)
+                frames, wall_s, reused = result.frames, result.wall_s, 0
+            else:
+                frames, wall_s, reused = self._run_segments(f, plan, model, options,
+                                                            segments, record)
         size, sha256 = dst.stat().st_size, file_digest(dst)
         video_s = f.seconds or 0.0
-        self.job.record(f.key, "done", output=str(f.output), fingerprint=digest,
-                        options=resolved, size=size, sha256=sha256, frames=result.frames,
-                        seconds=round(result.wall_s, 3), video_seconds=video_s)
-        return FileOutcome.done(f, frames=result.frames, wall_s=result.wall_s, size=size,
-                                sha256=sha256, fingerprint=digest)
+        record.fields.pop("segments", None)
+        record("done", size=size, sha256=sha256, frames=frames, seconds=round(wall_s, 3),
+               video_seconds=video_s)
+        if segments is not None:
+            _remove_segments(self._segment_folder(f))
+        return FileOutcome.done(f, frames=frames, wall_s=wall_s, size=size, sha256=sha256,
+                                fingerprint=digest,
+                                segments=len(segments.segments) if segments else 0,
+                                segments_reused=reused)
+
+    # -- one file in segments ---------------------------------------------------------------
+
+    def _segment_folder(self, f: SourceFile) -> Path:
+        name = hashlib.sha256(f.key.encode()).hexdigest()[:16]
+        return self.out_dir / SEGMENTS_FOLDER / name
+
+    def _segments(self, f: SourceFile, plan: RunPlan, decoder: object,
+                  entry: Mapping[str, Any] | None, digest: str) -> _Segments | None:
+        """The segments ``f`` runs in, with those an earlier run finished; None to run it
+        whole (short, or a run that cannot seek)."""
+        seconds = self.batch.segment_seconds
+        folder = self._segment_folder(f)
+        kept = (entry or {}).get("segments")
+        if (kept and entry is not None and entry.get("state") != "done"
+                and entry.get("fingerprint") == digest and kept.get("seconds") == seconds):
+            segments = [Segment.from_json(i, w) for i, w in enumerate(kept["cuts"])]
+            done = {k: v for k, v in kept.get("done", {}).items()
+                    if segment_intact(folder / segments[int(k)].file_name, v)}
+            if len(done) < len(kept.get("done", {})):
+                log.warning("%s: %d finished segment(s) missing or changed; redoing them",
+                            f.path, len(kept["done"]) - len(done))
+            return _Segments(folder, seconds, segments, done)
+        _remove_segments(folder)  # another run's, of other options: never mixed in
+        if seconds <= 0 or (f.seconds or 0.0) < 1.25 * seconds:
+            return None
+        why = unsegmentable(plan, decoder)  # type: ignore[arg-type]
+        if why is not None:
+            log.info("%s: run whole, not in segments: %s", f.path, why)
+            return None
+        segments = plan_segments(scan_keyframes(f.path), seconds)
+        if len(segments) < 2:
+            return None
+        return _Segments(folder, seconds, segments, {})
+
+    def _run_segments(self, f: SourceFile, plan: RunPlan, model: SRModel,
+                      options: TranscodeOptions, todo: _Segments,
+                      record: _Record) -> tuple[int, float, int]:
+        """Run the unfinished segments, then join them all into the output: (frames
+        written, this run's seconds, segments reused)."""
+        assert plan.source is not None
+        started = time.perf_counter()
+        announce(plan)
+        reused = len(todo.done)
+        if reused:
+            log.info("%s: resuming at segment %d of %d", f.path, reused + 1, len(todo.segments))
+        todo.folder.mkdir(parents=True, exist_ok=True)
+        record("running", segments=todo.to_json())
+        before = sum(int(d["frames"]) for d in todo.done.values())
+        with Engine(model, plan) as runner, progress_bar(plan.source, options.progress,
+                                                           initial=before) as bar:
+            for segment in todo.segments:
+                if str(segment.index) in todo.done:
+                    continue
+                result = run_segment(runner, plan, segment, todo.folder / segment.file_name,
+                                     options, on_write=heard_by(bar.update, options.on_frames))
+                todo.done[str(segment.index)] = result.to_json()
+                record("running", segments=todo.to_json())
+        frames = join_segments(plan, [todo.folder / s.file_name for s in todo.segments],
+                               options.overwrite)
+        return frames, time.perf_counter() - started, reused
 
     # -- progress and outcomes -------------------------------------------------------------
 
@@ -290,6 +394,40 @@ class _Runner:
 
     def close(self) -> None:
         self.bar.close()
+
+
+@dataclass
+class _Segments:
+    """A file's segments, where their packet files go, and those finished (by index)."""
+
+    folder: Path
+    seconds: float
+    segments: list[Segment]
+    done: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "cuts": [s.to_json() for s in self.segments],
+                "done": dict(self.done)}
+
+
+class _Record:
+    """Writes one file's job entry: the same fields each time, plus the state's own."""
+
+    def __init__(self, job: JobFile, key: str, **fields: Any) -> None:
+        self.job, self.key, self.fields = job, key, fields
+
+    def __call__(self, state: str, **fields: Any) -> None:
+        self.fields.update(fields)
+        self.job.record(self.key, state, **self.fields)  # type: ignore[arg-type]
+
+
+def _remove_segments(folder: Path) -> None:
+    """Delete a file's segment folder, and the segments folder once it is empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:  # other files' segments are still there (or it never was)
+        pass
 
 
 def _progress_enabled(progress: bool | None) -> bool:

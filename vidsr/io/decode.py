@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -51,6 +52,27 @@ log = logging.getLogger("vidsr")
 OnError = Literal["fail", "skip"]
 
 
+@dataclass(frozen=True)
+class Window:
+    """The stretch of a stream one segment of a file decodes.
+
+    The frames whose presentation times (the stream's time base) are in ``[start, end)``;
+    None: from the stream's beginning, to its end. Decoding starts at the keyframe at
+    ``seek`` (at or before ``start``; None: the beginning): starting one keyframe early
+    gives the leading frames of an open GOP their references and bwdif its neighbours,
+    so every frame yielded is the one a run through the whole file yields. What is
+    decoded before ``start`` is context: its damage is neither reported nor replaced.
+    """
+
+    start: int | None = None
+    end: int | None = None
+    seek: int | None = None
+
+    def before(self, stamp: int | None) -> bool:
+        """Whether ``stamp`` (None: not known yet) is context, before the window."""
+        return self.start is not None and (stamp is None or stamp < self.start)
+
+
 class Decoder:
     """Iterate over a file's first video stream as batches of planes.
 
@@ -58,10 +80,12 @@ class Decoder:
     ``info`` describes the frames yielded (deinterlaced ones when ``deinterlace`` is
     given, see :meth:`deinterlace`); ``skipped`` counts frames replaced under
     ``on_error="skip"``. ``threads=0`` lets FFmpeg pick (frame + slice threads).
+    ``window``: only one segment's frames (see :class:`Window`).
     """
 
     def __init__(self, path: str | Path, *, batch_size: int, on_error: OnError = "fail",
-                 threads: int = 0, deinterlace: DeinterlacePlan | None = None) -> None:
+                 threads: int = 0, deinterlace: DeinterlacePlan | None = None,
+                 window: Window | None = None) -> None:
         if batch_size < 1:
             raise OptionsError(f"batch size must be at least 1, got {batch_size}")
         if on_error not in ("fail", "skip"):
@@ -71,6 +95,7 @@ class Decoder:
         self.on_error: OnError = on_error
         self.skipped = 0
         self._deinterlace: DeinterlacePlan | None = None
+        self._window = window or Window()
         self._container = open_input(self.path)
         try:
             self.info: VideoInfo = describe(self._container, self.path)
@@ -141,7 +166,22 @@ class Decoder:
     # ------------------------------------------------------------ frames
 
     def _frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
-        """What the batches hold: the stream's frames, or bwdif's output from them."""
+        """What the batches hold: the window's frames of :meth:`_all_frames`."""
+        window = self._window
+        if window.start is None and window.end is None:
+            yield from self._all_frames()
+            return
+        per_tick = 2 if self._deinterlace is not None else 1  # bwdif's half time base
+        start = None if window.start is None else window.start * per_tick
+        end = None if window.end is None else window.end * per_tick
+        for frame, stamp in self._all_frames():
+            if end is not None and stamp >= end:
+                return  # frames leave in presentation order: the window is complete
+            if start is None or stamp >= start:
+                yield frame, stamp
+
+    def _all_frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
+        """The stream's frames, or bwdif's output from them."""
         if self._deinterlace is None:
             yield from self._stream_frames()
             return
@@ -158,6 +198,7 @@ class Decoder:
         """Yield (frame in the layout's format, timestamp) in presentation order, stand-ins
         for lost frames too."""
         info = self.source_info
+        window = self._window
         timeline = Timeline(self.timestamps, info.frame_duration)
         waiting = 0  # lost before any good frame, without a slot: replaced by the first one
         last: av.VideoFrame | None = None
@@ -170,6 +211,14 @@ class Decoder:
             try:
                 frames = self._stream.decode(packet)
             except av.FFmpegError as exc:
+                if window.before(packet.pts) and (timeline.last is None
+                                                  or window.before(timeline.last)):
+                    # Context before the window (an open GOP's leading frames, cut off
+                    # from their references by the seek): not this segment's frames.
+                    log.debug("%s: context packet #%d not decoded: %s", self.path,
+                              packet_no, exc.strerror)
+                    timeline.forget(key)
+                    continue
                 if self.on_error == "fail":
                     raise DecodeError(
                         f"{self.path}: cannot decode video packet #{packet_no}"
@@ -187,6 +236,7 @@ class Decoder:
                              else timeline.frame(None)[0] for _ in range(waiting)]
                 waiting = 0
                 stamp, lost = timeline.frame(frame.pts)
+                lost = [slot for slot in lost if not window.before(slot)]
                 if stamp is LATE:
                     # Its slot was filled by a stand-in already: time never goes back.
                     log.warning("%s: dropping a late frame at pts %s (already replaced)",
@@ -200,17 +250,21 @@ class Decoder:
                 if stamp is not None:
                     yield frame, stamp
                     last = frame
-        lost = timeline.remaining()
+        lost = [slot for slot in timeline.remaining() if not window.before(slot)]
         self._check_lost(lost)
         if last is not None:
             for missing in lost + [None] * waiting:
                 slot = missing if missing is not None else timeline.next_slot()
                 yield last, timeline.handed(slot)
                 self.skipped += 1
-        self._check_complete(timeline.last)
+        if window.end is None:
+            self._check_complete(timeline.last)
 
     def _packets(self) -> Iterator[av.Packet]:
         """Demux the video stream; a read error ends the stream ("skip") or raises ("fail")."""
+        if self._window.seek is not None:
+            # Backward: the keyframe at or before it, never one after.
+            self._container.seek(self._window.seek, stream=self._stream, backward=True)
         demuxer = self._container.demux(self._stream)
         count = 0
         while True:

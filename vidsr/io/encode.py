@@ -6,7 +6,9 @@ them a run uses is decided once, in its :class:`~vidsr.io.output.OutputPlan`.
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +21,7 @@ import numpy as np
 from vidsr.errors import EncodeError, OptionsError, OutputError
 from vidsr.io.colour import tag_colour
 from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.packet_file import PacketWriter
 from vidsr.io.passthrough import PassThrough
 from vidsr.io.pixfmt import nearest_format, planes_to_frame, source_format
 
@@ -178,23 +181,27 @@ class Encoder:
     the file; leaving it with an exception closes without finishing (the
     caller deletes the partial file). ``path`` may differ from ``plan.path``
     (a temporary name beside it); the container is ``plan.container`` either way.
+    ``source``: the file whose other streams, metadata and chapters are copied (None:
+    the video alone).
     """
 
-    def __init__(self, path: str | Path, plan: OutputPlan, source: Path) -> None:
+    def __init__(self, path: str | Path, plan: OutputPlan, source: Path | None) -> None:
         self.path = Path(path)
         self.plan = plan
         self.layout = plan.layout
         self.frames_written = 0
+        self._last_dts: int | None = None
         try:
-            self._output = av.open(str(self.path), mode="w", format=plan.container)
+            self._output = self._open_output()
         except (av.FFmpegError, ValueError) as exc:
             raise OutputError(f"{self.path}: cannot create the output file: {exc}") from exc
         self._passthrough: PassThrough | None = None
         self._closed = False
         try:
             self._stream = self._add_video()
-            self._passthrough = PassThrough(source, self._output, plan.copied_indices,
-                                            shift_s=plan.start_s)
+            if source is not None:
+                self._passthrough = PassThrough(source, self._output, plan.copied_indices,
+                                                shift_s=plan.start_s)
             self._output.start_encoding()
         except BaseException as exc:
             self.abort()
@@ -202,6 +209,9 @@ class Encoder:
                 raise EncodeError(f"{self.path}: cannot start {plan.encode.codec}: "
                                   f"{exc.strerror}") from exc
             raise
+
+    def _open_output(self) -> av.container.OutputContainer:
+        return av.open(str(self.path), mode="w", format=self.plan.container)
 
     def _add_video(self) -> av.video.stream.VideoStream:
         plan = self.plan
@@ -249,6 +259,22 @@ class Encoder:
             if plan.codec_pix_fmt != self.layout.pix_fmt:
                 frame = frame.reformat(format=plan.codec_pix_fmt)
             self._mux_video(self._encode(frame))
+            self.frames_written += 1
+
+    def mux_encoded(self, packets: Iterable[av.Packet]) -> None:
+        """Mux video packets that an encoder of this same plan made (a segment's, see
+        :class:`SegmentEncoder`) as this one's own; nothing is encoded again."""
+        for packet in packets:
+            # Each segment's encoder starts its decode times a reorder delay before its
+            # first frame; where that meets the previous segment's last, keep them rising.
+            if (packet.dts is not None and self._last_dts is not None
+                    and packet.dts <= self._last_dts
+                    and (packet.pts is None or self._last_dts < packet.pts)):
+                packet.dts = self._last_dts + 1
+            if packet.dts is not None:
+                self._last_dts = packet.dts
+            packet.stream = self._stream
+            self._mux_video([packet])
             self.frames_written += 1
 
     def _encode(self, frame: av.VideoFrame | None) -> list[av.Packet]:
@@ -299,6 +325,51 @@ class Encoder:
         except av.FFmpegError as exc:
             # Already failing: the first error is the one the caller sees.
             log.debug("%s: closing the abandoned output: %s", self.path, exc)
+
+
+class SegmentEncoder(Encoder):
+    """Encode one segment of an output exactly as :class:`Encoder` would encode it into
+    the whole file, keeping the packets in a packet file at ``path``
+    (:mod:`vidsr.io.packet_file`) for :meth:`Encoder.mux_encoded` to mux later.
+
+    The encoder is opened on a scratch output of the plan's own container, so it is set up
+    as for the real file (whether parameter sets go in the header or in the stream).
+    """
+
+    def __init__(self, path: str | Path, plan: OutputPlan) -> None:
+        self._packets = PacketWriter(Path(path), plan.time_base)
+        try:
+            super().__init__(path, plan, None)
+        except BaseException:
+            self._packets.close()
+            raise
+
+    def _open_output(self) -> av.container.OutputContainer:
+        return av.open(io.BytesIO(), mode="w", format=self.plan.container)
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            self._packets.write(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and finish the packet file."""
+        if self._closed:
+            return
+        try:
+            self._mux_video(self._encode(None))
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._packets.close()
+        try:
+            self._output.close()  # the scratch container: what it writes is thrown away
+        except av.FFmpegError as exc:
+            log.debug("%s: closing the scratch output: %s", self.path, exc)
+
+    def abort(self) -> None:
+        super().abort()
+        self._packets.close()
 
 
 # FFmpeg's AVFieldOrder by name.
