@@ -598,6 +598,19 @@ def batch_parser() -> argparse.ArgumentParser:
                    help="run files longer than this in segments of about S seconds, cut at"
                    " keyframes, so that a stopped batch redoes only the segment it was in"
                    f" (default: {DEFAULT_SEGMENT_SECONDS:g}; 0: whole files)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the files run: this process, or the actors of a Ray cluster"
+                   " (pip install 'vidsr[ray]'; inputs and OUT_DIR on a path every node"
+                   " sees)")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --engine ray: the cluster (auto, HOST:PORT or"
+                   " ray://HOST:PORT; default: a Ray started on this machine)")
+    p.add_argument("--ray-actors", type=int, metavar="N",
+                   help="with --engine ray: actors (default: one per GPU of the cluster, or"
+                   " one CPU actor per node)")
+    p.add_argument("--ray-actor-cpus", type=float, metavar="N",
+                   help="with --engine ray: CPUs each CPU actor takes and plans for"
+                   " (default: a node's CPUs shared among its actors)")
     p.add_argument("--report", type=Path,
                    help="JSON report, one row per file (default: OUT_DIR/vidsr-report.json)")
     p.add_argument("--overwrite", action="store_true",
@@ -659,10 +672,19 @@ def run_batch(args: argparse.Namespace) -> int:
 
     file_run = _batch_file_run(args)
     file_run({})  # the command's own options are checked before any file is touched
+    ray = None
+    if args.engine == "ray":
+        from vidsr.batch.ray_engine import RayOptions, import_ray
+
+        import_ray()  # without Ray: one line, before any file is touched
+        ray = RayOptions(address=args.address, actors=args.ray_actors,
+                         actor_cpus=args.ray_actor_cpus)
+    elif args.address or args.ray_actors or args.ray_actor_cpus:
+        raise OptionsError("--address, --ray-actors and --ray-actor-cpus go with --engine ray")
     result = run_batch(args.src, args.out_dir, file_run, BatchOptions(
         container=args.container, retry_failed=args.retry_failed, overwrite=args.overwrite,
         progress=False if args.no_progress or args.quiet else None,
-        segment_seconds=args.segment_seconds,
+        segment_seconds=args.segment_seconds, ray=ray,
     ))
     report = write_report(result, args.report or args.out_dir / "vidsr-report.json")
     if not args.quiet:

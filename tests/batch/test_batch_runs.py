@@ -4,6 +4,7 @@ resume, redo on changed options or outputs, --retry-failed, the report."""
 from __future__ import annotations
 
 import json
+import sys
 
 import av
 from batch_helpers import (
@@ -167,3 +168,14 @@ def test_a_wrong_model_is_one_error_before_any_file(tmp_path, capsys):
     assert err.startswith("vidsr: error: ") and err.count("\n") == 1, err
     assert "no-such-model" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_engine_ray_without_ray_is_one_line(tmp_path, capsys, monkeypatch):
+    make_clip(tmp_path / "a.mp4", width=16, height=16, frames=2)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    code, err = batch(capsys, tmp_path / "a.mp4", tmp_path / "out", *FAST, "--engine", "ray")
+    assert code != 0
+    assert err.strip() == "vidsr: error: --engine ray needs Ray: pip install 'vidsr[ray]'"
+    assert not (tmp_path / "out").exists()
+    code, err = batch(capsys, tmp_path / "a.mp4", tmp_path / "out", *FAST, "--ray-actors", "2")
+    assert code != 0 and "--ray-actors" in err and "--engine ray" in err

@@ -32,12 +32,15 @@ class FileOutcome:
     fingerprint: str | None = None
     segments: int = 0  # 0: run whole
     segments_reused: int = 0  # finished by an earlier, stopped run
+    retries: int = 0  # segments run again because the worker running them died
 
     @classmethod
     def done(cls, f: SourceFile, *, frames: int, wall_s: float, size: int, sha256: str,
-             fingerprint: str, segments: int = 0, segments_reused: int = 0) -> FileOutcome:
+             fingerprint: str, segments: int = 0, segments_reused: int = 0,
+             retries: int = 0) -> FileOutcome:
         return cls(f.key, str(f.output), "done", "", frames, f.seconds or 0.0,
-                   round(wall_s, 3), size, sha256, fingerprint, segments, segments_reused)
+                   round(wall_s, 3), size, sha256, fingerprint, segments, segments_reused,
+                   retries)
 
     @classmethod
     def skipped(cls, f: SourceFile, reason: str,

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm import tqdm
 
@@ -35,8 +34,11 @@ from vidsr.batch.segments import (
     DEFAULT_SEGMENT_SECONDS,
     SEGMENTS_FOLDER,
     Segment,
+    SegmentResult,
+    SegmentState,
     join_segments,
     plan_segments,
+    remove_segments,
     run_segment,
     segment_intact,
     unsegmentable,
@@ -44,6 +46,7 @@ from vidsr.batch.segments import (
 from vidsr.batch.sources import SourceFile, one_line, scan_sources
 from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
+from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
@@ -57,6 +60,10 @@ from vidsr.transcode import (
     progress_bar,
     run_plan,
 )
+
+if TYPE_CHECKING:
+    from vidsr.batch.ray_engine import RayOptions
+    from vidsr.io.script_source import ScriptSource
 
 log = logging.getLogger("vidsr")
 
@@ -79,8 +86,9 @@ class BatchOptions:
     """What the batch itself is asked: the outputs' container (extension), whether failed
     files are tried again, whether outputs the batch did not write may be replaced, the
     progress bars (None: only on a terminal), the devices files are dealt to, one
-    worker thread each (None: :func:`worker_devices` of the command's options), and the
-    length of the segments long files are run in (0: whole files)."""
+    worker thread each (None: :func:`worker_devices` of the command's options), the
+    length of the segments long files are run in (0: whole files), and the Ray cluster
+    that runs them (None: this process)."""
 
     container: str = "mkv"
     retry_failed: bool = False
@@ -88,6 +96,7 @@ class BatchOptions:
     progress: bool | None = None
     devices: tuple[str, ...] | None = None
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS
+    ray: RayOptions | None = None
 
 
 # A manifest line's overrides -> how that file runs (the command's options where empty).
@@ -113,10 +122,19 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     files = scan_sources(Path(src), out_dir, batch.container.lstrip("."))
     out_dir.mkdir(parents=True, exist_ok=True)
     job = JobFile.open(out_dir)
-    runner = _Runner(out_dir, job, resolve, batch, files, models)
-    try:
-        runner.run(list(batch.devices) if batch.devices
+    executor: FileExecutor
+    if batch.ray is not None:
+        from vidsr.batch.ray_engine import RayFiles
+
+        executor = RayFiles(batch.ray, out_dir)
+        devices: list[str | None] = [None] * executor.concurrent_files
+    else:
+        executor = LocalFiles()
+        devices = (list(batch.devices) if batch.devices
                    else worker_devices(resolve({}).engine))
+    runner = _Runner(out_dir, job, resolve, batch, files, models, executor)
+    try:
+        runner.run(devices)
     except (Cancelled, KeyboardInterrupt):
         log.warning("batch stopped: %s records what is done; the same command continues"
                     " it (a file stopped halfway continues from its last finished segment)",
@@ -124,6 +142,7 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
         raise
     finally:
         runner.close()
+        executor.close()
     return BatchResult(source=Path(src), out_dir=out_dir, job_file=job.path,
                        files=runner.outcomes_in_order(), wall_s=time.perf_counter() - started)
 
@@ -163,8 +182,9 @@ class _Runner:
     the outcomes, the bars."""
 
     def __init__(self, out_dir: Path, job: JobFile, resolve: Resolve, batch: BatchOptions,
-                 files: Sequence[SourceFile], models: _Models) -> None:
+                 files: Sequence[SourceFile], models: _Models, executor: FileExecutor) -> None:
         self.out_dir, self.job, self.resolve, self.batch = out_dir, job, resolve, batch
+        self.executor = executor
         self.files = list(files)
         self.stop = threading.Event()
         self.digests = WeightsDigests()
@@ -282,24 +302,23 @@ class _Runner:
             record = _Record(self.job, f.key, output=str(f.output), fingerprint=digest,
                              options=resolved)
             segments = self._segments(f, plan, decoder, entry, digest)
-            record("running")
-            if segments is None:
-                result = run_plan(plan, model, decoder, options)
-                frames, wall_s, reused = result.frames, result.wall_s, 0
-            else:
-                frames, wall_s, reused = self._run_segments(f, plan, model, options,
-                                                            segments, record)
+            reused = len(segments.done) if segments is not None else 0
+            record("running", **({"segments": segments.to_json()} if segments else {}))
+            ran = self.executor.run_file(FileJob(
+                source=f, run=replace(run, engine=engine), plan=plan, model=model,
+                decoder=decoder, options=options, resolved=resolved, fingerprint=digest,
+                segments=segments, record=record))
         size, sha256 = dst.stat().st_size, file_digest(dst)
         video_s = f.seconds or 0.0
         record.fields.pop("segments", None)
-        record("done", size=size, sha256=sha256, frames=frames, seconds=round(wall_s, 3),
-               video_seconds=video_s)
+        record("done", size=size, sha256=sha256, frames=ran.frames,
+               seconds=round(ran.wall_s, 3), video_seconds=video_s, retries=ran.retries)
         if segments is not None:
-            _remove_segments(self._segment_folder(f))
-        return FileOutcome.done(f, frames=frames, wall_s=wall_s, size=size, sha256=sha256,
-                                fingerprint=digest,
+            remove_segments(segments.folder)
+        return FileOutcome.done(f, frames=ran.frames, wall_s=ran.wall_s, size=size,
+                                sha256=sha256, fingerprint=digest,
                                 segments=len(segments.segments) if segments else 0,
-                                segments_reused=reused)
+                                segments_reused=reused, retries=ran.retries)
 
     # -- one file in segments ---------------------------------------------------------------
 
@@ -308,7 +327,7 @@ class _Runner:
         return self.out_dir / SEGMENTS_FOLDER / name
 
     def _segments(self, f: SourceFile, plan: RunPlan, decoder: object,
-                  entry: Mapping[str, Any] | None, digest: str) -> _Segments | None:
+                  entry: Mapping[str, Any] | None, digest: str) -> SegmentState | None:
         """The segments ``f`` runs in, with those an earlier run finished; None to run it
         whole (short, or a run that cannot seek)."""
         seconds = self.batch.segment_seconds
@@ -322,8 +341,8 @@ class _Runner:
             if len(done) < len(kept.get("done", {})):
                 log.warning("%s: %d finished segment(s) missing or changed; redoing them",
                             f.path, len(kept["done"]) - len(done))
-            return _Segments(folder, seconds, segments, done)
-        _remove_segments(folder)  # another run's, of other options: never mixed in
+            return SegmentState(folder, seconds, segments, done)
+        remove_segments(folder)  # another run's, of other options: never mixed in
         if seconds <= 0 or (f.seconds or 0.0) < 1.25 * seconds:
             return None
         why = unsegmentable(plan, decoder)  # type: ignore[arg-type]
@@ -333,34 +352,7 @@ class _Runner:
         segments = plan_segments(scan_keyframes(f.path), seconds)
         if len(segments) < 2:
             return None
-        return _Segments(folder, seconds, segments, {})
-
-    def _run_segments(self, f: SourceFile, plan: RunPlan, model: SRModel,
-                      options: TranscodeOptions, todo: _Segments,
-                      record: _Record) -> tuple[int, float, int]:
-        """Run the unfinished segments, then join them all into the output: (frames
-        written, this run's seconds, segments reused)."""
-        assert plan.source is not None
-        started = time.perf_counter()
-        announce(plan)
-        reused = len(todo.done)
-        if reused:
-            log.info("%s: resuming at segment %d of %d", f.path, reused + 1, len(todo.segments))
-        todo.folder.mkdir(parents=True, exist_ok=True)
-        record("running", segments=todo.to_json())
-        before = sum(int(d["frames"]) for d in todo.done.values())
-        with Engine(model, plan) as runner, progress_bar(plan.source, options.progress,
-                                                           initial=before) as bar:
-            for segment in todo.segments:
-                if str(segment.index) in todo.done:
-                    continue
-                result = run_segment(runner, plan, segment, todo.folder / segment.file_name,
-                                     options, on_write=heard_by(bar.update, options.on_frames))
-                todo.done[str(segment.index)] = result.to_json()
-                record("running", segments=todo.to_json())
-        frames = join_segments(plan, [todo.folder / s.file_name for s in todo.segments],
-                               options.overwrite)
-        return frames, time.perf_counter() - started, reused
+        return SegmentState(folder, seconds, segments, {})
 
     # -- progress and outcomes -------------------------------------------------------------
 
@@ -397,17 +389,88 @@ class _Runner:
 
 
 @dataclass
-class _Segments:
-    """A file's segments, where their packet files go, and those finished (by index)."""
+class FileJob:
+    """One file ready to run, as the runner resolved it: what an executor needs.
 
-    folder: Path
-    seconds: float
-    segments: list[Segment]
-    done: dict[str, dict[str, Any]]
+    ``run`` carries the worker's device; ``options`` the batch's overwrite, progress and
+    frame counter (which raises Cancelled once the batch is stopped); ``segments`` is None
+    for a file run whole.
+    """
 
-    def to_json(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "cuts": [s.to_json() for s in self.segments],
-                "done": dict(self.done)}
+    source: SourceFile
+    run: FileRun
+    plan: RunPlan
+    model: SRModel
+    decoder: Decoder | ScriptSource
+    options: TranscodeOptions
+    resolved: dict[str, Any]  # the options that shape the output (run_options)
+    fingerprint: str
+    segments: SegmentState | None
+    record: _Record
+
+    def segment_done(self, segment: Segment, result: SegmentResult) -> None:
+        """Keep a finished segment in the job file at once: a kill now does not lose it."""
+        assert self.segments is not None
+        self.segments.done[str(segment.index)] = result.to_json()
+        self.record("running", segments=self.segments.to_json())
+
+    def todo(self) -> list[Segment]:
+        assert self.segments is not None
+        return [s for s in self.segments.segments if str(s.index) not in self.segments.done]
+
+    def segment_paths(self) -> list[Path]:
+        assert self.segments is not None
+        return [self.segments.folder / s.file_name for s in self.segments.segments]
+
+
+@dataclass(frozen=True)
+class FileRan:
+    """What an executor did with a file: frames written, its seconds, segments retried."""
+
+    frames: int
+    wall_s: float
+    retries: int = 0
+
+
+class FileExecutor(Protocol):
+    """Where a batch's files run: this process (:class:`LocalFiles`) or a Ray cluster
+    (:class:`~vidsr.batch.ray_engine.RayFiles`). Called from the runner's worker threads."""
+
+    def run_file(self, job: FileJob) -> FileRan:
+        """Write the job's output (whole, or its unfinished segments and then the join)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalFiles:
+    """Runs each file in the calling worker thread: whole, or its segments one after
+    another on one engine, then joined."""
+
+    def run_file(self, job: FileJob) -> FileRan:
+        if job.segments is None:
+            result = run_plan(job.plan, job.model, job.decoder, job.options)
+            return FileRan(result.frames, result.wall_s)
+        plan, options, state = job.plan, job.options, job.segments
+        assert plan.source is not None
+        started = time.perf_counter()
+        announce(plan)
+        if state.done:
+            log.info("%s: resuming at segment %d of %d", job.source.path,
+                     len(state.done) + 1, len(state.segments))
+        state.folder.mkdir(parents=True, exist_ok=True)
+        before = sum(int(d["frames"]) for d in state.done.values())
+        with Engine(job.model, plan) as runner, progress_bar(plan.source, options.progress,
+                                                               initial=before) as bar:
+            for segment in job.todo():
+                result = run_segment(runner, plan, segment, state.folder / segment.file_name,
+                                     options, on_write=heard_by(bar.update, options.on_frames))
+                job.segment_done(segment, result)
+        frames = join_segments(plan, job.segment_paths(), options.overwrite)
+        return FileRan(frames, time.perf_counter() - started)
+
+    def close(self) -> None:
+        pass
 
 
 class _Record:
@@ -419,15 +482,6 @@ class _Record:
     def __call__(self, state: str, **fields: Any) -> None:
         self.fields.update(fields)
         self.job.record(self.key, state, **self.fields)  # type: ignore[arg-type]
-
-
-def _remove_segments(folder: Path) -> None:
-    """Delete a file's segment folder, and the segments folder once it is empty."""
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.parent.rmdir()
-    except OSError:  # other files' segments are still there (or it never was)
-        pass
 
 
 def _progress_enabled(progress: bool | None) -> bool:

@@ -15,6 +15,7 @@ differ from a one-piece encode by its own noise (a lossless one's are identical)
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,29 @@ class SegmentResult:
     def to_json(self) -> dict[str, Any]:
         return {"frames": self.frames, "skipped": self.skipped, "size": self.size,
                 "sha256": self.sha256, "seconds": round(self.wall_s, 3)}
+
+
+@dataclass
+class SegmentState:
+    """A file's segments, where their packet files go, and those finished (by index)."""
+
+    folder: Path
+    seconds: float
+    segments: list[Segment]
+    done: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "cuts": [s.to_json() for s in self.segments],
+                "done": dict(self.done)}
+
+
+def remove_segments(folder: Path) -> None:
+    """Delete a file's segment folder, and the segments folder once it is empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()
+    except OSError:  # other files' segments are still there (or it never was)
+        pass
 
 
 def plan_segments(index: KeyframeIndex, seconds: float) -> list[Segment]:

@@ -1,0 +1,151 @@
+"""`vidsr batch --engine ray` against a real Ray cluster on loopback (``ray start --head``,
+started and stopped here): the same outputs as the local engine, an actor killed while it
+holds a segment, and a driver killed mid-job."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from batch_helpers import batch, job, report, same_frames
+from clipgen import make_clip
+from vidsr_process import start_vidsr, wait_for
+
+from vidsr.batch import BatchOptions, FileRun, run_batch
+from vidsr.plan import EngineOptions
+
+ray = pytest.importorskip("ray", reason="needs Ray (pip install 'vidsr[ray]')")
+
+# vdsr at one frame a batch: a segment of 12 frames takes a second or two here, long
+# enough for an actor (or the driver) to be caught holding one.
+SLOW = ("--model", "vdsr", "--scale", "2", "--batch-size", "1", "--no-progress",
+        "--segment-seconds", "0.4")
+SLOW_RUN = FileRun(model="vdsr", scale=2, engine=EngineOptions(batch_size=1))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A one-node Ray cluster with 2 CPUs on 127.0.0.1; its address."""
+    ray_cli = Path(sys.executable).with_name("ray")
+    # Short: Ray's socket paths under it must stay within the 107 bytes a socket name has.
+    temp = tempfile.mkdtemp(prefix="vray", dir="/tmp")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
+                    f"--temp-dir={temp}", "--disable-usage-stats"],
+                   check=True, env=env, capture_output=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _sources(root, frames=48, long_name="a"):
+    """One clip long enough for four segments at --segment-seconds 0.4, two short ones."""
+    root.mkdir()
+    make_clip(root / f"{long_name}.mkv", width=64, height=48, frames=frames,
+              content="moving", gop=6, audio=True, subtitles=True, chapters=[(0, 1, "one")])
+    make_clip(root / "b.mp4", width=64, height=48, frames=10, content="moving")
+    make_clip(root / "c.mov", width=32, height=32, frames=12)
+
+
+def _same_outputs(a, b):
+    for name in ("a.mkv", "b.mkv", "c.mkv"):
+        assert same_frames(a / name, b / name), name
+
+
+def test_ray_writes_what_the_local_engine_writes(tmp_path, capsys, cluster):
+    src = tmp_path / "src"
+    _sources(src)
+    fast = ("--model", "nearest", "--scale", "2", "--no-progress", "--segment-seconds", "0.4")
+    code, err = batch(capsys, src, tmp_path / "ray", *fast, "--engine", "ray", "--address",
+                      cluster, "--ray-actors", "2")
+    assert code == 0, err
+    assert batch(capsys, src, tmp_path / "local", *fast)[0] == 0
+    _same_outputs(tmp_path / "ray", tmp_path / "local")
+    rows = {Path(r["source"]).name: r for r in report(tmp_path / "ray")["files"]}
+    assert rows["a.mkv"]["segments"] == 4 and rows["b.mp4"]["segments"] == 0
+    assert not ray.is_initialized()  # the batch let go of the cluster it joined
+
+
+def test_an_actor_killed_holding_a_segment_has_it_redone_elsewhere(tmp_path, capsys,
+                                                                   cluster):
+    from vidsr.batch.ray_engine import NAMESPACE, RayOptions
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    _sources(src)
+    results = []
+    driver = threading.Thread(target=lambda: results.append(run_batch(
+        src, out, lambda _: SLOW_RUN, BatchOptions(
+            progress=False, segment_seconds=0.4,
+            ray=RayOptions(address=cluster, actors=2)))))
+    driver.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+            (out / "vidsr-job.json").exists()
+            and job(out).get(str(src / "a.mkv"), {}).get("segments")):
+        time.sleep(0.05)
+    # Both actors hold segments now (all four were dealt at once): kill one.
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == NAMESPACE]
+    ray.kill(ray.get_actor(sorted(names)[0], namespace=NAMESPACE))
+    driver.join(timeout=120)
+    assert results and results[0].ok, results
+    row = next(f for f in results[0].files if f.source.endswith("a.mkv"))
+    assert row.outcome == "done" and row.retries >= 1
+    assert "a Ray worker died" in capsys.readouterr().err
+    code, err = batch(capsys, src, tmp_path / "local", *SLOW)
+    assert code == 0, err
+    _same_outputs(out, tmp_path / "local")
+
+
+def _some_segments_done(out):
+    try:
+        entries = json.loads((out / "vidsr-job.json").read_text())["files"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    for entry in entries.values():
+        segments = entry.get("segments")
+        if segments and 0 < len(segments["done"]) < len(segments["cuts"]):
+            return entry
+    return None
+
+
+def test_a_driver_killed_mid_job_resumes_from_the_job_file(tmp_path, capsys, cluster):
+    src, out = tmp_path / "src", tmp_path / "out"
+    # Eight segments, after the two short files: the driver is caught between two.
+    _sources(src, frames=96, long_name="z")
+    args = ("batch", src, out, *SLOW, "--engine", "ray", "--address", cluster,
+            "--ray-actors", "1")
+    proc = start_vidsr(*args)
+    wait_for(proc, lambda: _some_segments_done(out), timeout=90)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    before = job(out)
+    kept = before[str(src / "z.mkv")]["segments"]["done"]
+    done_files = {k for k, e in before.items() if e["state"] == "done"}
+    assert done_files == {str(src / "b.mp4"), str(src / "c.mov")}
+
+    code, err = batch(capsys, *args[1:])
+
+    assert code == 0, err
+    rows = {r["source"]: r for r in report(out)["files"]}
+    assert rows[str(src / "z.mkv")]["segments_reused"] == len(kept) > 0
+    assert all(rows[k]["outcome"] == "skipped" for k in done_files)
+    assert all(e["state"] == "done" for e in job(out).values())
+    assert not (out / ".vidsr-segments").exists()
