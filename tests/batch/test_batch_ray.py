@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,6 +25,11 @@ from vidsr_process import start_vidsr, wait_for
 from vidsr.batch import BatchOptions, FileRun, run_batch
 from vidsr.plan import EngineOptions
 
+# Ray reads these when it is imported: no usage reports, and token authentication with a
+# token of the tests' own for the cluster and every driver, whatever ~/.ray holds.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 ray = pytest.importorskip("ray", reason="needs Ray (pip install 'vidsr[ray]')")
 
 # vdsr at one frame a batch: a segment of 12 frames takes a second or two here, long
@@ -42,8 +48,7 @@ def cluster():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    env = dict(os.environ)  # the token above, for the cluster and the drivers it starts
     subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                     "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
                     f"--temp-dir={temp}", "--disable-usage-stats"],

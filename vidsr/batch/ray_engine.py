@@ -5,8 +5,9 @@ sources, keeps the job file, plans every file and cuts it into segments. The wor
 to actors, one per GPU of the cluster (or ``--ray-actors`` CPU actors), each of which
 loads a model once and keeps it. A segment is a call on an actor with paths, never
 frames: the actor decodes its stretch of the source, upscales it and writes the packet
-file itself, next to the model; a file's join is one more call once all its segments
-are done. Inputs and outputs must be on a path every node sees.
+file itself, next to the model. Once all of a file's segments are done the driver joins
+them (a remux: no model, no encoder at work). Inputs and outputs must be on a path every
+node sees.
 
 Faults: an actor that dies (a node lost, ``ray.kill``) has its segment run again on
 another actor, a replacement is started, and the file's row in the report counts the
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vidsr.batch.segments import join_segments
 from vidsr.errors import OptionsError, VidsrError
 
 if TYPE_CHECKING:
@@ -89,14 +91,6 @@ class SegmentWorker:
                 self._engine = Engine(model, plan)
                 self._engine_key = key
             return run_segment(self._engine, plan, segment, Path(path), options)
-
-    def join(self, run: FileRun, src: str, dst: str, resolved: dict[str, Any],
-             paths: list[str], overwrite: bool) -> int:
-        from vidsr.batch.segments import join_segments
-
-        self._close_engine()  # the file's segments are all done
-        with self._prepared(run, src, dst, resolved) as (_, plan, _, _):
-            return join_segments(plan, [Path(p) for p in paths], overwrite)
 
     def run_whole(self, run: FileRun, src: str, dst: str, resolved: dict[str, Any],
                   overwrite: bool) -> tuple[int, float]:
@@ -248,10 +242,12 @@ class RayFiles:
             return FileRan(frames, time.perf_counter() - started, retries)
         job.segments.folder.mkdir(parents=True, exist_ok=True)
         retries = self._segments(job, common, tell)
-        frames, more = self._call(tell, "join", *common,
-                                  [str(p) for p in job.segment_paths()],
-                                  job.options.overwrite)
-        return FileRan(frames, time.perf_counter() - started, retries + more)
+        # The join is a remux (no model, no encoder at work): the driver does it with the
+        # plan it made, at once, rather than queue it behind another file's segments.
+        joined = time.perf_counter()
+        frames = join_segments(job.plan, job.segment_paths(), job.options.overwrite)
+        ended = time.perf_counter()
+        return FileRan(frames, ended - started, retries, join_s=ended - joined)
 
     def _segments(self, job: FileJob, common: tuple[Any, ...],
                   tell: Callable[[int], object]) -> int:

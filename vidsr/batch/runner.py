@@ -312,7 +312,8 @@ class _Runner:
         video_s = f.seconds or 0.0
         record.fields.pop("segments", None)
         record("done", size=size, sha256=sha256, frames=ran.frames,
-               seconds=round(ran.wall_s, 3), video_seconds=video_s, retries=ran.retries)
+               seconds=round(ran.wall_s, 3), video_seconds=video_s, retries=ran.retries,
+               **({} if ran.join_s is None else {"join_seconds": round(ran.join_s, 3)}))
         if segments is not None:
             remove_segments(segments.folder)
         return FileOutcome.done(f, frames=ran.frames, wall_s=ran.wall_s, size=size,
@@ -425,11 +426,13 @@ class FileJob:
 
 @dataclass(frozen=True)
 class FileRan:
-    """What an executor did with a file: frames written, its seconds, segments retried."""
+    """What an executor did with a file: frames written, its seconds, segments retried,
+    and the seconds its segments' join took (None: run whole)."""
 
     frames: int
     wall_s: float
     retries: int = 0
+    join_s: float | None = None
 
 
 class FileExecutor(Protocol):
@@ -466,8 +469,10 @@ class LocalFiles:
                 result = run_segment(runner, plan, segment, state.folder / segment.file_name,
                                      options, on_write=heard_by(bar.update, options.on_frames))
                 job.segment_done(segment, result)
+        joined = time.perf_counter()
         frames = join_segments(plan, job.segment_paths(), options.overwrite)
-        return FileRan(frames, time.perf_counter() - started)
+        ended = time.perf_counter()
+        return FileRan(frames, ended - started, join_s=ended - joined)
 
     def close(self) -> None:
         pass
