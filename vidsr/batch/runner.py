@@ -327,7 +327,7 @@ class _Runner:
         name = hashlib.sha256(f.key.encode()).hexdigest()[:16]
         return self.out_dir / SEGMENTS_FOLDER / name
 
-    def _segments(self, f: SourceFile, plan: RunPlan, decoder: object,
+    def _segments(self, f: SourceFile, plan: RunPlan, decoder: Decoder | ScriptSource,
                   entry: Mapping[str, Any] | None, digest: str) -> SegmentState | None:
         """The segments ``f`` runs in, with those an earlier run finished; None to run it
         whole (short, or a run that cannot seek)."""
@@ -346,7 +346,7 @@ class _Runner:
         remove_segments(folder)  # another run's, of other options: never mixed in
         if seconds <= 0 or (f.seconds or 0.0) < 1.25 * seconds:
             return None
-        why = unsegmentable(plan, decoder)  # type: ignore[arg-type]
+        why = unsegmentable(plan, decoder)
         if why is not None:
             log.info("%s: run whole, not in segments: %s", f.path, why)
             return None
