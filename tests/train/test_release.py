@@ -46,6 +46,23 @@ def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path,
     assert "raw (not EMA) weights" in out.card.read_text()
 
 
+def test_release_can_store_fp16_and_scores_what_it_stores(image_folder, val_folder, tmp_path,
+                                                          tiny_config):
+    cfg = tiny_config(train__total_steps=3)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
+        generator=build_generator(cfg))
+    full = release_run(run, tmp_path / "weights", "full", eval_folder=val_folder,
+                       data_note="generated")
+    half = release_run(run, tmp_path / "weights", "half", eval_folder=val_folder,
+                       data_note="generated", half=True)
+    sd, ema = read_state_dict(half.weights), read_state_dict(full.weights)
+    assert all(sd[k].dtype == torch.float16 and torch.equal(sd[k], ema[k].half()) for k in ema)
+    assert half.weights.stat().st_size < 0.6 * full.weights.stat().st_size
+    assert abs(half.scores[2].psnr - full.scores[2].psnr) < 0.05
+
+
 def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_folder, tmp_path):
     from vidsr.train.config import load_config
 

@@ -111,11 +111,13 @@ def training_stages(run_dir: Path, step: int) -> list[Stage]:
 
 def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Path,
                 data_note: str, hardware_note: str = "", notes: str = "",
-                use_ema: bool = True) -> Release:
+                use_ema: bool = True, half: bool = False) -> Release:
     """Write ``<name>.safetensors`` and ``<name>.md`` into ``weights_dir`` from a run.
 
     ``use_ema=False`` ships the raw parameters instead (early in a run, while
-    the EMA still carries the random initialisation).
+    the EMA still carries the random initialisation). ``half`` stores them in fp16 (half
+    the size; they load into fp32 networks), and the card's figures are those of the
+    fp16 weights.
     """
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
@@ -124,7 +126,10 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     if not use_ema or not source.exists():
         source = ckpt / "params.safetensors"
     sd = read_state_dict(source)
-    module = load_arch_from_state_dict(sd).eval()
+    if half:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    module = load_arch_from_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}).eval()
     spec = module.spec
     step = int(ckpt.name)
     stages = training_stages(run_dir, step)
