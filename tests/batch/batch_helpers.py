@@ -4,15 +4,20 @@ in this process, and reading back outputs, the job file and the report."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 from clipgen import make_clip
 
 from vidsr.cli import main
 
 FAST = ("--model", "nearest", "--scale", "2", "--no-progress")
+needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None,
+                                   reason="needs ffprobe (apt-get install ffmpeg)")
 
 
 def make_tree(root: Path, frames: int = 4) -> dict[str, Path]:
@@ -71,3 +76,21 @@ def same_frames(a: Path, b: Path) -> bool:
     """Whether two videos decode to the same frames, code value for code value."""
     x, y = decoded(a), decoded(b)
     return len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y, strict=True))
+
+
+def probe_streams(path: Path) -> dict:
+    """ffprobe's view of the file, less what depends on the video's encoded bytes."""
+    out = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-show_chapters",
+         "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout)
+    for key in ("filename", "size", "bit_rate"):
+        out["format"].pop(key)
+    return out
+
+
+def packet_times(path: Path) -> list[str]:
+    """Every packet's stream, pts and duration (the order and the sizes aside)."""
+    lines = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pts,duration",
+         "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return sorted(lines.split())

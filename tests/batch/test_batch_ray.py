@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from batch_helpers import batch, job, report, same_frames
+from batch_helpers import (
+    batch,
+    job,
+    needs_ffprobe,
+    packet_times,
+    probe_streams,
+    report,
+    same_frames,
+)
 from clipgen import make_clip
 from vidsr_process import start_vidsr, wait_for
 
@@ -74,6 +82,7 @@ def _same_outputs(a, b):
         assert same_frames(a / name, b / name), name
 
 
+@needs_ffprobe
 def test_ray_writes_what_the_local_engine_writes(tmp_path, capsys, cluster):
     src = tmp_path / "src"
     _sources(src)
@@ -83,6 +92,10 @@ def test_ray_writes_what_the_local_engine_writes(tmp_path, capsys, cluster):
     assert code == 0, err
     assert batch(capsys, src, tmp_path / "local", *fast)[0] == 0
     _same_outputs(tmp_path / "ray", tmp_path / "local")
+    for name in ("a.mkv", "b.mkv", "c.mkv"):  # timestamps, streams, chapters, metadata
+        ray_out, local_out = tmp_path / "ray" / name, tmp_path / "local" / name
+        assert probe_streams(ray_out) == probe_streams(local_out), name
+        assert packet_times(ray_out) == packet_times(local_out), name
     rows = {Path(r["source"]).name: r for r in report(tmp_path / "ray")["files"]}
     assert rows["a.mkv"]["segments"] == 4 and rows["b.mp4"]["segments"] == 0
     assert not ray.is_initialized()  # the batch let go of the cluster it joined

@@ -5,15 +5,23 @@ was in."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import subprocess
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-from batch_helpers import FAST, batch, decoded, job, report, same_frames
+from batch_helpers import (
+    FAST,
+    batch,
+    decoded,
+    job,
+    needs_ffprobe,
+    packet_times,
+    probe_streams,
+    report,
+    same_frames,
+)
 from clipgen import make_clip, woven
 from vidsr_process import start_vidsr, wait_for
 
@@ -23,9 +31,6 @@ from vidsr.io.decode import Decoder
 from vidsr.io.deinterlace import DeinterlacePlan
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.io.packet_file import PacketWriter, read_packets
-
-needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None,
-                                   reason="needs ffprobe (apt-get install ffmpeg)")
 
 
 def _gop_clip(path, codec, options, *, interlaced=False, frames=40):
@@ -104,24 +109,6 @@ def test_a_cut_off_packet_file_is_an_error_naming_it(tmp_path):
         list(read_packets(path))
 
 
-def _probe(path):
-    """ffprobe's view of the file, less what depends on the video's encoded bytes."""
-    out = json.loads(subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-show_chapters",
-         "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout)
-    for key in ("filename", "size", "bit_rate"):
-        out["format"].pop(key)
-    return out
-
-
-def _packet_times(path):
-    """Every packet's stream, pts and duration (the order and the sizes aside)."""
-    lines = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pts,duration",
-         "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
-    return sorted(lines.split())
-
-
 def _long_clip(root, name="a.mkv", frames=60):
     root.mkdir(exist_ok=True)
     return make_clip(root / name, width=64, height=48, frames=frames, content="moving",
@@ -142,8 +129,8 @@ def test_a_lossless_segmented_output_is_the_whole_file_runs(tmp_path, capsys):
     assert same_frames(a, b)
     # Audio, subtitles, chapters, metadata, every timestamp: the same file but for the
     # video's packets (each segment starts FFV1's keyframe cycle afresh).
-    assert _probe(a) == _probe(b)
-    assert _packet_times(a) == _packet_times(b)
+    assert probe_streams(a) == probe_streams(b)
+    assert packet_times(a) == packet_times(b)
     assert not (tmp_path / "seg" / ".vidsr-segments").exists()
 
 
@@ -155,8 +142,8 @@ def test_a_lossy_segmented_output_keeps_every_timestamp_and_stream(tmp_path, cap
         assert batch(capsys, src, tmp_path / out, *FAST, "--container", "mp4",
                      "--segment-seconds", seconds)[0] == 0
     a, b = tmp_path / "seg" / "a.mp4", tmp_path / "whole" / "a.mp4"
-    assert _probe(a)["streams"][1:] == _probe(b)["streams"][1:]
-    assert _packet_times(a) == _packet_times(b)
+    assert probe_streams(a)["streams"][1:] == probe_streams(b)["streams"][1:]
+    assert packet_times(a) == packet_times(b)
     x, y = decoded(a), decoded(b)
     assert len(x) == len(y) == 60
     # New GOPs at the cuts: x264's own noise, no more.
@@ -206,5 +193,5 @@ def test_sigkill_mid_file_redoes_only_the_unfinished_segment(tmp_path, capsys):
     assert batch(capsys, src, tmp_path / "straight", *SLOW)[0] == 0
     a, b = out / "a.mkv", tmp_path / "straight" / "a.mkv"
     assert same_frames(a, b)
-    assert _probe(a) == _probe(b)
-    assert _packet_times(a) == _packet_times(b)
+    assert probe_streams(a) == probe_streams(b)
+    assert packet_times(a) == packet_times(b)
