@@ -224,7 +224,12 @@ class RayFiles:
             cpus = max(1.0, float(int(min(node_cpus or [1]) // per_node)))
         log.info("Ray: %d %s actor(s)%s", count, "GPU" if gpus else "CPU",
                  "" if gpus else f" of {cpus:g} CPU(s) each")
-        self._pool = _ActorPool(ray, count, cpus, 1 if gpus else 0)
+        try:
+            self._pool = _ActorPool(ray, count, cpus, 1 if gpus else 0)
+        except BaseException:
+            if self._started_ray:
+                ray.shutdown()
+            raise
         self.concurrent_files = count
         self.out_dir = out_dir
 
