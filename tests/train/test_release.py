@@ -63,6 +63,19 @@ def test_release_can_store_fp16_and_scores_what_it_stores(image_folder, val_fold
     assert abs(half.scores[2].psnr - full.scores[2].psnr) < 0.05
 
 
+def test_the_card_of_a_degraded_fine_tune_says_how_its_lr_was_made(image_folder, val_folder,
+                                                                   tmp_path, tiny_config):
+    cfg = tiny_config(train__total_steps=2, degrade__enabled=True, degrade__video_prob=0.0)
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0, degrade=cfg.degrade),
+        run, generator=build_generator(cfg))
+    card = release_run(run, tmp_path / "weights", "d", eval_folder=val_folder,
+                       data_note="generated").card.read_text()
+    assert "LR by the degradation pipeline" in card and "MATLAB-style" not in card
+    assert "sigma 0.2-2 HR px" in card and "JPEG (p 0.3, quality 40-95)" in card
+
+
 def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_folder, tmp_path):
     from vidsr.train.config import load_config
 

@@ -174,6 +174,25 @@ def _describe_recipe(config: dict) -> tuple[str, str]:
     return loss_text, optimiser
 
 
+def _describe_lr(config: dict) -> str:
+    """How a run made its LR inputs, in words: the papers' bicubic, or the degradations."""
+    g = config.get("degrade", {})
+    if not g.get("enabled"):
+        return "by MATLAB-style bicubic (as `vidsr eval`)"
+
+    def span(pair: list[float]) -> str:
+        return f"{pair[0]:g}-{pair[1]:g}"
+
+    codecs = "/".join("H.264" if c == "h264" else "MPEG-2" for c in g["video_codecs"])
+    return ("by the degradation pipeline (`vidsr.train.degrade`), every draw from the run's"
+            f" seeded generator (seed {config['train'].get('seed', 0)}): Gaussian blur"
+            f" (p {g['blur_prob']:g}, sigma {span(g['blur_sigma'])} HR px), a"
+            f" {'/'.join(g['resize_kernels'])} downscale, Gaussian noise (p {g['noise_prob']:g},"
+            f" sigma {span(g['noise_sigma'])} code values), JPEG (p {g['jpeg_prob']:g},"
+            f" quality {span(g['jpeg_quality'])}), and a {codecs} round trip of the batch as"
+            f" a clip (p {g['video_prob']:g}, CRF {span(g['video_crf'])})")
+
+
 def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str,
                hardware: str, folder: Path, scores: Mapping[int, Scores], frame_s: float,
                notes: str, ema: bool) -> str:
@@ -201,10 +220,12 @@ def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str
         f"| loss | {loss_text} |",
         f"| optimiser | {optimiser} |",
         f"| batches | {d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, "
-        f"flips + 90-degree rotations, LR by MATLAB-style bicubic (as `vidsr eval`) |",
+        f"flips + 90-degree rotations, LR {_describe_lr(last.config)} |",
         f"| EMA | decay {t['ema_decay']:g}; shipped: the "
         + ("EMA" if ema else "raw (not EMA)") + " weights of the newest checkpoint |",
         f"| steps | {steps_text} |",
+        *([f"| starting weights | `{Path(stages[0].config['model']['init']).name}` |"]
+          if stages[0].config["model"].get("init") else []),
         f"| data | {data_note} |",
         f"| hardware | {hardware} |",
         f"| wall time | {total_wall / 3600:.2f} h ({total_wall / 60:.0f} min) of training |",
