@@ -189,7 +189,7 @@ def _describe_lr(config: dict) -> str:
             f" (p {g['blur_prob']:g}, sigma {span(g['blur_sigma'])} HR px), a"
             f" {'/'.join(g['resize_kernels'])} downscale, Gaussian noise (p {g['noise_prob']:g},"
             f" sigma {span(g['noise_sigma'])} code values), JPEG (p {g['jpeg_prob']:g},"
-            f" quality {span(g['jpeg_quality'])}), and a {codecs} round trip of the batch as"
+            f" quality {span(g['jpeg_quality'])}), and an {codecs} round trip of the batch as"
             f" a clip (p {g['video_prob']:g}, CRF {span(g['video_crf'])})")
 
 
