@@ -176,3 +176,29 @@ def test_vdsr_x4_reproduces_set5():
     # gives 31.408 (the upstream repo's own float-luma protocol gives 31.45).
     report = json.loads(run_eval("vdsr", SET5, 4, weights=VDSR_WEIGHTS, as_json=True))
     assert report["mean"]["psnr"] == pytest.approx(31.36, abs=0.05)
+
+
+# The README's Set5 table for every bundled model at every scale it serves, fp32:
+# (model, scale) -> PSNR (and SSIM where the table gives it).
+README_SET5 = {
+    ("compact", 2): (36.90, 0.9555), ("compact", 4): (30.97, 0.8749),
+    ("archival", 2): (33.94, 0.9354), ("archival", 4): (29.82, 0.8548),
+    ("rrdb", 4): (30.29, 0.8593),
+    ("vdsr-small", 2): (35.89, None), ("vdsr-small", 3): (32.39, None),
+    ("vdsr-small", 4): (30.27, None),
+    ("espcn", 2): (34.70, None), ("espcn", 3): (30.48, None), ("espcn", 4): (28.35, None),
+    ("vdsr", 2): (37.50, None), ("vdsr", 3): (33.71, None), ("vdsr", 4): (31.41, None),
+    ("realesr-animevideov3", 4): (28.22, None),
+}
+
+
+@needs_set5
+@pytest.mark.parametrize(("name", "scale"), sorted(README_SET5))
+def test_bundled_models_reproduce_the_readmes_set5_figures(name: str, scale: int):
+    from vidsr.models import load_model
+
+    report = evaluate_folder(load_model(name, scale=scale), SET5, scale)
+    psnr_figure, ssim_figure = README_SET5[name, scale]
+    assert report.mean_psnr == pytest.approx(psnr_figure, abs=0.01)
+    if ssim_figure is not None:
+        assert report.mean_ssim == pytest.approx(ssim_figure, abs=0.0002)
