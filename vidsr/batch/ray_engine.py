@@ -200,7 +200,7 @@ class _ActorPool:
 class RayFiles:
     """Runs a batch's files on a Ray cluster (see the module's text)."""
 
-    def __init__(self, options: RayOptions, out_dir: Path) -> None:
+    def __init__(self, options: RayOptions) -> None:
         ray = import_ray()
         self._ray = ray
         self._started_ray = not ray.is_initialized()
@@ -231,7 +231,6 @@ class RayFiles:
                 ray.shutdown()
             raise
         self.concurrent_files = count
-        self.out_dir = out_dir
 
     def run_file(self, job: FileJob) -> FileRan:
         from vidsr.batch.runner import FileRan

@@ -126,7 +126,7 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     if batch.ray is not None:
         from vidsr.batch.ray_engine import RayFiles
 
-        executor = RayFiles(batch.ray, out_dir)
+        executor = RayFiles(batch.ray)
         devices: list[str | None] = [None] * executor.concurrent_files
     else:
         executor = LocalFiles()
