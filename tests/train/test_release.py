@@ -9,13 +9,19 @@ from vidsr.train.release import release_run
 from vidsr.weights_file import read_state_dict
 
 
+def _trained(cfg, image_folder, run):
+    """A run of ``cfg`` on the generated images, from a fixed seed; its folder."""
+    torch.manual_seed(0)
+    sampler = PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0,
+                          degrade=cfg.degrade if cfg.degrade.enabled else None)
+    fit(cfg, sampler, run, generator=build_generator(cfg))
+    return run
+
+
 def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tmp_path,
                                                     tiny_config):
     cfg = tiny_config(train__total_steps=6)
-    torch.manual_seed(0)
-    run = tmp_path / "run"
-    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
-        generator=build_generator(cfg))
+    run = _trained(cfg, image_folder, tmp_path / "run")
     out = release_run(run, tmp_path / "weights", "tiny-x2", eval_folder=val_folder,
                       data_note="four generated images", hardware_note="test CPU")
     assert out.step == 6 and out.weights.name == "tiny-x2.safetensors"
@@ -34,10 +40,7 @@ def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tm
 
 def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path, tiny_config):
     cfg = tiny_config(train__total_steps=3)
-    torch.manual_seed(0)
-    run = tmp_path / "run"
-    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
-        generator=build_generator(cfg))
+    run = _trained(cfg, image_folder, tmp_path / "run")
     out = release_run(run, tmp_path / "weights", "raw", eval_folder=val_folder,
                       data_note="generated", use_ema=False)
     raw = read_state_dict(run / "checkpoints/00000003/params.safetensors")
@@ -49,10 +52,7 @@ def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path,
 def test_release_can_store_fp16_and_scores_what_it_stores(image_folder, val_folder, tmp_path,
                                                           tiny_config):
     cfg = tiny_config(train__total_steps=3)
-    torch.manual_seed(0)
-    run = tmp_path / "run"
-    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
-        generator=build_generator(cfg))
+    run = _trained(cfg, image_folder, tmp_path / "run")
     full = release_run(run, tmp_path / "weights", "full", eval_folder=val_folder,
                        data_note="generated")
     half = release_run(run, tmp_path / "weights", "half", eval_folder=val_folder,
@@ -66,10 +66,7 @@ def test_release_can_store_fp16_and_scores_what_it_stores(image_folder, val_fold
 def test_the_card_of_a_degraded_fine_tune_says_how_its_lr_was_made(image_folder, val_folder,
                                                                    tmp_path, tiny_config):
     cfg = tiny_config(train__total_steps=2, degrade__enabled=True, degrade__video_prob=0.0)
-    torch.manual_seed(0)
-    run = tmp_path / "run"
-    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0, degrade=cfg.degrade),
-        run, generator=build_generator(cfg))
+    run = _trained(cfg, image_folder, tmp_path / "run")
     card = release_run(run, tmp_path / "weights", "d", eval_folder=val_folder,
                        data_note="generated").card.read_text()
     assert "LR by the degradation pipeline" in card and "MATLAB-style" not in card
@@ -82,10 +79,7 @@ def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_fold
     cfg = load_config("vdsr-small", {"model.config": {"num_feat": 4, "num_layers": 3},
                                      "data.hr_size": 12, "data.batch_size": 2,
                                      "train.total_steps": 2, "train.progress": False})
-    torch.manual_seed(0)
-    run = tmp_path / "run"
-    fit(cfg, PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0), run,
-        generator=build_generator(cfg))
+    run = _trained(cfg, image_folder, tmp_path / "run")
     out = release_run(run, tmp_path / "weights", "ms", eval_folder=val_folder, data_note="g")
     assert sorted(out.scores) == [2, 3, 4]
     card = out.card.read_text()
