@@ -23,12 +23,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidsr.batch.segments import join_segments
 from vidsr.errors import OptionsError, VidsrError
 
 if TYPE_CHECKING:
@@ -102,11 +102,10 @@ class SegmentWorker:
             result = run_plan(plan, model, decoder, options)
         return result.frames, result.wall_s
 
+    @contextmanager
     def _prepared(self, run: FileRun, src: str, dst: str, resolved: dict[str, Any], *,
-                  overwrite: bool = True) -> Any:
+                  overwrite: bool = True) -> Iterator[Any]:
         """The file planned on this actor's machine, as the driver planned it."""
-        from contextlib import contextmanager
-
         from vidsr.batch.jobfile import run_options
         from vidsr.transcode import prepare_upscale
 
@@ -116,24 +115,18 @@ class SegmentWorker:
             threads = max(1, int(self._cpus))
             engine = replace(engine, cpu_workers=1, cpu_threads=threads)
         options = replace(run.options, overwrite=overwrite, progress=False, on_frames=None)
-
-        @contextmanager
-        def prepared() -> Any:
-            with prepare_upscale(src, dst, model=self._models.get(run), engine=engine,
-                                 encode=run.encode, options=options) as prepared:
-                model, plan, _, options_ = prepared
-                mine = run_options(plan, model, options_.on_error, self._digests)
-                if mine != resolved:
-                    differ = sorted(k for k in set(mine) | set(resolved)
-                                    if mine.get(k) != resolved.get(k))
-                    raise OptionsError(
-                        f"{src}: the Ray worker on {socket.gethostname()} plans it"
-                        f" differently from the driver ({', '.join(differ)}); give those"
-                        " options explicitly (e.g. --precision, --device) so every machine"
-                        " runs the same")
-                yield prepared
-
-        return prepared()
+        with prepare_upscale(src, dst, model=self._models.get(run), engine=engine,
+                             encode=run.encode, options=options) as prepared:
+            model, plan, _, planned = prepared
+            mine = run_options(plan, model, planned.on_error, self._digests)
+            if mine != resolved:
+                differ = sorted(k for k in set(mine) | set(resolved)
+                                if mine.get(k) != resolved.get(k))
+                raise OptionsError(
+                    f"{src}: the Ray worker on {socket.gethostname()} plans it differently"
+                    f" from the driver ({', '.join(differ)}); give those options explicitly"
+                    " (e.g. --precision, --device) so every machine runs the same")
+            yield prepared
 
     def _close_engine(self) -> None:
         if self._engine is not None:
@@ -244,14 +237,11 @@ class RayFiles:
                                               job.options.overwrite)
             tell(frames)
             return FileRan(frames, time.perf_counter() - started, retries)
-        job.segments.folder.mkdir(parents=True, exist_ok=True)
         retries = self._segments(job, common, tell)
         # The join is a remux (no model, no encoder at work): the driver does it with the
         # plan it made, at once, rather than queue it behind another file's segments.
-        joined = time.perf_counter()
-        frames = join_segments(job.plan, job.segment_paths(), job.options.overwrite)
-        ended = time.perf_counter()
-        return FileRan(frames, ended - started, retries, join_s=ended - joined)
+        frames, join_s = job.join()
+        return FileRan(frames, time.perf_counter() - started, retries, join_s=join_s)
 
     def _segments(self, job: FileJob, common: tuple[Any, ...],
                   tell: Callable[[int], object]) -> int:

@@ -303,6 +303,8 @@ class _Runner:
                              options=resolved)
             segments = self._segments(f, plan, decoder, entry, digest)
             reused = len(segments.done) if segments is not None else 0
+            if segments is not None:
+                segments.folder.mkdir(parents=True, exist_ok=True)
             record("running", **({"segments": segments.to_json()} if segments else {}))
             ran = self.executor.run_file(FileJob(
                 source=f, run=replace(run, engine=engine), plan=plan, model=model,
@@ -423,6 +425,12 @@ class FileJob:
         assert self.segments is not None
         return [self.segments.folder / s.file_name for s in self.segments.segments]
 
+    def join(self) -> tuple[int, float]:
+        """Mux every segment into the output: (frames written, seconds it took)."""
+        started = time.perf_counter()
+        frames = join_segments(self.plan, self.segment_paths(), self.options.overwrite)
+        return frames, time.perf_counter() - started
+
 
 @dataclass(frozen=True)
 class FileRan:
@@ -461,7 +469,6 @@ class LocalFiles:
         if state.done:
             log.info("%s: resuming at segment %d of %d", job.source.path,
                      len(state.done) + 1, len(state.segments))
-        state.folder.mkdir(parents=True, exist_ok=True)
         before = sum(int(d["frames"]) for d in state.done.values())
         with Engine(job.model, plan) as runner, progress_bar(plan.source, options.progress,
                                                                initial=before) as bar:
@@ -469,10 +476,8 @@ class LocalFiles:
                 result = run_segment(runner, plan, segment, state.folder / segment.file_name,
                                      options, on_write=heard_by(bar.update, options.on_frames))
                 job.segment_done(segment, result)
-        joined = time.perf_counter()
-        frames = join_segments(plan, job.segment_paths(), options.overwrite)
-        ended = time.perf_counter()
-        return FileRan(frames, ended - started, join_s=ended - joined)
+        frames, join_s = job.join()
+        return FileRan(frames, time.perf_counter() - started, join_s=join_s)
 
     def close(self) -> None:
         pass
