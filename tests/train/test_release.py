@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import torch
 
 from vidsr.archs import load_arch_from_state_dict
@@ -35,7 +37,20 @@ def test_release_writes_weights_and_a_measured_card(image_folder, val_folder, tm
     assert (f"| x2 | {s.bicubic_psnr:.2f} / {s.bicubic_ssim:.4f} | {s.psnr:.2f} / {s.ssim:.4f} |"
             in card)
     assert "test CPU" in card and "four generated images" in card
+    assert "Checkpoints were not picked by their" in card
     assert 10 < s.bicubic_psnr < 60 and out.frame_s > 0 and list(out.scores) == [2]
+
+
+def test_a_run_shipped_before_its_end_says_its_figure_is_a_validation_one(
+        image_folder, val_folder, tmp_path, tiny_config):
+    cfg = tiny_config(train__total_steps=6)
+    run = _trained(cfg, image_folder, tmp_path / "run")
+    shutil.rmtree(run / "checkpoints/00000006")  # as if stopped once validation passed a target
+    out = release_run(run, tmp_path / "weights", "early", eval_folder=val_folder,
+                      data_note="generated")
+    card = out.card.read_text()
+    assert out.step == 3 and "| steps | 3 of 6 planned |" in card
+    assert "shipped before its planned end" in card and "not picked" not in card
 
 
 def test_release_can_ship_the_raw_parameters(image_folder, val_folder, tmp_path, tiny_config):

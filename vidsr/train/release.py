@@ -249,8 +249,13 @@ def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str
         *(f"| x{k} | {v.bicubic_psnr:.2f} / {v.bicubic_ssim:.4f} | {v.psnr:.2f} / {v.ssim:.4f} |"
           for k, v in sorted(scores.items())),
         "",
-        f"{folder.name} was never trained on. Checkpoints were not picked by their "
-        f"{folder.name} score: the figures are those of the shipped weights.",
+        f"{folder.name} was never trained on. "
+        + (f"Checkpoints were not picked by their {folder.name} score: the figures are those"
+           " of the shipped weights." if last.step >= t["total_steps"] else
+           f"The run was shipped before its planned end, at its newest checkpoint, once its"
+           f" {folder.name} validation had passed the target: the stopping point was chosen"
+           f" with {folder.name}, so read its figure as a validation figure, not a held-out"
+           " one."),
     ]
     if notes:
         lines += ["", "## Notes", "", notes]
