@@ -45,3 +45,19 @@ def test_skips_join_every_second_conv_to_its_mirror() -> None:
 def test_depth_must_be_even_and_at_least_4(depth: int) -> None:
     with pytest.raises(ModelError, match="even"):
         REDNet(depth=depth)
+
+
+def test_a_fresh_network_starts_at_its_input_with_live_hidden_layers() -> None:
+    # He init keeps a deep plain net's signal alive (torch's default left the shipped
+    # preset at bicubic for thousands of steps); the zero last layer starts at the input.
+    torch.manual_seed(0)
+    model = REDNet(num_feat=32, depth=20)
+    x = torch.rand(2, 1, 24, 24)
+    assert torch.equal(model(x), x)
+    hidden = x
+    for conv in model.convs:
+        hidden = torch.relu(conv(hidden))
+    assert hidden.std() > 0.1
+    loss = (model(x) - x.flip(-1)).abs().mean()
+    loss.backward()
+    assert model.deconvs[-1].weight.grad.abs().mean() > 1e-3

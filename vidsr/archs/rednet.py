@@ -56,6 +56,14 @@ class REDNet(nn.Module):
             for i in range(half)
         )
         self.relu = nn.ReLU(inplace=True)
+        for layer in (*self.convs, *self.deconvs):
+            # He init: with torch's default a 20-layer plain net starts almost silent
+            # and trained for thousands of steps without leaving bicubic (measured).
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        # ...but the residual starts at zero: the skips add up, and a He-initialised last
+        # layer would start with a residual of std ~2 on a [0, 1] picture.
+        nn.init.zeros_(self.deconvs[-1].weight)
 
     @property
     def spec(self) -> ArchSpec:
