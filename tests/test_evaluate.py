@@ -184,6 +184,7 @@ README_SET5 = {
     ("compact", 2): (36.90, 0.9555), ("compact", 4): (30.97, 0.8749),
     ("archival", 2): (33.94, 0.9354), ("archival", 4): (29.82, 0.8548),
     ("rrdb", 4): (31.43, 0.8839), ("rrdb-small", 4): (30.29, 0.8593),
+    ("edsr", 2): (36.91, 0.9553),
     ("vdsr-small", 2): (35.89, None), ("vdsr-small", 3): (32.39, None),
     ("vdsr-small", 4): (30.27, None),
     ("espcn", 2): (34.70, None), ("espcn", 3): (30.48, None), ("espcn", 4): (28.35, None),
