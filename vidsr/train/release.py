@@ -252,10 +252,9 @@ def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str
         f"{folder.name} was never trained on. "
         + (f"Checkpoints were not picked by their {folder.name} score: the figures are those"
            " of the shipped weights." if last.step >= t["total_steps"] else
-           f"The run was shipped before its planned end, at its newest checkpoint, once its"
-           f" {folder.name} validation had passed the target: the stopping point was chosen"
-           f" with {folder.name}, so read its figure as a validation figure, not a held-out"
-           " one."),
+           "The run was shipped before its planned end, at its newest checkpoint: when to"
+           f" stop may have been decided by its {folder.name} validation, so read its figure"
+           " as a validation figure, not a held-out one."),
     ]
     if notes:
         lines += ["", "## Notes", "", notes]
