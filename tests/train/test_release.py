@@ -15,7 +15,7 @@ def _trained(cfg, image_folder, run):
     """A run of ``cfg`` on the generated images, from a fixed seed; its folder."""
     torch.manual_seed(0)
     sampler = PairSampler(collect_sources(image_folder, 4), cfg.data, seed=0,
-                          degrade=cfg.degrade if cfg.degrade.enabled else None)
+                          degrade=cfg.degrade)
     fit(cfg, sampler, run, generator=build_generator(cfg))
     return run
 
