@@ -84,6 +84,7 @@ def test_unknown_key_lists_the_valid_ones():
     ({"optim.milestones": [5, 2]}, "must increase"),
     ({"train.ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
     ({"data.batch_size": True}, "expected an integer"),
+    ({"data.scale_weights": [1.0, 2.0]}, "one weight >= 0 per scale"),
 ])
 def test_bad_values_are_rejected_at_the_edge(override, message):
     with pytest.raises(OptionsError, match=message):

@@ -55,6 +55,14 @@ def test_multiscale_batches_cover_every_scale(image_folder):
     assert seen == {2, 3, 4}
 
 
+def test_scale_weights_set_how_often_each_scale_is_drawn(image_folder):
+    sampler = sampler_for(image_folder, hr_size=12, scales=(2, 3, 4), scale_weights=(6, 1, 1))
+    drawn = [sampler.hr_batch(step)[1] for step in range(400)]
+    assert 0.65 < drawn.count(2) / len(drawn) < 0.85
+    assert drawn.count(3) and drawn.count(4)
+    assert drawn == [sampler.hr_batch(step)[1] for step in range(400)]
+
+
 def test_the_eight_symmetries_are_distinct_and_include_rotations():
     image = torch.arange(9).view(1, 3, 3)
     results = {augment(image, h, v, t).flatten().tolist().__str__()

@@ -45,6 +45,10 @@ class DataOptions:
 
     hr_size: int = 128  # HR crop side; must be divisible by every scale
     scales: tuple[int, ...] = (4,)
+    # How often each scale is drawn, relative (empty: all alike). A multi-scale MSE run
+    # needs more x2 batches: the small x2 residuals give small gradients, which Adam's
+    # shared second moment, set by the x3/x4 batches, turns into small x2 updates.
+    scale_weights: tuple[float, ...] = ()
     batch_size: int = 16
     flip: bool = True
     rotate: bool = True  # 90-degree rotations
@@ -212,6 +216,11 @@ def _validate(cfg: TrainConfig) -> None:
     d, o, r, loss = cfg.data, cfg.optim, cfg.train, cfg.loss
     if not d.scales or any(s < 1 for s in d.scales):
         raise OptionsError(f"data.scales: expected scales >= 1, found {list(d.scales)}")
+    if d.scale_weights and (len(d.scale_weights) != len(d.scales)
+                            or min(d.scale_weights) < 0 or sum(d.scale_weights) <= 0):
+        raise OptionsError(
+            f"data.scale_weights: expected one weight >= 0 per scale {list(d.scales)}, "
+            f"found {list(d.scale_weights)}")
     bad = [s for s in d.scales if d.hr_size % s]
     if bad:
         raise OptionsError(

@@ -147,7 +147,11 @@ class PairSampler:
         g = step_generator(self.seed, step)
         # One scale per batch so every tensor in it has one shape; VDSR-style
         # multi-scale training sees all scales across steps.
-        scale = o.scales[_randint(g, len(o.scales))]
+        if o.scale_weights:
+            weights = torch.tensor(o.scale_weights, dtype=torch.float64)
+            scale = o.scales[int(torch.multinomial(weights, 1, generator=g))]
+        else:
+            scale = o.scales[_randint(g, len(o.scales))]
         crops = []
         for _ in range(o.batch_size):
             image = self.images[_randint(g, len(self.images))]

@@ -174,6 +174,16 @@ def _describe_recipe(config: dict) -> tuple[str, str]:
     return loss_text, optimiser
 
 
+def _describe_scale_draw(data: Mapping[str, object]) -> str:
+    """How a multi-scale run drew each batch's scale, when not uniformly."""
+    weights = data.get("scale_weights") or ()
+    if not weights:
+        return ""
+    total = sum(weights)
+    shares = ", ".join(f"x{s} {100 * w / total:.0f} %" for s, w in zip(data["scales"], weights))
+    return f", one scale per batch ({shares})"
+
+
 def _describe_lr(config: dict) -> str:
     """How a run made its LR inputs, in words: the papers' bicubic, or the degradations."""
     g = config.get("degrade", {})
@@ -220,7 +230,7 @@ def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str
         f"| loss | {loss_text} |",
         f"| optimiser | {optimiser} |",
         f"| batches | {d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, "
-        f"flips + 90-degree rotations, LR {_describe_lr(last.config)} |",
+        f"flips + 90-degree rotations{_describe_scale_draw(d)}, LR {_describe_lr(last.config)} |",
         f"| EMA | decay {t['ema_decay']:g}; shipped: the "
         + ("EMA" if ema else "raw (not EMA)") + " weights of the newest checkpoint |",
         f"| steps | {steps_text} |",
