@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from vidsr.eval_video import (
     frames_rgb,
     write_psnr_plot,
 )
-from vidsr.evaluate import evaluate_folder, luma_of_uint8, make_lr, mod_crop
+from vidsr.evaluate import evaluate_folder, luma_of_uint8, make_lr, mod_crop, score_luma
 from vidsr.models import SRModel, load_model
 
 
@@ -173,3 +174,24 @@ def test_bad_input_is_one_line(hr_clip, tmp_path, capsys, monkeypatch, args, mes
     assert err.count("\n") == 1 and err.startswith("vidsr: error: ")
     assert message in err
     assert not list(tmp_path.glob("*.png"))
+
+
+FOREMAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "foreman_cif.mp4"
+
+
+@pytest.mark.skipif(not FOREMAN.is_file(), reason=f"needs the shared test clip {FOREMAN}")
+def test_a_noisy_archival_lr_is_upscaled_as_it_is_not_deinterlaced():
+    # idet calls this progressive LR interlaced (bff on all 12 frames): the transcode must
+    # still feed the model the LR itself, as vidsr eval would.
+    options = EvalVideoOptions(scale=4, degradation="archival", frames=12, device="cpu",
+                               archival=ArchivalOptions(codec="h264", seed=1))
+    model = load_model("compact", scale=4)
+    report = evaluate_clip(FOREMAN, [model], options)
+    hr = [mod_crop(frame, 4) for frame in frames_rgb(FOREMAN, 12)]
+    for frame, truth, lr in zip(report.models[0].frames, hr,
+                                archival_lr(iter(hr), 4, options.archival), strict=True):
+        with torch.inference_mode():
+            out = model.module(lr.float()[None] / 255)[0]
+        sr = torch.floor(out.double().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        assert frame.psnr == pytest.approx(
+            score_luma(luma_of_uint8(sr), luma_of_uint8(truth), 4)[0], abs=0.01)

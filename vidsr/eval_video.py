@@ -382,7 +382,10 @@ def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
                 engine=options.engine(),
                 encode=EncodeOptions(codec=LOSSLESS_CODEC, pix_fmt=output_format(model),
                                      quiet=True),
-                options=TranscodeOptions(overwrite=True, progress=False),
+                # The LR is progressive by construction; idet calls noisy, compressed
+                # LR interlaced (60 of 60 frames of foreman's x4 H.264 one), and bwdif
+                # would then blur every model's input.
+                options=TranscodeOptions(overwrite=True, progress=False, deinterlace="off"),
             )
             width, height = run.width, run.height
             scores, temporal = _score_clip(model, hr_path, sr, options)
