@@ -245,6 +245,18 @@ def test_every_listed_encoder_opens_with_its_defaults(clip, tmp_path, codec):
     assert video_times(dst) == pytest.approx([i / 25 for i in range(6)], abs=1e-3)
 
 
+@pytest.mark.parametrize(("ext", "codec"), [("mpg", "mpeg2video"), ("avi", "mpeg4")])
+def test_crf_sets_the_quantiser_of_the_mpeg_encoders(clip, tmp_path, ext, codec):
+    # Through PyAV these encoders ignored global_quality and coded everything at q 2.
+    src = clip("in.mkv", width=64, height=48, frames=6, content="noise")
+    sizes = {}
+    for q in (2, 20):
+        dst = tmp_path / f"q{q}.{ext}"
+        upscale(src, dst, encode=EncodeOptions(codec=codec, crf=q))
+        sizes[q] = dst.stat().st_size
+    assert sizes[20] < 0.6 * sizes[2]
+
+
 @pytest.mark.parametrize(("ext", "codec"), [("webm", "vp9"), ("avi", "mpeg4"),
                                             ("mpg", "mpeg2video"), ("mp4", "h264")])
 def test_the_default_codec_follows_the_container(clip, tmp_path, ext, codec):

@@ -13,6 +13,7 @@ from vidsr.train.degrade import (
     gaussian_blur,
     gaussian_kernel,
     jpeg_compress,
+    mpeg2_quantiser,
     quantize,
     video_reencode,
 )
@@ -76,11 +77,18 @@ def test_video_reencode_keeps_shape_and_content(codec, size):
     assert 22 < psnr(x * 255, y * 255) < 60
 
 
-def test_video_quality_follows_crf():
+@pytest.mark.parametrize("codec", ["h264", "mpeg2video"])
+def test_video_quality_follows_crf(codec):
     x = quantize(smooth(3, 32, 32, seed=4) + 0.05 * torch.rand(3, 3, 32, 32))
-    good = psnr(x * 255, video_reencode(x, "h264", 12) * 255)
-    bad = psnr(x * 255, video_reencode(x, "h264", 40) * 255)
+    good = psnr(x * 255, video_reencode(x, codec, 12) * 255)
+    bad = psnr(x * 255, video_reencode(x, codec, 34) * 255)
     assert good > bad + 3
+
+
+def test_mpeg2_quantiser_grows_with_crf_within_its_range():
+    steps = [mpeg2_quantiser(crf) for crf in range(0, 52)]
+    assert steps == sorted(steps) and steps[0] >= 1 and steps[-1] == 31
+    assert mpeg2_quantiser(26) in (7, 8)
 
 
 def test_degrade_batch_is_deterministic_and_quantized():

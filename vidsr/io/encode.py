@@ -125,9 +125,7 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[s
             opts["preset"] = f"p{_numbered_preset(codec, level, _NVENC_PRESETS)}"
     elif codec in _QSCALE_CODECS:
         # Constant quantiser, as `-q:v N`: their default is a low fixed bitrate.
-        q = min(max(crf, 1), 31) if crf is not None else _DEFAULT_QSCALE
-        opts["flags"] = "+qscale"
-        opts["global_quality"] = str(q * _FF_QP2LAMBDA)
+        opts.update(constant_quantiser(crf if crf is not None else _DEFAULT_QSCALE))
     else:
         if crf is not None or preset is not None:
             log.debug("%s has no crf/preset; ignoring them (use --encoder-opt)", codec)
@@ -155,6 +153,19 @@ _DEFAULT_VP9_CRF = 31
 _DEFAULT_VP9_CPU_USED = 4
 # Encoders that code interlaced pictures as fields when asked with +ildct.
 _FIELD_CODECS = frozenset({"libx264", "mpeg2video", "mpeg4", "mpeg1video"})
+
+
+def constant_quantiser(q: int) -> dict[str, str]:
+    """Codec options that code every frame at quantiser ``q`` (1 best .. 31), as ``-q:v q``.
+
+    ``+qscale`` with ``global_quality`` alone is not enough through PyAV: the MPEG
+    encoders take the quantiser from each frame's ``quality``, which the ffmpeg tool sets
+    and PyAV leaves at 0, so every ``q`` came out at the best one; pinning qmin and qmax
+    holds the quantiser at ``q``.
+    """
+    q = min(max(q, 1), 31)
+    return {"flags": "+qscale", "global_quality": str(q * _FF_QP2LAMBDA),
+            "qmin": str(q), "qmax": str(q)}
 
 
 def unknown_encoder_options(codec: str, options: dict[str, str]) -> list[str]:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vidsr.errors import EncodeError
+from vidsr.io.encode import constant_quantiser
 from vidsr.resize import imresize
 from vidsr.train.config import DegradeOptions, ResizeKernel, VideoCodec
 
@@ -79,6 +80,15 @@ def jpeg_compress(image: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(out.copy()).permute(2, 0, 1).float().div(255).to(image)
 
 
+def mpeg2_quantiser(crf: int) -> int:
+    """The MPEG-2 quantiser whose round trip is about as lossy as x264's ``crf`` (veryfast).
+
+    Fitted on PSNR of 4:2:0 round trips of noisy 2x and 4x downscales of foreman and Big
+    Buck Bunny: CRF 18 ~ q 3.5, 26 ~ q 7.5, 30 ~ q 11, 34 ~ q 17.
+    """
+    return min(31, max(1, round(3.5 * 2 ** ((crf - 18) / 7))))
+
+
 def video_reencode(frames: torch.Tensor, codec: VideoCodec, crf: int) -> torch.Tensor:
     """A batch of frames encoded as one yuv420p clip and decoded back (chroma subsampling,
     blocking, ringing and inter-frame artifacts of real footage).
@@ -99,9 +109,7 @@ def video_reencode(frames: torch.Tensor, codec: VideoCodec, crf: int) -> torch.T
             if codec == "h264":
                 stream.options = {"crf": str(crf), "preset": "veryfast"}
             else:
-                # x264 CRF 18..35 maps roughly onto MPEG-2 qscale 2..12.
-                stream.codec_context.qscale = True
-                stream.codec_context.global_quality = max(1, round((crf - 14) / 2)) * 118
+                stream.options = constant_quantiser(mpeg2_quantiser(crf))
             for array in codes:
                 out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
             out.mux(stream.encode())
