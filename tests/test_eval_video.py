@@ -176,7 +176,8 @@ def test_bad_input_is_one_line(hr_clip, tmp_path, capsys, monkeypatch, args, mes
     assert not list(tmp_path.glob("*.png"))
 
 
-FOREMAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "foreman_cif.mp4"
+SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+FOREMAN = SHARED_VIDEOS / "foreman_cif.mp4"
 
 
 @pytest.mark.skipif(not FOREMAN.is_file(), reason=f"needs the shared test clip {FOREMAN}")

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidsr.errors import InputError
+from vidsr.errors import InputError, OptionsError
 from vidsr.evaluate import make_lr
-from vidsr.train.config import DataOptions, DegradeOptions
+from vidsr.train.config import DataOptions, DegradeOptions, load_config
 from vidsr.train.data import (
     PairSampler,
     augment,
@@ -121,3 +121,43 @@ def test_degraded_batches_are_deterministic_too(image_folder):
     b = PairSampler(images, opts, seed=1, degrade=degrade).batch(3)
     assert torch.equal(a.lr, b.lr) and a.lr.shape == (4, 3, 8, 8)
     assert not torch.equal(a.lr, bicubic_downscale(a.hr, 2))
+
+
+def _pan(a, b, motion):
+    """The (dy, dx) within ``motion`` that moves crop ``a`` onto crop ``b``, or None."""
+    size = a.shape[-1]
+    for dy in range(-motion, motion + 1):
+        for dx in range(-motion, motion + 1):
+            ya, yb = max(dy, 0), max(-dy, 0)
+            xa, xb = max(dx, 0), max(-dx, 0)
+            if torch.equal(a[:, ya:size - yb, xa:size - xb], b[:, yb:size - ya, xb:size - xa]):
+                return dy, dx
+    return None
+
+
+def test_clip_runs_pan_steadily_across_one_image(image_folder):
+    sampler = sampler_for(image_folder, batch_size=6, clip_frames=3, clip_motion=2, rotate=False,
+                          flip=False)
+    moving = 0
+    for step in range(8):
+        hr = sampler.hr_batch(step)[0]
+        for run in hr.split(3):
+            first, second = _pan(run[0], run[1], 2), _pan(run[1], run[2], 2)
+            assert first is not None and first == second  # one steady pan per run
+            moving += first != (0, 0)
+    assert moving > 0
+    assert torch.equal(sampler.batch(5).lr, sampler.batch(5).lr)
+
+
+def test_clip_runs_are_degraded_and_coded_as_clips(image_folder):
+    opts = DataOptions(hr_size=16, scales=(2,), batch_size=4, clip_frames=2)
+    degrade = DegradeOptions(enabled=True, video_prob=1.0, jpeg_prob=0.0)
+    images = collect_sources(image_folder, 4)
+    a = PairSampler(images, opts, seed=1, degrade=degrade).batch(3)
+    assert torch.equal(a.lr, PairSampler(images, opts, seed=1, degrade=degrade).batch(3).lr)
+    assert a.lr.shape == (4, 3, 8, 8) and not torch.equal(a.lr, bicubic_downscale(a.hr, 2))
+
+
+def test_clip_frames_must_divide_the_batch(image_folder):
+    with pytest.raises(OptionsError, match="clip_frames"):
+        load_config("archival-x4", {"data.clip_frames": 5})

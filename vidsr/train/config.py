@@ -53,6 +53,12 @@ class DataOptions:
     flip: bool = True
     rotate: bool = True  # 90-degree rotations
     frames_per_video: int = 32  # frames sampled evenly across each video file
+    # Crops in runs of clip_frames from one image, each run panning by up to clip_motion HR
+    # pixels a frame: the degradations' video round trip then codes each run as a clip, so
+    # the codec sees motion it can predict (P-frames, skipped blocks) as in real footage,
+    # not a cut at every frame. 1: unrelated crops, the whole batch one clip.
+    clip_frames: int = 1
+    clip_motion: int = 2
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,10 @@ def _validate(cfg: TrainConfig) -> None:
         raise OptionsError(
             f"data.scale_weights: expected one weight >= 0 per scale {list(d.scales)}, "
             f"found {list(d.scale_weights)}")
+    if d.clip_frames < 1 or d.batch_size % d.clip_frames or d.clip_motion < 0:
+        raise OptionsError(
+            f"data.clip_frames must be >= 1 and divide data.batch_size {d.batch_size}, and"
+            f" data.clip_motion >= 0; found {d.clip_frames}, {d.clip_motion}")
     bad = [s for s in d.scales if d.hr_size % s]
     if bad:
         raise OptionsError(

@@ -152,6 +152,8 @@ class PairSampler:
             scale = o.scales[int(torch.multinomial(weights, 1, generator=g))]
         else:
             scale = o.scales[_randint(g, len(o.scales))]
+        if o.clip_frames > 1:
+            return self._clip_crops(g), scale
         crops = []
         for _ in range(o.batch_size):
             image = self.images[_randint(g, len(self.images))]
@@ -162,11 +164,35 @@ class PairSampler:
             crops.append(crop)
         return torch.stack(crops).float() / 255, scale
 
+    def _clip_crops(self, g: torch.Generator) -> torch.Tensor:
+        """Runs of ``clip_frames`` crops, each run a pan across one image (see DataOptions)."""
+        o = self.options
+        size, frames = o.hr_size, o.clip_frames
+        crops = []
+        for _ in range(o.batch_size // frames):
+            image = self.images[_randint(g, len(self.images))]
+            h, w = image.shape[-2:]
+            # The pan fits the image: at most (room / (frames - 1)) pixels a frame.
+            vy, vx = (_randint(g, 2 * v + 1) - v for v in
+                      (min(o.clip_motion, (h - size) // (frames - 1)),
+                       min(o.clip_motion, (w - size) // (frames - 1))))
+            span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)
+            top = _randint(g, h - size - span_y + 1) + (span_y if vy < 0 else 0)
+            left = _randint(g, w - size - span_x + 1) + (span_x if vx < 0 else 0)
+            bits = torch.randint(2, (3,), generator=g).tolist()
+            for k in range(frames):
+                y, x = top + k * vy, left + k * vx
+                crop = image[..., y:y + size, x:x + size]
+                crops.append(augment(crop, o.flip and bits[0] == 1, o.rotate and bits[1] == 1,
+                                     o.rotate and bits[2] == 1))
+        return torch.stack(crops).float() / 255
+
     def batch(self, step: int) -> Batch:
         """The (LR, HR) batch of a step."""
         hr, scale = self.hr_batch(step)
         if self.degrade is not None:
-            lr = degrade_batch(hr, scale, self.degrade, step_generator(self.seed, step, 1))
+            lr = degrade_batch(hr, scale, self.degrade, step_generator(self.seed, step, 1),
+                               clip_frames=self.options.clip_frames)
         else:
             lr = bicubic_downscale(hr, scale)
         return Batch(lr=lr, hr=hr, scale=scale)

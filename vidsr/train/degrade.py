@@ -132,12 +132,16 @@ def _chance(g: torch.Generator, p: float) -> bool:
 
 
 def degrade_batch(hr: torch.Tensor, scale: int, options: DegradeOptions,
-                  g: torch.Generator) -> torch.Tensor:
+                  g: torch.Generator, clip_frames: int = 1) -> torch.Tensor:
     """A first-order real-world degradation of an HR batch: blur, downscale, noise, compression.
 
     Blur, noise and JPEG are drawn per image; the downscale kernel and the
-    video re-encode (one clip per batch) per batch.
+    video re-encode (the whole batch as one clip) per batch. With ``clip_frames`` > 1
+    the batch is runs of that many frames of one pan (see ``DataOptions.clip_frames``):
+    see :func:`degrade_clips`.
     """
+    if clip_frames > 1:
+        return degrade_clips(hr, scale, options, g, clip_frames)
     images = []
     for image in hr:
         x = image.unsqueeze(0)
@@ -163,3 +167,40 @@ def degrade_batch(hr: torch.Tensor, scale: int, options: DegradeOptions,
         lo, hi = options.video_crf
         batch = video_reencode(batch, codec, int(torch.randint(lo, hi + 1, (1,), generator=g)))
     return batch
+
+
+def degrade_clips(hr: torch.Tensor, scale: int, options: DegradeOptions,
+                  g: torch.Generator, clip_frames: int) -> torch.Tensor:
+    """``degrade_batch`` for runs of ``clip_frames`` frames of one clip each.
+
+    As footage is: one blur, noise level, JPEG quality, codec and CRF per clip,
+    fresh noise in every frame, and each clip re-encoded on its own. The
+    downscale kernel is drawn per batch.
+    """
+    kernel = options.resize_kernels[int(torch.randint(len(options.resize_kernels), (1,),
+                                                      generator=g))]
+    clips = []
+    for run in hr.split(clip_frames):
+        blur = _uniform(g, *options.blur_sigma) if _chance(g, options.blur_prob) else 0.0
+        noise = _uniform(g, *options.noise_sigma) if _chance(g, options.noise_prob) else 0.0
+        lo, hi = options.jpeg_quality
+        quality = (int(torch.randint(lo, hi + 1, (1,), generator=g))
+                   if _chance(g, options.jpeg_prob) else None)
+        frames = []
+        for image in run:
+            x = image.unsqueeze(0)
+            if blur:
+                x = gaussian_blur(x, blur)
+            y = downscale(x, scale, kernel)
+            if noise:
+                y = add_gaussian_noise(y, noise, g)
+            y = quantize(y)[0]
+            frames.append(jpeg_compress(y, quality) if quality is not None else y)
+        clip = torch.stack(frames)
+        if options.video_codecs and _chance(g, options.video_prob):
+            codec = options.video_codecs[int(torch.randint(len(options.video_codecs), (1,),
+                                                           generator=g))]
+            lo, hi = options.video_crf
+            clip = video_reencode(clip, codec, int(torch.randint(lo, hi + 1, (1,), generator=g)))
+        clips.append(clip)
+    return torch.cat(clips)

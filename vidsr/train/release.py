@@ -180,7 +180,8 @@ def _describe_scale_draw(data: Mapping[str, object]) -> str:
     if not weights:
         return ""
     total = sum(weights)
-    shares = ", ".join(f"x{s} {100 * w / total:.0f} %" for s, w in zip(data["scales"], weights))
+    shares = ", ".join(f"x{s} {100 * w / total:.0f} %" for s, w in
+                       zip(data["scales"], weights, strict=True))
     return f", one scale per batch ({shares})"
 
 
