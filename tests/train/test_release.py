@@ -86,6 +86,17 @@ def test_the_card_of_a_degraded_fine_tune_says_how_its_lr_was_made(image_folder,
                        data_note="generated").card.read_text()
     assert "LR by the degradation pipeline" in card and "MATLAB-style" not in card
     assert "sigma 0.2-2 HR px" in card and "JPEG (p 0.3, quality 40-95)" in card
+    assert "round trip of the batch as a clip" in card
+
+
+def test_the_card_of_a_clip_run_says_its_runs_were_coded_as_clips(image_folder, val_folder,
+                                                                  tmp_path, tiny_config):
+    cfg = tiny_config(train__total_steps=2, degrade__enabled=True, degrade__video_prob=1.0,
+                      data__clip_frames=2)
+    run = _trained(cfg, image_folder, tmp_path / "run")
+    card = release_run(run, tmp_path / "weights", "c", eval_folder=val_folder,
+                       data_note="generated").card.read_text()
+    assert "each run of 2 crops panning across one image" in card
 
 
 def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_folder, tmp_path):

@@ -195,13 +195,19 @@ def _describe_lr(config: dict) -> str:
         return f"{pair[0]:g}-{pair[1]:g}"
 
     codecs = "/".join("H.264" if c == "h264" else "MPEG-2" for c in g["video_codecs"])
+    frames = config.get("data", {}).get("clip_frames", 1)
+    coded = ("of the batch as a clip" if frames <= 1 else
+             f"of each run of {frames} crops panning across one image (up to"
+             f" {config['data'].get('clip_motion', 2)} HR px a frame) as a clip, one blur,"
+             " noise level and CRF per run")
     return ("by the degradation pipeline (`vidsr.train.degrade`), every draw from the run's"
             f" seeded generator (seed {config['train'].get('seed', 0)}): Gaussian blur"
             f" (p {g['blur_prob']:g}, sigma {span(g['blur_sigma'])} HR px), a"
             f" {'/'.join(g['resize_kernels'])} downscale, Gaussian noise (p {g['noise_prob']:g},"
             f" sigma {span(g['noise_sigma'])} code values), JPEG (p {g['jpeg_prob']:g},"
-            f" quality {span(g['jpeg_quality'])}), and an {codecs} round trip of the batch as"
-            f" a clip (p {g['video_prob']:g}, CRF {span(g['video_crf'])})")
+            f" quality {span(g['jpeg_quality'])}), and an {codecs} round trip {coded}"
+            f" (p {g['video_prob']:g}, CRF {span(g['video_crf'])}; MPEG-2 at the quantiser of"
+            " similar quality)")
 
 
 def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str,
