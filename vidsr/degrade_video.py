@@ -28,6 +28,7 @@ from vidsr.train.degrade import (
     add_gaussian_noise,
     downscale,
     gaussian_blur,
+    mpeg2_quantiser,
     quantize,
     video_reencode,
 )
@@ -59,9 +60,10 @@ class ArchivalOptions:
             raise OptionsError(f"segment must be at least 1 frame, got {self.segment}")
 
     def describe(self) -> str:
-        codec = "H.264" if self.codec == "h264" else "MPEG-2"
+        codec = (f"H.264 CRF {self.crf}" if self.codec == "h264" else
+                 f"MPEG-2 quantiser {mpeg2_quantiser(self.crf)} (~CRF {self.crf})")
         return (f"archival (blur sigma {self.blur_sigma:g}, bicubic, noise sigma"
-                f" {self.noise_sigma:g}, {codec} CRF {self.crf}, seed {self.seed})")
+                f" {self.noise_sigma:g}, {codec}, seed {self.seed})")
 
 
 def bicubic_lr(frames: Iterable[torch.Tensor], scale: int) -> Iterator[torch.Tensor]:
