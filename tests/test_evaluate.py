@@ -185,7 +185,7 @@ README_SET5 = {
     ("archival", 2): (33.94, 0.9354), ("archival", 4): (29.82, 0.8548),
     ("rrdb", 4): (31.43, 0.8839), ("rrdb-small", 4): (30.29, 0.8593),
     ("edsr", 2): (36.91, 0.9553), ("wdsr", 2): (37.01, 0.9556),
-    ("rednet", 2): (35.42, None), ("rednet", 3): (32.27, None), ("rednet", 4): (30.34, None),
+    ("rednet", 2): (36.53, None), ("rednet", 3): (32.80, None), ("rednet", 4): (30.60, None),
     ("vdsr-small", 2): (35.89, None), ("vdsr-small", 3): (32.39, None),
     ("vdsr-small", 4): (30.27, None),
     ("espcn", 2): (34.70, None), ("espcn", 3): (30.48, None), ("espcn", 4): (28.35, None),

@@ -104,6 +104,7 @@ def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_fold
 
     cfg = load_config("vdsr-small", {"model.config": {"num_feat": 4, "num_layers": 3},
                                      "data.hr_size": 12, "data.batch_size": 2,
+                                     "data.scale_weights": [2, 1, 1],
                                      "train.total_steps": 2, "train.progress": False})
     run = _trained(cfg, image_folder, tmp_path / "run")
     out = release_run(run, tmp_path / "weights", "ms", eval_folder=val_folder, data_note="g")
@@ -111,6 +112,7 @@ def test_release_of_a_multiscale_model_scores_every_scale(image_folder, val_fold
     card = out.card.read_text()
     assert all(f"| x{k} | " in card for k in (2, 3, 4))
     assert "(bicubic-upscaled first)" in card
+    assert "one scale per batch (x2 50 %, x3 25 %, x4 25 %)" in card
 
 
 def test_a_fine_tune_card_lists_both_stages(image_folder, val_folder, tmp_path, tiny_config):
