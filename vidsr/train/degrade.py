@@ -160,13 +160,18 @@ def degrade_batch(hr: torch.Tensor, scale: int, options: DegradeOptions,
             lo, hi = options.jpeg_quality
             y = jpeg_compress(y, int(torch.randint(lo, hi + 1, (1,), generator=g)))
         lr.append(y)
-    batch = torch.stack(lr)
+    return _maybe_reencoded(torch.stack(lr), options, g)
+
+
+def _maybe_reencoded(clip: torch.Tensor, options: DegradeOptions,
+                     g: torch.Generator) -> torch.Tensor:
+    """``clip`` through a video round trip with probability ``video_prob``, codec and CRF drawn."""
     if options.video_codecs and _chance(g, options.video_prob):
         codec = options.video_codecs[int(torch.randint(len(options.video_codecs), (1,),
                                                        generator=g))]
         lo, hi = options.video_crf
-        batch = video_reencode(batch, codec, int(torch.randint(lo, hi + 1, (1,), generator=g)))
-    return batch
+        clip = video_reencode(clip, codec, int(torch.randint(lo, hi + 1, (1,), generator=g)))
+    return clip
 
 
 def degrade_clips(hr: torch.Tensor, scale: int, options: DegradeOptions,
@@ -196,11 +201,5 @@ def degrade_clips(hr: torch.Tensor, scale: int, options: DegradeOptions,
                 y = add_gaussian_noise(y, noise, g)
             y = quantize(y)[0]
             frames.append(jpeg_compress(y, quality) if quality is not None else y)
-        clip = torch.stack(frames)
-        if options.video_codecs and _chance(g, options.video_prob):
-            codec = options.video_codecs[int(torch.randint(len(options.video_codecs), (1,),
-                                                           generator=g))]
-            lo, hi = options.video_crf
-            clip = video_reencode(clip, codec, int(torch.randint(lo, hi + 1, (1,), generator=g)))
-        clips.append(clip)
+        clips.append(_maybe_reencoded(torch.stack(frames), options, g))
     return torch.cat(clips)
