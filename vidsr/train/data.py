@@ -158,10 +158,7 @@ class PairSampler:
         for _ in range(o.batch_size):
             image = self.images[_randint(g, len(self.images))]
             crop = random_crop(image, o.hr_size, g)
-            bits = torch.randint(2, (3,), generator=g).tolist()
-            crop = augment(crop, o.flip and bits[0] == 1, o.rotate and bits[1] == 1,
-                           o.rotate and bits[2] == 1)
-            crops.append(crop)
+            crops.append(augment(crop, *self._symmetry(g)))
         return torch.stack(crops).float() / 255, scale
 
     def _clip_crops(self, g: torch.Generator) -> torch.Tensor:
@@ -179,13 +176,17 @@ class PairSampler:
             span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)
             top = _randint(g, h - size - span_y + 1) + (span_y if vy < 0 else 0)
             left = _randint(g, w - size - span_x + 1) + (span_x if vx < 0 else 0)
-            bits = torch.randint(2, (3,), generator=g).tolist()
+            symmetry = self._symmetry(g)
             for k in range(frames):
                 y, x = top + k * vy, left + k * vx
-                crop = image[..., y:y + size, x:x + size]
-                crops.append(augment(crop, o.flip and bits[0] == 1, o.rotate and bits[1] == 1,
-                                     o.rotate and bits[2] == 1))
+                crops.append(augment(image[..., y:y + size, x:x + size], *symmetry))
         return torch.stack(crops).float() / 255
+
+    def _symmetry(self, g: torch.Generator) -> tuple[bool, bool, bool]:
+        """``augment``'s flip_h, flip_v and transpose for one crop (or one run), as allowed."""
+        o = self.options
+        bits = torch.randint(2, (3,), generator=g).tolist()
+        return o.flip and bits[0] == 1, o.rotate and bits[1] == 1, o.rotate and bits[2] == 1
 
     def batch(self, step: int) -> Batch:
         """The (LR, HR) batch of a step."""

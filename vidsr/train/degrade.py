@@ -131,6 +131,15 @@ def _chance(g: torch.Generator, p: float) -> bool:
     return float(torch.rand((), generator=g)) < p
 
 
+def _between(g: torch.Generator, low: int, high: int) -> int:
+    """A whole number in [low, high], both ends included."""
+    return int(torch.randint(low, high + 1, (1,), generator=g))
+
+
+def _pick[T](g: torch.Generator, choices: tuple[T, ...]) -> T:
+    return choices[int(torch.randint(len(choices), (1,), generator=g))]
+
+
 def degrade_batch(hr: torch.Tensor, scale: int, options: DegradeOptions,
                   g: torch.Generator, clip_frames: int = 1) -> torch.Tensor:
     """A first-order real-world degradation of an HR batch: blur, downscale, noise, compression.
@@ -148,8 +157,7 @@ def degrade_batch(hr: torch.Tensor, scale: int, options: DegradeOptions,
         if _chance(g, options.blur_prob):
             x = gaussian_blur(x, _uniform(g, *options.blur_sigma))
         images.append(x)
-    kernel = options.resize_kernels[int(torch.randint(len(options.resize_kernels), (1,),
-                                                      generator=g))]
+    kernel = _pick(g, options.resize_kernels)
     lr = []
     for x in images:
         y = downscale(x, scale, kernel)
@@ -157,8 +165,7 @@ def degrade_batch(hr: torch.Tensor, scale: int, options: DegradeOptions,
             y = add_gaussian_noise(y, _uniform(g, *options.noise_sigma), g)
         y = quantize(y)[0]
         if _chance(g, options.jpeg_prob):
-            lo, hi = options.jpeg_quality
-            y = jpeg_compress(y, int(torch.randint(lo, hi + 1, (1,), generator=g)))
+            y = jpeg_compress(y, _between(g, *options.jpeg_quality))
         lr.append(y)
     return _maybe_reencoded(torch.stack(lr), options, g)
 
@@ -167,10 +174,8 @@ def _maybe_reencoded(clip: torch.Tensor, options: DegradeOptions,
                      g: torch.Generator) -> torch.Tensor:
     """``clip`` through a video round trip with probability ``video_prob``, codec and CRF drawn."""
     if options.video_codecs and _chance(g, options.video_prob):
-        codec = options.video_codecs[int(torch.randint(len(options.video_codecs), (1,),
-                                                       generator=g))]
-        lo, hi = options.video_crf
-        clip = video_reencode(clip, codec, int(torch.randint(lo, hi + 1, (1,), generator=g)))
+        codec = _pick(g, options.video_codecs)
+        clip = video_reencode(clip, codec, _between(g, *options.video_crf))
     return clip
 
 
@@ -182,15 +187,12 @@ def degrade_clips(hr: torch.Tensor, scale: int, options: DegradeOptions,
     fresh noise in every frame, and each clip re-encoded on its own. The
     downscale kernel is drawn per batch.
     """
-    kernel = options.resize_kernels[int(torch.randint(len(options.resize_kernels), (1,),
-                                                      generator=g))]
+    kernel = _pick(g, options.resize_kernels)
     clips = []
     for run in hr.split(clip_frames):
         blur = _uniform(g, *options.blur_sigma) if _chance(g, options.blur_prob) else 0.0
         noise = _uniform(g, *options.noise_sigma) if _chance(g, options.noise_prob) else 0.0
-        lo, hi = options.jpeg_quality
-        quality = (int(torch.randint(lo, hi + 1, (1,), generator=g))
-                   if _chance(g, options.jpeg_prob) else None)
+        quality = _between(g, *options.jpeg_quality) if _chance(g, options.jpeg_prob) else None
         frames = []
         for image in run:
             x = image.unsqueeze(0)
