@@ -206,8 +206,9 @@ def _describe_lr(config: dict) -> str:
             f" {'/'.join(g['resize_kernels'])} downscale, Gaussian noise (p {g['noise_prob']:g},"
             f" sigma {span(g['noise_sigma'])} code values), JPEG (p {g['jpeg_prob']:g},"
             f" quality {span(g['jpeg_quality'])}), and an {codecs} round trip {coded}"
-            f" (p {g['video_prob']:g}, CRF {span(g['video_crf'])}; MPEG-2 at the quantiser of"
-            " similar quality)")
+            f" (p {g['video_prob']:g}, CRF {span(g['video_crf'])}"
+            + ("; MPEG-2 at the quantiser of similar quality" if "mpeg2video" in g["video_codecs"]
+               else "") + ")")
 
 
 def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str,
