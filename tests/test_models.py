@@ -73,6 +73,18 @@ def test_card_networks_report_parameters_and_flops():
     assert flops == pytest.approx(2 * macs, rel=0.01)
 
 
+@pytest.mark.parametrize("name", [n for n, c in model_cards().items()
+                                  if any(w.bundled for w in c.weights.values())])
+def test_a_card_describes_the_network_its_bundled_weights_build(name):
+    # `vidsr models` counts weights and FLOPs from the card alone, scale by scale.
+    card = model_cards()[name]
+    for scale in card.scales:
+        described = card_network(card, scale)
+        built = load_model(name, scale=scale).module
+        assert ([tuple(p.shape) for p in described.parameters()]
+                == [tuple(p.shape) for p in built.parameters()]), f"{name} x{scale}"
+
+
 # -- downloads: a real HTTP server on loopback, never the internet ----------------------
 
 
