@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
 import pytest
 
 from vidsr.errors import Cancelled
-from vidsr.pipeline import run_pipeline
+from vidsr.pipeline import _stop_signals_held, run_pipeline
 
 
 def _vidsr_threads() -> list[threading.Thread]:
@@ -94,3 +95,33 @@ def test_ctrl_c_in_the_caller_becomes_cancelled_and_ends_every_thread():
     with pytest.raises(Cancelled):
         run_pipeline(iter(range(10_000)), [("id", lambda x: x)], sink, depth=2)
     assert not _vidsr_threads()
+
+
+def test_ctrl_c_while_the_stages_start_still_ends_those_already_running(monkeypatch):
+    # The run's decoder closes as soon as the pipeline returns: a source thread left
+    # reading it crashed the process at exit.
+    start = threading.Thread.start
+
+    def start_then_interrupt(thread):
+        start(thread)
+        if thread.name == "vidsr-source":
+            raise KeyboardInterrupt  # as a stop signal landing between two starts
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+    with pytest.raises(Cancelled):
+        run_pipeline(iter(range(10_000)), [("id", lambda x: x)], lambda x: None, depth=2)
+    assert not _vidsr_threads()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no signal masks here")
+def test_a_stop_signal_waits_until_every_stage_has_started():
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        with _stop_signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            assert received == []
+        assert received == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -13,8 +13,10 @@ stage keeps up to ``depth`` submitted and emits results in submission order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -29,6 +31,11 @@ log = logging.getLogger("vidsr")
 _END = object()  # marks the end of the stream in a queue
 _POLL_S = 0.05  # how often a blocked stage looks at the stop flag
 _JOIN_S = 30.0  # how long to wait for a stage thread after a stop
+# Signals that stop a run as Ctrl-C (SIGINT) does: `docker stop`, `timeout`, `kill` and job
+# schedulers send SIGTERM; a closed terminal sends SIGHUP. (No SIGHUP on Windows.) The CLI
+# turns them into KeyboardInterrupt.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 class Handle(Protocol):
@@ -180,6 +187,26 @@ def _run_in_flight(
     _put(out, _END, stop)
 
 
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold the stop signals while the stage threads start; one that came meanwhile
+    interrupts right after, inside the try that stops and joins every stage.
+
+    Interrupted halfway through starting, a run would close its decoder under a
+    source thread still reading it (a crash at exit). The threads inherit the mask,
+    so the signals reach the main thread, where Python handles them anyway.
+    """
+    if (not hasattr(signal, "pthread_sigmask")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def run_pipeline(
     source: Iterable[Any],
     transforms: Sequence[tuple[str, Transform]],
@@ -211,9 +238,10 @@ def run_pipeline(
             )
         )
     start = time.perf_counter()
-    for t in threads:
-        t.start()
     try:
+        with _stop_signals_held():
+            for t in threads:
+                t.start()
         while (item := _get(queues[-1], stop)) is not _END:
             t0 = time.perf_counter()
             sink(item)
@@ -225,7 +253,7 @@ def run_pipeline(
         stop.fail(exc)
     finally:
         stop.event.set()  # end every stage whatever happened
-        for t in threads:
+        for t in (t for t in threads if t.ident is not None):  # those that started
             t.join(timeout=_JOIN_S)
             if t.is_alive():
                 log.warning("stage %s did not stop within %.0f s", t.name, _JOIN_S)
