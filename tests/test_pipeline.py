@@ -9,7 +9,7 @@ import time
 import pytest
 
 from vidsr.errors import Cancelled
-from vidsr.pipeline import _stop_signals_held, run_pipeline
+from vidsr.pipeline import run_pipeline, stop_signals_held
 
 
 def _vidsr_threads() -> list[threading.Thread]:
@@ -118,7 +118,7 @@ def test_a_stop_signal_waits_until_every_stage_has_started():
     received = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:
-        with _stop_signals_held():
+        with stop_signals_held():
             signal.raise_signal(signal.SIGTERM)
             time.sleep(0.05)
             assert received == []

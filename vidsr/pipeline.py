@@ -188,7 +188,7 @@ def _run_in_flight(
 
 
 @contextlib.contextmanager
-def _stop_signals_held() -> Iterator[None]:
+def stop_signals_held() -> Iterator[None]:
     """Hold the stop signals while the stage threads start; one that came meanwhile
     interrupts right after, inside the try that stops and joins every stage.
 
@@ -239,7 +239,7 @@ def run_pipeline(
         )
     start = time.perf_counter()
     try:
-        with _stop_signals_held():
+        with stop_signals_held():
             for t in threads:
                 t.start()
         while (item := _get(queues[-1], stop)) is not _END:

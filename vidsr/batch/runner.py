@@ -51,6 +51,7 @@ from vidsr.io.encode import EncodeOptions
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
+from vidsr.pipeline import stop_signals_held
 from vidsr.plan import EngineOptions, RunPlan
 from vidsr.transcode import (
     TranscodeOptions,
@@ -211,9 +212,10 @@ class _Runner:
         threads = [threading.Thread(target=self._work, args=(pending, device),
                                     name=f"vidsr-batch-{device}", daemon=True)
                    for device in devices]
-        for t in threads:
-            t.start()
         try:
+            with stop_signals_held():  # so an interrupt finds every worker started
+                for t in threads:
+                    t.start()
             for t in threads:
                 while t.is_alive():
                     t.join(timeout=0.2)  # short waits, so Ctrl-C lands here promptly
