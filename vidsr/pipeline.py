@@ -13,7 +13,6 @@ stage keeps up to ``depth`` submitted and emits results in submission order.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import signal
@@ -31,6 +30,7 @@ log = logging.getLogger("vidsr")
 _END = object()  # marks the end of the stream in a queue
 _POLL_S = 0.05  # how often a blocked stage looks at the stop flag
 _JOIN_S = 30.0  # how long to wait for a stage thread after a stop
+_BOOT_S = 1.0  # how long a thread whose start was interrupted may take to run
 # Signals that stop a run as Ctrl-C (SIGINT) does: `docker stop`, `timeout`, `kill` and job
 # schedulers send SIGTERM; a closed terminal sends SIGHUP. (No SIGHUP on Windows.) The CLI
 # turns them into KeyboardInterrupt.
@@ -187,24 +187,36 @@ def _run_in_flight(
     _put(out, _END, stop)
 
 
-@contextlib.contextmanager
-def stop_signals_held() -> Iterator[None]:
-    """Hold the stop signals while the stage threads start; one that came meanwhile
-    interrupts right after, inside the try that stops and joins every stage.
+def start_all(threads: Sequence[threading.Thread], launched: list[threading.Thread]) -> None:
+    """Start each thread, listing it in ``launched`` first.
 
-    Interrupted halfway through starting, a run would close its decoder under a
-    source thread still reading it (a crash at exit). The threads inherit the mask,
-    so the signals reach the main thread, where Python handles them anyway.
+    A stop signal raises KeyboardInterrupt wherever the caller is, between two starts
+    or inside one; the caller's cleanup must still find every thread that may run (a
+    run closed its decoder under a source thread still reading it: a crash at exit).
     """
-    if (not hasattr(signal, "pthread_sigmask")
-            or threading.current_thread() is not threading.main_thread()):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    for thread in threads:
+        launched.append(thread)
+        thread.start()
+
+
+def join_launched(launched: Sequence[threading.Thread],
+                  timeout: float | None) -> list[threading.Thread]:
+    """Join every thread of ``launched``, each for up to ``timeout`` seconds; return those
+    still alive. One whose start was interrupted gets a moment to say it runs."""
+    alive = []
+    for thread in launched:
+        deadline = time.monotonic() + _BOOT_S
+        while True:
+            try:
+                thread.join(timeout)
+                break
+            except RuntimeError:  # not started yet, or never will be
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(_POLL_S / 5)
+        if thread.is_alive():
+            alive.append(thread)
+    return alive
 
 
 def run_pipeline(
@@ -237,11 +249,10 @@ def run_pipeline(
                 name=f"vidsr-{name}", daemon=True,
             )
         )
+    launched: list[threading.Thread] = []
     start = time.perf_counter()
     try:
-        with stop_signals_held():
-            for t in threads:
-                t.start()
+        start_all(threads, launched)
         while (item := _get(queues[-1], stop)) is not _END:
             t0 = time.perf_counter()
             sink(item)
@@ -253,10 +264,8 @@ def run_pipeline(
         stop.fail(exc)
     finally:
         stop.event.set()  # end every stage whatever happened
-        for t in (t for t in threads if t.ident is not None):  # those that started
-            t.join(timeout=_JOIN_S)
-            if t.is_alive():
-                log.warning("stage %s did not stop within %.0f s", t.name, _JOIN_S)
+        for t in join_launched(launched, _JOIN_S):
+            log.warning("stage %s did not stop within %.0f s", t.name, _JOIN_S)
         timing.wall_s = time.perf_counter() - start
     if stop.error is not None:
         raise stop.error

@@ -51,7 +51,7 @@ from vidsr.io.encode import EncodeOptions
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
-from vidsr.pipeline import stop_signals_held
+from vidsr.pipeline import join_launched, start_all
 from vidsr.plan import EngineOptions, RunPlan
 from vidsr.transcode import (
     TranscodeOptions,
@@ -212,17 +212,15 @@ class _Runner:
         threads = [threading.Thread(target=self._work, args=(pending, device),
                                     name=f"vidsr-batch-{device}", daemon=True)
                    for device in devices]
+        launched: list[threading.Thread] = []
         try:
-            with stop_signals_held():  # so an interrupt finds every worker started
-                for t in threads:
-                    t.start()
+            start_all(threads, launched)
             for t in threads:
                 while t.is_alive():
                     t.join(timeout=0.2)  # short waits, so Ctrl-C lands here promptly
         except KeyboardInterrupt:
             self.stop.set()  # each worker's frame counter raises Cancelled in its run
-            for t in threads:
-                t.join()
+            join_launched(launched, timeout=None)
             raise
         if self.stop.is_set():
             raise KeyboardInterrupt
