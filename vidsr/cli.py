@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from vidsr.errors import Cancelled, OptionsError, VidsrError
-from vidsr.pipeline import STOP_SIGNALS
 
 if TYPE_CHECKING:
     from vidsr.batch import FileRun
@@ -32,6 +31,11 @@ log = logging.getLogger("vidsr")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C; a stop signal exits 128 + its number, as shells report it
+
+# Signals that stop a run as Ctrl-C does: `docker stop`, `timeout`, `kill` and job schedulers
+# send SIGTERM; a closed terminal sends SIGHUP. (No SIGHUP on Windows.)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
 
 def _encoder_opt(text: str) -> tuple[str, str]:

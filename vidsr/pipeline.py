@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -31,11 +30,6 @@ _END = object()  # marks the end of the stream in a queue
 _POLL_S = 0.05  # how often a blocked stage looks at the stop flag
 _JOIN_S = 30.0  # how long to wait for a stage thread after a stop
 _BOOT_S = 1.0  # how long a thread whose start was interrupted may take to run
-# Signals that stop a run as Ctrl-C (SIGINT) does: `docker stop`, `timeout`, `kill` and job
-# schedulers send SIGTERM; a closed terminal sends SIGHUP. (No SIGHUP on Windows.) The CLI
-# turns them into KeyboardInterrupt.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
-                     if hasattr(signal, name))
 
 
 class Handle(Protocol):
