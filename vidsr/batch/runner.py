@@ -37,6 +37,7 @@ from vidsr.batch.segments import (
     SegmentResult,
     SegmentState,
     join_segments,
+    make_segment_folder,
     plan_segments,
     remove_segments,
     run_segment,
@@ -304,7 +305,7 @@ class _Runner:
             segments = self._segments(f, plan, decoder, entry, digest)
             reused = len(segments.done) if segments is not None else 0
             if segments is not None:
-                segments.folder.mkdir(parents=True, exist_ok=True)
+                make_segment_folder(segments.folder)
             record("running", **({"segments": segments.to_json()} if segments else {}))
             ran = self.executor.run_file(FileJob(
                 source=f, run=replace(run, engine=engine), plan=plan, model=model,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,13 +89,26 @@ class SegmentState:
                 "done": dict(self.done)}
 
 
+# Files that run at once share the segments folder, and whichever finishes last removes
+# it: one file's removal of the empty folder must not land between another's making of
+# that folder and of its own inside it (that file then failed with "No such file").
+_SHARED_FOLDER = threading.Lock()
+
+
+def make_segment_folder(folder: Path) -> None:
+    """Create a file's segment folder (and the segments folder it sits in)."""
+    with _SHARED_FOLDER:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def remove_segments(folder: Path) -> None:
     """Delete a file's segment folder, and the segments folder once it is empty."""
-    shutil.rmtree(folder, ignore_errors=True)
-    try:
-        folder.parent.rmdir()
-    except OSError:  # other files' segments are still there (or it never was)
-        pass
+    with _SHARED_FOLDER:
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.parent.rmdir()
+        except OSError:  # other files' segments are still there (or it never was)
+            pass
 
 
 def plan_segments(index: KeyframeIndex, seconds: float) -> list[Segment]:
