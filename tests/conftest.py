@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -11,6 +12,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from clipgen import make_clip  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _vidsr_logger_as_found():
+    """The CLI points the "vidsr" logger at the stderr of the test that ran it and stops it
+    propagating; put it back after each test, so that no test hears another's set-up
+    (a later test's log lines went to a finished test's stderr, or to none)."""
+    logger = logging.getLogger("vidsr")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture
