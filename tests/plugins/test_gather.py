@@ -61,13 +61,17 @@ def ask_all(gatherer, indices, keys=None, last_after_s=0.0):
         return list(pool.map(ask, indices))
 
 
+# Below the 5 s timeout these tests give (plus the 0.2 s the last caller sleeps) by a
+# margin that a loaded 2-core machine's scheduling cannot eat.
+NO_TIMEOUT_WAITED = 4.0
+
 def test_full_batches_go_at_once_and_every_caller_gets_its_own_result():
     batches: list[list[int]] = []
     g = Gatherer(recorder(batches), batch_size=4, in_flight=2, threads=8, last_index=99,
                  wait_s=5.0)
     started = time.perf_counter()
     assert ask_all(g, list(range(8))) == [2 * i for i in range(8)]
-    assert time.perf_counter() - started < 2.0  # no batch waited for its timeout
+    assert time.perf_counter() - started < NO_TIMEOUT_WAITED  # no batch waited for its timeout
     assert sorted(len(b) for b in batches) == [4, 4]
     assert sorted(i for b in batches for i in b) == list(range(8))
     g.close()
@@ -86,7 +90,7 @@ def test_a_batch_that_cannot_fill_goes_without_waiting_long(threads, last, wait_
                  last_index=last, wait_s=wait_s)
     started = time.perf_counter()
     assert ask_all(g, asked, last_after_s=0.2) == [2 * i for i in asked]
-    assert time.perf_counter() - started < 1.2
+    assert time.perf_counter() - started < NO_TIMEOUT_WAITED
     assert batches == [asked]
     g.close()
 
