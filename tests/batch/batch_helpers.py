@@ -73,9 +73,20 @@ def identity(path: Path) -> tuple[int, int]:
 
 
 def same_frames(a: Path, b: Path) -> bool:
-    """Whether two videos decode to the same frames, code value for code value."""
+    """Whether two videos decode to the same frames, code value for code value. A
+    difference is described on stdout (pytest shows it with the failure): which frames,
+    by how much, and whether a frame is another of the other file's (order, not values)."""
     x, y = decoded(a), decoded(b)
-    return len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y, strict=True))
+    if len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y, strict=True)):
+        return True
+    print(f"{a} has {len(x)} frames, {b} has {len(y)}")
+    for i, (p, q) in enumerate(zip(x, y, strict=False)):
+        if not np.array_equal(p, q):
+            twins = [j for j, r in enumerate(y) if np.array_equal(p, r)]
+            print(f"  frame {i}: max difference {np.abs(p.astype(int) - q).max()},"
+                  f" {np.count_nonzero(p != q)} of {p.size} values; equal to the other's"
+                  f" frames {twins}")
+    return False
 
 
 def probe_streams(path: Path) -> dict:
