@@ -99,3 +99,28 @@ def test_two_sources_with_one_output_name_fail_the_second(tmp_path, clip):
     assert verdicts[1][:2] == ("x.mp4", "fail")
     assert "x.mkv is also that of" in verdicts[1][2]
 
+
+
+def test_a_csv_row_with_more_cells_than_the_header_names_the_manifest_and_line(tmp_path,
+                                                                               capsys):
+    make_tree(tmp_path / "src")
+    manifest = tmp_path / "extra.csv"
+    manifest.write_text("path,model,scale\nsrc/a.mp4,nearest,2\nsrc/a.mp4,nearest,2,extra\n")
+    with pytest.raises(OptionsError) as caught:
+        scan_sources(manifest, tmp_path / "out", "mkv")
+    assert str(caught.value) == (f"{manifest}:3: 4 values for 3 columns (path, model, scale)")
+    code, err = batch(capsys, manifest, tmp_path / "out", *FAST)
+    assert (code, err) == (2, f"vidsr: error: {caught.value}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_quote_left_open_in_a_csv_is_an_error_not_a_path(tmp_path):
+    make_tree(tmp_path / "src")
+    manifest = tmp_path / "jobs.csv"
+    # The open quote would take the lines after it into one path, "src/a.mp4,2\nsrc/...".
+    manifest.write_text('path,scale\nsrc/sub/b.mkv,3\n"src/a.mp4,2\nsrc/sub/b.mkv,3\n')
+    with pytest.raises(OptionsError) as caught:
+        scan_sources(manifest, tmp_path / "out", "mkv")
+    assert str(caught.value) == (f"{manifest}:3: not valid CSV (unexpected end of data);"
+                                 " check the quotes from this line on")
+

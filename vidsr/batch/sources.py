@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -121,8 +121,9 @@ def _manifest_entries(manifest: Path) -> list[tuple[Path, Path, dict[str, str]]]
 
 
 def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str, str]]]:
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in reader.fieldnames or []]
+    # Strict: a quote left open would otherwise swallow the lines after it into one path.
+    reader = csv.DictReader(text.splitlines(), strict=True)
+    columns = [c.strip() for c in _csv_read(manifest, reader, lambda: reader.fieldnames) or []]
     if "path" not in columns:
         raise OptionsError(f"{manifest}: a CSV manifest needs a header with a 'path' column"
                            f" (found: {', '.join(columns) or 'no header'})")
@@ -131,10 +132,12 @@ def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str
         raise OptionsError(f"{manifest}: unknown column {', '.join(map(repr, unknown))}"
                            f" (known: path, {', '.join(OVERRIDE_COLUMNS)})")
     rows = []
-    for line, row in enumerate(reader, start=2):
-        values = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-        if None in row:
-            raise OptionsError(f"{manifest}:{line}: more values than columns")
+    while (row := _csv_read(manifest, reader, lambda: next(reader, None))) is not None:
+        line = reader.line_num  # the row's last line: its only one unless a quote spans lines
+        if None in row:  # DictReader keeps the cells past the header as a list under None
+            raise OptionsError(f"{manifest}:{line}: {len(columns) + len(row[None])} values"
+                               f" for {len(columns)} columns ({', '.join(columns)})")
+        values = {k.strip(): (v or "").strip() for k, v in row.items()}
         path = values.pop("path")
         if not path:
             if any(values.values()):
@@ -145,6 +148,16 @@ def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str
         # An empty cell keeps the command's own option.
         rows.append((path, {k: v for k, v in values.items() if v}))
     return rows
+
+
+def _csv_read[T](manifest: Path, reader: csv.DictReader[str], read: Callable[[], T]) -> T:
+    """``read()`` from ``reader``, a malformed line raised as an error naming it."""
+    try:
+        return read()
+    except csv.Error as exc:
+        # The reader has not counted the line it failed on.
+        raise OptionsError(f"{manifest}:{reader.line_num + 1}: not valid CSV ({exc});"
+                           " check the quotes from this line on") from exc
 
 
 def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceFile:
