@@ -124,3 +124,40 @@ def test_a_quote_left_open_in_a_csv_is_an_error_not_a_path(tmp_path):
     assert str(caught.value) == (f"{manifest}:3: not valid CSV (unexpected end of data);"
                                  " check the quotes from this line on")
 
+
+def test_a_listed_path_that_leads_to_no_file_fails_whatever_its_name(tmp_path):
+    make_tree(tmp_path / "src")
+    (tmp_path / "src" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("src/a.mp4\nsrc/missing.mp4\nsrc/missing\nsrc/notes.txt\n"
+                        "src/gone.mp4\n")
+    verdicts = {f.path.name: (f.verdict, f.reason)
+                for f in scan_sources(manifest, tmp_path / "out", "mkv")}
+    assert verdicts == {
+        "a.mp4": ("video", ""),
+        "missing.mp4": ("fail", "no such file"),
+        "missing": ("fail", "no such file"),
+        "notes.txt": ("skip", "not a video file FFmpeg can read (Invalid data found when"
+                                " processing input)"),
+        "gone.mp4": ("fail", f"a broken link (to {tmp_path / 'nowhere.mp4'})"),
+    }
+
+
+def test_a_walked_folder_follows_links_to_folders_once(tmp_path, clip):
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    (src / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    clip("src/real/a.mp4", width=16, height=16, frames=2)
+    clip("elsewhere/b.mp4", width=16, height=16, frames=2)
+    (src / "linked").symlink_to(elsewhere)  # outside SRC: walked under the link's name
+    (src / "linked2").symlink_to(elsewhere)  # the same folder again: walked once
+    (src / "alias").symlink_to(src / "real")  # inside SRC: walked under its own name
+    (src / "real" / "up").symlink_to(src)  # a loop
+    (src / "gone").symlink_to(tmp_path / "nowhere")
+    files = {f.output.as_posix(): (f.verdict, f.reason)
+             for f in scan_sources(src, tmp_path / "out", "mkv")}
+    assert files == {
+        "gone.mkv": ("fail", f"a broken link (to {tmp_path / 'nowhere'})"),
+        "linked/b.mkv": ("video", ""),
+        "real/a.mkv": ("video", ""),
+    }

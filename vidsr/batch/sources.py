@@ -85,10 +85,27 @@ def scan_sources(src: Path, out_dir: Path, container: str) -> list[SourceFile]:
 
 
 def _walk(root: Path, out_dir: Path) -> Iterable[Path]:
-    """Every file under ``root``, sorted, leaving out OUT_DIR when it lies inside."""
-    for folder, subfolders, names in os.walk(root):
+    """Every file under ``root``, sorted, leaving out OUT_DIR when it lies inside.
+
+    Links to folders are followed, as links to files are, each folder once: a link to a
+    folder inside ``root`` is not (that folder is walked under its own name), nor one to a
+    folder holding ``root`` (a loop).
+    """
+    top = root.resolve()
+    walked = {top, out_dir}
+    for folder, subfolders, names in os.walk(root, followlinks=True):
         here = Path(folder)
-        subfolders[:] = sorted(d for d in subfolders if (here / d).resolve() != out_dir)
+        kept = []
+        for name in sorted(subfolders):
+            real = (here / name).resolve()
+            if (here / name).is_symlink() and (real.is_relative_to(top)
+                                               or top.is_relative_to(real)):
+                log.info("%s: a link to %s, inside or above the folder walked; not followed",
+                         here / name, real)
+            elif real not in walked:
+                walked.add(real)
+                kept.append(name)
+        subfolders[:] = kept
         for name in sorted(names):
             path = here / name
             if is_script(path):
@@ -174,9 +191,15 @@ def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceF
                     return SourceFile(path, output, "skip", "a still picture, not a video",
                                       overrides=overrides)
     except InputError as exc:
+        # A path that leads to no file (a manifest's line, a link) was meant to be one: it
+        # fails whatever its name, as a missing video does; a file that is there and is not
+        # a video is skipped.
+        missing = not path.exists()
         reason = one_line(exc, path)
-        return SourceFile(path, output, "fail" if looks_like_video else "skip", reason,
-                          overrides=overrides)
+        if missing and path.is_symlink():
+            reason = f"a broken link (to {os.readlink(path)})"
+        return SourceFile(path, output, "fail" if looks_like_video or missing else "skip",
+                          reason, overrides=overrides)
     return SourceFile(path, output, "video", frames=info.frame_count_estimate,
                       seconds=info.duration, overrides=overrides)
 
