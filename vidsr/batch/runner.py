@@ -122,19 +122,23 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     # The command's own model first: a wrong --model is one error, not a failure per file.
     models.get(resolve({}))
     files = scan_sources(Path(src), out_dir, batch.container.lstrip("."))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # OUT_DIR is this batch's until job.close(): a second batch on it is refused here.
     job = JobFile.open(out_dir)
     executor: FileExecutor
-    if batch.ray is not None:
-        from vidsr.batch.ray_engine import RayFiles
+    try:
+        if batch.ray is not None:
+            from vidsr.batch.ray_engine import RayFiles
 
-        executor = RayFiles(batch.ray)
-        devices: list[str | None] = [None] * executor.concurrent_files
-    else:
-        executor = LocalFiles()
-        devices = (list(batch.devices) if batch.devices
-                   else worker_devices(resolve({}).engine))
-    runner = _Runner(out_dir, job, resolve, batch, files, models, executor)
+            executor = RayFiles(batch.ray)
+            devices: list[str | None] = [None] * executor.concurrent_files
+        else:
+            executor = LocalFiles()
+            devices = (list(batch.devices) if batch.devices
+                       else worker_devices(resolve({}).engine))
+        runner = _Runner(out_dir, job, resolve, batch, files, models, executor)
+    except BaseException:
+        job.close()
+        raise
     try:
         runner.run(devices)
     except (Cancelled, KeyboardInterrupt):
@@ -145,6 +149,7 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     finally:
         runner.close()
         executor.close()
+        job.close()
     return BatchResult(source=Path(src), out_dir=out_dir, job_file=job.path,
                        files=runner.outcomes_in_order(), wall_s=time.perf_counter() - started)
 
