@@ -146,8 +146,8 @@ def _manifest_entries(manifest: Path) -> list[Entry]:
     if manifest.suffix.lower() == ".csv":
         rows = _csv_rows(manifest, text, base)
     else:
-        rows = [(text.strip(), {}, line) for line, text in enumerate(text.splitlines(), 1)
-                if text.strip() and not text.lstrip().startswith("#")]
+        rows = [(entry.strip(), {}, line) for line, entry in enumerate(text.splitlines(), 1)
+                if entry.strip() and not entry.lstrip().startswith("#")]
     if not rows:
         raise InputError(f"{manifest}: the manifest lists no files")
     paths = [Path(os.path.normpath(base / Path(p).expanduser())) for p, _, _ in rows]
