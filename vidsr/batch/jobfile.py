@@ -3,10 +3,11 @@ was stopped or killed continues where it was.
 
 It is JSON, rewritten whole after every change into a temporary file beside it, flushed to
 disk and renamed over the old one: a kill at any instant leaves either the old or the new
-file, never a torn one. Each file's entry holds its state (pending, running, done, failed),
-what a done file produced (output size and sha256, frames, seconds) or why it failed, and a
-fingerprint of the resolved options that shape its output, so that a changed option redoes
-the file instead of mixing outputs of two settings.
+file, never a torn one. One batch at a time writes it: a batch holds a lock on OUT_DIR while
+it runs, and a second one is refused. Each file's entry holds its state (pending, running,
+done, failed), what a done file produced (output size and sha256, frames, seconds) or why
+it failed, and a fingerprint of the resolved options that shape its output, so that a
+changed option redoes the file instead of mixing outputs of two settings.
 """
 
 from __future__ import annotations
@@ -15,21 +16,28 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-from vidsr.errors import InputError
+from vidsr.errors import InputError, OutputError
 from vidsr.models import SRModel
 from vidsr.plan import RunPlan
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so two batches on one OUT_DIR are not told
+    fcntl = None  # apart
 
 log = logging.getLogger("vidsr")
 
 JOB_FILE_NAME = "vidsr-job.json"
+LOCK_FILE_NAME = "vidsr-job.lock"
 FORMAT_VERSION = 1
 _CHUNK = 1 << 20
 
@@ -38,28 +46,42 @@ State = Literal["pending", "running", "done", "failed"]
 
 class JobFile:
     """The entries of one OUT_DIR's job file, keyed by source path; every change is
-    written through at once. Safe to use from several worker threads."""
+    written through at once. Safe to use from several worker threads. Holds OUT_DIR
+    until :meth:`close`."""
 
-    def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, path: Path, entries: dict[str, dict[str, Any]],
+                 held: IO[str] | None = None) -> None:
         self.path = path
         self._entries = entries
         self._lock = threading.Lock()
+        self._held = held
 
     @classmethod
     def open(cls, out_dir: Path) -> JobFile:
-        """The job file of ``out_dir``; empty when there is none yet."""
-        path = Path(out_dir) / JOB_FILE_NAME
+        """The job file of ``out_dir`` (made with the folder when there is none yet), held
+        for this batch: raises OutputError while another batch holds it."""
+        out_dir = Path(out_dir)
+        held = _hold(out_dir)
+        path = out_dir / JOB_FILE_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return cls(path, {})
+            return cls(path, {}, held)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            held.close()
             raise InputError(f"{path}: cannot read the job file ({exc}); move it away to"
                              " start the batch afresh") from exc
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            held.close()
             raise InputError(f"{path}: not a vidsr job file of version {FORMAT_VERSION};"
                              " move it away to start the batch afresh")
-        return cls(path, dict(data.get("files", {})))
+        return cls(path, dict(data.get("files", {})), held)
+
+    def close(self) -> None:
+        """Let another batch have OUT_DIR."""
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -78,8 +100,12 @@ class JobFile:
     def _write(self) -> None:
         data = {"version": FORMAT_VERSION, "files": self._entries}
         text = json.dumps(data, indent=1, sort_keys=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                    suffix=".tmp")
+        try:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                        suffix=".tmp")
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write the job file ({exc.strerror})"
+                              ) from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(text)
@@ -90,6 +116,37 @@ class JobFile:
             Path(name).unlink(missing_ok=True)
             raise
         _sync_folder(self.path.parent)
+
+
+def _hold(out_dir: Path) -> IO[str]:
+    """Make ``out_dir`` this batch's: an advisory lock on its lock file, which says who holds
+    it. The system drops the lock when the process ends, however it ends, so a batch that
+    crashed or was killed never leaves OUT_DIR held."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        held = open(out_dir / LOCK_FILE_NAME, "a+", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the batch's outputs and job file there"
+                          f" ({exc.strerror})") from exc
+    if fcntl is None:
+        return held
+    try:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        held.seek(0)
+        holder = held.read().strip() or "its process is starting"
+        held.close()
+        raise OutputError(f"{out_dir}: another vidsr batch is running on it ({holder}); wait"
+                          " for it to end, or give another OUT_DIR") from None
+    except OSError as exc:  # a filesystem without locks: the batch goes on, unprotected
+        log.warning("%s: cannot lock it (%s); a second batch on it at the same time would"
+                    " undo this one's records", out_dir, exc.strerror)
+        return held
+    held.truncate(0)
+    held.write(f"pid {os.getpid()} on {socket.gethostname()}, since"
+               f" {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    held.flush()
+    return held
 
 
 def _sync_folder(folder: Path) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -122,19 +123,23 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     # The command's own model first: a wrong --model is one error, not a failure per file.
     models.get(resolve({}))
     files = scan_sources(Path(src), out_dir, batch.container.lstrip("."))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # OUT_DIR is this batch's until job.close(): a second batch on it is refused here.
     job = JobFile.open(out_dir)
     executor: FileExecutor
-    if batch.ray is not None:
-        from vidsr.batch.ray_engine import RayFiles
+    try:
+        if batch.ray is not None:
+            from vidsr.batch.ray_engine import RayFiles
 
-        executor = RayFiles(batch.ray)
-        devices: list[str | None] = [None] * executor.concurrent_files
-    else:
-        executor = LocalFiles()
-        devices = (list(batch.devices) if batch.devices
-                   else worker_devices(resolve({}).engine))
-    runner = _Runner(out_dir, job, resolve, batch, files, models, executor)
+            executor = RayFiles(batch.ray)
+            devices: list[str | None] = [None] * executor.concurrent_files
+        else:
+            executor = LocalFiles()
+            devices = (list(batch.devices) if batch.devices
+                       else worker_devices(resolve({}).engine))
+        runner = _Runner(out_dir, job, resolve, batch, files, models, executor)
+    except BaseException:
+        job.close()
+        raise
     try:
         runner.run(devices)
     except (Cancelled, KeyboardInterrupt):
@@ -145,6 +150,7 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     finally:
         runner.close()
         executor.close()
+        job.close()
     return BatchResult(source=Path(src), out_dir=out_dir, job_file=job.path,
                        files=runner.outcomes_in_order(), wall_s=time.perf_counter() - started)
 
@@ -192,7 +198,8 @@ class _Runner:
         self.digests = WeightsDigests()
         self.models = models
         self._lock = threading.Lock()
-        self._outcomes: dict[str, FileOutcome] = {}
+        # By the row's identity: a file listed on two lines is two rows with one key.
+        self._outcomes: dict[int, FileOutcome] = {}
         videos = [f for f in self.files if f.verdict == "video"]
         self.bar = tqdm(total=sum(f.frames or 0 for f in videos), unit="frame", desc="batch",
                         disable=not _progress_enabled(batch.progress), dynamic_ncols=True,
@@ -246,12 +253,19 @@ class _Runner:
     def _one(self, f: SourceFile, device: str | None) -> FileOutcome:
         if f.verdict == "skip":
             return FileOutcome.skipped(f, f.reason)
+        if f.verdict == "conflict":  # the job entry is the other row's to keep
+            return FileOutcome.failed(f, f.reason)
         rel = str(f.output)
+        # A failed entry keeps the manifest line's overrides it failed with: a line changed
+        # since is another job, not blocked by the old one's failure.
+        failed = partial(self.job.record, f.key, "failed", output=rel,
+                         overrides=dict(f.overrides))
         if f.verdict == "fail":
-            self.job.record(f.key, "failed", output=rel, reason=f.reason)
+            failed(reason=f.reason)
             return FileOutcome.failed(f, f.reason)
         entry = self.job.get(f.key)
-        if entry is not None and entry["state"] == "failed" and not self.batch.retry_failed:
+        if (entry is not None and entry["state"] == "failed" and not self.batch.retry_failed
+                and entry.get("overrides", {}) == f.overrides):
             return FileOutcome.failed(
                 f, f"{entry.get('reason', 'failed')} (failed before; --retry-failed tries"
                    " it again)")
@@ -260,7 +274,7 @@ class _Runner:
         if dst.exists() and not ours and not self.batch.overwrite:
             reason = (f"{dst}: already exists and this batch did not write it (--overwrite"
                       " replaces it)")
-            self.job.record(f.key, "failed", output=rel, reason=reason, refused=True)
+            failed(reason=reason, refused=True)
             return FileOutcome.failed(f, reason)
         try:
             return self._upscale(f, dst, entry, device, overwrite=ours or self.batch.overwrite)
@@ -278,7 +292,7 @@ class _Runner:
         except Exception as exc:  # noqa: BLE001 - one bad file must not end the batch
             log.debug("%s failed", f.path, exc_info=True)
             reason = one_line(exc, f.path)
-            self.job.record(f.key, "failed", output=rel, reason=reason)
+            failed(reason=reason)
             return FileOutcome.failed(f, reason)
 
     def _upscale(self, f: SourceFile, dst: Path, entry: Mapping[str, object] | None,
@@ -368,7 +382,7 @@ class _Runner:
 
     def _finish(self, f: SourceFile, outcome: FileOutcome) -> None:
         with self._lock:
-            self._outcomes[f.key] = outcome
+            self._outcomes[id(f)] = outcome
             if f.verdict == "video":
                 self._finished_files += 1
                 if outcome.outcome != "done":
@@ -386,7 +400,7 @@ class _Runner:
                                  refresh=True)
 
     def outcomes_in_order(self) -> list[FileOutcome]:
-        return [self._outcomes[f.key] for f in self.files if f.key in self._outcomes]
+        return [self._outcomes[id(f)] for f in self.files if id(f) in self._outcomes]
 
     def close(self) -> None:
         self.bar.close()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +42,11 @@ OVERRIDE_COLUMNS = (
 # of videos means.
 _STILL_FORMATS = ("image2", "_pipe")
 
-Verdict = Literal["video", "skip", "fail"]
+# "conflict": a row whose output another row of the batch writes; it fails in this run's
+# report, but the job file is not told, since it keeps that other row's state.
+Verdict = Literal["video", "skip", "fail", "conflict"]
+# (source, output relative to OUT_DIR, overrides, manifest line or None) of each listed file
+Entry = tuple[Path, Path, dict[str, str], int | None]
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class SourceFile:
     frames: int | None = None  # the probe's count or estimate, for the progress bar
     seconds: float | None = None  # the video's duration
     overrides: Mapping[str, str] = field(default_factory=dict)
+    line: int | None = None  # the manifest's line that lists it
 
     @property
     def key(self) -> str:
@@ -71,24 +76,55 @@ def scan_sources(src: Path, out_dir: Path, container: str) -> list[SourceFile]:
     out_dir = Path(out_dir).resolve()
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
+    entries: list[Entry]
     if src.is_dir():
         root = src.absolute()
-        entries = [(path, path.relative_to(root), {}) for path in _walk(root, out_dir)]
+        entries = [(path, path.relative_to(root), {}, None) for path in _walk(root, out_dir)]
     elif src.suffix.lower() in MANIFEST_SUFFIXES:
         entries = _manifest_entries(src)
     else:
         path = src.absolute()
-        entries = [(path, Path(path.name), {})]
-    files = [_classify(path, rel.with_suffix(f".{container}"), overrides)
-             for path, rel, overrides in entries]
+        entries = [(path, Path(path.name), {}, None)]
+    files = [replace(_classify(path, rel.with_suffix(f".{container}"), overrides), line=line)
+             for path, rel, overrides, line in _listed_once(entries)]
     return _refuse_shared_outputs(files)
 
 
+def _listed_once(entries: Iterable[Entry]) -> Iterable[Entry]:
+    """``entries`` less the lines that list a file again with the same overrides (``a.mp4``
+    and ``./a.mp4``): one job, one row in the report."""
+    seen: dict[tuple[Path, tuple[tuple[str, str], ...]], int | None] = {}
+    for entry in entries:
+        path, _, overrides, line = entry
+        first = seen.setdefault((path, tuple(sorted(overrides.items()))), line)
+        if first != line:
+            log.info("%s: listed again on line %s, as on line %s; run once", path, line, first)
+            continue
+        yield entry
+
+
 def _walk(root: Path, out_dir: Path) -> Iterable[Path]:
-    """Every file under ``root``, sorted, leaving out OUT_DIR when it lies inside."""
-    for folder, subfolders, names in os.walk(root):
+    """Every file under ``root``, sorted, leaving out OUT_DIR when it lies inside.
+
+    Links to folders are followed, as links to files are, each folder once: a link to a
+    folder inside ``root`` is not (that folder is walked under its own name), nor one to a
+    folder holding ``root`` (a loop).
+    """
+    top = root.resolve()
+    walked = {top, out_dir}
+    for folder, subfolders, names in os.walk(root, followlinks=True):
         here = Path(folder)
-        subfolders[:] = sorted(d for d in subfolders if (here / d).resolve() != out_dir)
+        kept = []
+        for name in sorted(subfolders):
+            real = (here / name).resolve()
+            if (here / name).is_symlink() and (real.is_relative_to(top)
+                                               or top.is_relative_to(real)):
+                log.info("%s: a link to %s, inside or above the folder walked; not followed",
+                         here / name, real)
+            elif real not in walked:
+                walked.add(real)
+                kept.append(name)
+        subfolders[:] = kept
         for name in sorted(names):
             path = here / name
             if is_script(path):
@@ -98,8 +134,8 @@ def _walk(root: Path, out_dir: Path) -> Iterable[Path]:
             yield path
 
 
-def _manifest_entries(manifest: Path) -> list[tuple[Path, Path, dict[str, str]]]:
-    """(source, output relative to OUT_DIR, overrides) of each line of a manifest. Relative
+def _manifest_entries(manifest: Path) -> list[Entry]:
+    """(source, output relative to OUT_DIR, overrides, line) of each line of a manifest. Relative
     paths are read from the manifest's folder; outputs mirror the tree under the deepest
     folder that holds every source."""
     try:
@@ -110,19 +146,21 @@ def _manifest_entries(manifest: Path) -> list[tuple[Path, Path, dict[str, str]]]
     if manifest.suffix.lower() == ".csv":
         rows = _csv_rows(manifest, text, base)
     else:
-        rows = [(line.strip(), {}) for line in text.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+        rows = [(entry.strip(), {}, line) for line, entry in enumerate(text.splitlines(), 1)
+                if entry.strip() and not entry.lstrip().startswith("#")]
     if not rows:
         raise InputError(f"{manifest}: the manifest lists no files")
-    paths = [Path(os.path.normpath(base / Path(p).expanduser())) for p, _ in rows]
+    paths = [Path(os.path.normpath(base / Path(p).expanduser())) for p, _, _ in rows]
     root = Path(os.path.commonpath([p.parent for p in paths]))
-    return [(path, path.relative_to(root), overrides)
-            for path, (_, overrides) in zip(paths, rows, strict=True)]
+    return [(path, path.relative_to(root), overrides, line)
+            for path, (_, overrides, line) in zip(paths, rows, strict=True)]
 
 
-def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str, str]]]:
-    reader = csv.DictReader(text.splitlines())
-    columns = [c.strip() for c in reader.fieldnames or []]
+def _csv_rows(manifest: Path, text: str,
+              base: Path) -> list[tuple[str, dict[str, str], int]]:
+    # Strict: a quote left open would otherwise swallow the lines after it into one path.
+    reader = csv.DictReader(text.splitlines(), strict=True)
+    columns = [c.strip() for c in _csv_read(manifest, reader, lambda: reader.fieldnames) or []]
     if "path" not in columns:
         raise OptionsError(f"{manifest}: a CSV manifest needs a header with a 'path' column"
                            f" (found: {', '.join(columns) or 'no header'})")
@@ -131,10 +169,12 @@ def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str
         raise OptionsError(f"{manifest}: unknown column {', '.join(map(repr, unknown))}"
                            f" (known: path, {', '.join(OVERRIDE_COLUMNS)})")
     rows = []
-    for line, row in enumerate(reader, start=2):
-        values = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-        if None in row:
-            raise OptionsError(f"{manifest}:{line}: more values than columns")
+    while (row := _csv_read(manifest, reader, lambda: next(reader, None))) is not None:
+        line = reader.line_num  # the row's last line: its only one unless a quote spans lines
+        if None in row:  # DictReader keeps the cells past the header as a list under None
+            raise OptionsError(f"{manifest}:{line}: {len(columns) + len(row[None])} values"
+                               f" for {len(columns)} columns ({', '.join(columns)})")
+        values = {k.strip(): (v or "").strip() for k, v in row.items()}
         path = values.pop("path")
         if not path:
             if any(values.values()):
@@ -143,8 +183,18 @@ def _csv_rows(manifest: Path, text: str, base: Path) -> list[tuple[str, dict[str
         if values.get("weights"):  # read from the manifest's folder, as the paths are
             values["weights"] = str(base / Path(values["weights"]).expanduser())
         # An empty cell keeps the command's own option.
-        rows.append((path, {k: v for k, v in values.items() if v}))
+        rows.append((path, {k: v for k, v in values.items() if v}, line))
     return rows
+
+
+def _csv_read[T](manifest: Path, reader: csv.DictReader[str], read: Callable[[], T]) -> T:
+    """``read()`` from ``reader``, a malformed line raised as an error naming it."""
+    try:
+        return read()
+    except csv.Error as exc:
+        # The reader has not counted the line it failed on.
+        raise OptionsError(f"{manifest}:{reader.line_num + 1}: not valid CSV ({exc});"
+                           " check the quotes from this line on") from exc
 
 
 def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceFile:
@@ -161,9 +211,15 @@ def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceF
                     return SourceFile(path, output, "skip", "a still picture, not a video",
                                       overrides=overrides)
     except InputError as exc:
+        # A path that leads to no file (a manifest's line, a link) was meant to be one: it
+        # fails whatever its name, as a missing video does; a file that is there and is not
+        # a video is skipped.
+        missing = not path.exists()
         reason = one_line(exc, path)
-        return SourceFile(path, output, "fail" if looks_like_video else "skip", reason,
-                          overrides=overrides)
+        if missing and path.is_symlink():
+            reason = f"a broken link (to {os.readlink(path)})"
+        return SourceFile(path, output, "fail" if looks_like_video or missing else "skip",
+                          reason, overrides=overrides)
     return SourceFile(path, output, "video", frames=info.frame_count_estimate,
                       seconds=info.duration, overrides=overrides)
 
@@ -178,19 +234,29 @@ def _is_still(container: av.container.InputContainer) -> bool:
 
 
 def _refuse_shared_outputs(files: list[SourceFile]) -> list[SourceFile]:
-    """Fail the later of two sources that would write the same output (clip.mp4 and clip.mov
-    in one folder both become clip.mkv): one would silently replace the other."""
-    taken: dict[Path, Path] = {}
+    """Refuse the later of two rows that would write the same output, one silently replacing
+    the other: two sources (clip.mp4 and clip.mov in one folder both become clip.mkv), or
+    one file listed again with other options."""
+    taken: dict[Path, SourceFile] = {}
     checked = []
     for f in files:
         if f.verdict == "video":
-            first = taken.setdefault(f.output, f.path)
-            if first != f.path:
-                f = SourceFile(f.path, f.output, "fail",
-                               f"its output {f.output} is also that of {first}; rename one",
-                               overrides=f.overrides)
+            first = taken.setdefault(f.output, f)
+            if first.path != f.path:
+                f = replace(f, verdict="conflict",
+                            reason=f"its output {f.output} is also that of {first.path};"
+                                   " rename one")
+            elif first is not f:
+                f = replace(f, verdict="conflict", reason=(
+                    f"listed again with other options ({_options(f.overrides)}) than on line"
+                    f" {first.line} ({_options(first.overrides)}); both would write"
+                    f" {f.output}: list it once, or run the other in another OUT_DIR"))
         checked.append(f)
     return checked
+
+
+def _options(overrides: Mapping[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in overrides.items()) or "the command's"
 
 
 def one_line(exc: BaseException, path: Path | None = None) -> str:
