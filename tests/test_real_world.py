@@ -280,6 +280,17 @@ def test_what_cannot_be_written_is_refused_before_any_work(clip, tmp_path, name,
     assert list(tmp_path.iterdir()) == [src]
 
 
+def test_a_stream_the_container_refuses_is_dropped_with_the_muxers_reason(clip, tmp_path,
+                                                                          caplog):
+    # MOV lists FLAC, then refuses it in its header; the reason was "muxer returned 22".
+    src = clip("in.mkv", width=64, height=48, frames=3, audio="flac")
+    upscale(src, tmp_path / "out.mov", encode=EncodeOptions(codec="libx264"))
+    assert ("dropping stream #1 (audio, flac): mov cannot hold it: flac only supported in MP4"
+            in caplog.text)
+    with av.open(str(tmp_path / "out.mov")) as c:
+        assert [s.type for s in c.streams] == ["video"]
+
+
 @needs_ffmpeg
 @pytest.mark.parametrize("pts", [None, [0, 40, 100, 120, 200]], ids=["cfr", "vfr"])
 def test_ffmpeg_sink_takes_a_video_only_file(clip, tmp_path, pts):
