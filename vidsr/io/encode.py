@@ -202,6 +202,7 @@ class Encoder:
         self.layout = plan.layout
         self.frames_written = 0
         self._last_dts: int | None = None
+        self._stamps = FrameStamps(plan)
         try:
             self._output = self._open_output()
         except (av.FFmpegError, ValueError) as exc:
@@ -266,7 +267,7 @@ class Encoder:
         for k in range(len(batch)):
             planes = oriented([p[k] for p in batch.planes], plan.turn, plan.mirror)
             frame = planes_to_frame(planes, self.layout)
-            stamp_frame(frame, batch.pts[k], plan)
+            self._stamps.stamp(frame, batch.pts[k])
             if plan.codec_pix_fmt != self.layout.pix_fmt:
                 frame = frame.reformat(format=plan.codec_pix_fmt)
             self._mux_video(self._encode(frame))
@@ -410,3 +411,30 @@ def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:
     frame.time_base = plan.time_base
     frame.duration = plan.frame_duration
     tag_colour(frame, plan.colour)
+
+
+class FrameStamps:
+    """Stamps a sink's frames in order (:func:`stamp_frame`), keeping their pts rising.
+
+    Where the output counts in frames (AVI, y4m, raw .h264, MPEG-2: one tick a frame), two
+    frames of a variable-rate source can round to the same tick, which every encoder
+    refuses; the later one takes the next free tick instead, so no frame is lost, and the
+    run says so once.
+    """
+
+    def __init__(self, plan: OutputPlan) -> None:
+        self.plan = plan
+        self._last: int | None = None
+        self._moved = False
+
+    def stamp(self, frame: av.VideoFrame, pts: int) -> None:
+        stamp_frame(frame, pts, self.plan)
+        if self._last is not None and frame.pts <= self._last:
+            if not self._moved:
+                log.warning("%s: the source's frames come closer together than one frame of"
+                            " %.3f fps, the fixed rate of %s output; later ones move to the"
+                            " next frame slot (write .mkv or .mp4 to keep their exact times)",
+                            self.plan.path, float(self.plan.rate), self.plan.container)
+                self._moved = True
+            frame.pts = self._last + 1
+        self._last = frame.pts
