@@ -372,6 +372,18 @@ def test_a_variable_rate_source_keeps_every_frame_in_a_fixed_rate_output(clip, t
     assert "later ones move to the next frame slot" in caplog.text
 
 
+@pytest.mark.parametrize(("codec", "crf", "words"), [
+    ("libx264", 99, "--crf 99 is out of range for libx264: it takes 0 \\(best\\) to 51"),
+    ("mpeg4", 40, "--crf 40 is out of range for mpeg4: it takes 1 \\(best\\) to 31"),
+    ("libvpx-vp9", 64, "it takes 0 \\(best\\) to 63"),
+])
+def test_a_crf_out_of_the_encoders_range_is_refused(clip, tmp_path, codec, crf, words):
+    src = clip("in.mkv", width=64, height=48, frames=3)
+    with pytest.raises(OptionsError, match=words):
+        upscale(src, tmp_path / "out.mkv", encode=EncodeOptions(codec=codec, crf=crf))
+    assert list(tmp_path.iterdir()) == [src]
+
+
 @needs_ffmpeg
 @pytest.mark.parametrize("pts", [None, [0, 40, 100, 120, 200]], ids=["cfr", "vfr"])
 def test_ffmpeg_sink_takes_a_video_only_file(clip, tmp_path, pts):

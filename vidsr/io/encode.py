@@ -98,6 +98,8 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[s
     encoders that can code them), so no reader takes the output for progressive.
     """
     codec, crf, preset = options.codec, options.crf, options.preset
+    if crf is not None:
+        check_crf(codec, crf)
     opts: dict[str, str] = {}
     if codec in ("libx264", "libx264rgb", "libx265"):
         if crf is not None:
@@ -153,6 +155,21 @@ _DEFAULT_VP9_CRF = 31
 _DEFAULT_VP9_CPU_USED = 4
 # Encoders that code interlaced pictures as fields when asked with +ildct.
 _FIELD_CODECS = frozenset({"libx264", "mpeg2video", "mpeg4", "mpeg1video"})
+
+
+# The --crf each encoder takes, best to worst (the MPEG quantiser for _QSCALE_CODECS); they
+# clamp a value outside it without a word.
+_CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51),
+               "libsvtav1": (1, 63), "libvpx-vp9": (0, 63),
+               **dict.fromkeys(_QSCALE_CODECS, (1, 31))}
+
+
+def check_crf(codec: str | None, crf: int) -> None:
+    """Refuse a ``crf`` outside what ``codec`` takes (see ``_CRF_RANGES``)."""
+    best, worst = _CRF_RANGES.get(codec or "", (crf, crf))
+    if not best <= crf <= worst:
+        raise OptionsError(f"--crf {crf} is out of range for {codec}: it takes {best} (best)"
+                           f" to {worst}")
 
 
 def constant_quantiser(q: int) -> dict[str, str]:
