@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from clipgen import content_planes
 
-from vidsr.errors import DecodeError, OptionsError
+from vidsr.errors import DecodeError, InputError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
@@ -370,6 +370,15 @@ def test_a_variable_rate_source_keeps_every_frame_in_a_fixed_rate_output(clip, t
         expected.append(last)
     assert slots == expected
     assert "later ones move to the next frame slot" in caplog.text
+
+
+def test_a_source_without_frames_is_refused_and_nothing_is_written(tmp_path):
+    src = tmp_path / "zero.y4m"
+    src.write_bytes(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
+    for name in ("out.mp4", "out.mkv"):
+        with pytest.raises(InputError, match=r"zero\.y4m: has no frames"):
+            upscale(src, tmp_path / name, encode=EncodeOptions())
+    assert list(tmp_path.iterdir()) == [src]
 
 
 @pytest.mark.parametrize(("codec", "crf", "words"), [
