@@ -297,7 +297,9 @@ def test_a_stream_the_container_refuses_is_dropped_with_the_muxers_reason(clip, 
                                                                           caplog):
     # MOV lists FLAC, then refuses it in its header; the reason was "muxer returned 22".
     src = clip("in.mkv", width=64, height=48, frames=3, audio="flac")
+    level = av.logging.get_level()
     upscale(src, tmp_path / "out.mov", encode=EncodeOptions(codec="libx264"))
+    assert av.logging.get_level() == level  # FFmpeg's log is back as it was
     assert ("dropping stream #1 (audio, flac): mov cannot hold it: flac only supported in MP4"
             in caplog.text)
     with av.open(str(tmp_path / "out.mov")) as c:
