@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from clipgen import content_planes
 
-from vidsr.errors import DecodeError, OptionsError
+from vidsr.errors import DecodeError, InputError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode import EncodeOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
@@ -268,15 +269,129 @@ def test_the_default_codec_follows_the_container(clip, tmp_path, ext, codec):
 
 
 @pytest.mark.parametrize(("name", "codec", "words"), [
-    ("out.avi", "libx265", "avi files cannot hold libx265"),
+    ("out.avi", "libx265", r"out\.avi: avi files cannot hold libx265"),
     ("out.png", None, "still-image format"),
-    ("out.mkv", "libx264", "no option 'nonsense'"),
+    ("out.mkv", "libx264", "option 'nonsense'"),
+    # MPEG-TS wrote FFV1 as a data stream no reader decodes.
+    ("out.ts", "ffv1", r"out\.ts: mpegts files cannot hold ffv1 video"),
+    ("out.y4m", "libx264", r"out\.y4m: yuv4mpegpipe files cannot hold h264 video"),
+    # The muxer's own reason, not a bare "Invalid argument".
+    ("out.mov", "libvpx-vp9", r"out\.mov: mov files cannot take libvpx-vp9 video: vp9 only"
+                              " supported in MP4"),
 ])
-def test_what_cannot_be_written_is_refused_before_any_work(clip, tmp_path, name, codec, words):
+@pytest.mark.parametrize("sink", ["pyav", "ffmpeg"])
+def test_what_cannot_be_written_is_refused_before_any_work(clip, tmp_path, name, codec, words,
+                                                           sink):
+    if sink == "ffmpeg" and shutil.which("ffmpeg") is None:
+        pytest.skip("needs a system ffmpeg (apt-get install ffmpeg)")
     src = clip("in.mkv", width=64, height=48, frames=3)
     opts = (("nonsense", "1"),) if "nonsense" in words else ()
     with pytest.raises(OptionsError, match=words):
-        upscale(src, tmp_path / name, encode=EncodeOptions(codec=codec, encoder_opts=opts))
+        upscale(src, tmp_path / name, encode=EncodeOptions(codec=codec, encoder_opts=opts),
+                transcode=TranscodeOptions(progress=False,
+                                           ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_a_stream_the_container_refuses_is_dropped_with_the_muxers_reason(clip, tmp_path,
+                                                                          caplog):
+    # MOV lists FLAC, then refuses it in its header; the reason was "muxer returned 22".
+    src = clip("in.mkv", width=64, height=48, frames=3, audio="flac")
+    level = av.logging.get_level()
+    upscale(src, tmp_path / "out.mov", encode=EncodeOptions(codec="libx264"))
+    assert av.logging.get_level() == level  # FFmpeg's log is back as it was
+    assert ("dropping stream #1 (audio, flac): mov cannot hold it: flac only supported in MP4"
+            in caplog.text)
+    with av.open(str(tmp_path / "out.mov")) as c:
+        assert [s.type for s in c.streams] == ["video"]
+
+
+def ffprobe_video(path: Path) -> dict[str, str]:
+    """What Debian's ffprobe sees of the first video stream (frames decoded and counted)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                          "-show_entries", "stream=codec_name,r_frame_rate,nb_read_frames",
+                          "-of", "default=noprint_wrappers=1", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("sink", ["pyav", "ffmpeg"])
+@pytest.mark.parametrize(("name", "codec", "written"), [
+    ("out.avi", None, "mpeg4"),  # AVI: one slot a frame, the rate in its header
+    ("out.h264", None, "h264"),  # a raw stream: the VUI's tick is all the timing there is
+    ("out.y4m", None, "rawvideo"),  # the rate in the y4m header
+    ("out.mxf", None, "mpeg2video"),  # MXF's edit rate
+    ("out.ogv", "libtheora", "theora"),  # Theora counts frames in its granule positions
+])
+def test_outputs_that_count_in_frames_get_one_tick_a_frame(clip, tmp_path, sink, name, codec,
+                                                           written):
+    # The source counts in 1/12800 s, as x264 in MP4 does; written as is, readers saw 12800
+    # or 600 fps, and Ogg/Theora kept one frame of ten.
+    if codec == "libtheora" and sink == "pyav":
+        pytest.skip("the bundled FFmpeg has no Theora encoder")
+    src = clip("in.mp4", width=64, height=48, frames=10, time_base=Fraction(1, 12800),
+               content="moving")
+    dst = tmp_path / name
+    upscale(src, dst, encode=EncodeOptions(codec=codec),
+            transcode=TranscodeOptions(progress=False,
+                                       ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+    assert ffprobe_video(dst) == {"codec_name": written, "r_frame_rate": "25/1",
+                                  "nb_read_frames": "10"}
+    if name == "out.avi":  # one slot a frame: vidsr reads its own AVI back, every frame
+        with av.open(str(dst)) as c:
+            assert c.streams.video[0].frames == 10
+        again = tmp_path / "again.mkv"
+        upscale(dst, again)
+        assert video_times(again) == pytest.approx([i / 25 for i in range(10)], abs=1e-3)
+
+
+@pytest.mark.parametrize("sink", ["pyav", "ffmpeg"])
+def test_a_variable_rate_source_keeps_every_frame_in_a_fixed_rate_output(clip, tmp_path, sink,
+                                                                         caplog):
+    if sink == "ffmpeg" and shutil.which("ffmpeg") is None:
+        pytest.skip("needs a system ffmpeg (apt-get install ffmpeg)")
+    # 10 and 5 ms apart in places: at the output's one tick a frame they would share a tick,
+    # which the encoder refuses in the middle of the run.
+    pts = [0, 40, 50, 60, 100, 140, 150, 200, 240, 245, 300, 340]
+    src = clip("vfr.mp4", width=64, height=48, pts=pts, content="moving")
+    dst = tmp_path / "out.avi"
+    upscale(src, dst, encode=EncodeOptions(codec="mpeg4"),
+            transcode=TranscodeOptions(progress=False,
+                                       ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+    with av.open(str(dst)) as c:
+        stream = c.streams.video[0]
+        tick = stream.time_base
+        slots = [f.pts for f in c.decode(stream)]
+    assert len(slots) == len(pts)
+    assert slots == sorted(set(slots))
+    # Each frame in the slot its time rounds to, or the first free one after.
+    expected, last = [], -1
+    for t in pts:
+        last = max(round(Fraction(t, 1000) / tick), last + 1)
+        expected.append(last)
+    assert slots == expected
+    assert "later ones move to the next frame slot" in caplog.text
+
+
+def test_a_source_without_frames_is_refused_and_nothing_is_written(tmp_path):
+    src = tmp_path / "zero.y4m"
+    src.write_bytes(b"YUV4MPEG2 W64 H48 F25:1 Ip A1:1 C420jpeg\n")
+    for name in ("out.mp4", "out.mkv"):
+        with pytest.raises(InputError, match=r"zero\.y4m: has no frames"):
+            upscale(src, tmp_path / name, encode=EncodeOptions())
+    assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize(("codec", "crf", "words"), [
+    ("libx264", 99, "--crf 99 is out of range for libx264: it takes 0 \\(best\\) to 51"),
+    ("mpeg4", 40, "--crf 40 is out of range for mpeg4: it takes 1 \\(best\\) to 31"),
+    ("libvpx-vp9", 64, "it takes 0 \\(best\\) to 63"),
+])
+def test_a_crf_out_of_the_encoders_range_is_refused(clip, tmp_path, codec, crf, words):
+    src = clip("in.mkv", width=64, height=48, frames=3)
+    with pytest.raises(OptionsError, match=words):
+        upscale(src, tmp_path / "out.mkv", encode=EncodeOptions(codec=codec, crf=crf))
     assert list(tmp_path.iterdir()) == [src]
 
 

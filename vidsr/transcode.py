@@ -18,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from vidsr.engine import Engine
-from vidsr.errors import VidsrError
+from vidsr.errors import InputError, VidsrError
 from vidsr.io.decode import Decoder, open_source
 from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
 from vidsr.io.encode import EncodeOptions
@@ -193,6 +193,10 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
                 written, timing = stream_through(runner, decoder, sink, plan,
                                                  depth=options.queue_depth,
                                                  on_write=heard_by(bar.update, options.on_frames))
+                if not written:
+                    # Inside the stack: the sink is abandoned, not finished into a file with
+                    # no video (MP4) or one no reader opens (Matroska).
+                    raise InputError(f"{plan.source.path}: has no frames; nothing written")
                 skipped = decoder.skipped
             publish(tmp, dst, options.overwrite)
         except VidsrError as exc:

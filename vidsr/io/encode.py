@@ -98,6 +98,8 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[s
     encoders that can code them), so no reader takes the output for progressive.
     """
     codec, crf, preset = options.codec, options.crf, options.preset
+    if crf is not None:
+        check_crf(codec, crf)
     opts: dict[str, str] = {}
     if codec in ("libx264", "libx264rgb", "libx265"):
         if crf is not None:
@@ -155,6 +157,21 @@ _DEFAULT_VP9_CPU_USED = 4
 _FIELD_CODECS = frozenset({"libx264", "mpeg2video", "mpeg4", "mpeg1video"})
 
 
+# The --crf each encoder takes, best to worst (the MPEG quantiser for _QSCALE_CODECS); they
+# clamp a value outside it without a word.
+_CRF_RANGES = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51),
+               "libsvtav1": (1, 63), "libvpx-vp9": (0, 63),
+               **dict.fromkeys(_QSCALE_CODECS, (1, 31))}
+
+
+def check_crf(codec: str | None, crf: int) -> None:
+    """Refuse a ``crf`` outside what ``codec`` takes (see ``_CRF_RANGES``)."""
+    best, worst = _CRF_RANGES.get(codec or "", (crf, crf))
+    if not best <= crf <= worst:
+        raise OptionsError(f"--crf {crf} is out of range for {codec}: it takes {best} (best)"
+                           f" to {worst}")
+
+
 def constant_quantiser(q: int) -> dict[str, str]:
     """Codec options that code every frame at quantiser ``q`` (1 best .. 31), as ``-q:v q``.
 
@@ -202,6 +219,7 @@ class Encoder:
         self.layout = plan.layout
         self.frames_written = 0
         self._last_dts: int | None = None
+        self._stamps = FrameStamps(plan)
         try:
             self._output = self._open_output()
         except (av.FFmpegError, ValueError) as exc:
@@ -266,7 +284,7 @@ class Encoder:
         for k in range(len(batch)):
             planes = oriented([p[k] for p in batch.planes], plan.turn, plan.mirror)
             frame = planes_to_frame(planes, self.layout)
-            stamp_frame(frame, batch.pts[k], plan)
+            self._stamps.stamp(frame, batch.pts[k])
             if plan.codec_pix_fmt != self.layout.pix_fmt:
                 frame = frame.reformat(format=plan.codec_pix_fmt)
             self._mux_video(self._encode(frame))
@@ -410,3 +428,30 @@ def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:
     frame.time_base = plan.time_base
     frame.duration = plan.frame_duration
     tag_colour(frame, plan.colour)
+
+
+class FrameStamps:
+    """Stamps a sink's frames in order (:func:`stamp_frame`), keeping their pts rising.
+
+    Where the output counts in frames (AVI, y4m, raw .h264, MPEG-2: one tick a frame), two
+    frames of a variable-rate source can round to the same tick, which every encoder
+    refuses; the later one takes the next free tick instead, so no frame is lost, and the
+    run says so once.
+    """
+
+    def __init__(self, plan: OutputPlan) -> None:
+        self.plan = plan
+        self._last: int | None = None
+        self._moved = False
+
+    def stamp(self, frame: av.VideoFrame, pts: int) -> None:
+        stamp_frame(frame, pts, self.plan)
+        if self._last is not None and frame.pts <= self._last:
+            if not self._moved:
+                log.warning("%s: the source's frames come closer together than one frame of"
+                            " %.3f fps, the fixed rate of %s output; later ones move to the"
+                            " next frame slot (write .mkv or .mp4 to keep their exact times)",
+                            self.plan.path, float(self.plan.rate), self.plan.container)
+                self._moved = True
+            frame.pts = self._last + 1
+        self._last = frame.pts

@@ -22,7 +22,7 @@ import av
 from vidsr.errors import EncodeError, OptionsError
 from vidsr.io.child import killed_with_parent
 from vidsr.io.colour import ColourSpec
-from vidsr.io.encode import oriented, stamp_frame
+from vidsr.io.encode import FrameStamps, oriented
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import OutputPlan
 from vidsr.io.pixfmt import planes_to_frame
@@ -87,6 +87,7 @@ class FFmpegEncoder:
         self.path = Path(path)
         self.plan = plan
         self.layout = plan.layout
+        self._stamps = FrameStamps(plan)
         self._stderr = tempfile.TemporaryFile()
         command = ffmpeg_command(plan, self.path, source)
         log.debug("ffmpeg command: %s", " ".join(command))
@@ -114,7 +115,7 @@ class FFmpegEncoder:
             for k in range(len(batch)):
                 planes = oriented([p[k] for p in batch.planes], self.plan.turn, self.plan.mirror)
                 frame = planes_to_frame(planes, self.layout)
-                stamp_frame(frame, batch.pts[k], self.plan)
+                self._stamps.stamp(frame, batch.pts[k])
                 for packet in self._stream.encode(frame):
                     self._container.mux(packet)
         except (BrokenPipeError, av.FFmpegError, OSError) as exc:

@@ -34,6 +34,7 @@ from vidsr.io.encode import (
     encoder_formats,
     unknown_encoder_options,
 )
+from vidsr.io.ffmpeg_log import ffmpeg_reasons, reason
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.passthrough import StreamCopy, plan_stream_copies
 from vidsr.io.pixfmt import nearest_format, source_format
@@ -52,10 +53,23 @@ DEFAULT_CODECS = {
     "dvd": "mpeg2video",
     "svcd": "mpeg2video",
     "mxf": "mpeg2video",
+    "yuv4mpegpipe": "wrapped_avframe",  # y4m holds uncompressed pictures only
 }
 FALLBACK_CODEC = "libx264"
 # Muxers that write still images, not a video file.
 _IMAGE_MUXERS = frozenset({"image2", "apng", "gif", "webp"})
+# The video codecs a muxer's files can carry, where FFmpeg's muxer lets any codec through:
+# MPEG-TS writes one without a stream type as an opaque data stream that no reader decodes,
+# and y4m takes raw pictures only.
+_MUXER_VIDEO_CODECS = {
+    "mpegts": frozenset({"mpeg1video", "mpeg2video", "mpeg4", "h264", "hevc", "vvc", "cavs",
+                         "avs2", "avs3", "dirac", "vc1"}),
+    "yuv4mpegpipe": frozenset({"rawvideo", "wrapped_avframe"}),
+}
+# Codecs that count in frames whatever the container: Theora's granule positions.
+_FRAME_COUNTING_CODECS = frozenset({"theora"})
+_AVFMT_NOTIMESTAMPS = 0x0080
+_AVFMT_VARIABLE_FPS = 0x0400
 
 
 @dataclass(frozen=True)
@@ -129,7 +143,9 @@ def plan_output(
         written_codec = check_encoder(ffmpeg, codec)
         formats = list(encoder_pixel_formats(ffmpeg, codec))
     else:
-        written_codec, formats = codec, encoder_formats(codec)
+        formats = encoder_formats(codec)
+        written_codec = av.Codec(codec, "w").canonical_name
+    check_container_holds(path, muxer, written_codec)
     layout = choose_output_layout(codec, source.layout, encode.pix_fmt, formats)
     codec_pix_fmt = encode.pix_fmt or (
         layout.pix_fmt if not formats or layout.pix_fmt in formats
@@ -157,7 +173,8 @@ def plan_output(
             raise OptionsError(f"{codec} has no option {', '.join(map(repr, unknown))}"
                                f" (see `ffmpeg -h encoder={codec}`)")
         time_base, rate = _encoder_timing(path, muxer, codec, width, height, codec_pix_fmt,
-                                          source.time_base, rate, options)
+                                          source.time_base, rate, options,
+                                          framed=counts_frames(muxer, written_codec))
         if sar != 1 and not stores_sample_aspect(muxer, codec, codec_pix_fmt,
                                                  tuple(options.items())):
             log.warning("%s: %s in %s, written by the bundled FFmpeg, cannot store the pixel"
@@ -167,8 +184,8 @@ def plan_output(
     else:
         # The container's codec list is the same in every FFmpeg: ask it with the bundled
         # encoder of the same codec, then let the system ffmpeg try the rest itself.
-        time_base, rate = _ffmpeg_timing(muxer, written_codec, width, height, codec_pix_fmt,
-                                         source.time_base, rate)
+        time_base, rate = _ffmpeg_timing(path, muxer, written_codec, width, height,
+                                         codec_pix_fmt, source.time_base, rate)
         trial_encode(ffmpeg, encoder=codec, muxer=muxer, width=width, height=height,
                      pix_fmt=codec_pix_fmt, rate=rate, options=tuple(options.items()))
     video = container.streams[source.stream_index]
@@ -236,69 +253,124 @@ def _check_turnable(layout: PlaneLayout, turn: int) -> None:
             " subsampling; add --pix-fmt yuv420p or yuv444p")
 
 
+def counts_frames(muxer: str, codec: str) -> bool:
+    """Whether a ``codec`` stream in a ``muxer`` file counts in frames, so that its time base
+    must be one tick a frame: where the muxer keeps no timestamps (raw .h264, MXF: the
+    bitstream's VUI or the edit rate is all the timing a reader gets), where FFmpeg does not
+    mark it for variable frame rates (AVI's slots, the rate in a y4m or Ogg header: ffmpeg
+    itself writes these at a constant rate), and for codecs that count frames themselves."""
+    flags = av.ContainerFormat(muxer, "w").flags
+    return (bool(flags & _AVFMT_NOTIMESTAMPS) or not flags & _AVFMT_VARIABLE_FPS
+            or codec in _FRAME_COUNTING_CODECS)
+
+
+def check_container_holds(path: Path, muxer: str, codec: str) -> None:
+    """Refuse a ``codec`` (the codec written, e.g. h264) that a ``muxer`` file would hold
+    unreadably, where FFmpeg's muxer does not refuse it itself (see ``_MUXER_VIDEO_CODECS``);
+    the muxers' own codec lists are asked when the encoder is opened (:func:`_open_refusal`)."""
+    holds = _MUXER_VIDEO_CODECS.get(muxer)
+    if holds is not None and codec not in holds:
+        raise ContainerRefusal(f"{path}: {muxer} files cannot hold {codec} video (it holds"
+                               f" {', '.join(sorted(holds))}); choose another --codec or"
+                               " output extension")
+
+
 def _encoder_timing(
     path: Path, muxer: str, codec: str, width: int, height: int, pix_fmt: str,
-    time_base: Fraction, rate: Fraction, options: dict[str, str],
+    time_base: Fraction, rate: Fraction, options: dict[str, str], *, framed: bool,
 ) -> tuple[Fraction, Fraction]:
     """The time base and frame rate ``codec`` opens with in ``muxer``: the source's time base
     where it takes it (every pts kept exactly), else one frame per tick at the nearest rate
-    the codec can store (MPEG-1/2, H.263, DV count in frames)."""
-    refusal = _open_refusal(muxer, codec, width, height, pix_fmt, time_base, rate, options)
-    if refusal is None:
+    the codec can store (MPEG-1/2, H.263, DV count in frames). ``framed``: the output counts
+    in frames (:func:`counts_frames`), so only one tick a frame is tried."""
+    if not framed and _open_refusal(path, muxer, codec, width, height, pix_fmt, time_base,
+                                    rate, options) is None:
         return time_base, rate
     rates = av.Codec(codec, "w").frame_rates
-    framed = min(rates, key=lambda r: abs(r - rate)) if rates else rate
-    if _open_refusal(muxer, codec, width, height, pix_fmt, 1 / framed, framed,
-                     options) is None:
-        if framed != rate:
+    framed_rate = min(rates, key=lambda r: abs(r - rate)) if rates else rate
+    refusal = _open_refusal(path, muxer, codec, width, height, pix_fmt, 1 / framed_rate,
+                            framed_rate, options)
+    if refusal is None:
+        if framed_rate != rate:
             log.warning("%s: %s cannot store %.3f fps; writing %.3f fps", path, codec,
-                        float(rate), float(framed))
-        return 1 / framed, framed
+                        float(rate), float(framed_rate))
+        return 1 / framed_rate, framed_rate
+    if refusal.by_muxer:
+        raise ContainerRefusal(f"{path}: {muxer} files cannot take {codec} video:"
+                               f" {refusal.reason}; choose another --codec or output"
+                               " extension")
     raise OptionsError(f"{path}: cannot encode {width}x{height} {pix_fmt} with {codec} in"
-                       f" {muxer}: {refusal}")
+                       f" {muxer}: {refusal.reason}")
 
 
-def _ffmpeg_timing(muxer: str, codec: str, width: int, height: int, pix_fmt: str,
+def _ffmpeg_timing(path: Path, muxer: str, codec: str, width: int, height: int, pix_fmt: str,
                    time_base: Fraction, rate: Fraction) -> tuple[Fraction, Fraction]:
     """What :func:`_encoder_timing` finds for the bundled encoder of ``codec``, if there is
-    one (for the container check and the time base); the source's timing otherwise."""
+    one (for the container check and the time base); else the source's time base, or one
+    tick a frame at the source's rate where the output counts in frames."""
+    framed = counts_frames(muxer, codec)
     try:
         bundled = av.Codec(codec, "w").name
     except (ValueError, av.FFmpegError):
-        return time_base, rate
+        return (1 / rate, rate) if framed else (time_base, rate)
     formats = encoder_formats(bundled)
     if formats and pix_fmt not in formats:
         pix_fmt = nearest_format(source_format(pix_fmt).layout, formats)
     try:
-        return _encoder_timing(Path(muxer), muxer, bundled, width, height, pix_fmt, time_base,
-                               rate, {})
+        return _encoder_timing(path, muxer, bundled, width, height, pix_fmt, time_base,
+                               rate, {}, framed=framed)
     except ContainerRefusal:
         raise
     except OptionsError:  # the system encoder may well open where the bundled one does not
-        return time_base, rate
+        return (1 / rate, rate) if framed else (time_base, rate)
 
 
 class ContainerRefusal(OptionsError):
     """The container cannot hold the codec at all."""
 
 
-def _open_refusal(muxer: str, codec: str, width: int, height: int, pix_fmt: str,
-                  time_base: Fraction, rate: Fraction, options: dict[str, str]) -> str | None:
-    """Why ``codec`` will not open for these frames in a ``muxer`` file, or None."""
-    try:
-        with av.open(io.BytesIO(), "w", format=muxer) as scratch:
-            stream = scratch.add_stream(codec, rate=rate)
+@dataclass(frozen=True)
+class _Refusal:
+    reason: str  # FFmpeg's words
+    by_muxer: bool  # the encoder opened; the container refused the stream in its header
+
+
+def _open_refusal(path: Path, muxer: str, codec: str, width: int, height: int, pix_fmt: str,
+                  time_base: Fraction, rate: Fraction, options: dict[str, str]) -> _Refusal | None:
+    """Why ``codec`` will not open for these frames in ``path``, a ``muxer`` file, or None."""
+    with ffmpeg_reasons():
+        scratch = av.open(io.BytesIO(), "w", format=muxer)
+        try:
+            try:
+                stream = scratch.add_stream(codec, rate=rate)
+            except ValueError as exc:  # the muxer's codec list (avformat_query_codec)
+                raise ContainerRefusal(f"{path}: {muxer} files cannot hold {codec} video"
+                                       f" ({exc}); choose another --codec or output"
+                                       " extension") from exc
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             stream.codec_context.time_base = time_base
             stream.time_base = time_base
             stream.codec_context.options = dict(options)
-            scratch.start_encoding()
-    except av.FFmpegError as exc:  # before ValueError: PyAV's errors are ValueErrors too
-        return exc.strerror or str(exc)
-    except ValueError as exc:  # the muxer's codec list (avformat_query_codec)
-        raise ContainerRefusal(f"{muxer} files cannot hold {codec} video ({exc}); choose"
-                               " another --codec or output extension") from exc
+            try:
+                stream.codec_context.open()
+            except av.FFmpegError as exc:
+                return _Refusal(reason(exc), by_muxer=False)
+            try:
+                scratch.start_encoding()
+            except av.FFmpegError as exc:
+                return _Refusal(reason(exc), by_muxer=True)
+        finally:
+            _discard(scratch)
     return None
+
+
+def _discard(scratch: av.container.OutputContainer) -> None:
+    """Close a scratch output. No frame was written to it: what the muxer says of an empty
+    file (MXF refuses to end one) is no reason to refuse the output."""
+    try:
+        scratch.close()
+    except av.FFmpegError as exc:
+        log.debug("closing a scratch %s output: %s", scratch.format.name, exc)
 
 
 @functools.cache

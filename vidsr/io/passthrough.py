@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import av.container
 
+from vidsr.io.ffmpeg_log import ffmpeg_reasons, reason
 from vidsr.io.probe import StreamSummary, open_input
 
 log = logging.getLogger("vidsr")
@@ -36,11 +37,13 @@ def header_refusal(stream: av.stream.Stream, format_name: str) -> str | None:
     list of codecs is not enough (MOV lists FLAC, then refuses it at the header).
     """
     try:
-        with av.open(io.BytesIO(), "w", format=format_name) as scratch:
+        with ffmpeg_reasons(), av.open(io.BytesIO(), "w", format=format_name) as scratch:
             scratch.add_stream_from_template(stream)
             scratch.start_encoding()
-    except (av.FFmpegError, ValueError) as exc:
-        return str(exc).replace("'<none>' returned", "muxer returned")
+    except av.FFmpegError as exc:  # before ValueError: PyAV's errors are ValueErrors too
+        return reason(exc)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
