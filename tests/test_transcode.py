@@ -254,6 +254,28 @@ def test_failure_midway_leaves_no_file(clip, tmp_path):
     assert list(tmp_path.iterdir()) == [src]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_weights_that_give_no_picture_fail_naming_the_frame_and_write_nothing(clip, tmp_path,
+                                                                              precision):
+    # D13: compact's weights times 1e30 load (every tensor finite) and give NaN frames,
+    # which were written as flat green, exit 0.
+    from vidsr.models import load_model
+    from vidsr.weights_file import save_state_dict
+
+    src = clip("in.mkv", width=32, height=24, frames=3)
+    weights = tmp_path / "huge_vals.safetensors"
+    state = load_model("compact", scale=2).module.state_dict()
+    save_state_dict(weights, {key: value * 1e30 for key, value in state.items()})
+    with pytest.raises(ModelError) as caught:
+        upscale_video(src, tmp_path / "out.mkv", model=str(weights),
+                      engine=EngineOptions(device="cpu", precision=precision, batch_size=1),
+                      options=QUIET)
+    assert str(caught.value) == (
+        "the model gave non-finite or out-of-range values (NaN, Inf or past ±16) on frame 0"
+        + (", in fp32 too" if precision == "bf16" else "") + "; the weights look damaged")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge_vals.safetensors", "in.mkv"]
+
+
 def test_missing_input(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         upscale_video(tmp_path / "nope.mp4", tmp_path / "out.mp4", model="nearest", scale=2)

@@ -220,13 +220,15 @@ def test_non_finite_output_is_a_one_line_error_and_the_host_lives_on(core):
     clip = clip_of(core, vs.RGBS, [data[:, c] for c in range(3)])
     model = load_model("compact", scale=2)
     bad = replace(model, module=_poisoned_copy(model.module))
-    up = vsvidsr.upscale(clip, bad, device="cpu", precision="fp32")
+    up = vsvidsr.upscale(clip, bad, device="cpu", precision="fp32", batch_size=1)
     for n in (0, 3):
         with pytest.raises(vs.Error) as caught:
             up.get_frame(n)
         last = str(caught.value).strip().splitlines()[-1]
-        assert last.endswith(f"vsvidsr: the model gave non-finite values (NaN or Inf) on frame"
-                             f" {n}, in fp32 too")
+        # The engine's own check (the transcoder's too), naming the batch's frames.
+        assert last.endswith(f"vsvidsr: frame {n}: the model gave non-finite or out-of-range"
+                             f" values (NaN, Inf or past ±16) on frame {n}; the weights look"
+                             " damaged")
     # The same process still upscales with a good model.
     good = vsvidsr.upscale(clip, model, device="cpu", precision="fp32")
     assert np.isfinite(np.asarray(good.get_frame(3)[0])).all()
