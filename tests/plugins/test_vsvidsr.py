@@ -313,7 +313,11 @@ def test_a_preset_gives_the_model_and_engine_options_and_arguments_override_it(c
         vsvidsr.upscale(clip, preset="vhs")
     bad = tmp_path / "bad.toml"
     bad.write_text('[options]\nprecision = "fp8"\n')
-    with pytest.raises(vs.Error, match=r"bad\.toml: argument --precision: invalid choice"):
+    with pytest.raises(vs.Error, match=r"bad\.toml: precision = fp8: invalid choice"):
+        vsvidsr.upscale(clip, preset=bad)
+    # Not "left to the script": a preset that asks to run code is refused, naming the key.
+    bad.write_text('[options]\nmodel = "nearest"\nallow-unsafe-weights = true\n')
+    with pytest.raises(vs.Error, match=r"bad\.toml: a preset may not set 'allow-unsafe-weights'"):
         vsvidsr.upscale(clip, preset=bad)
     # The filters' engines end with their clips (the engine tests count the threads left).
     import gc

@@ -306,7 +306,6 @@ _FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "b
 def _preset_values(preset: str | Path) -> dict[str, Any]:
     """A preset's filter options, checked by `vidsr`'s own option parser."""
     from vidsr.cli import options_parser
-    from vidsr.errors import OptionsError
     from vidsr.run_presets import RunPreset, load_preset, preset_arguments
 
     found = load_preset(preset)
@@ -315,11 +314,9 @@ def _preset_values(preset: str | Path) -> dict[str, Any]:
     if left:
         log.info("vsvidsr: preset %s: %s left to the script", found.name, ", ".join(left))
     parser = options_parser("vsvidsr.upscale", "compact")
+    # Each value is checked there, naming the file and the key.
     words = preset_arguments(RunPreset(found.name, found.path, found.description, kept), parser)
-    try:
-        args = parser.parse_args(words)
-    except OptionsError as exc:
-        raise OptionsError(f"{found.path}: {exc}") from None
+    args = parser.parse_args(words)
     return {"model": args.model, "scale": args.scale, "weights": args.weights,
             "device": args.device, "precision": args.precision,
             "batch_size": args.batch_size, "tile": args.tile or None,
