@@ -200,8 +200,10 @@ def test_existing_output_is_never_clobbered_without_overwrite(clip, tmp_path):
     src = clip("in.mkv", frames=2)
     dst = tmp_path / "out.mkv"
     dst.write_bytes(b"precious")
-    with pytest.raises(OutputError, match="already exists"):
+    with pytest.raises(OutputError) as caught:
         upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    # Python's spelling here; the vidsr command says --overwrite (test_cli).
+    assert str(caught.value) == f"{dst}: already exists (use overwrite=True to replace it)"
     assert dst.read_bytes() == b"precious"
     upscale_video(src, dst, model="nearest", scale=2,
                   options=TranscodeOptions(progress=False, overwrite=True))

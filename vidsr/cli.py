@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from vidsr.errors import Cancelled, OptionsError, VidsrError
+from vidsr.errors import Cancelled, OptionsError, VidsrError, command_line_spelling
 
 if TYPE_CHECKING:
     from vidsr.batch import FileRun
@@ -790,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(_with_preset(parser, argv))
     _configure_logging(args.debug, args.quiet)
-    with stop_signals_interrupt() as received:
+    with stop_signals_interrupt() as received, command_line_spelling():
         return _run_reporting(run, args, received)
 
 
