@@ -40,8 +40,9 @@ Forward = Callable[[torch.Tensor, bool, Flags], torch.Tensor]
 
 def usable_output(y: torch.Tensor) -> torch.Tensor:
     """Whether the network's output ``y`` is a picture: finite and within
-    ±:data:`OUTPUT_LIMIT` (NaN compares false), as a device tensor."""
-    return y.abs().le(OUTPUT_LIMIT).all()
+    ±:data:`OUTPUT_LIMIT`, as a device tensor (NaN propagates and compares false)."""
+    low, high = torch.aminmax(y)  # no copy of the output, unlike abs()
+    return (low >= -OUTPUT_LIMIT) & (high <= OUTPUT_LIMIT)
 
 
 class Pending(Protocol):
