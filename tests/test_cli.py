@@ -158,8 +158,22 @@ def test_existing_output_needs_overwrite(source, tmp_path, capsys):
     dst.write_bytes(b"keep me")
     code, err = run([str(source), str(dst), "--model", "nearest", "--scale", "2"], capsys)
     assert code == 1
-    assert_one_error_line(err, "already exists", "--overwrite")
+    assert err.splitlines()[-1] == f"vidsr: error: {dst}: already exists (use --overwrite to" \
+                                   " replace it)"
     assert dst.read_bytes() == b"keep me"
+
+
+def test_messages_name_options_as_the_reader_sets_them():
+    # Library messages name options with option(): the vidsr command's flags while it runs,
+    # Python's keywords elsewhere (the API, vsvidsr).
+    from vidsr.errors import command_line_spelling, option
+
+    assert (option("on_error", "skip"), option("overwrite")) == ("on_error='skip'",
+                                                                 "overwrite=True")
+    with command_line_spelling():
+        assert (option("on_error", "skip"), option("overwrite")) == ("--on-error skip",
+                                                                     "--overwrite")
+    assert option("on_error", "skip") == "on_error='skip'"
 
 
 def test_fp16_on_cpu_is_refused(source, tmp_path, capsys):

@@ -17,7 +17,7 @@ from torch import nn
 from vidsr.archs.spec import ArchSpec
 from vidsr.devices import is_out_of_memory, resolve_devices
 from vidsr.engine import Engine
-from vidsr.errors import Cancelled, OptionsError, OutOfMemoryError
+from vidsr.errors import Cancelled, ModelError, OptionsError, OutOfMemoryError
 from vidsr.executors.cuda_slots import staging
 from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
@@ -182,6 +182,51 @@ def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog, workers):
     assert "frames 0-1" in caplog.text
     expected = np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2)
     assert np.abs(out.planes[0].astype(int) - expected).max() <= 1
+
+
+class Gain(nn.Module):
+    """Pixel replication x2 times ``gain`` in every precision: damaged weights (NaN, Inf),
+    or weights scaled far out, whose output is finite but no picture."""
+
+    def __init__(self, gain: float) -> None:
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) * self.gain
+
+
+NO_PICTURE = pytest.mark.parametrize("gain", [float("nan"), float("inf"), 1000.0],
+                                     ids=["nan", "inf", "finite but out of range"])
+
+
+@NO_PICTURE
+@pytest.mark.parametrize("executor", ["sync", "cpu-workers", "cuda-slots"])
+def test_fp32_output_that_is_no_picture_fails_naming_the_frames(gain, executor):
+    batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(3)]
+    options = EngineOptions(device="cpu", precision="fp32", executor=executor, cpu_workers=2)
+    with Engine.for_model(_sr_model(Gain(gain), space="y"), options) as engine, \
+            pytest.raises(ModelError) as caught:
+        run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))],
+                     lambda batch: None)
+    assert str(caught.value) == ("the model gave non-finite or out-of-range values (NaN, Inf"
+                                 " or past ±16) on frames 0-1; the weights look damaged")
+
+
+@NO_PICTURE
+def test_bf16_output_that_is_no_picture_in_fp32_either_fails_after_the_redo(gain, caplog):
+    engine = Engine.for_model(_sr_model(Gain(gain)), EngineOptions(device="cpu",
+                                                                   precision="bf16"))
+    with caplog.at_level(logging.WARNING, logger="vidsr"), \
+            pytest.raises(ModelError, match=r"on a batch of 3, in fp32 too;"):
+        engine.run_network(_frames(3))
+    assert "bfloat16 gave non-finite or out-of-range values on a batch of 3" in caplog.text
+
+
+def test_a_network_that_overshoots_like_a_real_one_is_kept():
+    out = Engine.for_model(_sr_model(Gain(15.0)), EngineOptions(device="cpu")).run_network(
+        torch.ones(1, 3, 4, 4))
+    assert out.max().item() == 15.0
 
 
 def test_fp16_on_the_cpu_is_refused():

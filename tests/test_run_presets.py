@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vidsr.cli import main, upscale_parser
+from vidsr.cli import main, options_parser, upscale_parser
 from vidsr.errors import OptionsError
 from vidsr.run_presets import bundled_presets, load_preset, preset_arguments
 
@@ -14,14 +14,14 @@ from vidsr.run_presets import bundled_presets, load_preset, preset_arguments
 def test_every_bundled_preset_parses_as_vidsr_options():
     presets = {p.name: p for p in bundled_presets()}
     assert set(presets) == {"anime", "archival-sd", "fast-preview", "film"}
-    parser = upscale_parser()
+    parser, check = upscale_parser(), options_parser("vidsr", "compact")
     for preset in presets.values():
-        args = parser.parse_args([*preset_arguments(preset, parser), "in.mp4", "out.mkv"])
+        args = parser.parse_args([*preset_arguments(preset, check), "in.mp4", "out.mkv"])
         assert args.model == preset.options["model"]
-    archival = parser.parse_args([*preset_arguments(presets["archival-sd"], parser), "a", "b"])
+    archival = parser.parse_args([*preset_arguments(presets["archival-sd"], check), "a", "b"])
     assert (archival.square_pixels, archival.height, archival.codec, archival.pix_fmt) == (
         True, 1080, "libx265", "yuv420p10le")
-    film = parser.parse_args([*preset_arguments(presets["film"], parser), "a", "b"])
+    film = parser.parse_args([*preset_arguments(presets["film"], check), "a", "b"])
     assert film.encoder_opt == [("tune", "grain")]
 
 
@@ -42,22 +42,38 @@ def test_a_switch_in_a_preset_can_be_turned_off(tmp_path):
     mine = tmp_path / "mine.toml"
     mine.write_text('description = "mine"\n[options]\nsquare-pixels = true\nheight = 720\n')
     parser = upscale_parser()
-    words = preset_arguments(load_preset(mine), parser)
+    words = preset_arguments(load_preset(mine), options_parser("vidsr", "compact"))
     assert parser.parse_args([*words, "a", "b"]).square_pixels is True
     assert parser.parse_args([*words, "a", "b", "--no-square-pixels"]).square_pixels is False
 
 
 @pytest.mark.parametrize(("toml", "message"), [
-    ('[options]\nsharpness = 3\n', "unknown key 'sharpness' (not an option of `vidsr`)"),
+    ('[options]\nsharpness = 3\n', "unknown key 'sharpness' (a preset sets the model, engine"
+                                   " and encoding options of `vidsr`)"),
     ('colour = "red"\n', "unknown key 'colour'"),
     ('[options]\nsquare-pixels = "yes"\n', "square-pixels must be true or false"),
     ('[options\n', "not a readable TOML preset"),
+    # A bad value names the file and the key, not only the option it stands for.
+    ('[options]\nscale = "x"\n', "bad.toml: scale = x: expected a whole number, got 'x'"),
+    ('[options]\nprecision = "fp8"\n', "bad.toml: precision = fp8: invalid choice: 'fp8'"),
+    ('[options]\nencoder-opt = ["tune"]\n',
+     "bad.toml: encoder-opt = [tune]: expected KEY=VALUE, got 'tune'"),
+    # What only a command line may say.
+    ('[options]\nffmpeg = "./evil.sh"\n', "bad.toml: a preset may not set 'ffmpeg' (it names a"
+                                          " program to run); give --ffmpeg on the command line"),
+    ('[options]\noverwrite = true\n', "bad.toml: a preset may not set 'overwrite' (it replaces"
+                                      " existing files); give --overwrite on the command line"),
+    ('[options]\nallow_unsafe_weights = true\n', "bad.toml: a preset may not set"
+     " 'allow_unsafe_weights' (it lets a weights file run code); give --allow-unsafe-weights on"
+     " the command line"),
+    ('[options]\nreport = "/tmp/x.json"\n', "bad.toml: unknown key 'report'"),
+    ('[options]\ndry-run = true\n', "bad.toml: unknown key 'dry-run'"),
 ])
 def test_bad_preset_files_are_one_error_naming_the_file(tmp_path, capsys, toml, message):
     bad = tmp_path / "bad.toml"
     bad.write_text(toml)
     with pytest.raises(OptionsError, match=str(bad).replace(".", r"\.")):
-        preset_arguments(load_preset(bad), upscale_parser())
+        preset_arguments(load_preset(bad), options_parser("vidsr", "compact"))
     with pytest.raises(SystemExit) as stop:
         main(["in.mp4", "out.mkv", "--preset", str(bad)])
     assert stop.value.code == 2
@@ -88,3 +104,30 @@ def test_vidsr_batch_takes_a_preset_for_every_file(clip, tmp_path):
                  "-q"]) == 0
     result = probe(out / "a.mkv")
     assert (result.width, result.height, result.sar) == (94, 48, 1)
+
+
+@pytest.mark.parametrize("command", [[], ["batch"]], ids=["vidsr", "vidsr batch"])
+def test_a_preset_never_runs_a_program(clip, tmp_path, capsys, command):
+    src = clip("in.mkv", width=32, height=24, frames=2)
+    ran = tmp_path / "ran"
+    evil = tmp_path / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {ran}\nexec ffmpeg \"$@\"\n")
+    evil.chmod(0o755)
+    preset = tmp_path / "shared.toml"
+    preset.write_text(f'[options]\nmodel = "nearest"\nscale = 2\nffmpeg = "{evil}"\n')
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        main([*command, str(src), str(out / "o.mkv" if not command else out), "--preset",
+              str(preset), "--no-progress"])
+    assert stop.value.code == 2
+    assert "a preset may not set 'ffmpeg'" in capsys.readouterr().err
+    assert not ran.exists() and not out.exists()
+
+
+def test_a_csv_cell_is_only_ever_a_value(clip, tmp_path, capsys):
+    src = tmp_path / "a.mkv"
+    clip("a.mkv", width=32, height=24, frames=2)
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"path,model\n{src},--ffmpeg\n")
+    assert main(["batch", str(manifest), str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "failed: unknown model '--ffmpeg'" in capsys.readouterr().err

@@ -200,8 +200,10 @@ def test_existing_output_is_never_clobbered_without_overwrite(clip, tmp_path):
     src = clip("in.mkv", frames=2)
     dst = tmp_path / "out.mkv"
     dst.write_bytes(b"precious")
-    with pytest.raises(OutputError, match="already exists"):
+    with pytest.raises(OutputError) as caught:
         upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    # Python's spelling here; the vidsr command says --overwrite (test_cli).
+    assert str(caught.value) == f"{dst}: already exists (use overwrite=True to replace it)"
     assert dst.read_bytes() == b"precious"
     upscale_video(src, dst, model="nearest", scale=2,
                   options=TranscodeOptions(progress=False, overwrite=True))
@@ -252,6 +254,28 @@ def test_failure_midway_leaves_no_file(clip, tmp_path):
         upscale_video(src, dst, model=model, engine=EngineOptions(batch_size=2),
                       options=TranscodeOptions(progress=False))
     assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_weights_that_give_no_picture_fail_naming_the_frame_and_write_nothing(clip, tmp_path,
+                                                                              precision):
+    # D13: compact's weights times 1e30 load (every tensor finite) and give NaN frames,
+    # which were written as flat green, exit 0.
+    from vidsr.models import load_model
+    from vidsr.weights_file import save_state_dict
+
+    src = clip("in.mkv", width=32, height=24, frames=3)
+    weights = tmp_path / "huge_vals.safetensors"
+    state = load_model("compact", scale=2).module.state_dict()
+    save_state_dict(weights, {key: value * 1e30 for key, value in state.items()})
+    with pytest.raises(ModelError) as caught:
+        upscale_video(src, tmp_path / "out.mkv", model=str(weights),
+                      engine=EngineOptions(device="cpu", precision=precision, batch_size=1),
+                      options=QUIET)
+    assert str(caught.value) == (
+        "the model gave non-finite or out-of-range values (NaN, Inf or past ±16) on frame 0"
+        + (", in fp32 too" if precision == "bf16" else "") + "; the weights look damaged")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge_vals.safetensors", "in.mkv"]
 
 
 def test_missing_input(tmp_path):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from vidsr.errors import Cancelled, OptionsError, VidsrError
+from vidsr.errors import Cancelled, OptionsError, VidsrError, command_line_spelling
 
 if TYPE_CHECKING:
     from vidsr.batch import FileRun
@@ -634,11 +634,12 @@ class _RaisingParser(argparse.ArgumentParser):
 
 
 def options_parser(prog: str, default_model: str | None) -> argparse.ArgumentParser:
-    """The model and run options alone, for options read from a file rather than typed (a
-    batch manifest's line, a preset in vsvidsr): a bad value raises OptionsError."""
+    """The model, run and file options alone, for options read from a file rather than
+    typed (a preset, a batch manifest's line): a bad value raises OptionsError."""
     p = _RaisingParser(prog=prog, add_help=False)
     _add_model_args(p, default_model=default_model)
     _add_run_args(p)
+    _add_file_args(p)
     return p
 
 
@@ -652,8 +653,9 @@ def _batch_file_run(args: argparse.Namespace) -> Callable[[Mapping[str, str]], F
     def file_run(overrides: Mapping[str, str]) -> FileRun:
         ns = args
         if overrides:
-            argv = [part for column, value in overrides.items()
-                    for part in (f"--{column.replace('_', '-')}", value)]
+            # One word each: a cell's value can never be read as another option.
+            argv = [f"--{column.replace('_', '-')}={value}"
+                    for column, value in overrides.items()]
             # Options already in the namespace keep their values unless overridden.
             ns = overrides_parser.parse_args(argv, namespace=copy.deepcopy(args))
         return FileRun(
@@ -788,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(_with_preset(parser, argv))
     _configure_logging(args.debug, args.quiet)
-    with stop_signals_interrupt() as received:
+    with stop_signals_interrupt() as received, command_line_spelling():
         return _run_reporting(run, args, received)
 
 
@@ -805,7 +807,8 @@ def _with_preset(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     from vidsr.run_presets import load_preset, preset_arguments
 
     try:
-        return preset_arguments(load_preset(named), parser) + argv
+        # Checked with the options a preset may set, so that a bad value names the file.
+        return preset_arguments(load_preset(named), options_parser(parser.prog, "compact")) + argv
     except OptionsError as exc:
         parser.error(str(exc))
 

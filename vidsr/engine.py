@@ -98,7 +98,8 @@ class Engine:
         """Upscale a float (N, C, h, w) batch in the model's input space, [0, 1].
 
         Returns (N, C, h*scale, w*scale) float32 on the first device, unclamped.
-        A reduced-precision result with NaN or Inf is redone in fp32.
+        A reduced-precision result with NaN, Inf or values far out of range is redone in
+        fp32; an fp32 one is a ModelError.
         """
         return self.replicas[0].run_tensor(x)
 

@@ -7,6 +7,35 @@ may catch either (as PyAV does with ``InvalidDataError(FFmpegError, ValueError)`
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+# Whether messages name options as the `vidsr` command's flags rather than as Python keyword
+# arguments; the command turns it on for its run (messages are written in worker threads
+# too, so this is the process's, not a context variable).
+_command_line_spelling = False
+
+
+@contextlib.contextmanager
+def command_line_spelling() -> Iterator[None]:
+    """While the block runs, :func:`option` writes the `vidsr` command's flags."""
+    global _command_line_spelling
+    saved, _command_line_spelling = _command_line_spelling, True
+    try:
+        yield
+    finally:
+        _command_line_spelling = saved
+
+
+def option(name: str, value: str | None = None) -> str:
+    """How a message tells the reader to set option ``name`` (its Python keyword) to
+    ``value`` (None: a switch turned on), in the reader's spelling: ``--on-error skip``
+    under the `vidsr` command, ``on_error='skip'`` from Python."""
+    if _command_line_spelling:
+        flag = "--" + name.replace("_", "-")
+        return flag if value is None else f"{flag} {value}"
+    return f"{name}={True if value is None else value!r}"
+
 
 def with_article(word: str) -> str:
     """``word`` after "a" or "an", for messages that name a kind (``an espcn``, ``a vdsr``).

@@ -4,6 +4,9 @@ A preset's ``[options]`` keys are the command's own long options without the das
 (``square-pixels = true``, ``encoder-opt = ["tune=grain"]``), so a preset says nothing a
 command line could not, and the command's own parser checks every value. The preset's
 options are placed before the command line's, which therefore overrides them.
+
+A preset is data that users share: it sets model, engine and encoding options, never a
+program to run or a safeguard to drop (:data:`COMMAND_LINE_ONLY`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from vidsr.errors import OptionsError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 _TOP_LEVEL = frozenset({"description", "options"})
+# Options a preset may not set, whoever reads it (vidsr, vidsr batch, vsvidsr), and why: a
+# shared file must not choose a program to run or take away a safeguard.
+COMMAND_LINE_ONLY = {
+    "ffmpeg": "it names a program to run",
+    "overwrite": "it replaces existing files",
+    "allow-unsafe-weights": "it lets a weights file run code",
+    "preset": "presets do not nest",
+}
 
 
 @dataclass(frozen=True)
@@ -61,13 +72,21 @@ def load_preset(name_or_path: str | Path) -> RunPreset:
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise OptionsError(f"{path}: [options] must be a table of option = value")
+    for key in options:
+        why = COMMAND_LINE_ONLY.get(key.replace("_", "-"))
+        if why is not None:
+            raise OptionsError(f"{path}: a preset may not set {key!r} ({why}); give"
+                               f" --{key.replace('_', '-')} on the command line")
     return RunPreset(path.stem, path, str(data.get("description", "")), options)
 
 
 def preset_arguments(preset: RunPreset, parser: argparse.ArgumentParser) -> list[str]:
-    """``preset``'s options as command-line words for ``parser`` (to go before the user's).
+    """``preset``'s options as command-line words (to go before the user's), each checked
+    with ``parser``: the options a preset may set, raising OptionsError on a bad value
+    (``vidsr.cli.options_parser``).
 
-    An option the command does not have is an error naming it and the file.
+    An option ``parser`` does not have, or a bad value, is an error naming the file and
+    the key.
     """
     flags = {option: action for action in parser._actions  # argparse keeps no public map
              for option in action.option_strings}
@@ -75,19 +94,27 @@ def preset_arguments(preset: RunPreset, parser: argparse.ArgumentParser) -> list
     for key, value in preset.options.items():
         flag = f"--{key.replace('_', '-')}"
         action = flags.get(flag)
-        if action is None or flag in ("--preset", "--help"):
-            raise OptionsError(f"{preset.path}: unknown key {key!r} (not an option of"
-                               f" `{parser.prog}`)")
+        if action is None or flag == "--help":
+            raise OptionsError(f"{preset.path}: unknown key {key!r} (a preset sets the model,"
+                               " engine and encoding options of `vidsr`)")
         if action.nargs == 0:  # a switch: true turns it on, false leaves it off
             if not isinstance(value, bool):
                 raise OptionsError(f"{preset.path}: {key} must be true or false, got {value!r}")
-            words += [flag] if value else []
+            given = [flag] if value else []
         else:
+            given = []
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, (dict, list)):
                     raise OptionsError(f"{preset.path}: {key} takes a value or a list of"
                                        f" values, got {item!r}")
-                words += [flag, _show(item)]
+                # One word: the value can never be read as another option.
+                given.append(f"{flag}={_show(item)}")
+        try:
+            parser.parse_args(given)
+        except OptionsError as exc:
+            reason = str(exc).removeprefix(f"argument {'/'.join(action.option_strings)}: ")
+            raise OptionsError(f"{preset.path}: {key} = {_show(value)}: {reason}") from None
+        words += given
     return words
 
 

@@ -27,7 +27,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from vidsr.errors import OutputError, UnsafeCheckpointError, WeightsError
+from vidsr.errors import OutputError, UnsafeCheckpointError, WeightsError, with_article
 
 log = logging.getLogger("vidsr")
 
@@ -73,6 +73,12 @@ def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_torch(file: Path, *, allow_unsafe: bool) -> Any:
+    # Recognised from its first bytes (and a zip's central directory) before torch reads it:
+    # torch and tarfile scan a blank or sparse file to its end, minutes for gigabytes.
+    damage = _damage(file)
+    if damage is not None:
+        raise WeightsError(f"{file}: not a weights file PyTorch or safetensors can read"
+                           f" ({damage})")
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises KeyError/RuntimeError/EOFError... for non-checkpoints
@@ -80,9 +86,8 @@ def _read_torch(file: Path, *, allow_unsafe: bool) -> Any:
         # only a file that is a checkpoint in form may be offered the unsafe flag.
         needs_code = (isinstance(error, pickle.UnpicklingError)
                       and "Weights only load failed" in str(error))
-        damage = _damage(file)
-        if damage is not None or not needs_code:
-            reason = damage or (str(error).splitlines() or [type(error).__name__])[0]
+        if not needs_code:
+            reason = (str(error).splitlines() or [type(error).__name__])[0]
             raise WeightsError(
                 f"{file}: not a weights file PyTorch or safetensors can read ({reason})"
             ) from error
@@ -103,30 +108,35 @@ _LEGACY_PICKLES = 5
 
 
 def _damage(file: Path) -> str | None:
-    """Why ``file`` is not a PyTorch file at all (junk, or cut short), or None when it is one
-    in form: a whole zip archive (torch's format), a tar archive (its oldest), or whole
-    pickles of protocol 2 or later (the legacy format, or any pickled object).
+    """Why ``file`` is not a PyTorch file vidsr reads (junk, cut short, or a kind ``weights_only``
+    cannot read), or None when it is one in form: a whole zip archive (torch's format) or
+    whole pickles of protocol 2 or later (the legacy format, or any pickled object).
 
-    Read with :mod:`pickletools`, which parses opcodes and never builds or imports anything.
+    Reads the first bytes, a zip's central directory, or the pickles up to their ends,
+    never the tensors' bytes: a huge blank file is told in a moment. Pickles are parsed
+    with :mod:`pickletools`, which never builds or imports anything.
     """
     with file.open("rb") as stream:
-        head = stream.read(4)
+        head = stream.read(tarfile.BLOCKSIZE)
         if not head:
             return "the file is empty"
         stream.seek(0)
-        if head == b"PK\x03\x04":
+        if head.startswith(b"PK\x03\x04"):
             if not zipfile.is_zipfile(stream):
                 return "a zip archive cut short or damaged"
             with zipfile.ZipFile(stream) as archive:
                 if not any(n.endswith("/data.pkl") for n in archive.namelist()):
                     return "a zip archive without the data.pkl that torch.save writes"
             return None
-        if tarfile.is_tarfile(stream):
-            return None
+        if _is_tar_header(head):
+            # torch.save's oldest format, which weights_only=True cannot read.
+            return ("a tar archive, PyTorch's oldest format, which cannot be read safely;"
+                    " load it with torch and save it again as .safetensors")
+        if not head.strip(b"\0"):
+            return f"it begins with {len(head)} zero bytes: a blank or sparse file"
         # Every torch.save writes protocol 2 or later, which starts with PROTO (0x80).
         if len(head) < 2 or head[0] != 0x80 or not 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
             return "neither a zip archive nor a pickle"
-        stream.seek(0)
         expected, read = 1, 0
         while read < expected:
             try:
@@ -138,6 +148,15 @@ def _damage(file: Path) -> str | None:
                 expected = _LEGACY_PICKLES
             read += 1
     return None
+
+
+def _is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a tar archive's first header (its checksum holds)."""
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _unsafe_message(file: Path, torch_message: str) -> str:
@@ -259,7 +278,8 @@ def _find_state_dict(loaded: Any, file: Path) -> dict[str, torch.Tensor]:
             return {k: v.detach() for k, v in loaded.items()}
         keys = ", ".join(map(str, list(loaded)[:8]))
         raise WeightsError(f"{file}: no state dict found (top-level keys: {keys})")
-    raise WeightsError(f"{file}: no state dict found (the file holds a {type(loaded).__name__})")
+    raise WeightsError(f"{file}: no state dict found (the file holds"
+                       f" {with_article(type(loaded).__name__)})")
 
 
 def _strip_data_parallel(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -235,3 +235,63 @@ def test_the_real_legacy_pickle_cut_short_is_junk(weights_dir: Path, tmp_path: P
     with pytest.raises(WeightsError, match=f"{_NOT_READABLE} \\(a pickle cut short") as error:
         read_state_dict(path)
     assert not isinstance(error.value, UnsafeCheckpointError)
+
+
+# --- huge files are told from their first bytes (D24) -------------------------------------
+
+_GIB = 1 << 30
+
+
+@pytest.mark.parametrize(("name", "head", "size", "reason"), [
+    # `truncate -s 10G huge.pth`: tarfile scanned it at 9 MB/s; minutes, then torch's advice
+    # to load with weights_only=False.
+    ("huge.pth", b"", 10 * _GIB, "it begins with 512 zero bytes: a blank or sparse file"),
+    ("m.pth", b"", 100 << 20, "it begins with 512 zero bytes: a blank or sparse file"),
+    ("zip-head.pth", b"PK\x03\x04", 10 * _GIB, "a zip archive cut short or damaged"),
+    ("pickle-head.pt", b"\x80\x02", 10 * _GIB, "a pickle cut short or damaged"),
+])
+def test_a_huge_blank_file_fails_at_once_naming_it(tmp_path: Path, name: str, head: bytes,
+                                                   size: int, reason: str) -> None:
+    import time
+
+    path = tmp_path / name
+    path.write_bytes(head)
+    os.truncate(path, size)  # sparse: no disk, but every byte reads as zero
+    for allow_unsafe in (False, True):
+        start = time.monotonic()
+        with pytest.raises(WeightsError) as error:
+            read_state_dict(path, allow_unsafe=allow_unsafe)
+        assert time.monotonic() - start < 5
+        assert str(error.value) == f"{path}: {_NOT_READABLE} ({reason})"
+
+
+def test_a_tar_checkpoint_is_refused_without_torch_advice(tmp_path: Path) -> None:
+    import tarfile
+
+    path = tmp_path / "old.pth"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as archive:
+        data = pickle.dumps({"conv.weight": [1.0]}, protocol=2)
+        member = tarfile.TarInfo("pickle")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    for allow_unsafe in (False, True):
+        with pytest.raises(WeightsError) as error:
+            read_state_dict(path, allow_unsafe=allow_unsafe)
+        assert str(error.value) == (
+            f"{path}: {_NOT_READABLE} (a tar archive, PyTorch's oldest format, which cannot be"
+            " read safely; load it with torch and save it again as .safetensors)")
+
+
+class _Exec:
+    """A pickle whose object is a call to ``exec``: never run, held by a stand-in."""
+
+    def __reduce__(self):
+        return (exec, ("raise SystemExit",))
+
+
+def test_a_file_that_holds_no_tensors_says_what_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "exec.pth"
+    torch.save(_Exec(), path)
+    with pytest.raises(WeightsError) as error:
+        read_state_dict(path, allow_unsafe=True)
+    assert str(error.value) == f"{path}: no state dict found (the file holds an exec)"

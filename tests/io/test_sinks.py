@@ -12,6 +12,7 @@ from fractions import Fraction
 
 import pytest
 
+from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.encode import EncodeOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
@@ -35,6 +36,29 @@ def ffprobe(path) -> tuple[dict, list[str]]:
     data = json.loads(out)
     times = sorted(p["pts_time"] for p in data["packets"])
     return data["streams"][0], times
+
+
+@pytest.mark.parametrize("option", ["vstats_file", "attach"])
+def test_ffmpeg_takes_only_the_encoders_options(clip, tmp_path, option):
+    # An encoder option (from a shared preset, say) must not become one of ffmpeg's own:
+    # `-vstats_file PATH` wrote that file, `-attach PATH` copied a file into the output.
+    src = clip("in.mkv", width=32, height=24, frames=2)
+    target = tmp_path / "target.txt"
+    dst = tmp_path / "out.mkv"
+    encode = EncodeOptions(codec="libx264", encoder_opts=(("tune", "grain"),
+                                                          (option, str(target))))
+    with pytest.raises(OptionsError) as caught:
+        upscale_video(src, dst, model="nearest", scale=2, encode=encode,
+                      options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    ffmpeg = shutil.which("ffmpeg")  # the plan resolves the name
+    assert str(caught.value) == (f"libx264 has no option {option!r} in {ffmpeg} (see `{ffmpeg}"
+                                 " -h encoder=libx264`)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+    # The encoder's own options go through.
+    upscale_video(src, dst, model="nearest", scale=2,
+                  encode=EncodeOptions(codec="libx264", encoder_opts=(("tune", "grain"),)),
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    assert ffprobe(dst)[0]["pix_fmt"] == "yuv420p"
 
 
 @pytest.mark.parametrize("case", ["rgb", "10-bit", "vfr"])

@@ -220,13 +220,15 @@ def test_non_finite_output_is_a_one_line_error_and_the_host_lives_on(core):
     clip = clip_of(core, vs.RGBS, [data[:, c] for c in range(3)])
     model = load_model("compact", scale=2)
     bad = replace(model, module=_poisoned_copy(model.module))
-    up = vsvidsr.upscale(clip, bad, device="cpu", precision="fp32")
+    up = vsvidsr.upscale(clip, bad, device="cpu", precision="fp32", batch_size=1)
     for n in (0, 3):
         with pytest.raises(vs.Error) as caught:
             up.get_frame(n)
         last = str(caught.value).strip().splitlines()[-1]
-        assert last.endswith(f"vsvidsr: the model gave non-finite values (NaN or Inf) on frame"
-                             f" {n}, in fp32 too")
+        # The engine's own check (the transcoder's too), naming the batch's frames.
+        assert last.endswith(f"vsvidsr: frame {n}: the model gave non-finite or out-of-range"
+                             f" values (NaN, Inf or past ±16) on frame {n}; the weights look"
+                             " damaged")
     # The same process still upscales with a good model.
     good = vsvidsr.upscale(clip, model, device="cpu", precision="fp32")
     assert np.isfinite(np.asarray(good.get_frame(3)[0])).all()
@@ -311,7 +313,11 @@ def test_a_preset_gives_the_model_and_engine_options_and_arguments_override_it(c
         vsvidsr.upscale(clip, preset="vhs")
     bad = tmp_path / "bad.toml"
     bad.write_text('[options]\nprecision = "fp8"\n')
-    with pytest.raises(vs.Error, match=r"bad\.toml: argument --precision: invalid choice"):
+    with pytest.raises(vs.Error, match=r"bad\.toml: precision = fp8: invalid choice"):
+        vsvidsr.upscale(clip, preset=bad)
+    # Not "left to the script": a preset that asks to run code is refused, naming the key.
+    bad.write_text('[options]\nmodel = "nearest"\nallow-unsafe-weights = true\n')
+    with pytest.raises(vs.Error, match=r"bad\.toml: a preset may not set 'allow-unsafe-weights'"):
         vsvidsr.upscale(clip, preset=bad)
     # The filters' engines end with their clips (the engine tests count the threads left).
     import gc

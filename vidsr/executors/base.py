@@ -24,14 +24,25 @@ from vidsr.io.frames import FrameBatch, PlaneLayout
 if TYPE_CHECKING:
     from vidsr.executors.replica import Replica
 
-# Whether each reduced-precision forward stayed finite, as device tensors (reading
+# Whether each forward gave a picture (see usable_output), as device tensors (reading
 # them as bools would make the host wait for the device).
 Flags = list[torch.Tensor]
+# A working network overshoots its [0, 1] picture by a fraction (ringing at edges); this
+# many full ranges out, it is broken (damaged weights), and its frames would be clamped
+# into flat colour.
+OUTPUT_LIMIT = 16.0
 # compute(replica, device planes, fp32, flags) -> quantised device planes of the output.
 Compute = Callable[["Replica", list[torch.Tensor], bool, Flags], list[torch.Tensor]]
 # forward(padded float32 batch in model space, fp32, flags) -> the network's float32 output:
 # what a runtime other than torch supplies (Replica.use_runtime).
 Forward = Callable[[torch.Tensor, bool, Flags], torch.Tensor]
+
+
+def usable_output(y: torch.Tensor) -> torch.Tensor:
+    """Whether the network's output ``y`` is a picture: finite and within
+    ±:data:`OUTPUT_LIMIT`, as a device tensor (NaN propagates and compares false)."""
+    low, high = torch.aminmax(y)  # no copy of the output, unlike abs()
+    return (low >= -OUTPUT_LIMIT) & (high <= OUTPUT_LIMIT)
 
 
 class Pending(Protocol):

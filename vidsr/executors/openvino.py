@@ -46,7 +46,7 @@ import torch
 from vidsr.devices import TorchThreads, torch_threads
 from vidsr.download import cache_dir
 from vidsr.errors import OptionsError
-from vidsr.executors.base import Compute, Done, Flags, Pending
+from vidsr.executors.base import Compute, Done, Flags, Pending, usable_output
 from vidsr.executors.cpu_workers import FuturePending
 from vidsr.executors.replica import Replica
 from vidsr.io.frames import FrameBatch
@@ -269,7 +269,7 @@ class OpenVinoNetwork:
 
     def __call__(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
         if fp32 and self.precision != "fp32":
-            return self.replica.torch_forward(x, True, flags)  # the redo of a non-finite batch
+            return self.replica.torch_forward(x, True, flags)  # the redo of a spoilt batch
         shape = tuple(x.shape)
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(shape)
@@ -277,8 +277,7 @@ class OpenVinoNetwork:
             request = requests[shape] = self.compiled(shape).create_infer_request()
         inputs = x.detach().to("cpu", torch.float32).contiguous().numpy()
         y = torch.from_numpy(request.infer({0: inputs})[0])
-        if self.precision != "fp32":
-            flags.append(torch.isfinite(y).all())
+        flags.append(usable_output(y))
         return y
 
 

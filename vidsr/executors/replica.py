@@ -7,8 +7,9 @@ paths every executor shares:
 
 - **out of memory**: the batch is split in halves, then run in tiles of halving
   size; what fitted is remembered for the next batches;
-- **non-finite reduced precision**: a batch whose fp16/bf16 result has NaN or
-  Inf is redone in fp32.
+- **no picture**: a batch whose fp16/bf16 result has NaN, Inf or values far out of
+  range is redone in fp32; one that still has them (or had them in fp32) is a
+  ``ModelError`` naming its frames, never written as flat colour.
 
 Reduced precision is torch's autocast over fp32 weights: convolutions run in
 bf16/fp16, while the additions that carry the picture (a network's global skip,
@@ -36,8 +37,8 @@ from torch import nn
 
 from vidsr.archs.spec import ArchSpec
 from vidsr.devices import is_out_of_memory
-from vidsr.errors import OutOfMemoryError
-from vidsr.executors.base import Compute, Flags, Forward
+from vidsr.errors import ModelError, OutOfMemoryError
+from vidsr.executors.base import OUTPUT_LIMIT, Compute, Flags, Forward, usable_output
 from vidsr.io.frames import FrameBatch
 from vidsr.resize import imresize
 
@@ -98,12 +99,13 @@ class Replica:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if fp32 or self.dtype == torch.float32:
-            return self.module(x).float()
-        with torch.autocast(self.device.type, dtype=self.dtype):
-            y = self.module(x)
+            y = self.module(x).float()
+        else:
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                y = self.module(x).float()
         # A device tensor, not a bool: reading it here would wait for the device.
-        flags.append(torch.isfinite(y).all())
-        return y.float()
+        flags.append(usable_output(y))
+        return y
 
     @property
     def network_scale(self) -> int:
@@ -132,7 +134,8 @@ class Replica:
                                    f"a batch of {x.shape[0]}")
 
     def finite_or_fp32[T](self, run: Callable[[bool, Flags], T], what: str) -> T:
-        """``run`` in the replica's precision, redone in fp32 if that went non-finite."""
+        """``run`` in the replica's precision; if that gave no picture, see
+        :meth:`redo_in_fp32`."""
         flags: Flags = []
         out = run(False, flags)
         if flags and not bool(torch.stack(flags).all()):
@@ -140,17 +143,27 @@ class Replica:
         return out
 
     def redo_in_fp32[T](self, run: Callable[[bool, Flags], T], what: str) -> T:
-        """Say which frames the reduced precision spoilt, and run them again in fp32."""
-        name = str(self.dtype).removeprefix("torch.")
-        log.warning("%s gave non-finite values on %s; redoing it in fp32", name, what)
-        return run(True, [])
+        """After ``run`` gave no picture on the frames ``what`` names: run them again in
+        fp32 if they ran below it; ModelError if fp32 gives no picture either."""
+        below_fp32 = self.dtype != torch.float32 or self._runtime is not None
+        if below_fp32:
+            name = str(self.dtype).removeprefix("torch.")
+            log.warning("%s gave non-finite or out-of-range values on %s; redoing it in fp32",
+                        name, what)
+            flags: Flags = []
+            out = run(True, flags)
+            if bool(torch.stack(flags).all()):
+                return out
+        raise ModelError(f"the model gave non-finite or out-of-range values (NaN, Inf or past"
+                         f" ±{OUTPUT_LIMIT:g}) on {what}{', in fp32 too' if below_fp32 else ''};"
+                         " the weights look damaged")
 
     # -- the network -----------------------------------------------------------------
 
     def network(self, x: torch.Tensor, *, fp32: bool, flags: Flags) -> torch.Tensor:
         """Run float ``x`` (N, C, h, w) in model space; (N, C, h*s, w*s) float32 out.
 
-        ``flags`` collects whether a reduced precision stayed finite.
+        ``flags`` collects whether each forward gave a picture.
         """
         x = x.to(self.device, torch.float32)
         out_h, out_w = x.shape[-2] * self.scale, x.shape[-1] * self.scale
@@ -262,4 +275,5 @@ def _keep_in_fp32(module: nn.Module, name: str) -> None:
 
 def frames_text(batch: FrameBatch) -> str:
     """How messages name a batch's frames."""
-    return f"frames {batch.first_index}-{batch.first_index + len(batch) - 1}"
+    last = batch.first_index + len(batch) - 1
+    return f"frame {last}" if len(batch) == 1 else f"frames {batch.first_index}-{last}"

@@ -37,7 +37,7 @@ import av
 import av.container
 import numpy as np
 
-from vidsr.errors import DecodeError, OptionsError
+from vidsr.errors import DecodeError, OptionsError, option
 from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
@@ -295,8 +295,8 @@ class Decoder:
         if lost and self.on_error == "fail":
             raise DecodeError(
                 f"{self.path}: video frame{_at(lost[0], self.source_info)} could not be decoded"
-                f" ({len(lost)} frame(s) lost; corrupt data? use on_error='skip' to"
-                " replace damaged frames)")
+                f" ({len(lost)} frame(s) lost; corrupt data? use {option('on_error', 'skip')}"
+                " to replace damaged frames)")
         for pts in lost:
             log.warning("%s: replacing undecodable frame%s with the previous one",
                         self.path, _at(pts, self.source_info))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vidsr.errors import OutputError
+from vidsr.errors import OutputError, option
 from vidsr.io.probe import check_input_path
 
 try:
@@ -53,7 +53,7 @@ def check_output_path(dst: Path, overwrite: bool) -> None:
         raise OutputError(f"{dst}: is not a regular file (a device or a pipe); vidsr writes"
                           " a file and renames it into place, so give a file name")
     if dst.exists() and not overwrite:
-        raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
+        raise OutputError(f"{dst}: already exists (use {option('overwrite')} to replace it)")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst.parent}: output folder does not exist")
     if not os.access(dst.parent, os.W_OK):

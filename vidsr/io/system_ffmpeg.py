@@ -48,6 +48,29 @@ def encoder_pixel_formats(ffmpeg: str, encoder: str) -> tuple[str, ...]:
     return ()
 
 
+# An option of an `ffmpeg -h` listing: two spaces, then the name (its values go deeper).
+_OPTION_LINE = re.compile(r"^  -(\S+)\s")
+
+
+def _avoptions(listing: str, section: str | None = None) -> frozenset[str]:
+    """The option names of ``listing``'s "... AVOptions:" sections (only ``section``'s)."""
+    names: set[str] = set()
+    inside = False
+    for line in listing.splitlines():
+        if not line.startswith(" "):
+            inside = line.endswith("AVOptions:") and (section is None or line == section)
+        elif inside and (match := _OPTION_LINE.match(line)):
+            names.add(match.group(1))
+    return frozenset(names)
+
+
+@cache
+def encoder_options(ffmpeg: str, encoder: str) -> frozenset[str]:
+    """The options ``encoder`` takes in this ffmpeg: its own and every codec's."""
+    generic = _avoptions(_run(ffmpeg, "-h", "full").stdout, "AVCodecContext AVOptions:")
+    return generic | _avoptions(_run(ffmpeg, "-h", f"encoder={encoder}").stdout)
+
+
 def check_encoder(ffmpeg: str, encoder: str) -> str:
     """The codec ``encoder`` writes; OptionsError when this ffmpeg has no such video encoder."""
     encoders = video_encoders(ffmpeg)
@@ -60,7 +83,16 @@ def check_encoder(ffmpeg: str, encoder: str) -> str:
 def trial_encode(ffmpeg: str, *, encoder: str, muxer: str, width: int, height: int,
                  pix_fmt: str, rate: Fraction, options: tuple[tuple[str, str], ...]) -> None:
     """Encode two generated frames as the run will; OptionsError with ffmpeg's own words
-    when it refuses (an option it does not know, a size, a format its muxer rejects)."""
+    when it refuses (an option it does not know, a size, a format its muxer rejects).
+
+    Each option must be one of the encoder's: on ffmpeg's command line any other word
+    would be a program option (``vstats_file`` writes a file, ``attach`` copies one into
+    the output), and encoder options may come from a shared preset.
+    """
+    unknown = [key for key, _ in options if key not in encoder_options(ffmpeg, encoder)]
+    if unknown:
+        raise OptionsError(f"{encoder} has no option {', '.join(map(repr, unknown))} in"
+                           f" {ffmpeg} (see `{ffmpeg} -h encoder={encoder}`)")
     with tempfile.TemporaryDirectory(prefix="vidsr-ffmpeg-") as scratch:
         out = Path(scratch) / "trial"
         args = ["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",

@@ -40,7 +40,7 @@ import torch
 import vapoursynth as vs
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, ModelError, VidsrError
+from vidsr.errors import InputError, VidsrError
 from vidsr.executors import Flags, Replica
 from vidsr.io.colour import ColourSpec, luma_to_model, model_to_luma
 from vidsr.io.frames import FrameBatch, PlaneLayout
@@ -216,37 +216,27 @@ class _Batches:
                             min(req.index for req in batch), self.layout)
         if self.route == "codes":
             pending = self.engine.submit(frames, batch[0].key, self.layout)
-            return _Handle(pending.ready, lambda: pending.result().planes, [], len(batch))
+            return _Handle(pending.ready, lambda: pending.result().planes, len(batch))
         compute = partial(_float_compute, spec_space=self.engine.spec.input_space,
                           half=self.layout.bit_depth == 16)
         executor_pending = self.engine.executor.submit(frames, compute)
-        return _Handle(executor_pending.ready, executor_pending.planes,
-                       [req.index for req in batch], len(batch))
+        return _Handle(executor_pending.ready, executor_pending.planes, len(batch))
 
 
 class _Handle:
-    """A submitted batch; ``result()`` gives each frame's planes (or its error)."""
+    """A submitted batch; ``result()`` gives each frame's planes. Output that is no picture
+    (NaN, Inf, far out of range) raises from the replica, which has already redone a
+    reduced-precision batch in fp32, naming the batch's frames."""
 
     def __init__(self, ready: Callable[[], bool], planes: Callable[[], list[np.ndarray]],
-                 float_frames: list[int], count: int) -> None:
+                 count: int) -> None:
         self.ready = ready
         self._planes = planes
-        # Float output is checked for NaN and Inf (the replica has already redone a
-        # reduced-precision batch in fp32); these are its frame numbers.
-        self._float_frames = float_frames
         self._count = count
 
     def result(self) -> Sequence[Any]:
         planes = self._planes()
-        out: list[Any] = []
-        for i in range(self._count):
-            frame = [p[i] for p in planes]
-            if self._float_frames and not all(np.isfinite(p).all() for p in frame):
-                out.append(ModelError(f"the model gave non-finite values (NaN or Inf) on"
-                                      f" frame {self._float_frames[i]}, in fp32 too"))
-            else:
-                out.append(frame)
-        return out
+        return [[p[i] for p in planes] for i in range(self._count)]
 
 
 def _float_compute(replica: Replica, planes: list[torch.Tensor], fp32: bool, flags: Flags, *,
@@ -316,7 +306,6 @@ _FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "b
 def _preset_values(preset: str | Path) -> dict[str, Any]:
     """A preset's filter options, checked by `vidsr`'s own option parser."""
     from vidsr.cli import options_parser
-    from vidsr.errors import OptionsError
     from vidsr.run_presets import RunPreset, load_preset, preset_arguments
 
     found = load_preset(preset)
@@ -325,11 +314,9 @@ def _preset_values(preset: str | Path) -> dict[str, Any]:
     if left:
         log.info("vsvidsr: preset %s: %s left to the script", found.name, ", ".join(left))
     parser = options_parser("vsvidsr.upscale", "compact")
+    # Each value is checked there, naming the file and the key.
     words = preset_arguments(RunPreset(found.name, found.path, found.description, kept), parser)
-    try:
-        args = parser.parse_args(words)
-    except OptionsError as exc:
-        raise OptionsError(f"{found.path}: {exc}") from None
+    args = parser.parse_args(words)
     return {"model": args.model, "scale": args.scale, "weights": args.weights,
             "device": args.device, "precision": args.precision,
             "batch_size": args.batch_size, "tile": args.tile or None,
