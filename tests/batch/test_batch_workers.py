@@ -6,7 +6,6 @@ from __future__ import annotations
 import _thread
 import json
 import threading
-import time
 
 import pytest
 from batch_helpers import FAST, batch, make_tree, outcomes, same_frames
@@ -41,28 +40,26 @@ def test_ctrl_c_stops_every_worker_and_records_their_files_as_not_done(tmp_path)
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     for name in ("a", "b", "c", "d"):
-        make_clip(src / f"{name}.mp4", width=64, height=48, frames=90, content="moving")
+        make_clip(src / f"{name}.mp4", width=64, height=48, frames=300, content="moving")
+    started_in_workers = []
 
-    def interrupt_when_running():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                files = json.loads((out / "vidsr-job.json").read_text())["files"]
-            except (FileNotFoundError, json.JSONDecodeError):
-                files = {}
-            if any(e["state"] == "running" for e in files.values()):
-                _thread.interrupt_main()  # Ctrl-C, in the main thread
-                return
-            time.sleep(0.01)
+    def resolve_then_interrupt(overrides):
+        # Ctrl-C as the second file starts: the first is running in the other worker, and
+        # each has 300 frames to go. (A thread that watched the job file for "running" came
+        # too late on a loaded machine: the batch had ended before its interrupt landed.)
+        if threading.current_thread() is not threading.main_thread():
+            started_in_workers.append(overrides)
+            if len(started_in_workers) == 2:
+                _thread.interrupt_main()
+        return _nearest(overrides)
 
-    watcher = threading.Thread(target=interrupt_when_running, daemon=True)
-    watcher.start()
     with pytest.raises(KeyboardInterrupt):
-        run_batch(src, out, _nearest, BatchOptions(progress=False, devices=("cpu", "cpu")))
-    watcher.join()
+        run_batch(src, out, resolve_then_interrupt,
+                  BatchOptions(progress=False, devices=("cpu", "cpu")))
     states = [e["state"] for e in json.loads((out / "vidsr-job.json").read_text())["files"]
               .values()]
     assert "pending" in states and "running" not in states, states
+    assert len(started_in_workers) == 2  # no worker took another file after the stop
     assert not [p for p in out.iterdir() if ".vidsr-" in p.name]
     done = states.count("done")
     result = run_batch(src, out, _nearest, BatchOptions(progress=False))
