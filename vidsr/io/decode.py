@@ -258,7 +258,7 @@ class Decoder:
                 yield last, timeline.handed(slot)
                 self.skipped += 1
         if window.end is None:
-            self._check_complete(timeline.last)
+            self._check_complete(timeline.last, timeline.spacing)
 
     def _packets(self) -> Iterator[av.Packet]:
         """Demux the video stream; a read error ends the stream ("skip") or raises ("fail")."""
@@ -301,17 +301,23 @@ class Decoder:
             log.warning("%s: replacing undecodable frame%s with the previous one",
                         self.path, _at(pts, self.source_info))
 
-    def _check_complete(self, last_pts: int | None) -> None:
+    def _check_complete(self, last_pts: int | None, spacing: int | None) -> None:
         """Catch a file whose video ends well before the duration its header states.
 
         Header frame counts are hints (AVI counts zero-size dropped-frame chunks) and are
         not checked; a cut file also shows as a damaged last packet (see ``_packets``).
+        ``spacing``: the least time between two frames, in the stream's time base.
         """
         info = self.source_info
-        if info.duration is None or last_pts is None or not info.average_rate:
+        if info.duration is None or last_pts is None or info.frame_time is None:
             return
         start = self._stream.start_time or 0
-        frame = float(1 / info.average_rate)
+        # The last frame lasts one frame of the stream's rate. An AVI's rate is its slots'
+        # (one written in 1/600 s slots with a frame every 24 says 600 fps): there a frame
+        # lasts as long as frames are apart.
+        frame = float(info.frame_time)
+        if self.timestamps == "index" and spacing:
+            frame = max(frame, float(spacing * info.time_base))
         # A header's duration is the stream's length (MP4) or the time it ends at (Matroska's
         # DURATION tag counts from the file's start, so a video that starts after its audio
         # ends later than it lasts): the video is complete if either reaches it.

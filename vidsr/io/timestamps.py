@@ -54,6 +54,7 @@ class Timeline:
         self.step = step or 1
         self._pending: list[int] = []  # time slots of packets whose frame has not come out
         self.last: int | None = None  # the timestamp last handed on
+        self.spacing: int | None = None  # the least time between two frames handed on
 
     def packet(self, packet: av.Packet) -> int | None:
         """Remember a packet sent to the decoder; its time slot (None when it has none)."""
@@ -98,6 +99,8 @@ class Timeline:
 
     def handed(self, stamp: int) -> int:
         """Record ``stamp`` as the last one handed on (a frame's, or a stand-in's)."""
+        if self.last is not None and stamp > self.last:
+            self.spacing = min(stamp - self.last, self.spacing or stamp - self.last)
         self.last = stamp
         return stamp
 

@@ -1,0 +1,109 @@
+"""The input timestamps model on files whose timing is odd but valid: frames that share a
+time, gaps, edit lists, rates that are no frame rate. Every frame is kept, in its place."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from clipgen import content_planes
+
+from vidsr.io.decode import Decoder
+from vidsr.io.pixfmt import planes_to_frame, source_format
+from vidsr.io.probe import probe
+from vidsr.transcode import TranscodeOptions, upscale_video
+
+QUIET = TranscodeOptions(progress=False)
+MS = Fraction(1, 1000)
+
+
+def _moving(index: int) -> av.VideoFrame:
+    planes = content_planes("moving", "yuv420p", 64, 48, index)
+    return planes_to_frame(planes, source_format("yuv420p").layout)
+
+
+def muxed_at(path: Path, pts: list[int], *, codec: str = "libx264",
+             time_base: Fraction = MS) -> Path:
+    """Frames of moving content (lossless x264, no B-frames: decode order is presentation
+    order), encoded at 25 fps, then muxed with packet times ``pts`` (in ``time_base``),
+    as a remuxing tool that rewrites timestamps leaves them."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = MS
+        if codec == "libx264":
+            stream.codec_context.options = {"bf": "0", "qp": "0"}
+        stream.time_base = time_base
+        packets = []
+        for i in range(len(pts)):
+            frame = _moving(i)
+            frame.pts, frame.time_base = i * 40, MS
+            packets += stream.encode(frame)
+        packets += stream.encode(None)
+        for packet, stamp in zip(packets, pts, strict=True):
+            packet.pts = packet.dts = stamp
+            packet.time_base = time_base
+            out.mux(packet)
+    return path
+
+
+def _decode(path: Path, **kwargs) -> tuple[Decoder, list[int], np.ndarray]:
+    with Decoder(path, batch_size=5, **kwargs) as dec:
+        batches = list(dec)
+    return dec, [p for b in batches for p in b.pts], np.concatenate(
+        [b.planes[0] for b in batches])
+
+
+def _is_frame(luma: np.ndarray, index: int) -> bool:
+    return np.array_equal(luma, content_planes("moving", "yuv420p", 64, 48, index)[0])
+
+
+def _nearest_frame(luma: np.ndarray) -> int:
+    """Which frame of the moving content a lossy ``luma`` shows (the square comes back to
+    its start every 16 frames)."""
+    errors = [np.abs(luma.astype(int) - content_planes("moving", "yuv420p", 64, 48, i)[0]).sum()
+              for i in range(16)]
+    return int(np.argmin(errors))
+
+
+def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):
+    # PyAV's Matroska remux has no frame count: FFmpeg averages 1000 fps (1/time base).
+    path = muxed_at(tmp_path / "remuxed.mkv", [40 * k for k in range(12)])
+    info = probe(path)
+    assert (info.average_rate, info.base_rate, info.duration) == (25, 25, 0.48)
+    _, stamps, _ = _decode(path)  # not "video ends at 0.441 s ... (file truncated?)"
+    assert stamps == [40 * k for k in range(12)]
+    dst = tmp_path / "out.mkv"
+    upscale_video(path, dst, model="nearest", scale=2, options=QUIET)
+    with av.open(str(dst)) as out:
+        assert (out.streams.video[0].guessed_rate, out.duration) == (25, 480_000)
+
+
+def test_raw_dv_is_read_whole(tmp_path):
+    # A DV file counts in 1/60000 s and FFmpeg averages it at 60000 fps.
+    path = tmp_path / "pal.dv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("dvvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 720, 576, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((576, 720, 3), 40 * i, np.uint8),
+                                               format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    info = probe(path)
+    assert (info.time_base, info.average_rate, info.duration) == (Fraction(1, 60000), 25, 0.2)
+    _, stamps, _ = _decode(path)
+    assert stamps == [2400 * i for i in range(5)]
+
+
+def test_an_avi_in_600ths_with_a_frame_every_24_is_read_back(tmp_path):
+    # What vidsr once wrote for a 25 fps source: slots of 1/600 s, 23 empty ones a frame.
+    path = muxed_at(tmp_path / "slots.avi", [24 * k for k in range(10)], codec="mpeg4",
+                    time_base=Fraction(1, 600))
+    assert probe(path).duration == pytest.approx(0.4)
+    _, stamps, _ = _decode(path)  # not "video ends at 0.362 s ... (file truncated?)"
+    assert stamps == [24 * k for k in range(10)]
