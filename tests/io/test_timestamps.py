@@ -69,6 +69,20 @@ def _nearest_frame(luma: np.ndarray) -> int:
     return int(np.argmin(errors))
 
 
+def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
+    pts = [40 * k + (3_600_000 if k >= 6 else 0) for k in range(12)]
+    src = muxed_at(tmp_path / "gap.mp4", pts)
+    assert probe(src).duration == pytest.approx(3600.48)
+    for name in ("out.mp4", "out.mkv"):
+        dst = tmp_path / name
+        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+        with av.open(str(dst)) as out:
+            frames = list(out.decode(video=0))
+            # The last frame lasts 40 ms, as in the source: not 3600.48 s / 12 frames.
+            assert out.duration == 3_600_480_000  # microseconds
+        assert [round(f.pts * f.time_base * 1000) for f in frames] == pts
+
+
 def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):
     # PyAV's Matroska remux has no frame count: FFmpeg averages 1000 fps (1/time base).
     path = muxed_at(tmp_path / "remuxed.mkv", [40 * k for k in range(12)])

@@ -150,7 +150,10 @@ def plan_output(
             _check_turnable(layout, turn)
     check_frame_size(codec, layout, width, height)
     options = codec_options(encode, interlaced=source.interlaced)
-    rate = source.average_rate or Fraction(25)
+    # The rate frames follow one another at, not their average: it sets how long each frame
+    # lasts (the last one's duration is written), which a gap or a variable rate must not
+    # stretch.
+    rate = source.base_rate or source.average_rate or Fraction(25)
     if ffmpeg is None:
         unknown = unknown_encoder_options(codec, options)
         if unknown:
