@@ -69,6 +69,22 @@ def _nearest_frame(luma: np.ndarray) -> int:
     return int(np.argmin(errors))
 
 
+@pytest.mark.parametrize("pts", [[0] * 12, [0, 40, 80, 80, 120, 160, 160, 160, 200, 240, 280,
+                                              320]], ids=["all-zero", "repeated"])
+def test_frames_sharing_a_time_are_retimed_at_the_stream_rate_not_dropped(tmp_path, caplog,
+                                                                           pts):
+    path = muxed_at(tmp_path / "same.mkv", pts)
+    dec, stamps, luma = _decode(path)
+    assert stamps == [i * 40 for i in range(12)]
+    assert all(_is_frame(luma[i], i) for i in range(12))
+    assert dec.skipped == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    first = pts.index(pts[-1]) if pts[-1] == 0 else 3
+    assert warnings == [f"{path}: video frames repeat a timestamp (first at"
+                        f" {pts[first] / 1000:.3f} s (pts {pts[first]})); each such frame is"
+                        " retimed one frame (0.040 s) after the one before"]
+
+
 def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
     pts = [40 * k + (3_600_000 if k >= 6 else 0) for k in range(12)]
     src = muxed_at(tmp_path / "gap.mp4", pts)

@@ -235,7 +235,13 @@ class Decoder:
                 stand_ins = [timeline.handed(timeline.next_slot()) if timeline.mode == "pts"
                              else timeline.frame(None)[0] for _ in range(waiting)]
                 waiting = 0
+                retimed = timeline.retimed
                 stamp, lost = timeline.frame(frame.pts)
+                if timeline.retimed and not retimed:
+                    log.warning("%s: video frames repeat a timestamp (first%s); each such"
+                                " frame is retimed one frame (%.3f s) after the one before",
+                                self.path, _at(frame.pts, info),
+                                float(timeline.step * info.time_base))
                 lost = [slot for slot in lost if not window.before(slot)]
                 if stamp is LATE:
                     # Its slot was filled by a stand-in already: time never goes back.

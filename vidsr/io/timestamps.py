@@ -6,7 +6,10 @@ presentation order in all of them:
 - ``pts``: packets carry presentation timestamps (MP4, MOV, Matroska, MPEG-TS,
   NUT). A frame comes out with its packet's pts, so a remembered pts below it
   belongs to a frame the decoder lost, and a frame whose pts is not past the
-  last one handed on is late (its slot was already filled by a stand-in).
+  last one handed on is late (its slot was already filled by a stand-in),
+  unless a packet of its own still waits at that pts: then the file gives
+  several frames one time (all at 0, or repeated), and the frame is retimed a
+  nominal frame after the last one instead of dropped.
 - ``index``: packets carry only their place in the stream (AVI stores one
   chunk per frame period, zero-size chunks for dropped frames). With B-frames
   the packet order is not the presentation order, so the pts a decoder copies
@@ -55,6 +58,7 @@ class Timeline:
         self._pending: list[int] = []  # time slots of packets whose frame has not come out
         self.last: int | None = None  # the timestamp last handed on
         self.spacing: int | None = None  # the least time between two frames handed on
+        self.retimed = 0  # frames whose own pts did not advance, counted on at ``step``
 
     def packet(self, packet: av.Packet) -> int | None:
         """Remember a packet sent to the decoder; its time slot (None when it has none)."""
@@ -76,8 +80,13 @@ class Timeline:
         slots before it whose frames were lost."""
         if self.mode == "pts" and frame_pts is not None:
             if self.last is not None and frame_pts <= self.last:
+                if frame_pts not in self._pending:
+                    return LATE, []  # its slot went to a stand-in
+                # A packet of its own still waits at this pts: the file gives several frames
+                # one time (all at 0, or repeated). The frame is kept, a step after the last.
                 self.forget(frame_pts)
-                return LATE, []
+                self.retimed += 1
+                return self.handed(self.next_slot()), []
             lost = []
             while self._pending and self._pending[0] < frame_pts:
                 lost.append(heapq.heappop(self._pending))
