@@ -99,6 +99,30 @@ def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
         assert [round(f.pts * f.time_base * 1000) for f in frames] == pts
 
 
+def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp_path):
+    # What `ffmpeg -ss 0.52 -i src.mp4 -c copy` writes: the GOP's lead-in before the cut
+    # stays in the file for the frames after it to decode, and an edit list hides it.
+    src = clip("src.mp4", frames=30, gop=25, content="moving", audio=True)
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(src)) as source, av.open(str(cut), "w") as out:
+        copies = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.dts is None:
+                continue
+            lead = round(Fraction(13, 25) / packet.time_base)
+            packet.pts, packet.dts = packet.pts - lead, packet.dts - lead
+            packet.stream = copies[packet.stream.index]
+            out.mux(packet)
+    dec, stamps, luma = _decode(cut)
+    assert stamps == [512 * i for i in range(17)]  # 1/12800: 40 ms frames from 0
+    assert [_nearest_frame(y) for y in luma] == [i % 16 for i in range(13, 30)]
+    dst = tmp_path / "out.mp4"
+    upscale_video(cut, dst, model="nearest", scale=2, options=QUIET)
+    with av.open(str(dst)) as out:
+        video, audio = out.streams.video[0], out.streams.audio[0]
+        assert (video.frames, video.start_time, audio.start_time) == (17, 0, 0)
+
+
 def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):
     # PyAV's Matroska remux has no frame count: FFmpeg averages 1000 fps (1/time base).
     path = muxed_at(tmp_path / "remuxed.mkv", [40 * k for k in range(12)])

@@ -207,7 +207,10 @@ class Decoder:
             key = None
             if packet.size:
                 packet_no += 1
-                key = timeline.packet(packet)
+                if not packet.is_discard:
+                    key = timeline.packet(packet)
+                # else: a lead-in an edit list cuts (MP4 cut at a non-keyframe): decoded as a
+                # reference, its frame dropped by FFmpeg; it has no slot in the output.
             try:
                 frames = self._stream.decode(packet)
             except av.FFmpegError as exc:
