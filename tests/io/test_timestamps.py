@@ -3,6 +3,7 @@ time, gaps, edit lists, rates that are no frame rate. Every frame is kept, in it
 
 from __future__ import annotations
 
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from clipgen import content_planes
 
+from vidsr.errors import OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.pixfmt import planes_to_frame, source_format
 from vidsr.io.probe import probe
@@ -161,3 +163,48 @@ def test_an_avi_in_600ths_with_a_frame_every_24_is_read_back(tmp_path):
     assert probe(path).duration == pytest.approx(0.4)
     _, stamps, _ = _decode(path)  # not "video ends at 0.362 s ... (file truncated?)"
     assert stamps == [24 * k for k in range(10)]
+
+
+def _joined_ts(clip, tmp_path: Path) -> Path:
+    """Two MPEG-TS recordings (moving content, then bars; x264 with B-frames, mp2 audio)
+    joined with ``cat``: the second's times start again where the first's did."""
+    first = clip("a.ts", frames=12, audio="mp2", content="moving")
+    second = clip("b.ts", frames=12, audio="mp2", content="bars")
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    return joined
+
+
+def test_joined_mpeg_ts_follows_on_in_sync(clip, tmp_path, caplog):
+    joined = _joined_ts(clip, tmp_path)
+    _, stamps, luma = _decode(joined)
+    # 1/90000: the second part's frames follow the first's, 40 ms apart.
+    assert stamps == [7200 + 3600 * i for i in range(24)]
+    assert [_nearest_frame(y) for y in luma[:12]] == list(range(12))
+    assert np.abs(luma[12:].astype(int) - content_planes("bars", "yuv420p", 64, 48, 0)[0]
+                  ).max() < 8
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{joined}: the video's time restarts at packet #13 (0.000 s where"
+                        " 0.480 s was due: recordings joined into one file?); what follows"
+                        " is moved to follow on"]
+    dst = tmp_path / "out.mkv"
+    upscale_video(joined, dst, model="nearest", scale=2, options=QUIET)
+    with av.open(str(dst)) as out:
+        audio = [p.pts for p in out.demux(audio=0) if p.size]
+    with av.open(str(dst)) as out:
+        video = sorted(f.pts for f in out.decode(video=0))
+    # The output starts at the source's start (0.07 s, its first audio): 40 ms frames on
+    # from 0.01 s, and the audio's 24 ms frames from 0, on through the join.
+    assert video == [10 + 40 * i for i in range(24)]
+    assert audio == [24 * i for i in range(len(audio))] and len(audio) == 2 * 20
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs a system ffmpeg")
+def test_joined_mpeg_ts_is_refused_up_front_for_ffmpeg(clip, tmp_path):
+    joined = _joined_ts(clip, tmp_path)
+    dst = tmp_path / "out.mkv"
+    with pytest.raises(OptionsError, match=r"^\S+joined\.ts: its time restarts at 0\.000 s"
+                                           r" where 0\.480 s was due .* drop --ffmpeg"):
+        upscale_video(joined, dst, model="nearest", scale=2,
+                      options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    assert not dst.exists()

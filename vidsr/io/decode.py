@@ -42,7 +42,7 @@ from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_inf
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
 from vidsr.io.probe import VideoInfo, describe, open_input
-from vidsr.io.timestamps import LATE, Timeline, TimestampMode, timestamp_mode
+from vidsr.io.timestamps import LATE, Continuity, Timeline, TimestampMode, timestamp_mode
 
 if TYPE_CHECKING:
     from vidsr.io.script_source import ScriptSource
@@ -275,6 +275,7 @@ class Decoder:
             # Backward: the keyframe at or before it, never one after.
             self._container.seek(self._window.seek, stream=self._stream, backward=True)
         demuxer = self._container.demux(self._stream)
+        continuity = Continuity(self._container)
         count = 0
         while True:
             try:
@@ -290,7 +291,17 @@ class Decoder:
                 yield av.Packet()  # an empty packet flushes the decoder
                 return
             count += 1
-            if packet.is_corrupt:
+            restart = continuity.follow_on(packet)
+            if restart is not None:
+                log.warning("%s: the video's time restarts at packet #%d (%.3f s where %.3f s"
+                            " was due: recordings joined into one file?); what follows is"
+                            " moved to follow on", self.path, count, restart[1], restart[0])
+            if packet.is_corrupt and continuity.active:
+                # MPEG-TS flags a packet whose continuity counter skipped: lost transport
+                # packets, or the join of two whole recordings. The decoder, which fails on
+                # damaged data, judges.
+                log.debug("%s: video packet #%d has a continuity gap", self.path, count)
+            elif packet.is_corrupt:
                 # The demuxer flags a packet it could not read whole: the data ends
                 # mid-packet (a cut file) or the container says it is damaged.
                 problem = (f"video packet #{count}{_at(packet.pts, self.source_info)} is cut"

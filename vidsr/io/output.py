@@ -39,7 +39,7 @@ from vidsr.io.passthrough import StreamCopy, plan_stream_copies
 from vidsr.io.pixfmt import nearest_format, source_format
 from vidsr.io.probe import VideoInfo
 from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
-from vidsr.io.timestamps import stream_start
+from vidsr.io.timestamps import first_restart, stream_start
 
 log = logging.getLogger("vidsr")
 
@@ -174,6 +174,15 @@ def plan_output(
                                          source.time_base, rate)
         trial_encode(ffmpeg, encoder=codec, muxer=muxer, width=width, height=height,
                      pix_fmt=codec_pix_fmt, rate=rate, options=tuple(options.items()))
+        restart = first_restart(container)
+        if restart is not None:
+            # ffmpeg reads the source's other streams itself, and with -copyts (the video's
+            # own times kept) it leaves them as they are.
+            raise OptionsError(
+                f"{source.path}: its time restarts at {restart[1]:.3f} s where"
+                f" {restart[0]:.3f} s was due (recordings joined into one file?); --ffmpeg"
+                " would copy its other streams out of place: drop --ffmpeg, and vidsr moves every"
+                " part to follow on")
     video = container.streams[source.stream_index]
     start_pts = stream_start(container, video)
     if start_pts and video.time_base and video.time_base != source.time_base:

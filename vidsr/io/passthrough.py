@@ -21,6 +21,7 @@ import av
 import av.container
 
 from vidsr.io.probe import StreamSummary, open_input
+from vidsr.io.timestamps import Continuity
 
 log = logging.getLogger("vidsr")
 
@@ -141,9 +142,11 @@ class PassThrough:
         if not self._map:
             return
         streams = [self._source.streams[i] for i in self._map]
+        continuity = Continuity(self._source)  # as the decoder moves the video's
         for packet in self._source.demux(streams):
             if packet.dts is None and packet.pts is None:
                 continue  # the flush packet demux ends with carries nothing to copy
+            continuity.follow_on(packet)
             yield packet
 
     def mux_until(self, output: av.container.OutputContainer, seconds: float | None) -> None:

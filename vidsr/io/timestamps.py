@@ -17,6 +17,10 @@ presentation order in all of them:
   packets' time slots in ascending order instead.
 - ``count``: no timestamps at all (raw .h264, .hevc, .m4v elementary streams):
   frames are counted at the nominal rate.
+
+Formats whose timestamps may restart (MPEG-TS: recordings joined with ``cat``)
+are made continuous first, stream by stream, as FFmpeg's own tools do
+(:class:`Continuity`): the part after a restart follows on from the part before.
 """
 
 from __future__ import annotations
@@ -24,12 +28,18 @@ from __future__ import annotations
 import heapq
 from typing import Literal
 
+import av
 import av.container
 import av.stream
 
 TimestampMode = Literal["pts", "index", "count"]
 
 _AVFMT_NOTIMESTAMPS = 0x0080  # the demuxer's packets carry no timestamps at all
+_AVFMT_TS_DISCONT = 0x0200  # the demuxer's timestamps may restart (MPEG-TS, MPEG-PS)
+# How far a stream's decode times may go back, or leap on, before they count as a restart
+# rather than jitter or a gap in the recording: FFmpeg's own limits for such formats.
+_RESTART_BACK_S = 0.1
+_RESTART_LEAP_S = 10.0
 # Demuxers whose packet timestamps are positions in decode order, not presentation times.
 _INDEX_FORMATS = frozenset({"avi"})
 
@@ -112,6 +122,58 @@ class Timeline:
             self.spacing = min(stamp - self.last, self.spacing or stamp - self.last)
         self.last = stamp
         return stamp
+
+
+class Continuity:
+    """Where a file's timestamps restart (joined MPEG-TS recordings), the streams' packets
+    moved to follow on from what came before, each stream by its own offset.
+
+    Inactive (nothing moved) for formats whose timestamps cannot restart.
+    """
+
+    def __init__(self, container: av.container.InputContainer) -> None:
+        self.active = bool(container.format.flags & _AVFMT_TS_DISCONT)
+        self._offset: dict[int, int] = {}  # by stream index, in its time base
+        self._due: dict[int, int] = {}  # where each stream's next packet was due, moved
+
+    def follow_on(self, packet: av.Packet) -> tuple[float, float] | None:
+        """Move ``packet`` by its stream's offset. Where its time restarts, a new offset
+        makes it follow on; then (seconds it was due at, seconds it carried)."""
+        stamp = packet.dts if packet.dts is not None else packet.pts
+        if not self.active or stamp is None or packet.stream.type not in ("video", "audio"):
+            # Sparse streams (subtitles) have gaps longer than any limit: left as they are.
+            return None
+        index, base = packet.stream.index, packet.time_base
+        offset = self._offset.get(index, 0)
+        due = self._due.get(index)
+        restart = None
+        if due is not None:
+            late = (stamp + offset - due) * base
+            if late < -_RESTART_BACK_S or late > _RESTART_LEAP_S:
+                restart = (float(due * base), float(stamp * base))
+                offset = self._offset[index] = due - stamp
+        if offset:
+            if packet.pts is not None:
+                packet.pts += offset
+            if packet.dts is not None:
+                packet.dts += offset
+        self._due[index] = stamp + offset + (packet.duration or 0)
+        return restart
+
+
+def first_restart(container: av.container.InputContainer) -> tuple[float, float] | None:
+    """Where the time of ``container``'s audio or video first restarts (seconds it was due
+    at, seconds it carried); None where it never does. Reads every packet's header, from a
+    second opening of the file."""
+    if not Continuity(container).active:
+        return None
+    with av.open(container.name) as again:
+        continuity = Continuity(again)
+        for packet in again.demux():
+            restart = continuity.follow_on(packet)
+            if restart is not None:
+                return restart
+    return None
 
 
 def stream_start(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
