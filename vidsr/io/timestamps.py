@@ -26,6 +26,7 @@ are made continuous first, stream by stream, as FFmpeg's own tools do
 from __future__ import annotations
 
 import heapq
+from fractions import Fraction
 from typing import Literal
 
 import av
@@ -126,7 +127,10 @@ class Timeline:
 
 class Continuity:
     """Where a file's timestamps restart (joined MPEG-TS recordings), the streams' packets
-    moved to follow on from what came before, each stream by its own offset.
+    moved to follow on from what came before: each audio or video stream by its own offset,
+    the sparse ones (subtitles, data) by the latest offset of those. Each stream follows on
+    from its own end, so each stays monotonic (a muxer refuses less); the parts' streams
+    keep in sync but for how much longer one of them lasted in the part before (a frame).
 
     Inactive (nothing moved) for formats whose timestamps cannot restart.
     """
@@ -135,15 +139,19 @@ class Continuity:
         self.active = bool(container.format.flags & _AVFMT_TS_DISCONT)
         self._offset: dict[int, int] = {}  # by stream index, in its time base
         self._due: dict[int, int] = {}  # where each stream's next packet was due, moved
+        self._latest = Fraction(0)  # the latest restart's offset, in seconds
 
     def follow_on(self, packet: av.Packet) -> tuple[float, float] | None:
         """Move ``packet`` by its stream's offset. Where its time restarts, a new offset
         makes it follow on; then (seconds it was due at, seconds it carried)."""
         stamp = packet.dts if packet.dts is not None else packet.pts
-        if not self.active or stamp is None or packet.stream.type not in ("video", "audio"):
-            # Sparse streams (subtitles) have gaps longer than any limit: left as they are.
+        if not self.active or stamp is None:
             return None
         index, base = packet.stream.index, packet.time_base
+        if packet.stream.type not in ("video", "audio"):
+            # Sparse streams have gaps longer than any limit: they go where the others went.
+            _move(packet, round(self._latest / base))
+            return None
         offset = self._offset.get(index, 0)
         due = self._due.get(index)
         restart = None
@@ -152,13 +160,18 @@ class Continuity:
             if late < -_RESTART_BACK_S or late > _RESTART_LEAP_S:
                 restart = (float(due * base), float(stamp * base))
                 offset = self._offset[index] = due - stamp
-        if offset:
-            if packet.pts is not None:
-                packet.pts += offset
-            if packet.dts is not None:
-                packet.dts += offset
+                self._latest = offset * base
+        _move(packet, offset)
         self._due[index] = stamp + offset + (packet.duration or 0)
         return restart
+
+
+def _move(packet: av.Packet, ticks: int) -> None:
+    if ticks:
+        if packet.pts is not None:
+            packet.pts += ticks
+        if packet.dts is not None:
+            packet.dts += ticks
 
 
 def first_restart(container: av.container.InputContainer) -> tuple[float, float] | None:
