@@ -195,3 +195,19 @@ def test_sigkill_mid_file_redoes_only_the_unfinished_segment(tmp_path, capsys):
     assert same_frames(a, b)
     assert probe_streams(a) == probe_streams(b)
     assert packet_times(a) == packet_times(b)
+
+
+def test_joined_mpeg_ts_runs_whole(tmp_path, capsys):
+    # cat a.ts b.ts: both parts' times start at the same place, so a time names no one
+    # place to seek to; the file runs whole and its second part follows on.
+    src = tmp_path / "src"
+    src.mkdir()
+    parts = [make_clip(tmp_path / f"{n}.ts", width=64, height=48, frames=12, gop=6,
+                       content=content) for n, content in (("a", "moving"), ("b", "bars"))]
+    (src / "joined.ts").write_bytes(b"".join(p.read_bytes() for p in parts))
+    code, err = batch(capsys, src, tmp_path / "out", *FAST, "--segment-seconds", "0.2")
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 0
+    with av.open(str(tmp_path / "out" / "joined.mkv")) as out:
+        times = sorted(f.pts for f in out.decode(video=0))
+    assert times == [40 * i for i in range(24)]
