@@ -30,7 +30,6 @@ from vidsr.io.keyframes import KeyframeIndex
 from vidsr.io.output_file import claimed_temporary, publish, remove_orphaned_temporaries
 from vidsr.io.packet_file import read_packets
 from vidsr.io.script_source import ScriptSource
-from vidsr.io.timestamps import first_restart
 from vidsr.plan import RunPlan
 from vidsr.transcode import TranscodeOptions, stream_through
 
@@ -130,9 +129,6 @@ def unsegmentable(plan: RunPlan, decoder: Decoder | ScriptSource) -> str | None:
         return f"{decoder.container.format.name} keeps no presentation times to seek by"
     if plan.output.sink != "pyav":
         return "a system ffmpeg (--ffmpeg) writes the whole file itself"
-    if first_restart(decoder.container) is not None:
-        # Its parts share times: a time names no one place to seek to.
-        return "its time restarts (recordings joined into one file)"
     return None
 
 
