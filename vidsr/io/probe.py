@@ -56,7 +56,7 @@ class VideoInfo:
     colour: ColourSpec
     sar: Fraction
     time_base: Fraction
-    average_rate: Fraction | None  # the nominal rate: what the output is written at
+    average_rate: Fraction | None  # the nominal rate (see nominal_rate): shown, counts frames
     frame_count: int | None
     duration: float | None
     codec: str
