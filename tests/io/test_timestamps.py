@@ -123,6 +123,13 @@ def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp
     with av.open(str(dst)) as out:
         video, audio = out.streams.video[0], out.streams.audio[0]
         assert (video.frames, video.start_time, audio.start_time) == (17, 0, 0)
+    # Matroska has no edit list: the audio hidden before the cut is left out, all but the
+    # part of the packet that spans the cut (AAC: 1024 samples, 21 ms).
+    dst = tmp_path / "out.mkv"
+    upscale_video(cut, dst, model="nearest", scale=2, options=QUIET)
+    with av.open(str(dst)) as out:
+        first = min(p.pts for p in out.demux(audio=0) if p.size)
+        assert -21 <= first <= 0  # milliseconds
 
 
 def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):

@@ -146,6 +146,8 @@ class PassThrough:
         for packet in self._source.demux(streams):
             if packet.dts is None and packet.pts is None:
                 continue  # the flush packet demux ends with carries nothing to copy
+            if packet.is_discard:
+                continue  # before an MP4 edit list's start: no part of the output
             continuity.follow_on(packet)
             yield packet
 
