@@ -101,11 +101,10 @@ def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
         assert [round(f.pts * f.time_base * 1000) for f in frames] == pts
 
 
-def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp_path):
-    # What `ffmpeg -ss 0.52 -i src.mp4 -c copy` writes: the GOP's lead-in before the cut
-    # stays in the file for the frames after it to decode, and an edit list hides it.
-    src = clip("src.mp4", frames=30, gop=25, content="moving", audio=True)
-    cut = tmp_path / "cut.mp4"
+def _copy_cut(src: Path, cut: Path) -> Path:
+    """What `ffmpeg -ss 0.52 -i src.mp4 -c copy cut.mp4` writes: the lead-in before the
+    cut stays in the file for what follows to decode (the GOP's frames, the audio before),
+    and an edit list hides it."""
     with av.open(str(src)) as source, av.open(str(cut), "w") as out:
         copies = {s.index: out.add_stream_from_template(s) for s in source.streams}
         for packet in source.demux():
@@ -115,6 +114,12 @@ def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp
             packet.pts, packet.dts = packet.pts - lead, packet.dts - lead
             packet.stream = copies[packet.stream.index]
             out.mux(packet)
+    return cut
+
+
+def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp_path):
+    src = clip("src.mp4", frames=30, gop=25, content="moving", audio=True)
+    cut = _copy_cut(src, tmp_path / "cut.mp4")
     dec, stamps, luma = _decode(cut)
     assert stamps == [512 * i for i in range(17)]  # 1/12800: 40 ms frames from 0
     assert [_nearest_frame(y) for y in luma] == [i % 16 for i in range(13, 30)]
@@ -123,13 +128,29 @@ def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp
     with av.open(str(dst)) as out:
         video, audio = out.streams.video[0], out.streams.audio[0]
         assert (video.frames, video.start_time, audio.start_time) == (17, 0, 0)
-    # Matroska has no edit list: the audio hidden before the cut is left out, all but the
-    # part of the packet that spans the cut (AAC: 1024 samples, 21 ms).
-    dst = tmp_path / "out.mkv"
-    upscale_video(cut, dst, model="nearest", scale=2, options=QUIET)
-    with av.open(str(dst)) as out:
-        first = min(p.pts for p in out.demux(audio=0) if p.size)
-        assert -21 <= first <= 0  # milliseconds
+    # Matroska has no edit list: the audio hidden before the cut is left out, but for the
+    # packet the decoder primes itself with (AAC: 1024 samples, 21 ms), as for any AAC.
+    for source, first in ((cut, -29), (src, -21)):
+        dst = tmp_path / "out.mkv"
+        upscale_video(source, dst, model="nearest", scale=2,
+                      options=TranscodeOptions(progress=False, overwrite=True))
+        with av.open(str(dst)) as out:
+            assert min(p.pts for p in out.demux(audio=0) if p.size) == first  # ms
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs a system ffmpeg")
+def test_a_copy_cut_mp4_is_refused_up_front_for_ffmpeg_into_matroska(clip, tmp_path):
+    # ffmpeg would copy the 0.52 s of sound the edit list hides; MP4 keeps it hidden.
+    src = clip("src.mp4", frames=30, gop=25, audio=True)
+    cut = _copy_cut(src, tmp_path / "cut.mp4")
+    ffmpeg = TranscodeOptions(progress=False, ffmpeg="ffmpeg")
+    with pytest.raises(OptionsError, match=r"cut\.mp4: stream #1 starts before the edit list"
+                                           r" .* into the \.mkv file"):
+        upscale_video(cut, tmp_path / "out.mkv", model="nearest", scale=2, options=ffmpeg)
+    assert not (tmp_path / "out.mkv").exists()
+    for source, name in ((cut, "out.mp4"), (src, "src.mkv")):  # an AAC's one primer is fine
+        assert upscale_video(source, tmp_path / name, model="nearest", scale=2,
+                             options=ffmpeg).frames == (17 if source == cut else 30)
 
 
 def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):

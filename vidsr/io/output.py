@@ -39,7 +39,7 @@ from vidsr.io.passthrough import StreamCopy, plan_stream_copies
 from vidsr.io.pixfmt import nearest_format, source_format
 from vidsr.io.probe import VideoInfo
 from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
-from vidsr.io.timestamps import first_restart, stream_start
+from vidsr.io.timestamps import first_restart, hidden_lead_in, keeps_lead_in, stream_start
 
 log = logging.getLogger("vidsr")
 
@@ -183,6 +183,14 @@ def plan_output(
                 f" {restart[0]:.3f} s was due (recordings joined into one file?); --ffmpeg"
                 " would copy its other streams out of place: drop --ffmpeg, and vidsr moves every"
                 " part to follow on")
+        hidden = None if keeps_lead_in(muxer) else hidden_lead_in(container,
+                                                                  source.stream_index)
+        if hidden is not None:
+            # ffmpeg copies the packets an edit list hides, and the output has no edit list.
+            raise OptionsError(
+                f"{source.path}: stream #{hidden} starts before the edit list (an MP4 cut"
+                f" with -c copy); --ffmpeg would copy what was cut off into the {path.suffix}"
+                " file: drop --ffmpeg, or write .mp4 or .mov")
     video = container.streams[source.stream_index]
     start_pts = stream_start(container, video)
     if start_pts and video.time_base and video.time_base != source.time_base:

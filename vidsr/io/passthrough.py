@@ -143,13 +143,20 @@ class PassThrough:
             return
         streams = [self._source.streams[i] for i in self._map]
         continuity = Continuity(self._source)  # as the decoder moves the video's
+        primer: dict[int, av.Packet] = {}  # by stream: the latest packet an edit list hides
         for packet in self._source.demux(streams):
             if packet.dts is None and packet.pts is None:
                 continue  # the flush packet demux ends with carries nothing to copy
             if packet.is_discard:
-                continue  # before an MP4 edit list's start: no part of the output
-            continuity.follow_on(packet)
-            yield packet
+                # Before an MP4 edit list's start (a file cut with -c copy): no part of the
+                # output, but for the packet just before the start, which the decoder needs
+                # to prime itself (AAC's first frame is only encoder delay).
+                primer[packet.stream.index] = packet
+                continue
+            held = primer.pop(packet.stream.index, None)
+            for copy in (held, packet) if held is not None else (packet,):
+                continuity.follow_on(copy)
+                yield copy
 
     def mux_until(self, output: av.container.OutputContainer, seconds: float | None) -> None:
         """Mux copied packets whose time is before ``seconds`` (all when None)."""

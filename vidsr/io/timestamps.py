@@ -189,6 +189,38 @@ def first_restart(container: av.container.InputContainer) -> tuple[float, float]
     return None
 
 
+# Muxers that write an edit list of their own, so a copied stream may start before zero.
+_EDIT_LIST_MUXERS = frozenset({"mov", "mp4", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"})
+
+
+def hidden_lead_in(container: av.container.InputContainer, video_index: int) -> int | None:
+    """The first stream of ``container`` besides the video that starts with more packets
+    than one that an MP4 edit list hides (a file cut with ``-c copy``; one is the encoder
+    delay of any AAC track), or None. Reads the file's first packets, from a second
+    opening."""
+    if "mov" not in container.format.name.split(","):
+        return None
+    with av.open(container.name) as again:
+        waiting = {s.index for s in again.streams if s.index != video_index}
+        hidden: dict[int, int] = {}
+        for packet in again.demux([again.streams[i] for i in waiting]):
+            index = packet.stream.index
+            if not packet.is_discard:
+                waiting.discard(index)
+                if not waiting:
+                    break
+            elif index in waiting:
+                hidden[index] = hidden.get(index, 0) + 1
+                if hidden[index] > 1:
+                    return index
+    return None
+
+
+def keeps_lead_in(muxer: str) -> bool:
+    """Whether a ``muxer`` output hides a copied stream's lead-in behind an edit list."""
+    return muxer in _EDIT_LIST_MUXERS
+
+
 def stream_start(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
     """Where the output's timeline starts, in ``stream``'s time base.
 
