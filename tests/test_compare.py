@@ -22,6 +22,7 @@ from vidsr.compare import (
     read_still,
     run_compare,
 )
+from vidsr.errors import InputError
 from vidsr.eval_video import batch_rgb
 from vidsr.evaluate import evaluate_folder
 from vidsr.io.decode import Decoder
@@ -142,6 +143,16 @@ def test_time_picks_the_frame_shown_then(video):
     assert read_still(video, seconds=0.0).index == 0
     assert read_still(video, seconds=0.21).index == 5
     assert read_still(video, frame=4).index == 4
+
+
+def test_the_last_frame_after_a_gap_is_shown_one_frame_long(clip):
+    # Frames at 0, 40 and 10 000 ms: the last is shown for a frame of the stream's rate
+    # (FFmpeg guesses 25/3 fps from so few), not for the average frame time (3.35 s).
+    video = clip("gap.mp4", width=32, height=24, pts=[0, 40, 10_000])
+    assert read_still(video, seconds=10.02).index == 2
+    with pytest.raises(InputError, match=r"--time 10\.5 is past the end \(the last frame"
+                                         r" starts at 10\.000 s\)"):
+        read_still(video, seconds=10.5)
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -179,7 +179,7 @@ def read_still(path: str | Path, *, frame: int | None = None,
             count += 1
     if seconds is not None and previous is not None:
         last = previous[1]
-        duration = 1 / float(info.average_rate) if info.average_rate else 0.0
+        duration = float(info.frame_time) if info.frame_time else 0.0
         if seconds < last + duration:
             return Still(previous[0], info.colour, count - 1, last)
         raise InputError(f"{path}: --time {seconds:g} is past the end (the last frame starts"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -195,3 +196,49 @@ def test_sigkill_mid_file_redoes_only_the_unfinished_segment(tmp_path, capsys):
     assert same_frames(a, b)
     assert probe_streams(a) == probe_streams(b)
     assert packet_times(a) == packet_times(b)
+
+
+def _joined_ts(path):
+    """cat a.ts b.ts (written beside the source folder): both parts' times start at the
+    same place."""
+    parts = [make_clip(path.parent.parent / f"{n}.ts", width=64, height=48, frames=12, gop=6,
+                       content=content) for n, content in (("a", "moving"), ("b", "bars"))]
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+
+
+def _repeated_times(path):
+    """12 frames at 25 fps (a keyframe every 4) muxed with repeated times, as a broken
+    remux leaves them."""
+    times = [0, 40, 80, 80, 120, 160, 160, 160, 200, 240, 280, 320]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = 4
+        stream.codec_context.options = {"bf": "0", "keyint_min": "4", "sc_threshold": "0"}
+        packets = []
+        for i in range(len(times)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8),
+                                               format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            packets += stream.encode(frame)
+        packets += stream.encode(None)
+        for packet, stamp in zip(packets, times, strict=True):
+            packet.pts = packet.dts = stamp
+            packet.time_base = Fraction(1, 1000)
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("name, make", [("joined.ts", _joined_ts),
+                                        ("repeated.mkv", _repeated_times)])
+def test_a_file_whose_times_name_no_one_place_runs_whole(tmp_path, capsys, name, make):
+    # Cut by time, segments would each take the frames of both parts of a joined file, or
+    # end before a repeated time's retimed frames: the file runs whole, every frame kept.
+    src = tmp_path / "src"
+    src.mkdir()
+    make(src / name)
+    code, err = batch(capsys, src, tmp_path / "out", *FAST, "--segment-seconds", "0.1")
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 0
+    with av.open(str(tmp_path / "out" / Path(name).with_suffix(".mkv").name)) as out:
+        times = sorted(f.pts for f in out.decode(video=0))
+    assert times == [40 * i for i in range(24 if name == "joined.ts" else 12)]

@@ -146,6 +146,9 @@ def test_the_nominal_rate_is_the_base_rate_unless_the_stream_really_varies():
     # A phone's variable-rate clip averaging 25 against a base of 30 stays at its average.
     assert nominal_rate(Fraction(25), Fraction(30)) == 25
     assert nominal_rate(None, Fraction(30)) == 30 and nominal_rate(None, None) is None
+    # FFmpeg's average of raw DV or a frame-count-less Matroska file is 1/time base.
+    assert nominal_rate(Fraction(60000), Fraction(25)) == 25
+    assert nominal_rate(Fraction(1000), Fraction(25)) == 25
 
 
 def test_the_bundled_sample_is_24_fps():

@@ -367,7 +367,11 @@ class _Runner:
         if why is not None:
             log.info("%s: run whole, not in segments: %s", f.path, why)
             return None
-        segments = plan_segments(scan_keyframes(f.path), seconds)
+        index = scan_keyframes(f.path)
+        if index.unseekable is not None:
+            log.info("%s: run whole, not in segments: %s", f.path, index.unseekable)
+            return None
+        segments = plan_segments(index, seconds)
         if len(segments) < 2:
             return None
         return SegmentState(folder, seconds, segments, {})

@@ -42,7 +42,7 @@ from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_inf
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
 from vidsr.io.probe import VideoInfo, describe, open_input
-from vidsr.io.timestamps import LATE, Timeline, TimestampMode, timestamp_mode
+from vidsr.io.timestamps import LATE, Continuity, Timeline, TimestampMode, timestamp_mode
 
 if TYPE_CHECKING:
     from vidsr.io.script_source import ScriptSource
@@ -207,7 +207,10 @@ class Decoder:
             key = None
             if packet.size:
                 packet_no += 1
-                key = timeline.packet(packet)
+                if not packet.is_discard:
+                    key = timeline.packet(packet)
+                # else: a lead-in an edit list cuts (MP4 cut at a non-keyframe): decoded as a
+                # reference, its frame dropped by FFmpeg; it has no slot in the output.
             try:
                 frames = self._stream.decode(packet)
             except av.FFmpegError as exc:
@@ -235,7 +238,13 @@ class Decoder:
                 stand_ins = [timeline.handed(timeline.next_slot()) if timeline.mode == "pts"
                              else timeline.frame(None)[0] for _ in range(waiting)]
                 waiting = 0
+                retimed = timeline.retimed
                 stamp, lost = timeline.frame(frame.pts)
+                if timeline.retimed and not retimed:
+                    log.warning("%s: video frames repeat a timestamp (first%s); each such"
+                                " frame is retimed one frame (%.3f s) after the one before",
+                                self.path, _at(frame.pts, info),
+                                float(timeline.step * info.time_base))
                 lost = [slot for slot in lost if not window.before(slot)]
                 if stamp is LATE:
                     # Its slot was filled by a stand-in already: time never goes back.
@@ -258,7 +267,7 @@ class Decoder:
                 yield last, timeline.handed(slot)
                 self.skipped += 1
         if window.end is None:
-            self._check_complete(timeline.last)
+            self._check_complete(timeline.last, timeline.spacing)
 
     def _packets(self) -> Iterator[av.Packet]:
         """Demux the video stream; a read error ends the stream ("skip") or raises ("fail")."""
@@ -266,6 +275,7 @@ class Decoder:
             # Backward: the keyframe at or before it, never one after.
             self._container.seek(self._window.seek, stream=self._stream, backward=True)
         demuxer = self._container.demux(self._stream)
+        continuity = Continuity(self._container)
         count = 0
         while True:
             try:
@@ -281,7 +291,17 @@ class Decoder:
                 yield av.Packet()  # an empty packet flushes the decoder
                 return
             count += 1
-            if packet.is_corrupt:
+            restart = continuity.follow_on(packet)
+            if restart is not None:
+                log.warning("%s: the video's time restarts at packet #%d (%.3f s where %.3f s"
+                            " was due: recordings joined into one file?); what follows is"
+                            " moved to follow on", self.path, count, restart[1], restart[0])
+            if packet.is_corrupt and continuity.active:
+                # MPEG-TS flags a packet whose continuity counter skipped: lost transport
+                # packets, or the join of two whole recordings. The decoder, which fails on
+                # damaged data, judges.
+                log.debug("%s: video packet #%d has a continuity gap", self.path, count)
+            elif packet.is_corrupt:
                 # The demuxer flags a packet it could not read whole: the data ends
                 # mid-packet (a cut file) or the container says it is damaged.
                 problem = (f"video packet #{count}{_at(packet.pts, self.source_info)} is cut"
@@ -301,17 +321,23 @@ class Decoder:
             log.warning("%s: replacing undecodable frame%s with the previous one",
                         self.path, _at(pts, self.source_info))
 
-    def _check_complete(self, last_pts: int | None) -> None:
+    def _check_complete(self, last_pts: int | None, spacing: int | None) -> None:
         """Catch a file whose video ends well before the duration its header states.
 
         Header frame counts are hints (AVI counts zero-size dropped-frame chunks) and are
         not checked; a cut file also shows as a damaged last packet (see ``_packets``).
+        ``spacing``: the least time between two frames, in the stream's time base.
         """
         info = self.source_info
-        if info.duration is None or last_pts is None or not info.average_rate:
+        if info.duration is None or last_pts is None or info.frame_time is None:
             return
         start = self._stream.start_time or 0
-        frame = float(1 / info.average_rate)
+        # The last frame lasts one frame of the stream's rate. An AVI's rate is its slots'
+        # (one written in 1/600 s slots with a frame every 24 says 600 fps): there a frame
+        # lasts as long as frames are apart.
+        frame = float(info.frame_time)
+        if self.timestamps == "index" and spacing:
+            frame = max(frame, float(spacing * info.time_base))
         # A header's duration is the stream's length (MP4) or the time it ends at (Matroska's
         # DURATION tag counts from the file's start, so a video that starts after its audio
         # ends later than it lasts): the video is complete if either reaches it.

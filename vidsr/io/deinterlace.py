@@ -173,6 +173,7 @@ def deinterlaced_info(info: VideoInfo, plan: DeinterlacePlan) -> VideoInfo:
     return replace(
         info, time_base=info.time_base / 2, field_order="progressive",
         average_rate=info.average_rate * per_frame if info.average_rate else None,
+        base_rate=info.base_rate * per_frame if info.base_rate else None,
         frame_count=info.frame_count * per_frame if info.frame_count is not None else None)
 
 

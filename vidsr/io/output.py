@@ -40,7 +40,7 @@ from vidsr.io.passthrough import StreamCopy, plan_stream_copies
 from vidsr.io.pixfmt import nearest_format, source_format
 from vidsr.io.probe import VideoInfo
 from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
-from vidsr.io.timestamps import stream_start
+from vidsr.io.timestamps import first_restart, hidden_lead_in, keeps_lead_in, stream_start
 
 log = logging.getLogger("vidsr")
 
@@ -166,7 +166,10 @@ def plan_output(
             _check_turnable(layout, turn)
     check_frame_size(codec, layout, width, height)
     options = codec_options(encode, interlaced=source.interlaced)
-    rate = source.average_rate or Fraction(25)
+    # The rate frames follow one another at, not their average: it sets how long each frame
+    # lasts (the last one's duration is written), which a gap or a variable rate must not
+    # stretch.
+    rate = source.base_rate or source.average_rate or Fraction(25)
     if ffmpeg is None:
         unknown = unknown_encoder_options(codec, options)
         if unknown:
@@ -188,6 +191,23 @@ def plan_output(
                                          codec_pix_fmt, source.time_base, rate)
         trial_encode(ffmpeg, encoder=codec, muxer=muxer, width=width, height=height,
                      pix_fmt=codec_pix_fmt, rate=rate, options=tuple(options.items()))
+        restart = first_restart(container)
+        if restart is not None:
+            # ffmpeg reads the source's other streams itself, and with -copyts (the video's
+            # own times kept) it leaves them as they are.
+            raise OptionsError(
+                f"{source.path}: its time restarts at {restart[1]:.3f} s where"
+                f" {restart[0]:.3f} s was due (recordings joined into one file?); --ffmpeg"
+                " would copy its other streams out of place: drop --ffmpeg, and vidsr moves every"
+                " part to follow on")
+        hidden = None if keeps_lead_in(muxer) else hidden_lead_in(container,
+                                                                  source.stream_index)
+        if hidden is not None:
+            # ffmpeg copies the packets an edit list hides, and the output has no edit list.
+            raise OptionsError(
+                f"{source.path}: stream #{hidden} starts before the edit list (an MP4 cut"
+                f" with -c copy); --ffmpeg would copy what was cut off into the {path.suffix}"
+                " file: drop --ffmpeg, or write .mp4 or .mov")
     video = container.streams[source.stream_index]
     start_pts = stream_start(container, video)
     if start_pts and video.time_base and video.time_base != source.time_base:

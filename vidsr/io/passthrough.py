@@ -22,6 +22,7 @@ import av.container
 
 from vidsr.io.ffmpeg_log import ffmpeg_reasons, reason
 from vidsr.io.probe import StreamSummary, open_input
+from vidsr.io.timestamps import Continuity
 
 log = logging.getLogger("vidsr")
 
@@ -144,10 +145,21 @@ class PassThrough:
         if not self._map:
             return
         streams = [self._source.streams[i] for i in self._map]
+        continuity = Continuity(self._source)  # as the decoder moves the video's
+        primer: dict[int, av.Packet] = {}  # by stream: the latest packet an edit list hides
         for packet in self._source.demux(streams):
             if packet.dts is None and packet.pts is None:
                 continue  # the flush packet demux ends with carries nothing to copy
-            yield packet
+            if packet.is_discard:
+                # Before an MP4 edit list's start (a file cut with -c copy): no part of the
+                # output, but for the packet just before the start, which the decoder needs
+                # to prime itself (AAC's first frame is only encoder delay).
+                primer[packet.stream.index] = packet
+                continue
+            held = primer.pop(packet.stream.index, None)
+            for copy in (held, packet) if held is not None else (packet,):
+                continuity.follow_on(copy)
+                yield copy
 
     def mux_until(self, output: av.container.OutputContainer, seconds: float | None) -> None:
         """Mux copied packets whose time is before ``seconds`` (all when None)."""

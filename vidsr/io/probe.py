@@ -56,7 +56,7 @@ class VideoInfo:
     colour: ColourSpec
     sar: Fraction
     time_base: Fraction
-    average_rate: Fraction | None
+    average_rate: Fraction | None  # the nominal rate (see nominal_rate): shown, counts frames
     frame_count: int | None
     duration: float | None
     codec: str
@@ -68,6 +68,9 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None = None
     timecode: str | None = None  # SMPTE timecode of the first frame, e.g. "01:00:00:00"
     field_order: str = "unknown"  # progressive, tt, bb, tb, bt or unknown
+    # The rate frames follow one another at (FFmpeg's guess from the timestamps), which one
+    # frame lasts; unlike the average, not stretched by a gap nor set to 1/time base.
+    base_rate: Fraction | None = None
 
     @property
     def interlaced(self) -> bool:
@@ -84,11 +87,17 @@ class VideoInfo:
         return None
 
     @property
+    def frame_time(self) -> Fraction | None:
+        """How long one frame lasts, in seconds, when the rate is known."""
+        rate = self.base_rate or self.average_rate
+        return 1 / rate if rate else None
+
+    @property
     def frame_duration(self) -> int | None:
-        """One nominal frame in ``time_base`` units, when the rate is known."""
-        if not self.average_rate:
+        """One frame's duration (:attr:`frame_time`) in ``time_base`` units."""
+        if self.frame_time is None:
             return None
-        return max(1, round(1 / (self.average_rate * self.time_base)))
+        return max(1, round(self.frame_time / self.time_base))
 
 
 def check_input_path(path: Path) -> None:
@@ -184,6 +193,7 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
         display_matrix=_upright_or(struct.unpack("<9i", matrix) if matrix else None),
         timecode=next((t for t in timecodes if t), None),
         field_order=_FIELD_ORDERS.get(ctx.field_order, "unknown"),
+        base_rate=Fraction(stream.guessed_rate) if stream.guessed_rate else None,
     )
 
 
@@ -200,8 +210,12 @@ RATE_TOLERANCE = Fraction(3, 100)
 
 def nominal_rate(average: Fraction | None, base: Fraction | None) -> Fraction | None:
     """The stream's frame rate: its base rate (FFmpeg's r_frame_rate, an exact ratio such as
-    24 or 30000/1001) when the average agrees with it, else the average (variable rate)."""
-    if average and base and abs(Fraction(average) / Fraction(base) - 1) <= RATE_TOLERANCE:
+    24 or 30000/1001) when the average agrees with it, else the average (variable rate).
+
+    An average above the base rate is no rate at all: frames cannot follow closer than the
+    base rate allows. FFmpeg reports 1/time base there (60000 for raw DV, 1000 for Matroska
+    files without a frame count); the base rate it is."""
+    if average and base and Fraction(average) / Fraction(base) - 1 >= -RATE_TOLERANCE:
         return Fraction(base)
     rate = average or base
     return Fraction(rate) if rate else None
