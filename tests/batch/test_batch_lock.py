@@ -24,9 +24,11 @@ def test_a_second_batch_on_a_busy_out_dir_is_refused_and_a_killed_one_holds_noth
         tmp_path, capsys):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
+    # 90 frames a file at about 3 a second: the first batch still runs however long the
+    # second takes to start on a loaded machine (12 frames were not always enough).
     for name in ("a", "b"):
-        make_clip(src / f"{name}.mp4", width=64, height=48, frames=12, content="moving")
-    first = start_vidsr("batch", src, out, *SLOW_RUN)  # seconds a file
+        make_clip(src / f"{name}.mp4", width=64, height=48, frames=90, content="moving")
+    first = start_vidsr("batch", src, out, *SLOW_RUN)
     wait_for(first, lambda: _running(out))
     before = (out / "vidsr-job.json").read_bytes()
 
