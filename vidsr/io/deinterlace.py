@@ -154,6 +154,12 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
         log.info("%s: %s", info.path, counts.to_text())
         if counts.interlaced:
             chosen, reason = counts.order, counts.to_text()
+            if mode == "auto":
+                # A guess acts on the picture: say so where the run is seen, not only in
+                # --dry-run (a progressive file idet misjudges is blurred by bwdif).
+                log.warning("%s: no field order flag, but %s: deinterlacing it"
+                            " (--deinterlace off keeps the frames as they are)",
+                            info.path, counts.to_text())
         elif mode == "auto":
             return None
         elif order == "auto":
