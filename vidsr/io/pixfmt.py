@@ -83,25 +83,38 @@ def source_format(pix_fmt: str) -> SourceFormat:
 def nearest_format(layout: PlaneLayout, candidates: list[str]) -> str:
     """The candidate pixel format closest to ``layout`` (exact match first).
 
-    Closeness: same family, then same subsampling, then depth (more bits beat
-    fewer), then planar over packed/semi-planar.
+    Closeness: same family, then another colour family before gray (which would
+    lose the colour), then same subsampling, then depth (more bits beat fewer; a
+    palette or a packing with fewer bits a sample, such as rgb555, counts as fewer),
+    then planar over packed/semi-planar.
     """
     def cost(name: str) -> tuple[int, int, int, int]:
         src = source_format(name)
         cand = src.layout
-        family = 0 if cand.family == layout.family else 1
+        if cand.family == layout.family:
+            family = 0
+        else:
+            family = 2 if cand.family == "gray" else 1
         sub = abs(cand.log2_chroma_w - layout.log2_chroma_w) + abs(
             cand.log2_chroma_h - layout.log2_chroma_h)
-        if cand.bit_depth >= layout.bit_depth:
-            depth = cand.bit_depth - layout.bit_depth
+        bits = _sample_bits(av.VideoFormat(name))
+        if bits >= layout.bit_depth:
+            depth = bits - layout.bit_depth
         else:
-            depth = 100 + layout.bit_depth - cand.bit_depth
+            depth = 100 + layout.bit_depth - bits
         return family, sub, depth, int(src.needs_convert or src.jpeg_range)
 
     usable = [c for c in candidates if not av.VideoFormat(c).is_bayer]
     if not usable:
         raise ValueError("no usable pixel format among the candidates")
     return min(usable, key=cost)
+
+
+def _sample_bits(fmt: av.VideoFormat) -> int:
+    """The bits each colour sample of ``fmt`` keeps (0 for a palette of 256 colours)."""
+    if fmt.has_palette:
+        return 0
+    return min(c.bits for c in fmt.components if not c.is_alpha)
 
 
 def copy_frame_planes(frame: av.VideoFrame, layout: PlaneLayout, out: list[np.ndarray],
