@@ -336,3 +336,58 @@ def make_interlaced(path: str | Path, order: str, flag: str | None, *,
             out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
     return path
+
+
+def cover_jpeg(width: int = 32, height: int = 32) -> bytes:
+    """A small JPEG picture, as cover art holds it."""
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), (200, 40, 90), np.uint8),
+                                       format="rgb24").reformat(format="yuvj420p")
+    return b"".join(bytes(p) for p in (*codec.encode(frame), *codec.encode(None)))
+
+
+def make_streams_clip(path: str | Path, *, videos: list[tuple[int, int, bool]],
+                      cover: bool = False, audio: bool = False, frames: int = 6) -> Path:
+    """A file with several video streams: ``videos`` are (width, height, marked default),
+    each ``frames`` frames of flat grey at its own level (16 x its place + 40), then a JPEG
+    cover (an attached picture; an attachment in Matroska) and an AAC tone if asked."""
+    path = Path(path)
+    # FFmpeg's .m4a muxer (ipod) takes no cover art; iTunes' files are MP4 inside.
+    with av.open(str(path), "w", format="mp4" if path.suffix == ".m4a" else None) as out:
+        streams = []
+        for width, height, default in videos:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.options = {"preset": "ultrafast", "qp": "0"}
+            stream.disposition = (av.stream.Disposition.default if default
+                                  else av.stream.Disposition(0))
+            streams.append(stream)
+        picture = None
+        if cover and path.suffix == ".mkv":
+            # Matroska keeps cover art as an attachment; FFmpeg reads it back as a picture.
+            out.add_attachment("cover.jpg", "image/jpeg", cover_jpeg())
+        elif cover:
+            picture = out.add_stream("mjpeg", rate=1)
+            picture.width, picture.height, picture.pix_fmt = 32, 32, "yuvj420p"
+            picture.disposition = av.stream.Disposition.attached_pic
+        tone = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
+        out.start_encoding()
+        if picture is not None:
+            packet = av.Packet(cover_jpeg())
+            packet.stream = picture
+            out.mux(packet)
+        for place, (stream, (width, height, _)) in enumerate(zip(streams, videos,
+                                                                  strict=True)):
+            for index in range(frames):
+                frame = av.VideoFrame.from_ndarray(
+                    np.full((height, width), 40 + 16 * place, np.uint8), format="gray")
+                frame = frame.reformat(format="yuv420p")
+                frame.pts = index
+                frame.time_base = Fraction(1, 25)
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        if tone is not None:
+            _write_audio(out, tone, frames / 25)
+    return path

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clipgen import bar_values
+from clipgen import bar_values, cover_jpeg, make_streams_clip
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec
@@ -383,3 +383,58 @@ def test_an_output_that_is_a_device_is_never_replaced(clip, tmp_path):
         upscale_video(src, Path("/dev/null"), model="nearest", scale=2,
                       options=TranscodeOptions(progress=False, overwrite=True))
     assert Path("/dev/null").is_char_device()
+
+
+def _pictures(path: Path) -> list[tuple[int, bytes]]:
+    """(stream index, picture) of every attached picture of ``path``, as FFmpeg reads it."""
+    with av.open(str(path)) as c:
+        pictures = [s for s in c.streams.video
+                    if s.disposition & av.stream.Disposition.attached_pic]
+        if not pictures:
+            return []  # demux([]) would read every stream
+        return [(p.stream.index, bytes(p)) for p in c.demux(pictures) if p.size]
+
+
+@pytest.mark.parametrize(("source", "output"), [("mp4", "mp4"), ("mkv", "mkv"),
+                                                 ("mp4", "mkv"), ("mkv", "mp4")])
+def test_cover_art_is_copied_as_cover_art_and_the_default_stream_upscaled(tmp_path, source,
+                                                                          output):
+    # D17: the small first stream was upscaled, the cover dropped as "only one video stream".
+    src = make_streams_clip(tmp_path / f"in.{source}", cover=True,
+                            videos=[(64, 48, False), (96, 72, True)])
+    dst = tmp_path / f"out.{output}"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    out = probe(dst)
+    assert (out.width, out.height, out.stream_index) == (192, 144, 0)
+    assert _pictures(dst) == [(1, cover_jpeg())]
+    luma = decode_planes(dst)[0][0]
+    assert luma.min() == luma.max() == 64  # the second stream's grey (56 full range)
+
+
+def test_cover_art_a_container_cannot_keep_is_named(tmp_path, caplog):
+    src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
+    upscale_video(src, tmp_path / "out.mov", model="nearest", scale=2, options=QUIET)
+    assert "dropping stream #1 (video, mjpeg): mov files keep no cover art" in caplog.text
+    assert _pictures(tmp_path / "out.mov") == []
+
+
+def test_video_stream_chooses_the_stream(tmp_path):
+    src = make_streams_clip(tmp_path / "in.mp4", videos=[(64, 48, False), (96, 72, True)])
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, video_stream=0))
+    assert (probe(dst).width, probe(dst).height) == (128, 96)
+    luma = decode_planes(dst)[0][0]
+    assert luma.min() == luma.max() == 50  # the first stream's grey (40 full range)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg for --ffmpeg")
+def test_cover_art_survives_the_ffmpeg_sink_unencoded(tmp_path):
+    # -c:v once re-encoded every video stream, the copied cover too.
+    src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
+    dst = tmp_path / "out.mp4"
+    upscale_video(src, dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    assert (probe(dst).width, probe(dst).codec) == (128, "h264")
+    assert _pictures(dst) == [(1, cover_jpeg())]

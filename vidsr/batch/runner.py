@@ -352,7 +352,8 @@ class _Runner:
         if why is not None:
             log.info("%s: run whole, not in segments: %s", f.path, why)
             return None
-        segments = plan_segments(scan_keyframes(f.path), seconds)
+        assert plan.source is not None
+        segments = plan_segments(scan_keyframes(f.path, plan.source.stream_index), seconds)
         if len(segments) < 2:
             return None
         return SegmentState(folder, seconds, segments, {})

@@ -74,18 +74,19 @@ class Window:
 
 
 class Decoder:
-    """Iterate over a file's first video stream as batches of planes.
+    """Iterate over a file's video stream as batches of planes.
 
     ``with Decoder(path, batch_size=8) as dec: for batch in dec: ...``.
     ``info`` describes the frames yielded (deinterlaced ones when ``deinterlace`` is
     given, see :meth:`deinterlace`); ``skipped`` counts frames replaced under
     ``on_error="skip"``. ``threads=0`` lets FFmpeg pick (frame + slice threads).
-    ``window``: only one segment's frames (see :class:`Window`).
+    ``window``: only one segment's frames (see :class:`Window`). ``video_stream``: the
+    index of the stream to decode (default: :func:`~vidsr.io.probe.video_stream`'s pick).
     """
 
     def __init__(self, path: str | Path, *, batch_size: int, on_error: OnError = "fail",
                  threads: int = 0, deinterlace: DeinterlacePlan | None = None,
-                 window: Window | None = None) -> None:
+                 window: Window | None = None, video_stream: int | None = None) -> None:
         if batch_size < 1:
             raise OptionsError(f"batch size must be at least 1, got {batch_size}")
         if on_error not in ("fail", "skip"):
@@ -98,9 +99,9 @@ class Decoder:
         self._window = window or Window()
         self._container = open_input(self.path)
         try:
-            self.info: VideoInfo = describe(self._container, self.path)
+            self.info: VideoInfo = describe(self._container, self.path, video_stream)
             self.source_info: VideoInfo = self.info  # the stream as stored
-            self._stream = self._container.streams.video[0]
+            self._stream = self._container.streams[self.info.stream_index]
             self.timestamps: TimestampMode = timestamp_mode(self._container)
             ctx = self._stream.codec_context
             ctx.thread_type = "AUTO"
@@ -340,14 +341,15 @@ class Decoder:
 
 
 def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
-                threads: int = 0) -> Decoder | ScriptSource:
+                threads: int = 0, video_stream: int | None = None) -> Decoder | ScriptSource:
     """The frames of ``path`` as batches: a :class:`Decoder` for a media file, a
     :class:`~vidsr.io.script_source.ScriptSource` for a VapourSynth script (``.vpy``)."""
     from vidsr.io.script_source import ScriptSource, is_script
 
     if is_script(path):
         return ScriptSource(path, batch_size=batch_size)
-    return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads)
+    return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads,
+                   video_stream=video_stream)
 
 
 def _at(pts: int | None, info: VideoInfo) -> str:

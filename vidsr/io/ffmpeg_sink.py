@@ -61,12 +61,14 @@ def ffmpeg_command(plan: OutputPlan, path: Path, source: Path) -> list[str]:
         command += ["-map", f"1:{index}"]
     command += [
         "-map_metadata", "1", "-map_chapters", "1",
-        "-c", "copy", "-c:v", plan.encode.codec, "-pix_fmt", plan.codec_pix_fmt,
+        # The upscaled stream is the output's first video stream (v:0); copied cover art is
+        # a video stream too, which a plain -c:v or -vf would re-encode or filter.
+        "-c", "copy", "-c:v:0", plan.encode.codec, "-pix_fmt:v:0", plan.codec_pix_fmt,
         "-fps_mode", "passthrough",  # keep every frame's pts: VFR stays VFR
         # Count in the plan's time base (the source's, or a tick a frame where the codec
         # insists), not ffmpeg's 1/rate.
         "-enc_time_base:v", f"{plan.time_base.numerator}/{plan.time_base.denominator}",
-        "-vf", f"setsar={plan.sar.numerator}/{plan.sar.denominator}",
+        "-filter:v:0", f"setsar={plan.sar.numerator}/{plan.sar.denominator}",
         *colour_args(plan.colour),
     ]
     if plan.encode.threads:

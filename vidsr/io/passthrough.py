@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import av.container
 
-from vidsr.io.probe import StreamSummary, open_input
+from vidsr.io.probe import StreamSummary, is_attached_picture, open_input
 
 log = logging.getLogger("vidsr")
 
@@ -82,8 +82,11 @@ def plan_stream_copies(source: av.container.InputContainer, video_index: int,
 def _refusal(stream: av.stream.Stream, summary: StreamSummary,
              source: av.container.InputContainer, muxer: str, *,
              has_chapters: bool) -> str | None:
-    if stream.type not in _COPIED_TYPES:
-        return "only one video stream is upscaled"
+    if is_attached_picture(stream) and muxer not in _PICTURE_MUXERS:
+        return f"{muxer} files keep no cover art"
+    if stream.type not in _COPIED_TYPES and not is_attached_picture(stream):
+        return (f"only one video stream is upscaled (--video-stream {stream.index} would"
+                " upscale this one)")
     if (stream.type == "data" and has_chapters and "mp4" in source.format.name.split(",")):
         # MP4 keeps chapter titles in a text track; the chapters are copied as chapters.
         return "it is the MP4 chapter track; chapters are copied as chapters"
@@ -91,6 +94,32 @@ def _refusal(stream: av.stream.Stream, summary: StreamSummary,
     if refusal is not None:
         return f"{muxer} cannot hold it: {refusal}"
     return None
+
+
+# Muxers that keep cover art (MOV's muxer takes the stream and writes nothing).
+_PICTURE_MUXERS = frozenset({"mp4", "ipod", "matroska", "mp3"})
+# Muxers that store cover art as an attachment, not as a stream.
+_ATTACHING_MUXERS = frozenset({"matroska"})
+_PICTURE_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"),
+                  "bmp": ("bmp", "image/bmp"), "gif": ("gif", "image/gif"),
+                  "webp": ("webp", "image/webp")}
+
+
+def _picture_file(stream: av.stream.Stream) -> tuple[str, str]:
+    """The file name and MIME type a picture stream is attached under."""
+    codec = StreamSummary.of(stream).codec
+    ext, mimetype = _PICTURE_TYPES.get(codec, ("bin", "application/octet-stream"))
+    return (stream.metadata.get("filename") or f"cover.{ext}",
+            stream.metadata.get("mimetype") or mimetype)
+
+
+def _attached_picture(source: Path, index: int) -> bytes:
+    """The picture of attached-picture stream ``index`` of ``source`` (its one packet)."""
+    with open_input(source) as container:
+        for packet in container.demux(container.streams[index]):
+            if packet.size:
+                return bytes(packet)
+    return b""
 
 
 class PassThrough:
@@ -113,7 +142,7 @@ class PassThrough:
             if chapters:
                 output.set_chapters(chapters)
             for index in copied:
-                self._add(self._source.streams[index], output)
+                self._add(self._source.streams[index], output, source)
             self._packets = self._demux()
             self._held: av.Packet | None = None
         except BaseException:
@@ -129,7 +158,14 @@ class PassThrough:
             if key.lower() not in _MUXER_TAGS:
                 output.metadata[key] = value
 
-    def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer) -> None:
+    def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer,
+             source: Path) -> None:
+        if is_attached_picture(stream) and output.format.name in _ATTACHING_MUXERS:
+            # Matroska keeps cover art as a file attachment (readers show it as cover art
+            # again); its muxer would write the picture as a one-frame video track.
+            name, mimetype = _picture_file(stream)
+            output.add_attachment(name, mimetype, _attached_picture(source, stream.index))
+            return
         out = output.add_stream_from_template(stream)
         for key, value in stream.metadata.items():
             if key.lower() not in _MUXER_TAGS:
@@ -142,8 +178,11 @@ class PassThrough:
             return
         streams = [self._source.streams[i] for i in self._map]
         for packet in self._source.demux(streams):
-            if packet.dts is None and packet.pts is None:
-                continue  # the flush packet demux ends with carries nothing to copy
+            if packet.dts is None and packet.pts is None and not (
+                    packet.size and is_attached_picture(packet.stream)):
+                # The flush packet demux ends with carries nothing to copy; cover art is
+                # one untimed packet, muxed first.
+                continue
             yield packet
 
     def mux_until(self, output: av.container.OutputContainer, seconds: float | None) -> None:

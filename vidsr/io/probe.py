@@ -40,7 +40,7 @@ class StreamSummary:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """The first video stream of a file, resolved for decoding and encoding.
+    """The video stream of a file that is upscaled, resolved for decoding and encoding.
 
     ``layout`` is what the decoder yields (after any conversion from
     ``pix_fmt``); ``colour`` is resolved (guessed where untagged, see
@@ -135,16 +135,49 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"{path}: not a video file FFmpeg can read ({exc.strerror})") from exc
 
 
-def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
-    """Build the VideoInfo of an open container's first video stream."""
+def is_attached_picture(stream: av.stream.Stream) -> bool:
+    """Whether ``stream`` is a picture attached to the file (cover art), not a video."""
+    return stream.type == "video" and bool(
+        stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def video_stream(container: av.container.InputContainer, path: Path,
+                 choice: int | None = None) -> av.video.stream.VideoStream:
+    """The video stream vidsr upscales: stream ``choice`` (its index in the file, as
+    messages write it: ``#1``) when given, else the one marked default, else the
+    largest; the first of equals. Cover art (an attached picture) is never the video.
+    """
+    if choice is not None:
+        if not 0 <= choice < len(container.streams):
+            raise InputError(f"{path}: has no stream #{choice} (it has"
+                             f" {len(container.streams)}, from #0)")
+        stream = container.streams[choice]
+        if stream.type != "video" or is_attached_picture(stream):
+            kind = "cover art, not a video" if stream.type == "video" else "not video"
+            raise InputError(f"{path}: stream {StreamSummary.of(stream)} is {kind}; choose"
+                             " another --video-stream")
+        return stream
+    videos = [s for s in container.streams.video if not is_attached_picture(s)]
+    if not videos:
+        if container.streams.video:
+            raise InputError(f"{path}: has no video stream (only cover art)")
+        found = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams)
+        raise InputError(f"{path}: has no video stream (found: {found or 'no streams'})")
+    default = [s for s in videos if s.disposition & av.stream.Disposition.default]
+    # max() keeps the first of equals: files list their main stream first.
+    return max(default or videos, key=lambda s: (s.codec_context.width or 0)
+               * (s.codec_context.height or 0))
+
+
+def describe(container: av.container.InputContainer, path: Path,
+             choice: int | None = None) -> VideoInfo:
+    """Build the VideoInfo of an open container's video stream (see :func:`video_stream`;
+    ``choice``: a stream index the user chose)."""
     if container.format.name in _TEXT_FORMATS:
         # FFmpeg renders any text file as ANSI art "video"; nobody means to upscale that.
         raise InputError(f"{path}: not a video file FFmpeg can read (it is text)")
     summaries = tuple(StreamSummary.of(s) for s in container.streams)
-    if not container.streams.video:
-        found = ", ".join(f"{s.type} {s.codec}" for s in summaries) or "no streams"
-        raise InputError(f"{path}: has no video stream (found: {found})")
-    stream = container.streams.video[0]
+    stream = video_stream(container, path, choice)
     ctx = stream.codec_context
     if ctx.format is None or not ctx.width or not ctx.height:
         raise InputError(f"{path}: video stream #{stream.index} has no size or pixel format")
@@ -212,16 +245,16 @@ def _upright_or(matrix: tuple[int, ...] | None) -> tuple[int, ...] | None:
     return None if matrix is None or tuple(matrix) == _IDENTITY else tuple(matrix)
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Describe the first video stream of ``path``; InputError if there is none.
-    A VapourSynth script (``.vpy``) is described by its video output."""
+def probe(path: str | Path, choice: int | None = None) -> VideoInfo:
+    """Describe the video stream of ``path`` (see :func:`video_stream`); InputError if there
+    is none. A VapourSynth script (``.vpy``) is described by its video output."""
     from vidsr.io.script_source import is_script, probe_script
 
     path = Path(path)
     if is_script(path):
         return probe_script(path)
     with open_input(path) as container:
-        return describe(container, path)
+        return describe(container, path, choice)
 
 
 def _codec_name(stream: av.stream.Stream) -> str:
