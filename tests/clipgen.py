@@ -6,6 +6,7 @@ noise, a moving square), so tests can assert exact numbers after decoding.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -391,3 +392,31 @@ def make_streams_clip(path: str | Path, *, videos: list[tuple[int, int, bool]],
         if tone is not None:
             _write_audio(out, tone, frames / 25)
     return path
+
+
+def make_pgs(path: str | Path, cues: list[tuple[float, float]], *, width: int = 160,
+             height: int = 120) -> Path:
+    """A Blu-ray (PGS) subtitle file: for each (start s, end s) cue a white 40x8 box shown,
+    then cleared."""
+    def segment(kind: int, seconds: float, payload: bytes) -> bytes:
+        return b"PG" + struct.pack(">IIBH", round(seconds * 90000), 0, kind, len(payload)) + payload
+
+    def composition(number: int, shown: bool) -> bytes:
+        objects = struct.pack(">HBBHH", 0, 0, 0, 20, 20) if shown else b""
+        return struct.pack(">HHBHBBBB", width, height, 0x10, number, 0x80 if shown else 0, 0,
+                           0, int(shown)) + objects
+
+    window = struct.pack(">BBHHHH", 1, 0, 20, 20, 40, 8)
+    palette = struct.pack(">BB", 0, 0) + bytes([1, 235, 128, 128, 255])
+    rows = b"".join(bytes([0, 0x80 | 40, 1, 0, 0]) for _ in range(8))  # 40 of colour 1
+    picture = (struct.pack(">HBB", 0, 0, 0xC0) + (len(rows) + 4).to_bytes(3, "big")
+               + struct.pack(">HH", 40, 8) + rows)
+    data = b""
+    for number, (start, end) in enumerate(cues):
+        data += (segment(0x16, start, composition(2 * number, True))
+                 + segment(0x17, start, window) + segment(0x14, start, palette)
+                 + segment(0x15, start, picture) + segment(0x80, start, b"")
+                 + segment(0x16, end, composition(2 * number + 1, False))
+                 + segment(0x17, end, window) + segment(0x80, end, b""))
+    Path(path).write_bytes(data)
+    return Path(path)

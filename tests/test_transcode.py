@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from clipgen import bar_values, cover_jpeg, make_streams_clip
+from clipgen import bar_values, cover_jpeg, make_pgs, make_streams_clip
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec
@@ -438,3 +439,30 @@ def test_cover_art_survives_the_ffmpeg_sink_unencoded(tmp_path):
                   options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
     assert (probe(dst).width, probe(dst).codec) == (128, "h264")
     assert _pictures(dst) == [(1, cover_jpeg())]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg to write DVB subtitles")
+@pytest.mark.parametrize("ext", ["ts", "mkv"])
+def test_subtitle_packets_whose_decode_times_go_back_are_copied(clip, tmp_path, caplog, ext):
+    # D21: ffmpeg writes a DVB page's clearing packet 1 ms before the page (1.480 s, 1.479 s);
+    # the muxer refused the file after the whole upscale ("cannot finish the file").
+    src = clip("av.mp4", frames=12, audio=True)
+    sup = make_pgs(tmp_path / "sub.sup", [(0.1, 0.3), (0.4, 0.45)])
+    dvb = tmp_path / "dvb.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-i", str(sup), "-map", "0",
+                    "-map", "1", "-c:v", "copy", "-c:a", "copy", "-c:s", "dvbsub", str(dvb)],
+                   check=True)
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(dvb, dst, model="nearest", scale=2, options=QUIET)
+
+    def subtitles(path: Path) -> list[tuple[int, int]]:
+        with av.open(str(path)) as c:
+            return [(p.size, p.dts) for p in c.demux(subtitles=0) if p.size]
+
+    copied, source = subtitles(dst), subtitles(dvb)
+    assert [size for size, _ in copied] == [size for size, _ in source]
+    assert [dts for _, dts in source] != sorted(dts for _, dts in source)
+    assert [dts for _, dts in copied] == sorted(dts for _, dts in copied)
+    assert ("dvb.ts: stream #2 (subtitle, dvbsub): its decode times go back (1.479 s after"
+            " 1.480 s); moved forward to keep them rising") in caplog.text

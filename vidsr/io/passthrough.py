@@ -135,6 +135,7 @@ class PassThrough:
                  copied: tuple[int, ...], *, shift_s: float = 0.0) -> None:
         self._shift_s = shift_s  # subtracted from every copied timestamp, as from the video's
         self._source = open_input(source)
+        self._path = source
         try:
             self._map: dict[int, av.stream.Stream] = {}
             self._copy_metadata(output)
@@ -145,6 +146,9 @@ class PassThrough:
                 self._add(self._source.streams[index], output, source)
             self._packets = self._demux()
             self._held: av.Packet | None = None
+            # Per copied stream: the last decode time muxed, and whether it was warned about.
+            self._last_dts: dict[int, int] = {}
+            self._warned: set[int] = set()
         except BaseException:
             self._source.close()
             raise
@@ -204,9 +208,42 @@ class PassThrough:
                     packet.pts -= ticks
                 if packet.dts is not None:
                     packet.dts -= ticks
+            index = packet.stream.index
+            self._keep_rising(packet)
             # mux() rescales from the packet's time base to the new stream's.
-            packet.stream = self._map[packet.stream.index]
-            output.mux(packet)
+            packet.stream = self._map[index]
+            try:
+                output.mux(packet)
+            except av.ArgumentError as exc:
+                # A packet this muxer will not take must not end the run after the whole
+                # upscale: it is dropped, and said so once for its stream.
+                self._warn(index, f"dropping a packet it cannot write ({exc.strerror})")
+
+    def _keep_rising(self, packet: av.Packet) -> None:
+        """Give ``packet`` a decode time after its stream's last, as muxers require.
+
+        ffmpeg's DVB subtitle muxing writes a page's clearing packet 1 ms before the page
+        it follows (1.480 s, then 1.479 s); the muxer refuses the file at the end.
+        """
+        index, dts = packet.stream.index, packet.dts
+        if dts is None:
+            return
+        last = self._last_dts.get(index)
+        if last is not None and dts <= last:
+            # In the source's own times, as a player of the source shows them.
+            back, after = (float(t * packet.time_base) + self._shift_s for t in (dts, last))
+            self._warn(index, f"its decode times go back ({back:.3f} s after {after:.3f} s);"
+                              " moved forward to keep them rising")
+            dts = packet.dts = last + 1
+            if packet.pts is not None and packet.pts < dts:
+                packet.pts = dts
+        self._last_dts[index] = dts
+
+    def _warn(self, index: int, what: str) -> None:
+        if index not in self._warned:
+            self._warned.add(index)
+            log.warning("%s: stream %s: %s", self._path, StreamSummary.of(
+                self._source.streams[index]), what)
 
     def finish(self, output: av.container.OutputContainer) -> None:
         """Mux every remaining copied packet."""
