@@ -100,6 +100,7 @@ def make_clip(
     rotation: int = 0,
     mirror: bool = False,
     gop: int | None = None,
+    codec_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a clip and return its path.
 
@@ -107,7 +108,8 @@ def make_clip(
     ``rotation`` (degrees counter-clockwise) and ``mirror`` write a display matrix, as
     phones do; ``audio`` True/"aac"/"flac" adds a 440 Hz sine; ``subtitles`` adds two
     cues (srt in Matroska, mov_text in MP4); ``chapters`` are (start s, end s,
-    title); ``gop``: a keyframe every that many frames (x264: two B-frames between).
+    title); ``gop``: a keyframe every that many frames (x264: two B-frames between);
+    ``codec_options`` go to the encoder as they are.
     Formats the encoder cannot take directly are written from a planar source through
     swscale (use codec="rawvideo" for any pixel format).
     """
@@ -140,7 +142,7 @@ def make_clip(
             ctx.gop_size = gop
             if codec == "libx264":
                 options.update(keyint_min=str(gop), sc_threshold="0", bf="2")
-        ctx.options = options
+        ctx.options = {**options, **(codec_options or {})}
         audio_stream = _add_audio(out, path, audio)
         sub_stream = _add_subtitles(out, path) if subtitles else None
         if chapters:

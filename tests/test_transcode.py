@@ -13,7 +13,7 @@ import pytest
 from clipgen import bar_values, cover_jpeg, make_pgs, make_streams_clip
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
-from vidsr.io.colour import ColourSpec
+from vidsr.io.colour import ColourSpec, HdrMetadata
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.probe import probe
 from vidsr.plan import EngineOptions
@@ -466,3 +466,42 @@ def test_subtitle_packets_whose_decode_times_go_back_are_copied(clip, tmp_path, 
     assert [dts for _, dts in copied] == sorted(dts for _, dts in copied)
     assert ("dvb.ts: stream #2 (subtitle, dvbsub): its decode times go back (1.479 s after"
             " 1.480 s); moved forward to keep them rising") in caplog.text
+
+
+HDR10 = HdrMetadata((13250, 34500, 7500, 3000, 34000, 16000, 15635, 16450, 10000000, 1),
+                    (1000, 400))
+PQ = ColourSpec("bt2020nc", False, "bt2020", "smpte2084")
+
+
+def _hdr10_clip(clip) -> Path:
+    params = ":".join(["log-level=error", *HDR10.x265_params()])
+    return clip("hdr.mkv", codec="libx265", pix_fmt="yuv420p10le", colour=PQ, frames=3,
+                codec_options={"x265-params": params})
+
+
+def test_hdr10_metadata_is_written_by_x265_and_its_loss_is_named(clip, tmp_path, caplog):
+    # D9: mastering display and content light level were dropped in every path, silently.
+    src = _hdr10_clip(clip)
+    assert probe(src).hdr == HDR10
+    kept = tmp_path / "kept.mp4"
+    upscale_video(src, kept, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec="libx265", quiet=True,
+                                       encoder_opts=(("x265-params", "aq-mode=1"),)))
+    assert (probe(kept).hdr, probe(kept).colour, probe(kept).pix_fmt) == (
+        HDR10, PQ, "yuv420p10le")
+    lost = tmp_path / "lost.mkv"
+    upscale_video(src, lost, model="nearest", scale=2, options=QUIET)
+    assert probe(lost).hdr is None
+    assert ("lost.mkv: libx264 cannot store the source's HDR10 metadata (mastering display"
+            " 0.0001-1000 cd/m2, MaxCLL 1000, MaxFALL 400 cd/m2); the output will not have"
+            " it: use --codec libx265") in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg for --ffmpeg")
+def test_hdr10_metadata_survives_the_ffmpeg_sink(clip, tmp_path):
+    dst = tmp_path / "out.mkv"
+    upscale_video(_hdr10_clip(clip), dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"),
+                  encode=EncodeOptions(codec="libx265", quiet=True))
+    assert (probe(dst).hdr, probe(dst).colour) == (HDR10, PQ)

@@ -306,6 +306,8 @@ class RunPlan:
                 rows.append(("display", f"pixels turned upright: {_turn_text(o.mirror, o.turn)}"))
             if o.timecode:
                 rows.append(("timecode", o.timecode))
+            if o.hdr is not None:
+                rows.append(("hdr", f"{o.hdr.to_text()}; written by {o.encode.codec}"))
             if o.field_order not in ("progressive", "unknown"):
                 rows.append(("fields", f"{o.field_order} (interlaced: the fields are upscaled"
                                        " together)"))

@@ -19,7 +19,7 @@ import av.container
 import numpy as np
 
 from vidsr.errors import EncodeError, OptionsError, OutputError
-from vidsr.io.colour import tag_colour
+from vidsr.io.colour import HdrMetadata, tag_colour
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.packet_file import PacketWriter
 from vidsr.io.passthrough import PassThrough
@@ -91,11 +91,14 @@ def choose_output_layout(codec: str, source_layout: PlaneLayout,
     return chosen
 
 
-def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[str, str]:
+def codec_options(options: EncodeOptions, *, interlaced: bool = False,
+                  hdr: HdrMetadata | None = None) -> dict[str, str]:
     """FFmpeg codec options for ``options``: quality and speed mapped per encoder.
 
     ``interlaced``: the source's fields stay marked as fields in the bitstream (by the
     encoders that can code them), so no reader takes the output for progressive.
+    ``hdr``: HDR10 static metadata written into the bitstream (x265 only, see
+    :data:`HDR_CODECS`).
     """
     codec, crf, preset = options.codec, options.crf, options.preset
     opts: dict[str, str] = {}
@@ -138,10 +141,20 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[s
     if interlaced and codec in _FIELD_CODECS:
         flags = [f for f in opts.get("flags", "").split("+") if f]
         opts["flags"] = "+" + "+".join([*flags, "ildct", "ilme"])
-    if codec == "libx265" and options.quiet:
-        opts["x265-params"] = "log-level=error"  # x265 writes its banner to stderr itself
-    opts.update(dict(options.encoder_opts))
+    asked = dict(options.encoder_opts)
+    if codec == "libx265":
+        params = ["log-level=error"] if options.quiet else []  # x265 prints its banner itself
+        params += hdr.x265_params() if hdr is not None else []
+        if params:
+            # Merged with the user's own x265-params, which come last and so win.
+            given = asked.pop("x265-params", "")
+            opts["x265-params"] = ":".join([*params, *([given] if given else [])])
+    opts.update(asked)
     return opts
+
+
+# Encoders that vidsr can hand HDR10 static metadata (mastering display, content light).
+HDR_CODECS = frozenset({"libx265"})
 
 
 # Encoders without crf whose quality is a quantiser (1 best .. 31), and what it defaults to.

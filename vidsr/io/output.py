@@ -26,8 +26,9 @@ import av
 import av.container
 
 from vidsr.errors import OptionsError
-from vidsr.io.colour import ColourSpec, colour_for_layout
+from vidsr.io.colour import ColourSpec, HdrMetadata, colour_for_layout
 from vidsr.io.encode import (
+    HDR_CODECS,
     EncodeOptions,
     choose_output_layout,
     codec_options,
@@ -81,6 +82,7 @@ class OutputPlan:
     mirror: bool  # the sink mirrors the pixels left to right (before turning them)
     timecode: str | None  # written as the video stream's timecode
     field_order: str  # written on the stream: the frames' own (progressive once deinterlaced)
+    hdr: HdrMetadata | None  # HDR10 static metadata written into the bitstream
     encode: EncodeOptions  # codec resolved (the container's default when none was asked)
     codec_options: tuple[tuple[str, str], ...]  # what the encoder is opened with
     sink: str  # "pyav" or "ffmpeg"
@@ -149,7 +151,12 @@ def plan_output(
             width, height, sar = height, width, 1 / sar
             _check_turnable(layout, turn)
     check_frame_size(codec, layout, width, height)
-    options = codec_options(encode, interlaced=source.interlaced)
+    hdr = source.hdr
+    if hdr is not None and codec not in HDR_CODECS:
+        log.warning("%s: %s cannot store the source's HDR10 metadata (%s); the output will"
+                    " not have it: use --codec libx265", path, codec, hdr.to_text())
+        hdr = None
+    options = codec_options(encode, interlaced=source.interlaced, hdr=hdr)
     rate = source.average_rate or Fraction(25)
     if ffmpeg is None:
         unknown = unknown_encoder_options(codec, options)
@@ -201,6 +208,7 @@ def plan_output(
         mirror=mirror,
         timecode=source.timecode,
         field_order=source.field_order,
+        hdr=hdr,
         encode=encode,
         codec_options=tuple(options.items()),
         sink="pyav" if ffmpeg is None else "ffmpeg",

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import av
 import av.container
+from av.sidedata.sidedata import Type as SideDataType
 
 from vidsr.errors import InputError
-from vidsr.io.colour import ColourSpec, resolve_colour
+from vidsr.io.colour import ColourSpec, HdrMetadata, hdr_metadata, resolve_colour
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.pixfmt import SourceFormat, source_format
 
@@ -68,6 +69,7 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None = None
     timecode: str | None = None  # SMPTE timecode of the first frame, e.g. "01:00:00:00"
     field_order: str = "unknown"  # progressive, tt, bb, tb, bt or unknown
+    hdr: HdrMetadata | None = None  # HDR10 static metadata of a PQ or HLG stream
 
     @property
     def interlaced(self) -> bool:
@@ -217,7 +219,31 @@ def describe(container: av.container.InputContainer, path: Path,
         display_matrix=_upright_or(struct.unpack("<9i", matrix) if matrix else None),
         timecode=next((t for t in timecodes if t), None),
         field_order=_FIELD_ORDERS.get(ctx.field_order, "unknown"),
+        hdr=(_first_frame_hdr(path, stream.index) if colour.transfer in _HDR_TRANSFERS
+             else None),
     )
+
+
+# Transfers of HDR video: only their streams are searched for HDR10 static metadata.
+_HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+
+
+def _first_frame_hdr(path: Path, index: int) -> HdrMetadata | None:
+    """The HDR10 static metadata on the first frame of stream ``index`` of ``path``.
+
+    Encoders write it as SEI with the keyframes, which only the decoder reads out; the
+    file is opened again so that the caller's container is left where it is.
+    """
+    with open_input(path) as container:
+        try:
+            frame = next(container.decode(container.streams[index]), None)
+        except av.FFmpegError:
+            return None  # damage: the decoder meets it again, and reports it
+    if frame is None:
+        return None
+    found = {kind: bytes(data) for kind, data in frame.side_data.items()}
+    return hdr_metadata(found.get(SideDataType.MASTERING_DISPLAY_METADATA),
+                        found.get(SideDataType.CONTENT_LIGHT_LEVEL))
 
 
 # FFmpeg's AVFieldOrder by value.
