@@ -422,3 +422,44 @@ def make_pgs(path: str | Path, cues: list[tuple[float, float]], *, width: int = 
                  + segment(0x17, end, window) + segment(0x80, end, b""))
     Path(path).write_bytes(data)
     return Path(path)
+
+
+# EIA-608 byte pairs, one a frame: load a caption, "HI" (odd parity), show it (twice, as
+# broadcasters send control codes), then padding.
+_CAPTION_PAIRS = [(0x94, 0x20), (0x94, 0x20), (0xC8, 0x49), (0x94, 0x2F), (0x94, 0x2F)]
+
+
+def _a53_sei(pair: tuple[int, int]) -> bytes:
+    """An H.264 SEI NAL (user data registered by ITU-T T.35: ATSC "GA94" cc_data) holding
+    one EIA-608 byte pair."""
+    cc_data = bytes([0x03, 0x40 | 1, 0xFF, 0xFC, *pair, 0xFF])
+    payload = bytes([0xB5, 0x00, 0x31]) + b"GA94" + cc_data
+    return b"\x00\x00\x00\x01" + bytes([0x06, 0x04, len(payload)]) + payload + b"\x80"
+
+
+def make_captioned_h264(path: str | Path, *, frames: int = 12, width: int = 64,
+                        height: int = 48) -> Path:
+    """A raw H.264 stream (25 fps, no B-frames) whose every picture carries closed captions
+    (ATSC A53) as SEI: "HI" from the third frame."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = Fraction(1, 25)
+    codec.options = {"preset": "ultrafast", "bf": "0"}
+    out = b""
+    packets = []
+    for index in range(frames):
+        planes = content_planes("bars", "yuv420p", width, height, index, matrix="bt709")
+        frame = planes_to_frame(planes, source_format("yuv420p").layout)
+        frame.pts = index
+        packets += codec.encode(frame)
+    packets += codec.encode(None)
+    for index, packet in enumerate(packets):
+        pair = _CAPTION_PAIRS[index] if index < len(_CAPTION_PAIRS) else (0x80, 0x80)
+        data = bytes(packet)
+        # Before the picture's slice (NAL type 1 or 5), after its parameter sets.
+        starts = [i for i in range(len(data) - 4) if data[i:i + 3] == b"\x00\x00\x01"
+                  and data[i + 3] & 0x1F in (1, 5)]
+        cut = starts[0] - (1 if starts[0] and data[starts[0] - 1] == 0 else 0)
+        out += data[:cut] + _a53_sei(pair) + data[cut:]
+    Path(path).write_bytes(out)
+    return Path(path)

@@ -10,7 +10,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clipgen import bar_values, cover_jpeg, make_pgs, make_streams_clip
+from clipgen import (
+    bar_values,
+    cover_jpeg,
+    make_captioned_h264,
+    make_pgs,
+    make_streams_clip,
+)
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec, HdrMetadata
@@ -505,3 +511,35 @@ def test_hdr10_metadata_survives_the_ffmpeg_sink(clip, tmp_path):
                   options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"),
                   encode=EncodeOptions(codec="libx265", quiet=True))
     assert (probe(dst).hdr, probe(dst).colour) == (HDR10, PQ)
+
+
+def _captions(path: Path) -> list[bytes | None]:
+    """Each frame's closed captions (ATSC A53 cc_data), as the decoder hands them out."""
+    from av.sidedata.sidedata import Type
+
+    with av.open(str(path)) as c:
+        return [bytes(data) if (data := f.side_data.get(Type.A53_CC)) is not None else None
+                for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize(("ext", "codec"), [("mp4", "libx264"), ("mkv", "libx265")])
+def test_closed_captions_are_written_with_their_frames(tmp_path, ext, codec):
+    # D8: EIA-608 captions in the source's SEI were dropped, silently.
+    src = make_captioned_h264(tmp_path / "cc.h264")
+    assert probe(src).captions
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec=codec, quiet=True))
+    assert _captions(dst) == _captions(src) == [
+        b"\xfc\x94\x20", b"\xfc\x94\x20", b"\xfc\xc8\x49", b"\xfc\x94\x2f", b"\xfc\x94\x2f",
+        *[b"\xfc\x80\x80"] * 7]
+
+
+def test_closed_captions_an_encoder_cannot_store_are_named(tmp_path, caplog):
+    src = make_captioned_h264(tmp_path / "cc.h264")
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec="ffv1"))
+    assert _captions(dst) == [None] * 12
+    assert ("out.mkv: the source's closed captions (ATSC A53) will be lost: ffv1 cannot store"
+            " them; use --codec libx264 or libx265, without --ffmpeg") in caplog.text

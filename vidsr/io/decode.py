@@ -41,7 +41,7 @@ from vidsr.errors import DecodeError, OptionsError
 from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import copy_frame_planes, source_format
-from vidsr.io.probe import VideoInfo, describe, open_input
+from vidsr.io.probe import CARRIED_SIDE_DATA, VideoInfo, describe, open_input
 from vidsr.io.timestamps import LATE, Timeline, TimestampMode, timestamp_mode
 
 if TYPE_CHECKING:
@@ -150,19 +150,24 @@ class Decoder:
                   for p in range(layout.plane_count)]
         planes: list[np.ndarray] = []
         pts: list[int] = []
+        carriers: list[av.VideoFrame | None] = []
         first_index = 0
         for frame, frame_pts in self._frames():
             if not pts:
                 planes = [np.empty((self.batch_size, h, w), layout.dtype) for h, w in shapes]
+                carriers = []
             copy_frame_planes(frame, layout, planes, len(pts))
             pts.append(frame_pts)
+            carriers.append(_side_data_carrier(frame))
             if len(pts) == self.batch_size:
-                yield FrameBatch(planes, pts, info.time_base, first_index, layout)
+                yield FrameBatch(planes, pts, info.time_base, first_index, layout,
+                                 _any(carriers))
                 first_index += len(pts)
                 pts = []
         if pts:
             n = len(pts)
-            yield FrameBatch([p[:n] for p in planes], pts, info.time_base, first_index, layout)
+            yield FrameBatch([p[:n] for p in planes], pts, info.time_base, first_index, layout,
+                             _any(carriers))
 
     # ------------------------------------------------------------ frames
 
@@ -350,6 +355,18 @@ def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail"
         return ScriptSource(path, batch_size=batch_size)
     return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads,
                    video_stream=video_stream)
+
+
+def _side_data_carrier(frame: av.VideoFrame) -> av.VideoFrame | None:
+    """A 16x16 copy of ``frame`` that keeps its side data for the encoder (closed
+    captions), or None when it has none the encoder can carry."""
+    if not any(kind in CARRIED_SIDE_DATA for kind in frame.side_data.keys()):
+        return None
+    return frame.reformat(width=16, height=16)
+
+
+def _any(carriers: list[av.VideoFrame | None]) -> list[av.VideoFrame | None] | None:
+    return carriers if any(c is not None for c in carriers) else None
 
 
 def _at(pts: int | None, info: VideoInfo) -> str:

@@ -92,13 +92,14 @@ def choose_output_layout(codec: str, source_layout: PlaneLayout,
 
 
 def codec_options(options: EncodeOptions, *, interlaced: bool = False,
-                  hdr: HdrMetadata | None = None) -> dict[str, str]:
+                  hdr: HdrMetadata | None = None, captions: bool = False) -> dict[str, str]:
     """FFmpeg codec options for ``options``: quality and speed mapped per encoder.
 
     ``interlaced``: the source's fields stay marked as fields in the bitstream (by the
     encoders that can code them), so no reader takes the output for progressive.
     ``hdr``: HDR10 static metadata written into the bitstream (x265 only, see
-    :data:`HDR_CODECS`).
+    :data:`HDR_CODECS`). ``captions``: the frames' closed captions are written (see
+    :data:`CAPTION_CODECS`).
     """
     codec, crf, preset = options.codec, options.crf, options.preset
     opts: dict[str, str] = {}
@@ -141,6 +142,8 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False,
     if interlaced and codec in _FIELD_CODECS:
         flags = [f for f in opts.get("flags", "").split("+") if f]
         opts["flags"] = "+" + "+".join([*flags, "ildct", "ilme"])
+    if captions and codec in CAPTION_CODECS:
+        opts["a53cc"] = "1"  # x265's is off by default
     asked = dict(options.encoder_opts)
     if codec == "libx265":
         params = ["log-level=error"] if options.quiet else []  # x265 prints its banner itself
@@ -155,6 +158,8 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False,
 
 # Encoders that vidsr can hand HDR10 static metadata (mastering display, content light).
 HDR_CODECS = frozenset({"libx265"})
+# Encoders that write the closed captions (ATSC A53) a frame carries into the bitstream.
+CAPTION_CODECS = frozenset({"libx264", "libx265", "mpeg2video", "h264_nvenc", "hevc_nvenc"})
 
 
 # Encoders without crf whose quality is a quantiser (1 best .. 31), and what it defaults to.
@@ -276,9 +281,10 @@ class Encoder:
             raise EncodeError(f"{self.path}: got {batch.layout.pix_fmt} planes, "
                               f"expected {self.layout.pix_fmt}")
         plan = self.plan
+        carriers = batch.side_data if plan.captions and batch.side_data else None
         for k in range(len(batch)):
             planes = oriented([p[k] for p in batch.planes], plan.turn, plan.mirror)
-            frame = planes_to_frame(planes, self.layout)
+            frame = planes_to_frame(planes, self.layout, carriers[k] if carriers else None)
             stamp_frame(frame, batch.pts[k], plan)
             if plan.codec_pix_fmt != self.layout.pix_fmt:
                 frame = frame.reformat(format=plan.codec_pix_fmt)

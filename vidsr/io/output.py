@@ -28,6 +28,7 @@ import av.container
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec, HdrMetadata, colour_for_layout
 from vidsr.io.encode import (
+    CAPTION_CODECS,
     HDR_CODECS,
     EncodeOptions,
     choose_output_layout,
@@ -83,6 +84,7 @@ class OutputPlan:
     timecode: str | None  # written as the video stream's timecode
     field_order: str  # written on the stream: the frames' own (progressive once deinterlaced)
     hdr: HdrMetadata | None  # HDR10 static metadata written into the bitstream
+    captions: bool  # the frames' closed captions (ATSC A53) are written into the bitstream
     encode: EncodeOptions  # codec resolved (the container's default when none was asked)
     codec_options: tuple[tuple[str, str], ...]  # what the encoder is opened with
     sink: str  # "pyav" or "ffmpeg"
@@ -156,7 +158,8 @@ def plan_output(
         log.warning("%s: %s cannot store the source's HDR10 metadata (%s); the output will"
                     " not have it: use --codec libx265", path, codec, hdr.to_text())
         hdr = None
-    options = codec_options(encode, interlaced=source.interlaced, hdr=hdr)
+    captions = source.captions and _carries_captions(path, codec, ffmpeg)
+    options = codec_options(encode, interlaced=source.interlaced, hdr=hdr, captions=captions)
     rate = source.average_rate or Fraction(25)
     if ffmpeg is None:
         unknown = unknown_encoder_options(codec, options)
@@ -209,12 +212,26 @@ def plan_output(
         timecode=source.timecode,
         field_order=source.field_order,
         hdr=hdr,
+        captions=captions,
         encode=encode,
         codec_options=tuple(options.items()),
         sink="pyav" if ffmpeg is None else "ffmpeg",
         ffmpeg=ffmpeg,
         streams=plan_stream_copies(container, source.stream_index, muxer),
     )
+
+
+def _carries_captions(path: Path, codec: str, ffmpeg: str | None) -> bool:
+    """Whether the output can carry the source's closed captions; a warning when not."""
+    if ffmpeg is not None:
+        problem = "--ffmpeg's raw-video input cannot carry them"
+    elif codec not in CAPTION_CODECS:
+        problem = f"{codec} cannot store them"
+    else:
+        return True
+    log.warning("%s: the source's closed captions (ATSC A53) will be lost: %s; use --codec"
+                " libx264 or libx265, without --ffmpeg", path, problem)
+    return False
 
 
 # How a display matrix is undone in pixels: the signs of its rotation part (m0, m1, m3, m4)

@@ -130,10 +130,17 @@ def copy_frame_planes(frame: av.VideoFrame, layout: PlaneLayout, out: list[np.nd
         out[p][index] = view[:, :w]
 
 
-def planes_to_frame(planes: list[np.ndarray], layout: PlaneLayout) -> av.VideoFrame:
-    """A new VideoFrame in ``layout.pix_fmt`` holding one frame's planes ((h, w) each)."""
+def planes_to_frame(planes: list[np.ndarray], layout: PlaneLayout,
+                    carrier: av.VideoFrame | None = None) -> av.VideoFrame:
+    """A new VideoFrame in ``layout.pix_fmt`` holding one frame's planes ((h, w) each).
+    ``carrier``: a frame whose side data (closed captions) the new frame takes."""
     height, width = planes[0].shape
-    frame = av.VideoFrame(width, height, layout.pix_fmt)
+    if carrier is None:
+        frame = av.VideoFrame(width, height, layout.pix_fmt)
+    else:
+        # PyAV cannot attach side data to a frame; swscale copies it with the frame's
+        # other properties, so the new frame is made from the carrier, then overwritten.
+        frame = carrier.reformat(width=width, height=height, format=layout.pix_fmt)
     dtype = np.dtype("<u2") if layout.bit_depth > 8 else np.dtype(np.uint8)
     for p in range(layout.plane_count):
         plane = frame.planes[p]

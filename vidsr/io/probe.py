@@ -8,6 +8,7 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.container
@@ -70,6 +71,7 @@ class VideoInfo:
     timecode: str | None = None  # SMPTE timecode of the first frame, e.g. "01:00:00:00"
     field_order: str = "unknown"  # progressive, tt, bb, tb, bt or unknown
     hdr: HdrMetadata | None = None  # HDR10 static metadata of a PQ or HLG stream
+    captions: bool = False  # the first frame carries closed captions (ATSC A53)
 
     @property
     def interlaced(self) -> bool:
@@ -219,31 +221,40 @@ def describe(container: av.container.InputContainer, path: Path,
         display_matrix=_upright_or(struct.unpack("<9i", matrix) if matrix else None),
         timecode=next((t for t in timecodes if t), None),
         field_order=_FIELD_ORDERS.get(ctx.field_order, "unknown"),
-        hdr=(_first_frame_hdr(path, stream.index) if colour.transfer in _HDR_TRANSFERS
-             else None),
+        **_first_frame_side_data(path, stream.index, colour.transfer, ctx.name),
     )
 
 
 # Transfers of HDR video: only their streams are searched for HDR10 static metadata.
 _HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+# Codecs whose frames may carry closed captions (ATSC A53, as SEI or user data).
+_CAPTION_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg1video"})
+# Frame side data an encoder can be handed with the frame (see decode.py's carriers).
+CARRIED_SIDE_DATA = frozenset({SideDataType.A53_CC})
 
 
-def _first_frame_hdr(path: Path, index: int) -> HdrMetadata | None:
-    """The HDR10 static metadata on the first frame of stream ``index`` of ``path``.
+def _first_frame_side_data(path: Path, index: int, transfer: str,
+                           codec: str) -> dict[str, Any]:
+    """VideoInfo's ``hdr`` and ``captions``, from the first frame of stream ``index``.
 
-    Encoders write it as SEI with the keyframes, which only the decoder reads out; the
-    file is opened again so that the caller's container is left where it is.
+    Encoders write both as SEI, which only the decoder reads out; the file is opened
+    again so that the caller's container is left where it is, and only for streams that
+    can have them.
     """
+    if transfer not in _HDR_TRANSFERS and codec not in _CAPTION_CODECS:
+        return {}
     with open_input(path) as container:
         try:
             frame = next(container.decode(container.streams[index]), None)
         except av.FFmpegError:
-            return None  # damage: the decoder meets it again, and reports it
+            return {}  # damage: the decoder meets it again, and reports it
     if frame is None:
-        return None
+        return {}
     found = {kind: bytes(data) for kind, data in frame.side_data.items()}
-    return hdr_metadata(found.get(SideDataType.MASTERING_DISPLAY_METADATA),
-                        found.get(SideDataType.CONTENT_LIGHT_LEVEL))
+    hdr = hdr_metadata(found.get(SideDataType.MASTERING_DISPLAY_METADATA),
+                       found.get(SideDataType.CONTENT_LIGHT_LEVEL))
+    return {"hdr": hdr if transfer in _HDR_TRANSFERS else None,
+            "captions": SideDataType.A53_CC in found}
 
 
 # FFmpeg's AVFieldOrder by value.
