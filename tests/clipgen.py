@@ -23,7 +23,7 @@ from vidsr.io.colour import (
     ColourSpec,
     code_of,
 )
-from vidsr.io.pixfmt import planar_name, planes_to_frame, source_format
+from vidsr.io.pixfmt import planar_name, planes_to_frame, source_format, with_alpha
 
 # 100% colour bars, left to right: white, yellow, cyan, green, magenta, red, blue, black.
 BAR_RGB = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0],
@@ -463,3 +463,26 @@ def make_captioned_h264(path: str | Path, *, frames: int = 12, width: int = 64,
         out += data[:cut] + _a53_sei(pair) + data[cut:]
     Path(path).write_bytes(out)
     return Path(path)
+
+
+def make_alpha_clip(path: str | Path, *, codec: str, pix_fmt: str = "yuva420p",
+                    frames: int = 3, width: int = 64, height: int = 48) -> Path:
+    """Colour bars whose alpha is 255 on the left half and 64 on the right (``pix_fmt`` an
+    alpha format ``codec`` takes; libvpx-vp9 in WebM keeps it in its alpha channel)."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libvpx-vp9":
+            stream.codec_context.options = {"lossless": "1"}  # the alpha values exact
+        for index in range(frames):
+            planes = content_planes("bars", "yuv444p", width, height, index, matrix="bt709")
+            alpha = np.full((height, width), 64, np.uint8)
+            alpha[:, :width // 2] = 255
+            opaque = planes_to_frame(planes, source_format("yuv444p").layout)
+            frame = with_alpha(opaque, alpha, "yuva444p").reformat(format=pix_fmt)
+            frame.pts = index
+            frame.time_base = Fraction(1, 25)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path

@@ -13,6 +13,7 @@ import pytest
 from clipgen import (
     bar_values,
     cover_jpeg,
+    make_alpha_clip,
     make_captioned_h264,
     make_pgs,
     make_streams_clip,
@@ -543,3 +544,63 @@ def test_closed_captions_an_encoder_cannot_store_are_named(tmp_path, caplog):
     assert _captions(dst) == [None] * 12
     assert ("out.mkv: the source's closed captions (ATSC A53) will be lost: ffv1 cannot store"
             " them; use --codec libx264 or libx265, without --ffmpeg") in caplog.text
+
+
+def _alpha_planes(path: Path) -> list[np.ndarray]:
+    """Each frame's alpha plane at 8 bits (VP9's through libvpx, which decodes it)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        codec = (av.CodecContext.create("libvpx-vp9", "r") if stream.codec_context.name == "vp9"
+                 else stream.codec_context)
+        frames = [f for p in c.demux(stream) for f in codec.decode(p)]
+    return [f.to_ndarray(format="rgba")[:, :, 3] for f in frames]
+
+
+@pytest.mark.parametrize(("source", "codec", "pix_fmt", "ext", "written"), [
+    ("webm", "libvpx-vp9", "yuva420p", "webm", "yuv420p"),  # alpha in VP9's side channel
+    ("mkv", "ffv1", "yuva420p", "mkv", "yuva420p"),
+    ("mov", "png", "rgba", "mov", "rgba"),
+    ("mkv", "ffv1", "yuva420p", "mov", "yuva444p12le"),  # prores_ks --pix-fmt yuva444p10le
+])
+def test_alpha_is_kept_where_the_output_holds_it(tmp_path, source, codec, pix_fmt, ext,
+                                                 written):
+    # D6: alpha was dropped silently, and written as 255 when an alpha format was asked.
+    src = make_alpha_clip(tmp_path / f"in.{source}", codec=codec, pix_fmt=pix_fmt)
+    assert probe(src).alpha
+    out_codec = "prores_ks" if ext == "mov" and source == "mkv" else codec
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec=out_codec,
+                                       crf=0 if codec == "libvpx-vp9" else None,
+                                       pix_fmt="yuva444p10le" if out_codec == "prores_ks"
+                                       else None))
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.format.name == written
+    alphas = _alpha_planes(dst)
+    assert len(alphas) == 3
+    for alpha in alphas:
+        assert alpha.shape == (96, 128)
+        # The step at x = 64 is resized bilinear: a pixel or two either side is in between.
+        assert np.unique(alpha[:, :62]).tolist() == [255]
+        assert np.unique(alpha[:, 66:]).tolist() == [64]
+
+
+def test_alpha_an_output_cannot_hold_is_named(tmp_path, caplog):
+    src = make_alpha_clip(tmp_path / "in.mkv", codec="ffv1")
+    dst = tmp_path / "out.mp4"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    assert ("out.mp4: the source's alpha channel (transparency) will be lost: libx264 cannot"
+            " write it with yuv420p; use e.g. --codec ffv1, png, qtrle, libvpx-vp9 (.webm) or"
+            " prores_ks --pix-fmt yuva444p10le") in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg for --ffmpeg")
+def test_alpha_survives_the_ffmpeg_sink(tmp_path):
+    src = make_alpha_clip(tmp_path / "in.mkv", codec="ffv1")
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec="ffv1"),
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    for alpha in _alpha_planes(dst):
+        assert np.unique(alpha[:, :62]).tolist() == [255]
+        assert np.unique(alpha[:, 66:]).tolist() == [64]

@@ -157,6 +157,10 @@ def prepare_upscale(
         if plan.deinterlace is not None:
             assert isinstance(decoder, Decoder)  # scripts deinterlace in the script
             decoder.deinterlace(plan.deinterlace)
+        assert plan.output is not None
+        if plan.output.alpha_depth:
+            assert isinstance(decoder, Decoder)  # a script's clip has no alpha here
+            decoder.keep_alpha()
         yield sr_model, plan, decoder, options
 
 

@@ -23,7 +23,14 @@ from vidsr.io.colour import HdrMetadata, tag_colour
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.packet_file import PacketWriter
 from vidsr.io.passthrough import PassThrough
-from vidsr.io.pixfmt import nearest_format, planes_to_frame, source_format
+from vidsr.io.pixfmt import (
+    alpha_format,
+    nearest_format,
+    planes_to_frame,
+    resized_alpha,
+    source_format,
+    with_alpha,
+)
 
 if TYPE_CHECKING:
     from vidsr.io.output import OutputPlan
@@ -283,10 +290,9 @@ class Encoder:
         plan = self.plan
         carriers = batch.side_data if plan.captions and batch.side_data else None
         for k in range(len(batch)):
-            planes = oriented([p[k] for p in batch.planes], plan.turn, plan.mirror)
-            frame = planes_to_frame(planes, self.layout, carriers[k] if carriers else None)
+            frame = output_frame(batch, k, plan, carriers[k] if carriers else None)
             stamp_frame(frame, batch.pts[k], plan)
-            if plan.codec_pix_fmt != self.layout.pix_fmt:
+            if plan.codec_pix_fmt != frame.format.name:
                 frame = frame.reformat(format=plan.codec_pix_fmt)
             self._mux_video(self._encode(frame))
             self.frames_written += 1
@@ -414,6 +420,28 @@ def oriented(planes: list[np.ndarray], turn: int, mirror: bool) -> list[np.ndarr
     if turn:
         planes = [np.rot90(p, k=-turn // 90) for p in planes]
     return [np.ascontiguousarray(p) for p in planes] if (turn or mirror) else planes
+
+
+def output_frame(batch: FrameBatch, index: int, plan: OutputPlan,
+                 carrier: av.VideoFrame | None = None) -> av.VideoFrame:
+    """Frame ``index`` of an upscaled batch as the sinks write it: turned as the plan says,
+    with the source's alpha plane resized onto it where the plan keeps alpha (then in the
+    layout's :func:`~vidsr.io.pixfmt.alpha_format`), and ``carrier``'s side data."""
+    planes = [p[index] for p in batch.planes]
+    alpha = None
+    if plan.alpha_depth:
+        assert batch.alpha is not None, "the decoder was not asked for alpha"
+        height, width = planes[0].shape
+        alpha = resized_alpha(batch.alpha[index], width, height, plan.alpha_depth,
+                              plan.layout.bit_depth)
+        planes.append(alpha)
+    planes = oriented(planes, plan.turn, plan.mirror)
+    frame = planes_to_frame(planes[:plan.layout.plane_count], plan.layout, carrier)
+    if alpha is None:
+        return frame
+    pix_fmt = alpha_format(plan.layout)
+    assert pix_fmt is not None
+    return with_alpha(frame, planes[-1], pix_fmt)
 
 
 def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:

@@ -22,10 +22,10 @@ import av
 from vidsr.errors import EncodeError, OptionsError
 from vidsr.io.child import killed_with_parent
 from vidsr.io.colour import ColourSpec
-from vidsr.io.encode import oriented, stamp_frame
+from vidsr.io.encode import output_frame, stamp_frame
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import OutputPlan
-from vidsr.io.pixfmt import planes_to_frame
+from vidsr.io.pixfmt import alpha_format
 
 log = logging.getLogger("vidsr")
 
@@ -99,7 +99,8 @@ class FFmpegEncoder:
         try:
             self._container = av.open(self._process.stdin, "w", format="nut")
             stream = self._container.add_stream("rawvideo", rate=plan.rate)
-            stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, \
+            stream.width, stream.height = plan.width, plan.height
+            stream.pix_fmt = (alpha_format(plan.layout) if plan.alpha_depth else None) or \
                 plan.layout.pix_fmt
             # Frames carry source pts: the raw stream must count in the plan's time base,
             # or the encoder would round them to 1/rate.
@@ -114,8 +115,7 @@ class FFmpegEncoder:
         """Send a batch of upscaled frames, each with its source pts."""
         try:
             for k in range(len(batch)):
-                planes = oriented([p[k] for p in batch.planes], self.plan.turn, self.plan.mirror)
-                frame = planes_to_frame(planes, self.layout)
+                frame = output_frame(batch, k, self.plan)
                 stamp_frame(frame, batch.pts[k], self.plan)
                 for packet in self._stream.encode(frame):
                     self._container.mux(packet)

@@ -59,7 +59,9 @@ class FrameBatch:
     ``planes[i]`` has shape (N, h_i, w_i); ``pts[k]`` is frame k's timestamp in
     ``time_base`` units (the decoder gives every frame one). ``side_data``: for each
     frame, a tiny frame carrying the source frame's side data (closed captions) for the
-    encoder, or None; None for the whole batch when no frame has any.
+    encoder, or None; None for the whole batch when no frame has any. ``alpha``: the
+    source frames' alpha planes (N, h, w) at the source's size and depth, where the
+    output keeps them.
     """
 
     planes: list[np.ndarray]
@@ -68,6 +70,7 @@ class FrameBatch:
     first_index: int
     layout: PlaneLayout
     side_data: list[av.VideoFrame | None] | None = None
+    alpha: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pts)

@@ -38,7 +38,7 @@ from vidsr.io.encode import (
 )
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.passthrough import StreamCopy, plan_stream_copies
-from vidsr.io.pixfmt import nearest_format, source_format
+from vidsr.io.pixfmt import alpha_format, has_alpha, nearest_format, source_format
 from vidsr.io.probe import VideoInfo
 from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
 from vidsr.io.timestamps import stream_start
@@ -85,6 +85,7 @@ class OutputPlan:
     field_order: str  # written on the stream: the frames' own (progressive once deinterlaced)
     hdr: HdrMetadata | None  # HDR10 static metadata written into the bitstream
     captions: bool  # the frames' closed captions (ATSC A53) are written into the bitstream
+    alpha_depth: int  # bits of the source's alpha planes, written in codec_pix_fmt; 0: none
     encode: EncodeOptions  # codec resolved (the container's default when none was asked)
     codec_options: tuple[tuple[str, str], ...]  # what the encoder is opened with
     sink: str  # "pyav" or "ffmpeg"
@@ -138,6 +139,16 @@ def plan_output(
     codec_pix_fmt = encode.pix_fmt or (
         layout.pix_fmt if not formats or layout.pix_fmt in formats
         else nearest_format(layout, formats))
+    alpha_depth = 0
+    if source.alpha:
+        with_alpha = _alpha_pix_fmt(layout, encode.pix_fmt, formats)
+        if with_alpha is None:
+            log.warning("%s: the source's alpha channel (transparency) will be lost: %s cannot"
+                        " write it with %s; use e.g. --codec ffv1, png, qtrle, libvpx-vp9"
+                        " (.webm) or prores_ks --pix-fmt yuva444p10le", path, codec,
+                        encode.pix_fmt or layout.pix_fmt)
+        else:
+            codec_pix_fmt, alpha_depth = with_alpha, source.layout.bit_depth
     turn, mirror, matrix = 0, False, source.display_matrix
     sar = source.sar if sar is None else sar
     if matrix is not None and (autorotate or ffmpeg is not None):
@@ -213,12 +224,25 @@ def plan_output(
         field_order=source.field_order,
         hdr=hdr,
         captions=captions,
+        alpha_depth=alpha_depth,
         encode=encode,
         codec_options=tuple(options.items()),
         sink="pyav" if ffmpeg is None else "ffmpeg",
         ffmpeg=ffmpeg,
         streams=plan_stream_copies(container, source.stream_index, muxer),
     )
+
+
+def _alpha_pix_fmt(layout: PlaneLayout, asked: str | None, formats: list[str]) -> str | None:
+    """The encoder's pixel format that holds ``layout``'s planes and an alpha plane (the
+    one asked for, if it has alpha); None when it has none."""
+    planar = alpha_format(layout)
+    if asked is not None or planar is None:
+        return asked if asked is not None and has_alpha(asked) and planar else None
+    if not formats:  # a system encoder that lists nothing: the planar one or nothing
+        return None
+    fits = [f for f in formats if has_alpha(f) and source_format(f).layout == layout]
+    return planar if planar in fits else (fits[0] if fits else None)
 
 
 def _carries_captions(path: Path, codec: str, ffmpeg: str | None) -> bool:

@@ -17,7 +17,7 @@ from av.sidedata.sidedata import Type as SideDataType
 from vidsr.errors import InputError
 from vidsr.io.colour import ColourSpec, HdrMetadata, hdr_metadata, resolve_colour
 from vidsr.io.frames import PlaneLayout
-from vidsr.io.pixfmt import SourceFormat, source_format
+from vidsr.io.pixfmt import SourceFormat, has_alpha, source_format
 
 log = logging.getLogger("vidsr")
 
@@ -72,6 +72,7 @@ class VideoInfo:
     field_order: str = "unknown"  # progressive, tt, bb, tb, bt or unknown
     hdr: HdrMetadata | None = None  # HDR10 static metadata of a PQ or HLG stream
     captions: bool = False  # the first frame carries closed captions (ATSC A53)
+    alpha: bool = False  # the pictures have an alpha channel (transparency)
 
     @property
     def interlaced(self) -> bool:
@@ -221,8 +222,14 @@ def describe(container: av.container.InputContainer, path: Path,
         display_matrix=_upright_or(struct.unpack("<9i", matrix) if matrix else None),
         timecode=next((t for t in timecodes if t), None),
         field_order=_FIELD_ORDERS.get(ctx.field_order, "unknown"),
+        alpha=has_alpha(fmt.pix_fmt) or (ctx.name in ALPHA_DECODERS
+                                          and stream.metadata.get("alpha_mode") == "1"),
         **_first_frame_side_data(path, stream.index, colour.transfer, ctx.name),
     )
+
+
+# VP8 and VP9 keep alpha in a side channel (WebM's alpha_mode) that only libvpx decodes.
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 
 
 # Transfers of HDR video: only their streams are searched for HDR10 static metadata.
