@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import pytest
 from batch_helpers import FAST, batch, decoded, job, make_tree, outcomes
+from clipgen import make_streams_clip
 from PIL import Image
 
 from vidsr.batch.sources import scan_sources
@@ -99,3 +100,19 @@ def test_two_sources_with_one_output_name_fail_the_second(tmp_path, clip):
     assert verdicts[1][:2] == ("x.mp4", "fail")
     assert "x.mkv is also that of" in verdicts[1][2]
 
+
+
+def test_a_csv_manifest_chooses_the_video_stream(tmp_path, capsys):
+    two = make_streams_clip(tmp_path / "two.mp4", videos=[(64, 48, False), (96, 72, True)])
+    other = make_streams_clip(tmp_path / "other.mkv", videos=[(64, 48, False), (96, 72, True)])
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("path,video_stream\ntwo.mp4,0\nother.mkv,\n")
+    out = tmp_path / "out"
+
+    code, err = batch(capsys, manifest, out, *FAST)
+
+    assert code == 0, err
+    assert _size(out / "two.mkv") == (128, 96)  # stream #0, as the row says
+    assert _size(out / "other.mkv") == (192, 144)  # the default stream
+    assert job(out)[str(two)]["options"]["video_stream"] == 0
+    assert job(out)[str(other)]["options"]["video_stream"] == 1

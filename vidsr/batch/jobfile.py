@@ -165,6 +165,7 @@ def run_options(plan: RunPlan, model: SRModel, on_error: str,
         "runtime": plan.runtime.name,
         "precision": plan.precision.name,
         "tile": {"size": plan.tile.size, "overlap": plan.tile.overlap},
+        "video_stream": plan.source.stream_index,
         "deinterlace": (None if plan.deinterlace is None
                         else {"order": plan.deinterlace.order, "rate": plan.deinterlace.rate}),
         "on_error": on_error,
