@@ -438,10 +438,12 @@ def test_video_stream_chooses_the_stream(tmp_path):
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None,
                     reason="needs a system ffmpeg for --ffmpeg")
-def test_cover_art_survives_the_ffmpeg_sink_unencoded(tmp_path):
-    # -c:v once re-encoded every video stream, the copied cover too.
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_cover_art_survives_the_ffmpeg_sink_unencoded(tmp_path, ext):
+    # -c:v once re-encoded every video stream, the copied cover too; Matroska gets it as an
+    # attachment (-attach), not as a one-frame video track.
     src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
-    dst = tmp_path / "out.mp4"
+    dst = tmp_path / f"out.{ext}"
     upscale_video(src, dst, model="nearest", scale=2,
                   options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
     assert (probe(dst).width, probe(dst).codec) == (128, "h264")

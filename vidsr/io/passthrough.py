@@ -105,21 +105,31 @@ _PICTURE_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"),
                   "webp": ("webp", "image/webp")}
 
 
-def _picture_file(stream: av.stream.Stream) -> tuple[str, str]:
-    """The file name and MIME type a picture stream is attached under."""
-    codec = StreamSummary.of(stream).codec
-    ext, mimetype = _PICTURE_TYPES.get(codec, ("bin", "application/octet-stream"))
-    return (stream.metadata.get("filename") or f"cover.{ext}",
-            stream.metadata.get("mimetype") or mimetype)
+def attaches_pictures(muxer: str) -> bool:
+    """Whether ``muxer`` keeps cover art as a file attachment rather than as a stream
+    (Matroska: its muxer would write the picture as a one-frame video track)."""
+    return muxer in _ATTACHING_MUXERS
 
 
-def _attached_picture(source: Path, index: int) -> bytes:
-    """The picture of attached-picture stream ``index`` of ``source`` (its one packet)."""
+@dataclass(frozen=True)
+class AttachedPicture:
+    """Cover art as a file attachment: its file name, MIME type and bytes."""
+
+    name: str
+    mimetype: str
+    data: bytes
+
+
+def attached_picture(source: Path, index: int) -> AttachedPicture:
+    """Attached-picture stream ``index`` of ``source`` (its one packet) as an attachment;
+    readers of the attachment show it as cover art again."""
     with open_input(source) as container:
-        for packet in container.demux(container.streams[index]):
-            if packet.size:
-                return bytes(packet)
-    return b""
+        stream = container.streams[index]
+        data = next((bytes(p) for p in container.demux(stream) if p.size), b"")
+        codec = StreamSummary.of(stream).codec
+        ext, mimetype = _PICTURE_TYPES.get(codec, ("bin", "application/octet-stream"))
+        return AttachedPicture(stream.metadata.get("filename") or f"cover.{ext}",
+                               stream.metadata.get("mimetype") or mimetype, data)
 
 
 class PassThrough:
@@ -164,11 +174,9 @@ class PassThrough:
 
     def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer,
              source: Path) -> None:
-        if is_attached_picture(stream) and output.format.name in _ATTACHING_MUXERS:
-            # Matroska keeps cover art as a file attachment (readers show it as cover art
-            # again); its muxer would write the picture as a one-frame video track.
-            name, mimetype = _picture_file(stream)
-            output.add_attachment(name, mimetype, _attached_picture(source, stream.index))
+        if is_attached_picture(stream) and attaches_pictures(output.format.name):
+            picture = attached_picture(source, stream.index)
+            output.add_attachment(picture.name, picture.mimetype, picture.data)
             return
         out = output.add_stream_from_template(stream)
         for key, value in stream.metadata.items():
