@@ -6,6 +6,7 @@ noise, a moving square), so tests can assert exact numbers after decoding.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +23,7 @@ from vidsr.io.colour import (
     ColourSpec,
     code_of,
 )
-from vidsr.io.pixfmt import planar_name, planes_to_frame, source_format
+from vidsr.io.pixfmt import planar_name, planes_to_frame, source_format, with_alpha
 
 # 100% colour bars, left to right: white, yellow, cyan, green, magenta, red, blue, black.
 BAR_RGB = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0],
@@ -99,6 +100,7 @@ def make_clip(
     rotation: int = 0,
     mirror: bool = False,
     gop: int | None = None,
+    codec_options: dict[str, str] | None = None,
 ) -> Path:
     """Write a clip and return its path.
 
@@ -106,7 +108,8 @@ def make_clip(
     ``rotation`` (degrees counter-clockwise) and ``mirror`` write a display matrix, as
     phones do; ``audio`` True/"aac"/"flac" adds a 440 Hz sine; ``subtitles`` adds two
     cues (srt in Matroska, mov_text in MP4); ``chapters`` are (start s, end s,
-    title); ``gop``: a keyframe every that many frames (x264: two B-frames between).
+    title); ``gop``: a keyframe every that many frames (x264: two B-frames between);
+    ``codec_options`` go to the encoder as they are.
     Formats the encoder cannot take directly are written from a planar source through
     swscale (use codec="rawvideo" for any pixel format).
     """
@@ -139,7 +142,7 @@ def make_clip(
             ctx.gop_size = gop
             if codec == "libx264":
                 options.update(keyint_min=str(gop), sc_threshold="0", bf="2")
-        ctx.options = options
+        ctx.options = {**options, **(codec_options or {})}
         audio_stream = _add_audio(out, path, audio)
         sub_stream = _add_subtitles(out, path) if subtitles else None
         if chapters:
@@ -335,4 +338,151 @@ def make_interlaced(path: str | Path, order: str, flag: str | None, *,
             chunk.time_base = Fraction(1, 48000)
             out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
+    return path
+
+
+def cover_jpeg(width: int = 32, height: int = 32) -> bytes:
+    """A small JPEG picture, as cover art holds it."""
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), (200, 40, 90), np.uint8),
+                                       format="rgb24").reformat(format="yuvj420p")
+    return b"".join(bytes(p) for p in (*codec.encode(frame), *codec.encode(None)))
+
+
+def make_streams_clip(path: str | Path, *, videos: list[tuple[int, int, bool]],
+                      cover: bool = False, audio: bool = False, frames: int = 6) -> Path:
+    """A file with several video streams: ``videos`` are (width, height, marked default),
+    each ``frames`` frames of flat grey at its own level (16 x its place + 40), then a JPEG
+    cover (an attached picture; an attachment in Matroska) and an AAC tone if asked."""
+    path = Path(path)
+    # FFmpeg's .m4a muxer (ipod) takes no cover art; iTunes' files are MP4 inside.
+    with av.open(str(path), "w", format="mp4" if path.suffix == ".m4a" else None) as out:
+        streams = []
+        for width, height, default in videos:
+            stream = out.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.options = {"preset": "ultrafast", "qp": "0"}
+            stream.disposition = (av.stream.Disposition.default if default
+                                  else av.stream.Disposition(0))
+            streams.append(stream)
+        picture = None
+        if cover and path.suffix == ".mkv":
+            # Matroska keeps cover art as an attachment; FFmpeg reads it back as a picture.
+            out.add_attachment("cover.jpg", "image/jpeg", cover_jpeg())
+        elif cover:
+            picture = out.add_stream("mjpeg", rate=1)
+            picture.width, picture.height, picture.pix_fmt = 32, 32, "yuvj420p"
+            picture.disposition = av.stream.Disposition.attached_pic
+        tone = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
+        out.start_encoding()
+        if picture is not None:
+            packet = av.Packet(cover_jpeg())
+            packet.stream = picture
+            out.mux(packet)
+        for place, (stream, (width, height, _)) in enumerate(zip(streams, videos,
+                                                                  strict=True)):
+            for index in range(frames):
+                frame = av.VideoFrame.from_ndarray(
+                    np.full((height, width), 40 + 16 * place, np.uint8), format="gray")
+                frame = frame.reformat(format="yuv420p")
+                frame.pts = index
+                frame.time_base = Fraction(1, 25)
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        if tone is not None:
+            _write_audio(out, tone, frames / 25)
+    return path
+
+
+def make_pgs(path: str | Path, cues: list[tuple[float, float]], *, width: int = 160,
+             height: int = 120) -> Path:
+    """A Blu-ray (PGS) subtitle file: for each (start s, end s) cue a white 40x8 box shown,
+    then cleared."""
+    def segment(kind: int, seconds: float, payload: bytes) -> bytes:
+        return b"PG" + struct.pack(">IIBH", round(seconds * 90000), 0, kind, len(payload)) + payload
+
+    def composition(number: int, shown: bool) -> bytes:
+        objects = struct.pack(">HBBHH", 0, 0, 0, 20, 20) if shown else b""
+        return struct.pack(">HHBHBBBB", width, height, 0x10, number, 0x80 if shown else 0, 0,
+                           0, int(shown)) + objects
+
+    window = struct.pack(">BBHHHH", 1, 0, 20, 20, 40, 8)
+    palette = struct.pack(">BB", 0, 0) + bytes([1, 235, 128, 128, 255])
+    rows = b"".join(bytes([0, 0x80 | 40, 1, 0, 0]) for _ in range(8))  # 40 of colour 1
+    picture = (struct.pack(">HBB", 0, 0, 0xC0) + (len(rows) + 4).to_bytes(3, "big")
+               + struct.pack(">HH", 40, 8) + rows)
+    data = b""
+    for number, (start, end) in enumerate(cues):
+        data += (segment(0x16, start, composition(2 * number, True))
+                 + segment(0x17, start, window) + segment(0x14, start, palette)
+                 + segment(0x15, start, picture) + segment(0x80, start, b"")
+                 + segment(0x16, end, composition(2 * number + 1, False))
+                 + segment(0x17, end, window) + segment(0x80, end, b""))
+    Path(path).write_bytes(data)
+    return Path(path)
+
+
+# EIA-608 byte pairs, one a frame: load a caption, "HI" (odd parity), show it (twice, as
+# broadcasters send control codes), then padding.
+_CAPTION_PAIRS = [(0x94, 0x20), (0x94, 0x20), (0xC8, 0x49), (0x94, 0x2F), (0x94, 0x2F)]
+
+
+def _a53_sei(pair: tuple[int, int]) -> bytes:
+    """An H.264 SEI NAL (user data registered by ITU-T T.35: ATSC "GA94" cc_data) holding
+    one EIA-608 byte pair."""
+    cc_data = bytes([0x03, 0x40 | 1, 0xFF, 0xFC, *pair, 0xFF])
+    payload = bytes([0xB5, 0x00, 0x31]) + b"GA94" + cc_data
+    return b"\x00\x00\x00\x01" + bytes([0x06, 0x04, len(payload)]) + payload + b"\x80"
+
+
+def make_captioned_h264(path: str | Path, *, frames: int = 12, width: int = 64,
+                        height: int = 48) -> Path:
+    """A raw H.264 stream (25 fps, no B-frames) whose every picture carries closed captions
+    (ATSC A53) as SEI: "HI" from the third frame."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.time_base = Fraction(1, 25)
+    codec.options = {"preset": "ultrafast", "bf": "0"}
+    out = b""
+    packets = []
+    for index in range(frames):
+        planes = content_planes("bars", "yuv420p", width, height, index, matrix="bt709")
+        frame = planes_to_frame(planes, source_format("yuv420p").layout)
+        frame.pts = index
+        packets += codec.encode(frame)
+    packets += codec.encode(None)
+    for index, packet in enumerate(packets):
+        pair = _CAPTION_PAIRS[index] if index < len(_CAPTION_PAIRS) else (0x80, 0x80)
+        data = bytes(packet)
+        # Before the picture's slice (NAL type 1 or 5), after its parameter sets.
+        starts = [i for i in range(len(data) - 4) if data[i:i + 3] == b"\x00\x00\x01"
+                  and data[i + 3] & 0x1F in (1, 5)]
+        cut = starts[0] - (1 if starts[0] and data[starts[0] - 1] == 0 else 0)
+        out += data[:cut] + _a53_sei(pair) + data[cut:]
+    Path(path).write_bytes(out)
+    return Path(path)
+
+
+def make_alpha_clip(path: str | Path, *, codec: str, pix_fmt: str = "yuva420p",
+                    frames: int = 3, width: int = 64, height: int = 48) -> Path:
+    """Colour bars whose alpha is 255 on the left half and 64 on the right (``pix_fmt`` an
+    alpha format ``codec`` takes; libvpx-vp9 in WebM keeps it in its alpha channel)."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if codec == "libvpx-vp9":
+            stream.codec_context.options = {"lossless": "1"}  # the alpha values exact
+        for index in range(frames):
+            planes = content_planes("bars", "yuv444p", width, height, index, matrix="bt709")
+            alpha = np.full((height, width), 64, np.uint8)
+            alpha[:, :width // 2] = 255
+            opaque = planes_to_frame(planes, source_format("yuv444p").layout)
+            frame = with_alpha(opaque, alpha, "yuva444p").reformat(format=pix_fmt)
+            frame.pts = index
+            frame.time_base = Fraction(1, 25)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
     return path

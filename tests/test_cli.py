@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from clipgen import damage_clip, make_audio_only
+from clipgen import damage_clip, make_audio_only, make_streams_clip
 from safetensors.torch import load_file, save_file
 from vidsr_process import SLOW_RUN, start_vidsr, temporaries, wait_for
 
@@ -82,6 +82,21 @@ def test_audio_only_file(tmp_path, capsys):
     code, err = run([str(path), str(tmp_path / "o.mp4")], capsys)
     assert code == 1
     assert_one_error_line(err, "song.flac", "no video stream")
+
+
+def test_cover_art_alone_or_chosen_is_no_video(tmp_path, capsys):
+    # D25: a song's cover art was decoded as a 0-second video, "file truncated?".
+    song = make_streams_clip(tmp_path / "song.m4a", videos=[], cover=True, audio=True)
+    code, err = run([str(song), str(tmp_path / "o.mp4"), "--model", "nearest"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "song.m4a: has no video stream (only cover art)")
+    clip = make_streams_clip(tmp_path / "clip.mp4", videos=[(64, 48, True)], cover=True)
+    code, err = run([str(clip), str(tmp_path / "o.mp4"), "--model", "nearest",
+                     "--video-stream", "1"], capsys)
+    assert code == 1
+    assert_one_error_line(err, "clip.mp4: stream #1 (video, mjpeg) is cover art, not a video;"
+                               " choose another --video-stream")
+    assert not (tmp_path / "o.mp4").exists()
 
 
 def _damaged(clip, kind: str) -> Path:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from clipgen import bar_values
+from clipgen import (
+    bar_values,
+    cover_jpeg,
+    make_alpha_clip,
+    make_captioned_h264,
+    make_pgs,
+    make_streams_clip,
+)
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
-from vidsr.io.colour import ColourSpec
+from vidsr.io.colour import ColourSpec, HdrMetadata
 from vidsr.io.encode import EncodeOptions
 from vidsr.io.probe import probe
 from vidsr.plan import EngineOptions
@@ -407,3 +415,218 @@ def test_an_output_that_is_a_device_is_never_replaced(clip, tmp_path):
         upscale_video(src, Path("/dev/null"), model="nearest", scale=2,
                       options=TranscodeOptions(progress=False, overwrite=True))
     assert Path("/dev/null").is_char_device()
+
+
+def _pictures(path: Path) -> list[tuple[int, bytes]]:
+    """(stream index, picture) of every attached picture of ``path``, as FFmpeg reads it."""
+    with av.open(str(path)) as c:
+        pictures = [s for s in c.streams.video
+                    if s.disposition & av.stream.Disposition.attached_pic]
+        if not pictures:
+            return []  # demux([]) would read every stream
+        return [(p.stream.index, bytes(p)) for p in c.demux(pictures) if p.size]
+
+
+@pytest.mark.parametrize(("source", "output"), [("mp4", "mp4"), ("mkv", "mkv"),
+                                                 ("mp4", "mkv"), ("mkv", "mp4")])
+def test_cover_art_is_copied_as_cover_art_and_the_default_stream_upscaled(tmp_path, source,
+                                                                          output):
+    # D17: the small first stream was upscaled, the cover dropped as "only one video stream".
+    src = make_streams_clip(tmp_path / f"in.{source}", cover=True,
+                            videos=[(64, 48, False), (96, 72, True)])
+    dst = tmp_path / f"out.{output}"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    out = probe(dst)
+    assert (out.width, out.height, out.stream_index) == (192, 144, 0)
+    assert _pictures(dst) == [(1, cover_jpeg())]
+    luma = decode_planes(dst)[0][0]
+    assert luma.min() == luma.max() == 64  # the second stream's grey (56 full range)
+
+
+def test_cover_art_a_container_cannot_keep_is_named(tmp_path, caplog):
+    src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
+    upscale_video(src, tmp_path / "out.mov", model="nearest", scale=2, options=QUIET)
+    assert "dropping stream #1 (video, mjpeg): mov files keep no cover art" in caplog.text
+    assert _pictures(tmp_path / "out.mov") == []
+
+
+def test_video_stream_chooses_the_stream(tmp_path):
+    src = make_streams_clip(tmp_path / "in.mp4", videos=[(64, 48, False), (96, 72, True)])
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, video_stream=0))
+    assert (probe(dst).width, probe(dst).height) == (128, 96)
+    luma = decode_planes(dst)[0][0]
+    assert luma.min() == luma.max() == 50  # the first stream's grey (40 full range)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg for --ffmpeg")
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_cover_art_survives_the_ffmpeg_sink_unencoded(tmp_path, ext):
+    # -c:v once re-encoded every video stream, the copied cover too; Matroska gets it as an
+    # attachment (-attach), not as a one-frame video track.
+    src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(src, dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    assert (probe(dst).width, probe(dst).codec) == (128, "h264")
+    assert _pictures(dst) == [(1, cover_jpeg())]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg to write DVB subtitles")
+@pytest.mark.parametrize("ext", ["ts", "mkv"])
+def test_subtitle_packets_whose_decode_times_go_back_are_copied(clip, tmp_path, caplog, ext):
+    # D21: ffmpeg writes a DVB page's clearing packet 1 ms before the page (1.480 s, 1.479 s);
+    # the muxer refused the file after the whole upscale ("cannot finish the file").
+    src = clip("av.mp4", frames=12, audio=True)
+    sup = make_pgs(tmp_path / "sub.sup", [(0.1, 0.3), (0.4, 0.45)])
+    dvb = tmp_path / "dvb.ts"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-i", str(sup), "-map", "0",
+                    "-map", "1", "-c:v", "copy", "-c:a", "copy", "-c:s", "dvbsub", str(dvb)],
+                   check=True)
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(dvb, dst, model="nearest", scale=2, options=QUIET)
+
+    def subtitles(path: Path) -> list[tuple[int, int]]:
+        with av.open(str(path)) as c:
+            return [(p.size, p.dts) for p in c.demux(subtitles=0) if p.size]
+
+    copied, source = subtitles(dst), subtitles(dvb)
+    assert [size for size, _ in copied] == [size for size, _ in source]
+    assert [dts for _, dts in source] != sorted(dts for _, dts in source)
+    assert [dts for _, dts in copied] == sorted(dts for _, dts in copied)
+    assert ("dvb.ts: stream #2 (subtitle, dvbsub): its decode times go back (1.479 s after"
+            " 1.480 s); moved forward to keep them rising") in caplog.text
+
+
+HDR10 = HdrMetadata((13250, 34500, 7500, 3000, 34000, 16000, 15635, 16450, 10000000, 1),
+                    (1000, 400))
+PQ = ColourSpec("bt2020nc", False, "bt2020", "smpte2084")
+
+
+def _hdr10_clip(clip) -> Path:
+    params = ":".join(["log-level=error", *HDR10.x265_params()])
+    return clip("hdr.mkv", codec="libx265", pix_fmt="yuv420p10le", colour=PQ, frames=3,
+                codec_options={"x265-params": params})
+
+
+def test_hdr10_metadata_is_written_by_x265_and_its_loss_is_named(clip, tmp_path, caplog):
+    # D9: mastering display and content light level were dropped in every path, silently.
+    src = _hdr10_clip(clip)
+    assert probe(src).hdr == HDR10
+    kept = tmp_path / "kept.mp4"
+    upscale_video(src, kept, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec="libx265", quiet=True,
+                                       encoder_opts=(("x265-params", "aq-mode=1"),)))
+    assert (probe(kept).hdr, probe(kept).colour, probe(kept).pix_fmt) == (
+        HDR10, PQ, "yuv420p10le")
+    lost = tmp_path / "lost.mkv"
+    upscale_video(src, lost, model="nearest", scale=2, options=QUIET)
+    assert probe(lost).hdr is None
+    assert ("lost.mkv: libx264 cannot store the source's HDR10 metadata (mastering display"
+            " 0.0001-1000 cd/m2, MaxCLL 1000, MaxFALL 400 cd/m2); the output will not have"
+            " it: use --codec libx265") in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg for --ffmpeg")
+def test_hdr10_metadata_survives_the_ffmpeg_sink(clip, tmp_path):
+    dst = tmp_path / "out.mkv"
+    upscale_video(_hdr10_clip(clip), dst, model="nearest", scale=2,
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"),
+                  encode=EncodeOptions(codec="libx265", quiet=True))
+    assert (probe(dst).hdr, probe(dst).colour) == (HDR10, PQ)
+
+
+def _captions(path: Path) -> list[bytes | None]:
+    """Each frame's closed captions (ATSC A53 cc_data), as the decoder hands them out."""
+    from av.sidedata.sidedata import Type
+
+    with av.open(str(path)) as c:
+        return [bytes(data) if (data := f.side_data.get(Type.A53_CC)) is not None else None
+                for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize(("ext", "codec"), [("mp4", "libx264"), ("mkv", "libx265")])
+def test_closed_captions_are_written_with_their_frames(tmp_path, ext, codec):
+    # D8: EIA-608 captions in the source's SEI were dropped, silently.
+    src = make_captioned_h264(tmp_path / "cc.h264")
+    assert probe(src).captions
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec=codec, quiet=True))
+    assert _captions(dst) == _captions(src) == [
+        b"\xfc\x94\x20", b"\xfc\x94\x20", b"\xfc\xc8\x49", b"\xfc\x94\x2f", b"\xfc\x94\x2f",
+        *[b"\xfc\x80\x80"] * 7]
+
+
+def test_closed_captions_an_encoder_cannot_store_are_named(tmp_path, caplog):
+    src = make_captioned_h264(tmp_path / "cc.h264")
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec="ffv1"))
+    assert _captions(dst) == [None] * 12
+    assert ("out.mkv: the source's closed captions (ATSC A53) will be lost: ffv1 cannot store"
+            " them; use --codec libx264 or libx265, without --ffmpeg") in caplog.text
+
+
+def _alpha_planes(path: Path) -> list[np.ndarray]:
+    """Each frame's alpha plane at 8 bits (VP9's through libvpx, which decodes it)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        codec = (av.CodecContext.create("libvpx-vp9", "r") if stream.codec_context.name == "vp9"
+                 else stream.codec_context)
+        frames = [f for p in c.demux(stream) for f in codec.decode(p)]
+    return [f.to_ndarray(format="rgba")[:, :, 3] for f in frames]
+
+
+@pytest.mark.parametrize(("source", "codec", "pix_fmt", "ext", "written"), [
+    ("webm", "libvpx-vp9", "yuva420p", "webm", "yuv420p"),  # alpha in VP9's side channel
+    ("mkv", "ffv1", "yuva420p", "mkv", "yuva420p"),
+    ("mov", "png", "rgba", "mov", "rgba"),
+    ("mkv", "ffv1", "yuva420p", "mov", "yuva444p12le"),  # prores_ks --pix-fmt yuva444p10le
+])
+def test_alpha_is_kept_where_the_output_holds_it(tmp_path, source, codec, pix_fmt, ext,
+                                                 written):
+    # D6: alpha was dropped silently, and written as 255 when an alpha format was asked.
+    src = make_alpha_clip(tmp_path / f"in.{source}", codec=codec, pix_fmt=pix_fmt)
+    assert probe(src).alpha
+    out_codec = "prores_ks" if ext == "mov" and source == "mkv" else codec
+    dst = tmp_path / f"out.{ext}"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+                  encode=EncodeOptions(codec=out_codec,
+                                       crf=0 if codec == "libvpx-vp9" else None,
+                                       pix_fmt="yuva444p10le" if out_codec == "prores_ks"
+                                       else None))
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.format.name == written
+    alphas = _alpha_planes(dst)
+    assert len(alphas) == 3
+    for alpha in alphas:
+        assert alpha.shape == (96, 128)
+        # The step at x = 64 is resized bilinear: a pixel or two either side is in between.
+        assert np.unique(alpha[:, :62]).tolist() == [255]
+        assert np.unique(alpha[:, 66:]).tolist() == [64]
+
+
+def test_alpha_an_output_cannot_hold_is_named(tmp_path, caplog):
+    src = make_alpha_clip(tmp_path / "in.mkv", codec="ffv1")
+    dst = tmp_path / "out.mp4"
+    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    assert ("out.mp4: the source's alpha channel (transparency) will be lost: libx264 cannot"
+            " write it with yuv420p; use e.g. --codec ffv1, png, qtrle, libvpx-vp9 (.webm) or"
+            " prores_ks --pix-fmt yuva444p10le") in caplog.text
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="needs a system ffmpeg for --ffmpeg")
+def test_alpha_survives_the_ffmpeg_sink(tmp_path):
+    src = make_alpha_clip(tmp_path / "in.mkv", codec="ffv1")
+    dst = tmp_path / "out.mkv"
+    upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec="ffv1"),
+                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+    for alpha in _alpha_planes(dst):
+        assert np.unique(alpha[:, :62]).tolist() == [255]
+        assert np.unique(alpha[:, 66:]).tolist() == [64]

@@ -263,7 +263,8 @@ def run_bench(
         if options.frames is not None or options.crop is not None:
             source = make_bench_clip(clip, work / f"clip{clip.suffix or '.mkv'}",
                                      frames=options.frames, crop=options.crop)
-        with Decoder(source, batch_size=plan.batch_size) as decoder:
+        with Decoder(source, batch_size=plan.batch_size,
+                     video_stream=options.run.video_stream) as decoder:
             plan = video_plan(plan, decoder, work / f"pipeline.{options.container}", encode,
                               options.run)
         return _measure(clip, plan, model, work, options)
@@ -278,7 +279,8 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
 
     def open_decoder() -> Decoder:
         return Decoder(source, batch_size=plan.batch_size, on_error=options.run.on_error,
-                       threads=plan.decoder_threads, deinterlace=plan.deinterlace)
+                       threads=plan.decoder_threads, deinterlace=plan.deinterlace,
+                       video_stream=info.stream_index, alpha=bool(output.alpha_depth))
 
     def sink_to(name: str, run: RunPlan = plan) -> Sink:
         assert run.output is not None
@@ -370,7 +372,8 @@ def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
     runner = engines.enter_context(Engine(model, serial_plan))
     source, colour, layout = plan.source.path, plan.source.colour, plan.output.layout
     opened = partial(Decoder, source, batch_size=1, on_error=options.run.on_error,
-                     deinterlace=plan.deinterlace)
+                     deinterlace=plan.deinterlace, video_stream=plan.source.stream_index,
+                     alpha=bool(plan.output.alpha_depth))
     with opened() as decoder:
         runner.upscale_batch(next(iter(decoder)), colour, layout)  # warm-up
 

@@ -149,6 +149,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="option passed to the encoder (repeatable)")
     p.add_argument("--ffmpeg", nargs="?", const="ffmpeg", metavar="PATH",
                    help="encode with a system ffmpeg instead of the bundled one")
+    p.add_argument("--video-stream", type=int, metavar="N",
+                   help="upscale stream #N of the input (its index in the file, as the"
+                   " messages and --dry-run name it; default: the default video stream, else"
+                   " the largest; cover art never)")
     p.add_argument("--deinterlace", choices=["auto", "on", "off"], default="auto",
                    help="deinterlace with bwdif before the model (default auto: streams"
                    " flagged interlaced, or unflagged and measured interlaced by idet)")
@@ -212,7 +216,7 @@ def _transcode_options(args: argparse.Namespace, *, overwrite: bool,
         on_error=args.on_error, overwrite=overwrite, progress=progress, ffmpeg=args.ffmpeg,
         autorotate=args.autorotate, deinterlace=args.deinterlace,
         field_order=args.field_order, deinterlace_rate=args.deinterlace_rate,
-        height=args.height, square_pixels=args.square_pixels,
+        height=args.height, square_pixels=args.square_pixels, video_stream=args.video_stream,
     )
 
 

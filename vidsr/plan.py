@@ -306,6 +306,14 @@ class RunPlan:
                 rows.append(("display", f"pixels turned upright: {_turn_text(o.mirror, o.turn)}"))
             if o.timecode:
                 rows.append(("timecode", o.timecode))
+            if o.alpha_depth:
+                rows.append(("alpha", f"kept: resized bilinear beside the model, written in"
+                                      f" {o.codec_pix_fmt}"))
+            if o.captions:
+                rows.append(("captions", f"closed captions (ATSC A53) written by"
+                                         f" {o.encode.codec}"))
+            if o.hdr is not None:
+                rows.append(("hdr", f"{o.hdr.to_text()}; written by {o.encode.codec}"))
             if o.field_order not in ("progressive", "unknown"):
                 rows.append(("fields", f"{o.field_order} (interlaced: the fields are upscaled"
                                        " together)"))

@@ -57,6 +57,7 @@ class TranscodeOptions:
     # The delivered picture (io/fit.py): a target height, and square pixels from the SAR.
     height: int | None = None
     square_pixels: bool = False
+    video_stream: int | None = None  # the input's stream to upscale (None: io/probe.py picks)
     # Hears how many frames each batch wrote (vidsr batch's whole-batch bar); whatever it
     # raises stops the run as a failed stage does, so it also carries a stop request.
     on_frames: Callable[[int], object] | None = None
@@ -150,11 +151,16 @@ def prepare_upscale(
     plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
     # A VapourSynth script (.vpy) is read by running it: frames and timestamps the same.
     with open_source(src, batch_size=plan.batch_size, on_error=options.on_error,
-                     threads=plan.decoder_threads) as decoder:
+                     threads=plan.decoder_threads,
+                     video_stream=options.video_stream) as decoder:
         plan = video_plan(plan, decoder, dst, encode, options)
         if plan.deinterlace is not None:
             assert isinstance(decoder, Decoder)  # scripts deinterlace in the script
             decoder.deinterlace(plan.deinterlace)
+        assert plan.output is not None
+        if plan.output.alpha_depth:
+            assert isinstance(decoder, Decoder)  # a script's clip has no alpha here
+            decoder.keep_alpha()
         yield sr_model, plan, decoder, options
 
 

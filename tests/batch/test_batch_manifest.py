@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import pytest
 from batch_helpers import FAST, batch, decoded, identity, job, make_tree, outcomes, report
+from clipgen import make_streams_clip
 from PIL import Image
 
 from vidsr.batch.sources import scan_sources
@@ -241,3 +242,18 @@ def test_each_row_gets_its_own_outcome_and_a_changed_row_is_not_blocked(tmp_path
     assert code == 0, err
     assert outcomes(out) == {"a.mp4": "done", "b.mkv": "skipped"}
     assert _size(out / "a.mkv") == (96, 72)
+
+def test_a_csv_manifest_chooses_the_video_stream(tmp_path, capsys):
+    two = make_streams_clip(tmp_path / "two.mp4", videos=[(64, 48, False), (96, 72, True)])
+    other = make_streams_clip(tmp_path / "other.mkv", videos=[(64, 48, False), (96, 72, True)])
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text("path,video_stream\ntwo.mp4,0\nother.mkv,\n")
+    out = tmp_path / "out"
+
+    code, err = batch(capsys, manifest, out, *FAST)
+
+    assert code == 0, err
+    assert _size(out / "two.mkv") == (128, 96)  # stream #0, as the row says
+    assert _size(out / "other.mkv") == (192, 144)  # the default stream
+    assert job(out)[str(two)]["options"]["video_stream"] == 0
+    assert job(out)[str(other)]["options"]["video_stream"] == 1

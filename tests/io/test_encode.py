@@ -8,9 +8,16 @@ import pytest
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions, Encoder, choose_output_layout, codec_options
+from vidsr.io.encode import (
+    EncodeOptions,
+    Encoder,
+    choose_output_layout,
+    codec_options,
+    encoder_formats,
+)
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.output import plan_output
+from vidsr.io.pixfmt import nearest_format, source_format
 from vidsr.io.probe import probe
 
 FAST = EncodeOptions(codec="libx264", crf=30, preset="ultrafast")
@@ -146,3 +153,14 @@ def test_exception_inside_block_closes_without_finishing(clip, tmp_path):
         with Encoder(tmp_path / "x.mkv", plan, src):
             raise RuntimeError("engine failed")
     assert (tmp_path / "x.mkv").exists()  # left for the caller to delete
+
+
+@pytest.mark.parametrize(("codec", "source", "chosen"), [
+    ("png", "yuv420p", "rgb24"), ("png", "yuv420p10le", "rgb48be"),
+    ("qtrle", "yuv420p", "rgb24"), ("png", "gray", "gray"),
+])
+def test_colour_is_never_written_as_gray_or_palette(codec, source, chosen):
+    # png and qtrle list gray beside rgb24; gray's planes once won as "planar" (D7).
+    layout = source_format(source).layout
+    assert nearest_format(layout, encoder_formats(codec)) == chosen
+    assert choose_output_layout(codec, layout) == source_format(chosen).layout

@@ -3,7 +3,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from clipgen import make_audio_only, make_clip
+from clipgen import make_audio_only, make_clip, make_streams_clip
 
 from vidsr.errors import InputError
 from vidsr.io.colour import ColourSpec
@@ -154,3 +154,29 @@ def test_the_nominal_rate_is_the_base_rate_unless_the_stream_really_varies():
 def test_the_bundled_sample_is_24_fps():
     sample = Path(__file__).resolve().parents[2] / "vidsr" / "samples" / "bbb_2s.mp4"
     assert probe(sample).average_rate == 24
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_the_default_or_largest_video_stream_is_upscaled_never_cover_art(tmp_path, suffix):
+    # D17: the first stream (small, not default) was taken, and cover art could be.
+    two = make_streams_clip(tmp_path / f"two{suffix}", cover=True,
+                            videos=[(64, 48, False), (96, 72, True)])
+    info = probe(two)
+    assert (info.stream_index, info.width, info.height) == (1, 96, 72)
+    assert (probe(two, 0).width, probe(two, 0).height) == (64, 48)
+    # MP4 readers mark the first track default when none is; Matroska keeps the marks.
+    unmarked = make_streams_clip(tmp_path / "unmarked.mkv", cover=True,
+                                 videos=[(64, 48, False), (96, 72, False), (80, 60, False)])
+    assert probe(unmarked).stream_index == 1
+    with pytest.raises(InputError, match=rf"two{suffix}: stream #2 \(video, mjpeg\) is cover"
+                                         r" art, not a video; choose another --video-stream"):
+        probe(two, 2)
+    with pytest.raises(InputError, match=rf"two{suffix}: has no stream #7 \(it has 3"):
+        probe(two, 7)
+
+
+def test_a_song_with_cover_art_has_no_video(tmp_path):
+    # D25: its picture was decoded as a 0-second video, "file truncated?".
+    song = make_streams_clip(tmp_path / "song.m4a", videos=[], cover=True, audio=True)
+    with pytest.raises(InputError, match=r"song\.m4a: has no video stream \(only cover art\)$"):
+        probe(song)

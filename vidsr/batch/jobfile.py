@@ -222,6 +222,9 @@ def run_options(plan: RunPlan, model: SRModel, on_error: str,
         "runtime": plan.runtime.name,
         "precision": plan.precision.name,
         "tile": {"size": plan.tile.size, "overlap": plan.tile.overlap},
+        # Only where there was a choice, so single-video files keep their fingerprints.
+        **({"video_stream": plan.source.stream_index}
+           if any(s.type == "video" for s in plan.source.other_streams) else {}),
         "deinterlace": (None if plan.deinterlace is None
                         else {"order": plan.deinterlace.order, "rate": plan.deinterlace.rate}),
         "on_error": on_error,

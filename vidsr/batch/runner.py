@@ -367,7 +367,8 @@ class _Runner:
         if why is not None:
             log.info("%s: run whole, not in segments: %s", f.path, why)
             return None
-        index = scan_keyframes(f.path)
+        assert plan.source is not None
+        index = scan_keyframes(f.path, plan.source.stream_index)
         if index.unseekable is not None:
             log.info("%s: run whole, not in segments: %s", f.path, index.unseekable)
             return None

@@ -158,7 +158,9 @@ def run_segment(runner: Engine, plan: RunPlan, segment: Segment, path: Path,
         try:
             with Decoder(plan.source.path, batch_size=plan.batch_size,
                          on_error=options.on_error, threads=plan.decoder_threads,
-                         deinterlace=plan.deinterlace, window=segment.window) as decoder:
+                         deinterlace=plan.deinterlace, window=segment.window,
+                         video_stream=plan.source.stream_index,
+                         alpha=bool(plan.output.alpha_depth)) as decoder:
                 with SegmentEncoder(tmp, plan.output) as sink:
                     written, _ = stream_through(runner, decoder, sink, plan,
                                                 depth=options.queue_depth, on_write=on_write)

@@ -36,7 +36,7 @@ MANIFEST_SUFFIXES = frozenset({".csv", ".txt", ".lst", ".list"})
 # (`scale` is --scale, `encoder_preset` is --encoder-preset).
 OVERRIDE_COLUMNS = (
     "model", "scale", "weights", "precision", "tile", "codec", "crf", "encoder_preset",
-    "pix_fmt", "deinterlace", "field_order", "deinterlace_rate",
+    "pix_fmt", "deinterlace", "field_order", "deinterlace_rate", "video_stream",
 )
 # FFmpeg reads a lone picture as a one-frame video; a folder's photos are not what a batch
 # of videos means.
@@ -206,7 +206,8 @@ def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceF
             info = probe(path)
         else:
             with open_input(path) as container:
-                info = describe(container, path)
+                chosen = overrides.get("video_stream", "")
+                info = describe(container, path, int(chosen) if chosen.isdigit() else None)
                 if _is_still(container):
                     return SourceFile(path, output, "skip", "a still picture, not a video",
                                       overrides=overrides)
@@ -225,12 +226,9 @@ def _classify(path: Path, output: Path, overrides: Mapping[str, str]) -> SourceF
 
 
 def _is_still(container: av.container.InputContainer) -> bool:
+    # Cover art of an audio file is no video stream to describe() ("only cover art").
     name = container.format.name
-    if any(name == f or (f.startswith("_") and name.endswith(f)) for f in _STILL_FORMATS):
-        return True
-    # Cover art of an audio file comes as a video stream that is a single attached picture.
-    stream = container.streams.video[0]
-    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+    return any(name == f or (f.startswith("_") and name.endswith(f)) for f in _STILL_FORMATS)
 
 
 def _refuse_shared_outputs(files: list[SourceFile]) -> list[SourceFile]:

@@ -104,4 +104,5 @@ class PendingBatch:
         batch = self._batch
         return FrameBatch(planes=self._pending.planes(), pts=list(batch.pts),
                           time_base=batch.time_base, first_index=batch.first_index,
-                          layout=self._layout)
+                          layout=self._layout, side_data=batch.side_data,
+                          alpha=batch.alpha)

@@ -8,6 +8,7 @@ values to RGB and back with that spec, on whatever device the tensors are.
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import cache
@@ -37,6 +38,62 @@ class ColourSpec:
     primaries: str
     transfer: str
     tagged: bool = True
+
+
+@dataclass(frozen=True)
+class HdrMetadata:
+    """HDR10 static metadata: the mastering display (SMPTE ST 2086) and the content light
+    level, in the units HEVC's SEI and x265 count in.
+
+    ``display``: (Gx, Gy, Bx, By, Rx, Ry, WPx, WPy) chromaticities in 1/50000, then
+    (max, min) luminance in 1/10000 cd/m2; ``light``: (MaxCLL, MaxFALL) in cd/m2.
+    """
+
+    display: tuple[int, ...] | None = None
+    light: tuple[int, int] | None = None
+
+    def x265_params(self) -> list[str]:
+        """x265's ``master-display`` and ``max-cll`` parameters for this metadata."""
+        params = []
+        if self.display is not None:
+            gx, gy, bx, by, rx, ry, wx, wy, high, low = self.display
+            params.append(f"master-display=G({gx},{gy})B({bx},{by})R({rx},{ry})"
+                          f"WP({wx},{wy})L({high},{low})")
+        if self.light is not None:
+            params.append(f"max-cll={self.light[0]},{self.light[1]}")
+        return params
+
+    def to_text(self) -> str:
+        parts = []
+        if self.display is not None:
+            parts.append(f"mastering display {self.display[9] / 10000:g}-"
+                         f"{self.display[8] / 10000:g} cd/m2")
+        if self.light is not None:
+            parts.append(f"MaxCLL {self.light[0]}, MaxFALL {self.light[1]} cd/m2")
+        return ", ".join(parts)
+
+
+def hdr_metadata(mastering: bytes | None, light: bytes | None) -> HdrMetadata | None:
+    """HdrMetadata from FFmpeg's AVMasteringDisplayMetadata and AVContentLightMetadata
+    (frame side data as bytes); None when neither says anything."""
+    display = None
+    if mastering is not None and len(mastering) >= 88:
+        # 3 primaries (R, G, B) and the white point as (x, y) rationals, then min and max
+        # luminance as rationals, then has_primaries and has_luminance.
+        values = struct.unpack("<22i", mastering[:88])
+        ratios = [values[i] / values[i + 1] if values[i + 1] else 0.0 for i in range(0, 20, 2)]
+        (rx, ry, gx, gy, bx, by, wx, wy, low, high), has_primaries, has_luminance = (
+            ratios, values[20], values[21])
+        if has_primaries and has_luminance:
+            chroma = [round(v * 50000) for v in (gx, gy, bx, by, rx, ry, wx, wy)]
+            display = (*chroma, round(high * 10000), round(low * 10000))
+    level = None
+    if light is not None and len(light) >= 8:
+        max_cll, max_fall = struct.unpack("<2I", light[:8])
+        level = (max_cll, max_fall) if max_cll or max_fall else None
+    if display is None and level is None:
+        return None
+    return HdrMetadata(display, level)
 
 
 # FFmpeg's enum values (AVColorSpace, AVColorPrimaries, AVColorTransferCharacteristic)

@@ -40,8 +40,8 @@ import numpy as np
 from vidsr.errors import DecodeError, OptionsError, option
 from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
-from vidsr.io.pixfmt import copy_frame_planes, source_format
-from vidsr.io.probe import VideoInfo, describe, open_input
+from vidsr.io.pixfmt import alpha_format, copy_frame_planes, source_format
+from vidsr.io.probe import ALPHA_DECODERS, CARRIED_SIDE_DATA, VideoInfo, describe, open_input
 from vidsr.io.timestamps import LATE, Continuity, Timeline, TimestampMode, timestamp_mode
 
 if TYPE_CHECKING:
@@ -74,18 +74,21 @@ class Window:
 
 
 class Decoder:
-    """Iterate over a file's first video stream as batches of planes.
+    """Iterate over a file's video stream as batches of planes.
 
     ``with Decoder(path, batch_size=8) as dec: for batch in dec: ...``.
     ``info`` describes the frames yielded (deinterlaced ones when ``deinterlace`` is
     given, see :meth:`deinterlace`); ``skipped`` counts frames replaced under
     ``on_error="skip"``. ``threads=0`` lets FFmpeg pick (frame + slice threads).
-    ``window``: only one segment's frames (see :class:`Window`).
+    ``window``: only one segment's frames (see :class:`Window`). ``video_stream``: the
+    index of the stream to decode (default: :func:`~vidsr.io.probe.video_stream`'s pick).
+    ``alpha``: the batches carry the frames' alpha planes too (see :meth:`keep_alpha`).
     """
 
     def __init__(self, path: str | Path, *, batch_size: int, on_error: OnError = "fail",
                  threads: int = 0, deinterlace: DeinterlacePlan | None = None,
-                 window: Window | None = None) -> None:
+                 window: Window | None = None, video_stream: int | None = None,
+                 alpha: bool = False) -> None:
         if batch_size < 1:
             raise OptionsError(f"batch size must be at least 1, got {batch_size}")
         if on_error not in ("fail", "skip"):
@@ -96,21 +99,38 @@ class Decoder:
         self.skipped = 0
         self._deinterlace: DeinterlacePlan | None = None
         self._window = window or Window()
+        self._alpha_format: str | None = None  # frames are converted to it, alpha kept
         self._container = open_input(self.path)
         try:
-            self.info: VideoInfo = describe(self._container, self.path)
+            self.info: VideoInfo = describe(self._container, self.path, video_stream)
             self.source_info: VideoInfo = self.info  # the stream as stored
-            self._stream = self._container.streams.video[0]
+            self._stream = self._container.streams[self.info.stream_index]
             self.timestamps: TimestampMode = timestamp_mode(self._container)
             ctx = self._stream.codec_context
             ctx.thread_type = "AUTO"
             ctx.thread_count = threads
             ctx.options = {"err_detect": "explode"}
+            self._codec: av.video.codeccontext.VideoCodecContext = ctx
+            if alpha:
+                self.keep_alpha()
         except BaseException:
             self._container.close()
             raise
         if deinterlace is not None:
             self.deinterlace(deinterlace)
+
+    def keep_alpha(self) -> None:
+        """Give each batch the frames' alpha planes (``FrameBatch.alpha``), for an output
+        that keeps them (before iterating)."""
+        info = self.source_info
+        self._alpha_format = alpha_format(info.layout)
+        assert info.alpha and self._alpha_format is not None, "the plan keeps no alpha"
+        decoder = ALPHA_DECODERS.get(info.codec)
+        if decoder is not None:
+            # FFmpeg's own VP8/VP9 decoders ignore the alpha channel; libvpx decodes it.
+            codec = av.CodecContext.create(decoder, "r")
+            codec.thread_count = self._codec.thread_count
+            self._codec = codec
 
     def deinterlace(self, plan: DeinterlacePlan) -> None:
         """Yield ``plan``'s progressive frames instead of the stream's (before iterating)."""
@@ -147,21 +167,32 @@ class Decoder:
         layout = info.layout
         shapes = [layout.plane_shape(p, info.width, info.height)
                   for p in range(layout.plane_count)]
+        if self._alpha_format is not None:
+            shapes.append((info.height, info.width))  # the alpha plane, after the others
         planes: list[np.ndarray] = []
         pts: list[int] = []
+        carriers: list[av.VideoFrame | None] = []
         first_index = 0
+
+        def batch(count: int) -> FrameBatch:
+            colour = [p[:count] for p in planes[:layout.plane_count]]
+            alpha = planes[layout.plane_count][:count] if len(planes) > len(colour) else None
+            return FrameBatch(colour, pts, info.time_base, first_index, layout,
+                              _any(carriers), alpha)
+
         for frame, frame_pts in self._frames():
             if not pts:
                 planes = [np.empty((self.batch_size, h, w), layout.dtype) for h, w in shapes]
+                carriers = []
             copy_frame_planes(frame, layout, planes, len(pts))
             pts.append(frame_pts)
+            carriers.append(_side_data_carrier(frame))
             if len(pts) == self.batch_size:
-                yield FrameBatch(planes, pts, info.time_base, first_index, layout)
+                yield batch(len(pts))
                 first_index += len(pts)
                 pts = []
         if pts:
-            n = len(pts)
-            yield FrameBatch([p[:n] for p in planes], pts, info.time_base, first_index, layout)
+            yield batch(len(pts))
 
     # ------------------------------------------------------------ frames
 
@@ -212,7 +243,7 @@ class Decoder:
                 # else: a lead-in an edit list cuts (MP4 cut at a non-keyframe): decoded as a
                 # reference, its frame dropped by FFmpeg; it has no slot in the output.
             try:
-                frames = self._stream.decode(packet)
+                frames = self._codec.decode(packet)
             except av.FFmpegError as exc:
                 if window.before(packet.pts) and (timeline.last is None
                                                   or window.before(timeline.last)):
@@ -352,28 +383,44 @@ class Decoder:
         log.warning("%s: video %s (file truncated?)", self.path, problem)
 
     def _converted(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """``frame`` at the stream's size in the layout's pixel format."""
+        """``frame`` at the stream's size in the layout's pixel format (with an alpha plane
+        after the others when alpha is kept)."""
         info = self.source_info
         layout = info.layout
+        target = self._alpha_format or layout.pix_fmt
         if frame.width != info.width or frame.height != info.height:
             log.warning("%s: frame at pts %s is %dx%d, scaling it to the stream's %dx%d",
                         self.path, frame.pts, frame.width, frame.height, info.width, info.height)
-            return frame.reformat(width=info.width, height=info.height, format=layout.pix_fmt)
+            return frame.reformat(width=info.width, height=info.height, format=target)
         source = source_format(frame.format.name)
-        if source.needs_convert or source.layout.pix_fmt != layout.pix_fmt:
-            return frame.reformat(format=layout.pix_fmt)
+        if (source.needs_convert or source.layout.pix_fmt != layout.pix_fmt
+                or (self._alpha_format is not None and frame.format.name != target)):
+            return frame.reformat(format=target)
         return frame
 
 
 def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
-                threads: int = 0) -> Decoder | ScriptSource:
+                threads: int = 0, video_stream: int | None = None) -> Decoder | ScriptSource:
     """The frames of ``path`` as batches: a :class:`Decoder` for a media file, a
     :class:`~vidsr.io.script_source.ScriptSource` for a VapourSynth script (``.vpy``)."""
     from vidsr.io.script_source import ScriptSource, is_script
 
     if is_script(path):
         return ScriptSource(path, batch_size=batch_size)
-    return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads)
+    return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads,
+                   video_stream=video_stream)
+
+
+def _side_data_carrier(frame: av.VideoFrame) -> av.VideoFrame | None:
+    """A 16x16 copy of ``frame`` that keeps its side data for the encoder (closed
+    captions), or None when it has none the encoder can carry."""
+    if not any(kind in CARRIED_SIDE_DATA for kind in frame.side_data.keys()):
+        return None
+    return frame.reformat(width=16, height=16)
+
+
+def _any(carriers: list[av.VideoFrame | None]) -> list[av.VideoFrame | None] | None:
+    return carriers if any(c is not None for c in carriers) else None
 
 
 def _at(pts: int | None, info: VideoInfo) -> str:

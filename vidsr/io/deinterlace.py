@@ -22,7 +22,7 @@ import av.filter
 import numpy as np
 
 from vidsr.errors import OptionsError
-from vidsr.io.probe import VideoInfo, open_input
+from vidsr.io.probe import VideoInfo, open_input, video_stream
 
 log = logging.getLogger("vidsr")
 
@@ -86,10 +86,12 @@ class DeinterlacePlan:
         return f"bwdif, {self.order}, {rate} ({self.reason})"
 
 
-def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES) -> FieldCounts:
-    """Run ``idet`` on the first ``frames`` decoded frames of ``path``'s video."""
+def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES,
+                        stream_index: int | None = None) -> FieldCounts:
+    """Run ``idet`` on the first ``frames`` decoded frames of ``path``'s video (stream
+    ``stream_index``, default the one vidsr upscales)."""
     with open_input(Path(path)) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container, Path(path), stream_index)
         graph: av.filter.Graph | None = None
         last: dict[str, str] = {}
         try:
@@ -145,12 +147,12 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     if flagged is not None:
         chosen, reason = flagged, f"the stream is flagged {info.field_order}"
         if info.field_order in SWAPPED_FLAGS:
-            counts = measure_field_order(info.path)
+            counts = measure_field_order(info.path, stream_index=info.stream_index)
             log.info("%s: flagged %s; %s", info.path, info.field_order, counts.to_text())
             if counts.interlaced and counts.decided:
                 chosen, reason = counts.order, f"{reason}; {counts.to_text()}"
     else:
-        counts = measure_field_order(info.path)
+        counts = measure_field_order(info.path, stream_index=info.stream_index)
         log.info("%s: %s", info.path, counts.to_text())
         if counts.interlaced:
             chosen, reason = counts.order, counts.to_text()

@@ -19,11 +19,18 @@ import av.container
 import numpy as np
 
 from vidsr.errors import EncodeError, OptionsError, OutputError
-from vidsr.io.colour import tag_colour
+from vidsr.io.colour import HdrMetadata, tag_colour
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.packet_file import PacketWriter
 from vidsr.io.passthrough import PassThrough
-from vidsr.io.pixfmt import nearest_format, planes_to_frame, source_format
+from vidsr.io.pixfmt import (
+    alpha_format,
+    nearest_format,
+    planes_to_frame,
+    resized_alpha,
+    source_format,
+    with_alpha,
+)
 
 if TYPE_CHECKING:
     from vidsr.io.output import OutputPlan
@@ -91,11 +98,15 @@ def choose_output_layout(codec: str, source_layout: PlaneLayout,
     return chosen
 
 
-def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[str, str]:
+def codec_options(options: EncodeOptions, *, interlaced: bool = False,
+                  hdr: HdrMetadata | None = None, captions: bool = False) -> dict[str, str]:
     """FFmpeg codec options for ``options``: quality and speed mapped per encoder.
 
     ``interlaced``: the source's fields stay marked as fields in the bitstream (by the
     encoders that can code them), so no reader takes the output for progressive.
+    ``hdr``: HDR10 static metadata written into the bitstream (x265 only, see
+    :data:`HDR_CODECS`). ``captions``: the frames' closed captions are written (see
+    :data:`CAPTION_CODECS`).
     """
     codec, crf, preset = options.codec, options.crf, options.preset
     if crf is not None:
@@ -140,10 +151,24 @@ def codec_options(options: EncodeOptions, *, interlaced: bool = False) -> dict[s
     if interlaced and codec in _FIELD_CODECS:
         flags = [f for f in opts.get("flags", "").split("+") if f]
         opts["flags"] = "+" + "+".join([*flags, "ildct", "ilme"])
-    if codec == "libx265" and options.quiet:
-        opts["x265-params"] = "log-level=error"  # x265 writes its banner to stderr itself
-    opts.update(dict(options.encoder_opts))
+    if captions and codec in CAPTION_CODECS:
+        opts["a53cc"] = "1"  # x265's is off by default
+    asked = dict(options.encoder_opts)
+    if codec == "libx265":
+        params = ["log-level=error"] if options.quiet else []  # x265 prints its banner itself
+        params += hdr.x265_params() if hdr is not None else []
+        if params:
+            # Merged with the user's own x265-params, which come last and so win.
+            given = asked.pop("x265-params", "")
+            opts["x265-params"] = ":".join([*params, *([given] if given else [])])
+    opts.update(asked)
     return opts
+
+
+# Encoders that vidsr can hand HDR10 static metadata (mastering display, content light).
+HDR_CODECS = frozenset({"libx265"})
+# Encoders that write the closed captions (ATSC A53) a frame carries into the bitstream.
+CAPTION_CODECS = frozenset({"libx264", "libx265", "mpeg2video", "h264_nvenc", "hevc_nvenc"})
 
 
 # Encoders without crf whose quality is a quantiser (1 best .. 31), and what it defaults to.
@@ -281,11 +306,11 @@ class Encoder:
             raise EncodeError(f"{self.path}: got {batch.layout.pix_fmt} planes, "
                               f"expected {self.layout.pix_fmt}")
         plan = self.plan
+        carriers = batch.side_data if plan.captions and batch.side_data else None
         for k in range(len(batch)):
-            planes = oriented([p[k] for p in batch.planes], plan.turn, plan.mirror)
-            frame = planes_to_frame(planes, self.layout)
+            frame = output_frame(batch, k, plan, carriers[k] if carriers else None)
             self._stamps.stamp(frame, batch.pts[k])
-            if plan.codec_pix_fmt != self.layout.pix_fmt:
+            if plan.codec_pix_fmt != frame.format.name:
                 frame = frame.reformat(format=plan.codec_pix_fmt)
             self._mux_video(self._encode(frame))
             self.frames_written += 1
@@ -413,6 +438,28 @@ def oriented(planes: list[np.ndarray], turn: int, mirror: bool) -> list[np.ndarr
     if turn:
         planes = [np.rot90(p, k=-turn // 90) for p in planes]
     return [np.ascontiguousarray(p) for p in planes] if (turn or mirror) else planes
+
+
+def output_frame(batch: FrameBatch, index: int, plan: OutputPlan,
+                 carrier: av.VideoFrame | None = None) -> av.VideoFrame:
+    """Frame ``index`` of an upscaled batch as the sinks write it: turned as the plan says,
+    with the source's alpha plane resized onto it where the plan keeps alpha (then in the
+    layout's :func:`~vidsr.io.pixfmt.alpha_format`), and ``carrier``'s side data."""
+    planes = [p[index] for p in batch.planes]
+    alpha = None
+    if plan.alpha_depth:
+        assert batch.alpha is not None, "the decoder was not asked for alpha"
+        height, width = planes[0].shape
+        alpha = resized_alpha(batch.alpha[index], width, height, plan.alpha_depth,
+                              plan.layout.bit_depth)
+        planes.append(alpha)
+    planes = oriented(planes, plan.turn, plan.mirror)
+    frame = planes_to_frame(planes[:plan.layout.plane_count], plan.layout, carrier)
+    if alpha is None:
+        return frame
+    pix_fmt = alpha_format(plan.layout)
+    assert pix_fmt is not None
+    return with_alpha(frame, planes[-1], pix_fmt)
 
 
 def stamp_frame(frame: av.VideoFrame, pts: int, plan: OutputPlan) -> None:

@@ -15,6 +15,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import av
@@ -22,10 +23,11 @@ import av
 from vidsr.errors import EncodeError, OptionsError
 from vidsr.io.child import killed_with_parent
 from vidsr.io.colour import ColourSpec
-from vidsr.io.encode import FrameStamps, oriented
+from vidsr.io.encode import FrameStamps, output_frame
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import OutputPlan
-from vidsr.io.pixfmt import planes_to_frame
+from vidsr.io.passthrough import attached_picture, attaches_pictures
+from vidsr.io.pixfmt import alpha_format
 
 log = logging.getLogger("vidsr")
 
@@ -48,8 +50,12 @@ def colour_args(colour: ColourSpec) -> list[str]:
     return args
 
 
-def ffmpeg_command(plan: OutputPlan, path: Path, source: Path) -> list[str]:
-    """The ffmpeg command line that writes ``plan``'s output to ``path`` from NUT on stdin."""
+def ffmpeg_command(plan: OutputPlan, path: Path, source: Path,
+                   pictures: Mapping[int, tuple[Path, str]] | None = None) -> list[str]:
+    """The ffmpeg command line that writes ``plan``'s output to ``path`` from NUT on stdin.
+    ``pictures``: copied cover art (by stream index) to attach as files instead, each a
+    (file, MIME type), for a container that keeps cover art as attachments."""
+    pictures = pictures or {}
     assert plan.ffmpeg is not None
     # -copyts: the frames already carry the plan's timestamps; the source's streams get the
     # same shift as the video instead of ffmpeg's own per-input one.
@@ -58,15 +64,23 @@ def ffmpeg_command(plan: OutputPlan, path: Path, source: Path) -> list[str]:
                "-f", "nut", "-i", "pipe:0", *shift, "-i", f"file:{source.absolute()}",
                "-map", "0:v:0"]
     for index in plan.copied_indices:
-        command += ["-map", f"1:{index}"]
+        if index not in pictures:
+            command += ["-map", f"1:{index}"]
+    # -attach adds its streams after the mapped ones, attachments among them.
+    attachment = sum(1 for s in plan.streams if s.copied and s.stream.type == "attachment")
+    for file, mimetype in pictures.values():
+        command += ["-attach", str(file), f"-metadata:s:t:{attachment}", f"mimetype={mimetype}"]
+        attachment += 1
     command += [
         "-map_metadata", "1", "-map_chapters", "1",
-        "-c", "copy", "-c:v", plan.encode.codec, "-pix_fmt", plan.codec_pix_fmt,
+        # The upscaled stream is the output's first video stream (v:0); copied cover art is
+        # a video stream too, which a plain -c:v or -vf would re-encode or filter.
+        "-c", "copy", "-c:v:0", plan.encode.codec, "-pix_fmt:v:0", plan.codec_pix_fmt,
         "-fps_mode", "passthrough",  # keep every frame's pts: VFR stays VFR
         # Count in the plan's time base (the source's, or a tick a frame where the codec
         # insists), not ffmpeg's 1/rate.
         "-enc_time_base:v", f"{plan.time_base.numerator}/{plan.time_base.denominator}",
-        "-vf", f"setsar={plan.sar.numerator}/{plan.sar.denominator}",
+        "-filter:v:0", f"setsar={plan.sar.numerator}/{plan.sar.denominator}",
         *colour_args(plan.colour),
     ]
     if plan.encode.threads:
@@ -89,7 +103,8 @@ class FFmpegEncoder:
         self.layout = plan.layout
         self._stamps = FrameStamps(plan)
         self._stderr = tempfile.TemporaryFile()
-        command = ffmpeg_command(plan, self.path, source)
+        self._pictures = tempfile.TemporaryDirectory(prefix="vidsr-pictures-")
+        command = ffmpeg_command(plan, self.path, source, self._picture_files(source))
         log.debug("ffmpeg command: %s", " ".join(command))
         # Killed with vidsr, even by SIGKILL: an orphaned ffmpeg would keep encoding.
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=self._stderr,
@@ -98,7 +113,8 @@ class FFmpegEncoder:
         try:
             self._container = av.open(self._process.stdin, "w", format="nut")
             stream = self._container.add_stream("rawvideo", rate=plan.rate)
-            stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, \
+            stream.width, stream.height = plan.width, plan.height
+            stream.pix_fmt = (alpha_format(plan.layout) if plan.alpha_depth else None) or \
                 plan.layout.pix_fmt
             # Frames carry source pts: the raw stream must count in the plan's time base,
             # or the encoder would round them to 1/rate.
@@ -109,12 +125,26 @@ class FFmpegEncoder:
             self.abort()
             raise
 
+    def _picture_files(self, source: Path) -> dict[int, tuple[Path, str]]:
+        """The copied cover art written out for ``-attach``, where the container keeps it as
+        attachments (a mapped picture stream would become a one-frame video track)."""
+        if not attaches_pictures(self.plan.container):
+            return {}
+        files = {}
+        for copy in self.plan.streams:
+            if copy.copied and copy.stream.type == "video":  # only cover art is copied
+                picture = attached_picture(source, copy.stream.index)
+                file = Path(self._pictures.name) / f"{copy.stream.index}" / picture.name
+                file.parent.mkdir()
+                file.write_bytes(picture.data)
+                files[copy.stream.index] = (file, picture.mimetype)
+        return files
+
     def write(self, batch: FrameBatch) -> None:
         """Send a batch of upscaled frames, each with its source pts."""
         try:
             for k in range(len(batch)):
-                planes = oriented([p[k] for p in batch.planes], self.plan.turn, self.plan.mirror)
-                frame = planes_to_frame(planes, self.layout)
+                frame = output_frame(batch, k, self.plan)
                 self._stamps.stamp(frame, batch.pts[k])
                 for packet in self._stream.encode(frame):
                     self._container.mux(packet)
@@ -138,6 +168,7 @@ class FFmpegEncoder:
         if code != 0:
             raise EncodeError(f"{self.path}: ffmpeg failed (exit {code}): {self._error_text()}")
         self._stderr.close()
+        self._pictures.cleanup()
 
     def abort(self) -> None:
         """Stop ffmpeg without finishing the file (the caller deletes it)."""
@@ -145,6 +176,7 @@ class FFmpegEncoder:
         self._process.kill()
         self._process.wait()
         self._stderr.close()
+        self._pictures.cleanup()
 
     def _error_text(self) -> str:
         self._stderr.seek(0)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import av
 
 PlaneFamily = Literal["yuv", "gray", "rgb"]
 
@@ -54,7 +57,11 @@ class FrameBatch:
     """A run of consecutive frames as planes.
 
     ``planes[i]`` has shape (N, h_i, w_i); ``pts[k]`` is frame k's timestamp in
-    ``time_base`` units (the decoder gives every frame one).
+    ``time_base`` units (the decoder gives every frame one). ``side_data``: for each
+    frame, a tiny frame carrying the source frame's side data (closed captions) for the
+    encoder, or None; None for the whole batch when no frame has any. ``alpha``: the
+    source frames' alpha planes (N, h, w) at the source's size and depth, where the
+    output keeps them.
     """
 
     planes: list[np.ndarray]
@@ -62,6 +69,8 @@ class FrameBatch:
     time_base: Fraction
     first_index: int
     layout: PlaneLayout
+    side_data: list[av.VideoFrame | None] | None = None
+    alpha: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pts)

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 
 from vidsr.errors import DecodeError
-from vidsr.io.probe import open_input
+from vidsr.io.probe import open_input, video_stream
 from vidsr.io.timestamps import Continuity
 
 # How far back in decode order a repeated pts is looked for: further than any decoder
@@ -21,7 +21,7 @@ _REORDER_SPAN = 32
 
 @dataclass(frozen=True)
 class KeyframeIndex:
-    """The keyframes of a file's first video stream, in its time base, ascending."""
+    """The keyframes of a file's video stream, in its time base, ascending."""
 
     time_base: Fraction
     keyframes: tuple[int, ...]
@@ -33,11 +33,12 @@ class KeyframeIndex:
         return float(pts * self.time_base)
 
 
-def scan_keyframes(path: Path) -> KeyframeIndex:
-    """Read every video packet's header of ``path``: seconds for an hour of video, as the
-    demuxer reads the whole file but decodes nothing."""
+def scan_keyframes(path: Path, stream_index: int | None = None) -> KeyframeIndex:
+    """Read every video packet's header of ``path`` (stream ``stream_index``, default the
+    one vidsr upscales): seconds for an hour of video, as the demuxer reads the whole file
+    but decodes nothing."""
     with open_input(Path(path)) as container:
-        stream = container.streams.video[0]
+        stream = video_stream(container, Path(path), stream_index)
         keys: set[int] = set()
         last: int | None = None
         continuity = Continuity(container)

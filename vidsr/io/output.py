@@ -26,8 +26,10 @@ import av
 import av.container
 
 from vidsr.errors import OptionsError
-from vidsr.io.colour import ColourSpec, colour_for_layout
+from vidsr.io.colour import ColourSpec, HdrMetadata, colour_for_layout
 from vidsr.io.encode import (
+    CAPTION_CODECS,
+    HDR_CODECS,
     EncodeOptions,
     choose_output_layout,
     codec_options,
@@ -37,7 +39,7 @@ from vidsr.io.encode import (
 from vidsr.io.ffmpeg_log import ffmpeg_reasons, reason
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.passthrough import StreamCopy, plan_stream_copies
-from vidsr.io.pixfmt import nearest_format, source_format
+from vidsr.io.pixfmt import alpha_format, has_alpha, nearest_format, source_format
 from vidsr.io.probe import VideoInfo
 from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
 from vidsr.io.timestamps import first_restart, hidden_lead_in, keeps_lead_in, stream_start
@@ -95,6 +97,9 @@ class OutputPlan:
     mirror: bool  # the sink mirrors the pixels left to right (before turning them)
     timecode: str | None  # written as the video stream's timecode
     field_order: str  # written on the stream: the frames' own (progressive once deinterlaced)
+    hdr: HdrMetadata | None  # HDR10 static metadata written into the bitstream
+    captions: bool  # the frames' closed captions (ATSC A53) are written into the bitstream
+    alpha_depth: int  # bits of the source's alpha planes, written in codec_pix_fmt; 0: none
     encode: EncodeOptions  # codec resolved (the container's default when none was asked)
     codec_options: tuple[tuple[str, str], ...]  # what the encoder is opened with
     sink: str  # "pyav" or "ffmpeg"
@@ -150,6 +155,16 @@ def plan_output(
     codec_pix_fmt = encode.pix_fmt or (
         layout.pix_fmt if not formats or layout.pix_fmt in formats
         else nearest_format(layout, formats))
+    alpha_depth = 0
+    if source.alpha:
+        with_alpha = _alpha_pix_fmt(layout, encode.pix_fmt, formats)
+        if with_alpha is None:
+            log.warning("%s: the source's alpha channel (transparency) will be lost: %s cannot"
+                        " write it with %s; use e.g. --codec ffv1, png, qtrle, libvpx-vp9"
+                        " (.webm) or prores_ks --pix-fmt yuva444p10le", path, codec,
+                        encode.pix_fmt or layout.pix_fmt)
+        else:
+            codec_pix_fmt, alpha_depth = with_alpha, source.layout.bit_depth
     turn, mirror, matrix = 0, False, source.display_matrix
     sar = source.sar if sar is None else sar
     if matrix is not None and (autorotate or ffmpeg is not None):
@@ -165,7 +180,13 @@ def plan_output(
             width, height, sar = height, width, 1 / sar
             _check_turnable(layout, turn)
     check_frame_size(codec, layout, width, height)
-    options = codec_options(encode, interlaced=source.interlaced)
+    hdr = source.hdr
+    if hdr is not None and codec not in HDR_CODECS:
+        log.warning("%s: %s cannot store the source's HDR10 metadata (%s); the output will"
+                    " not have it: use --codec libx265", path, codec, hdr.to_text())
+        hdr = None
+    captions = source.captions and _carries_captions(path, codec, ffmpeg)
+    options = codec_options(encode, interlaced=source.interlaced, hdr=hdr, captions=captions)
     # The rate frames follow one another at, not their average: it sets how long each frame
     # lasts (the last one's duration is written), which a gap or a variable rate must not
     # stretch.
@@ -238,12 +259,40 @@ def plan_output(
         mirror=mirror,
         timecode=source.timecode,
         field_order=source.field_order,
+        hdr=hdr,
+        captions=captions,
+        alpha_depth=alpha_depth,
         encode=encode,
         codec_options=tuple(options.items()),
         sink="pyav" if ffmpeg is None else "ffmpeg",
         ffmpeg=ffmpeg,
         streams=plan_stream_copies(container, source.stream_index, muxer),
     )
+
+
+def _alpha_pix_fmt(layout: PlaneLayout, asked: str | None, formats: list[str]) -> str | None:
+    """The encoder's pixel format that holds ``layout``'s planes and an alpha plane (the
+    one asked for, if it has alpha); None when it has none."""
+    planar = alpha_format(layout)
+    if asked is not None or planar is None:
+        return asked if asked is not None and has_alpha(asked) and planar else None
+    if not formats:  # a system encoder that lists nothing: the planar one or nothing
+        return None
+    fits = [f for f in formats if has_alpha(f) and source_format(f).layout == layout]
+    return planar if planar in fits else (fits[0] if fits else None)
+
+
+def _carries_captions(path: Path, codec: str, ffmpeg: str | None) -> bool:
+    """Whether the output can carry the source's closed captions; a warning when not."""
+    if ffmpeg is not None:
+        problem = "--ffmpeg's raw-video input cannot carry them"
+    elif codec not in CAPTION_CODECS:
+        problem = f"{codec} cannot store them"
+    else:
+        return True
+    log.warning("%s: the source's closed captions (ATSC A53) will be lost: %s; use --codec"
+                " libx264 or libx265, without --ffmpeg", path, problem)
+    return False
 
 
 # How a display matrix is undone in pixels: the signs of its rotation part (m0, m1, m3, m4)

@@ -83,19 +83,25 @@ def source_format(pix_fmt: str) -> SourceFormat:
 def nearest_format(layout: PlaneLayout, candidates: list[str]) -> str:
     """The candidate pixel format closest to ``layout`` (exact match first).
 
-    Closeness: same family, then same subsampling, then depth (more bits beat
-    fewer), then planar over packed/semi-planar.
+    Closeness: same family, then another colour family before gray (which would
+    lose the colour), then same subsampling, then depth (more bits beat fewer; a
+    palette or a packing with fewer bits a sample, such as rgb555, counts as fewer),
+    then planar over packed/semi-planar.
     """
     def cost(name: str) -> tuple[int, int, int, int]:
         src = source_format(name)
         cand = src.layout
-        family = 0 if cand.family == layout.family else 1
+        if cand.family == layout.family:
+            family = 0
+        else:
+            family = 2 if cand.family == "gray" else 1
         sub = abs(cand.log2_chroma_w - layout.log2_chroma_w) + abs(
             cand.log2_chroma_h - layout.log2_chroma_h)
-        if cand.bit_depth >= layout.bit_depth:
-            depth = cand.bit_depth - layout.bit_depth
+        bits = _sample_bits(av.VideoFormat(name))
+        if bits >= layout.bit_depth:
+            depth = bits - layout.bit_depth
         else:
-            depth = 100 + layout.bit_depth - cand.bit_depth
+            depth = 100 + layout.bit_depth - bits
         return family, sub, depth, int(src.needs_convert or src.jpeg_range)
 
     usable = [c for c in candidates if not av.VideoFormat(c).is_bayer]
@@ -104,11 +110,65 @@ def nearest_format(layout: PlaneLayout, candidates: list[str]) -> str:
     return min(usable, key=cost)
 
 
+def has_alpha(pix_fmt: str) -> bool:
+    """Whether ``pix_fmt`` has an alpha (transparency) component."""
+    return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+
+
+def alpha_format(layout: PlaneLayout) -> str | None:
+    """The planar format with ``layout``'s planes and an alpha plane after them (yuva420p
+    for yuv420p, gbrap for gbrp); None where FFmpeg has none (gray, some depths)."""
+    if layout.family == "gray":
+        return None
+    old, new = ("yuv", "yuva") if layout.family == "yuv" else ("gbrp", "gbrap")
+    name = layout.pix_fmt.replace(old, new, 1)
+    try:
+        av.VideoFormat(name)
+    except ValueError:
+        return None
+    return name
+
+
+def with_alpha(frame: av.VideoFrame, alpha: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """``frame`` in ``pix_fmt`` (its planes then an alpha plane) with ``alpha`` as that
+    plane ((height, width), in the format's depth)."""
+    out = frame.reformat(format=pix_fmt)
+    plane = out.planes[len(out.planes) - 1]
+    stride = plane.line_size // alpha.dtype.itemsize
+    height, width = alpha.shape
+    view = np.frombuffer(plane, dtype=alpha.dtype, count=height * stride).reshape(height, stride)
+    view[:, :width] = alpha
+    return out
+
+
+def resized_alpha(alpha: np.ndarray, width: int, height: int, depth: int,
+                  out_depth: int) -> np.ndarray:
+    """An alpha plane of ``depth`` bits resized to ``width`` x ``height`` and scaled to
+    ``out_depth`` bits. Bilinear: a sharper kernel rings at the edges of a mask (halos)."""
+    fmt = "gray" if alpha.dtype == np.uint8 else "gray16le"
+    frame = av.VideoFrame.from_ndarray(alpha, format=fmt)
+    if (frame.width, frame.height) != (width, height):
+        frame = frame.reformat(width=width, height=height, interpolation="BILINEAR")
+    plane = frame.to_ndarray().astype(np.float64)
+    peak = (1 << out_depth) - 1
+    codes = np.clip(np.round(plane * peak / ((1 << depth) - 1)), 0, peak)
+    return codes.astype(np.uint8 if out_depth <= 8 else np.dtype("<u2"))
+
+
+def _sample_bits(fmt: av.VideoFormat) -> int:
+    """The bits each colour sample of ``fmt`` keeps (0 for a palette of 256 colours)."""
+    if fmt.has_palette:
+        return 0
+    return min(c.bits for c in fmt.components if not c.is_alpha)
+
+
 def copy_frame_planes(frame: av.VideoFrame, layout: PlaneLayout, out: list[np.ndarray],
                       index: int) -> None:
-    """Copy ``frame``'s planes (already in ``layout.pix_fmt``) into ``out[p][index]``."""
+    """Copy ``frame``'s planes (already in ``layout.pix_fmt``, or in its
+    :func:`alpha_format` when ``out`` has one more array, for the alpha plane) into
+    ``out[p][index]``."""
     dtype = np.dtype("<u2") if layout.bit_depth > 8 else np.dtype(np.uint8)
-    for p in range(layout.plane_count):
+    for p in range(len(out)):  # the layout's planes, then the alpha plane where asked
         plane = frame.planes[p]
         h, w = out[p].shape[1:]
         stride = plane.line_size // dtype.itemsize
@@ -117,10 +177,17 @@ def copy_frame_planes(frame: av.VideoFrame, layout: PlaneLayout, out: list[np.nd
         out[p][index] = view[:, :w]
 
 
-def planes_to_frame(planes: list[np.ndarray], layout: PlaneLayout) -> av.VideoFrame:
-    """A new VideoFrame in ``layout.pix_fmt`` holding one frame's planes ((h, w) each)."""
+def planes_to_frame(planes: list[np.ndarray], layout: PlaneLayout,
+                    carrier: av.VideoFrame | None = None) -> av.VideoFrame:
+    """A new VideoFrame in ``layout.pix_fmt`` holding one frame's planes ((h, w) each).
+    ``carrier``: a frame whose side data (closed captions) the new frame takes."""
     height, width = planes[0].shape
-    frame = av.VideoFrame(width, height, layout.pix_fmt)
+    if carrier is None:
+        frame = av.VideoFrame(width, height, layout.pix_fmt)
+    else:
+        # PyAV cannot attach side data to a frame; swscale copies it with the frame's
+        # other properties, so the new frame is made from the carrier, then overwritten.
+        frame = carrier.reformat(width=width, height=height, format=layout.pix_fmt)
     dtype = np.dtype("<u2") if layout.bit_depth > 8 else np.dtype(np.uint8)
     for p in range(layout.plane_count):
         plane = frame.planes[p]

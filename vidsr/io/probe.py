@@ -8,14 +8,16 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.container
+from av.sidedata.sidedata import Type as SideDataType
 
 from vidsr.errors import InputError
-from vidsr.io.colour import ColourSpec, resolve_colour
+from vidsr.io.colour import ColourSpec, HdrMetadata, hdr_metadata, resolve_colour
 from vidsr.io.frames import PlaneLayout
-from vidsr.io.pixfmt import SourceFormat, source_format
+from vidsr.io.pixfmt import SourceFormat, has_alpha, source_format
 
 log = logging.getLogger("vidsr")
 
@@ -40,7 +42,7 @@ class StreamSummary:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """The first video stream of a file, resolved for decoding and encoding.
+    """The video stream of a file that is upscaled, resolved for decoding and encoding.
 
     ``layout`` is what the decoder yields (after any conversion from
     ``pix_fmt``); ``colour`` is resolved (guessed where untagged, see
@@ -71,6 +73,9 @@ class VideoInfo:
     # The rate frames follow one another at (FFmpeg's guess from the timestamps), which one
     # frame lasts; unlike the average, not stretched by a gap nor set to 1/time base.
     base_rate: Fraction | None = None
+    hdr: HdrMetadata | None = None  # HDR10 static metadata of a PQ or HLG stream
+    captions: bool = False  # the first frame carries closed captions (ATSC A53)
+    alpha: bool = False  # the pictures have an alpha channel (transparency)
 
     @property
     def interlaced(self) -> bool:
@@ -144,16 +149,49 @@ def open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"{path}: not a video file FFmpeg can read ({exc.strerror})") from exc
 
 
-def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
-    """Build the VideoInfo of an open container's first video stream."""
+def is_attached_picture(stream: av.stream.Stream) -> bool:
+    """Whether ``stream`` is a picture attached to the file (cover art), not a video."""
+    return stream.type == "video" and bool(
+        stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def video_stream(container: av.container.InputContainer, path: Path,
+                 choice: int | None = None) -> av.video.stream.VideoStream:
+    """The video stream vidsr upscales: stream ``choice`` (its index in the file, as
+    messages write it: ``#1``) when given, else the one marked default, else the
+    largest; the first of equals. Cover art (an attached picture) is never the video.
+    """
+    if choice is not None:
+        if not 0 <= choice < len(container.streams):
+            raise InputError(f"{path}: has no stream #{choice} (it has"
+                             f" {len(container.streams)}, from #0)")
+        stream = container.streams[choice]
+        if stream.type != "video" or is_attached_picture(stream):
+            kind = "cover art, not a video" if stream.type == "video" else "not video"
+            raise InputError(f"{path}: stream {StreamSummary.of(stream)} is {kind}; choose"
+                             " another --video-stream")
+        return stream
+    videos = [s for s in container.streams.video if not is_attached_picture(s)]
+    if not videos:
+        if container.streams.video:
+            raise InputError(f"{path}: has no video stream (only cover art)")
+        found = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams)
+        raise InputError(f"{path}: has no video stream (found: {found or 'no streams'})")
+    default = [s for s in videos if s.disposition & av.stream.Disposition.default]
+    # max() keeps the first of equals: files list their main stream first.
+    return max(default or videos, key=lambda s: (s.codec_context.width or 0)
+               * (s.codec_context.height or 0))
+
+
+def describe(container: av.container.InputContainer, path: Path,
+             choice: int | None = None) -> VideoInfo:
+    """Build the VideoInfo of an open container's video stream (see :func:`video_stream`;
+    ``choice``: a stream index the user chose)."""
     if container.format.name in _TEXT_FORMATS:
         # FFmpeg renders any text file as ANSI art "video"; nobody means to upscale that.
         raise InputError(f"{path}: not a video file FFmpeg can read (it is text)")
     summaries = tuple(StreamSummary.of(s) for s in container.streams)
-    if not container.streams.video:
-        found = ", ".join(f"{s.type} {s.codec}" for s in summaries) or "no streams"
-        raise InputError(f"{path}: has no video stream (found: {found})")
-    stream = container.streams.video[0]
+    stream = video_stream(container, path, choice)
     ctx = stream.codec_context
     if ctx.format is None or not ctx.width or not ctx.height:
         raise InputError(f"{path}: video stream #{stream.index} has no size or pixel format")
@@ -194,7 +232,46 @@ def describe(container: av.container.InputContainer, path: Path) -> VideoInfo:
         timecode=next((t for t in timecodes if t), None),
         field_order=_FIELD_ORDERS.get(ctx.field_order, "unknown"),
         base_rate=Fraction(stream.guessed_rate) if stream.guessed_rate else None,
+        alpha=has_alpha(fmt.pix_fmt) or (ctx.name in ALPHA_DECODERS
+                                          and stream.metadata.get("alpha_mode") == "1"),
+        **_first_frame_side_data(path, stream.index, colour.transfer, ctx.name),
     )
+
+
+# VP8 and VP9 keep alpha in a side channel (WebM's alpha_mode) that only libvpx decodes.
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+# Transfers of HDR video: only their streams are searched for HDR10 static metadata.
+_HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+# Codecs whose frames may carry closed captions (ATSC A53, as SEI or user data).
+_CAPTION_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg1video"})
+# Frame side data an encoder can be handed with the frame (see decode.py's carriers).
+CARRIED_SIDE_DATA = frozenset({SideDataType.A53_CC})
+
+
+def _first_frame_side_data(path: Path, index: int, transfer: str,
+                           codec: str) -> dict[str, Any]:
+    """VideoInfo's ``hdr`` and ``captions``, from the first frame of stream ``index``.
+
+    Encoders write both as SEI, which only the decoder reads out; the file is opened
+    again so that the caller's container is left where it is, and only for streams that
+    can have them.
+    """
+    if transfer not in _HDR_TRANSFERS and codec not in _CAPTION_CODECS:
+        return {}
+    with open_input(path) as container:
+        try:
+            frame = next(container.decode(container.streams[index]), None)
+        except av.FFmpegError:
+            return {}  # damage: the decoder meets it again, and reports it
+    if frame is None:
+        return {}
+    found = {kind: bytes(data) for kind, data in frame.side_data.items()}
+    hdr = hdr_metadata(found.get(SideDataType.MASTERING_DISPLAY_METADATA),
+                       found.get(SideDataType.CONTENT_LIGHT_LEVEL))
+    return {"hdr": hdr if transfer in _HDR_TRANSFERS else None,
+            "captions": SideDataType.A53_CC in found}
 
 
 # FFmpeg's AVFieldOrder by value.
@@ -226,16 +303,16 @@ def _upright_or(matrix: tuple[int, ...] | None) -> tuple[int, ...] | None:
     return None if matrix is None or tuple(matrix) == _IDENTITY else tuple(matrix)
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Describe the first video stream of ``path``; InputError if there is none.
-    A VapourSynth script (``.vpy``) is described by its video output."""
+def probe(path: str | Path, choice: int | None = None) -> VideoInfo:
+    """Describe the video stream of ``path`` (see :func:`video_stream`); InputError if there
+    is none. A VapourSynth script (``.vpy``) is described by its video output."""
     from vidsr.io.script_source import is_script, probe_script
 
     path = Path(path)
     if is_script(path):
         return probe_script(path)
     with open_input(path) as container:
-        return describe(container, path)
+        return describe(container, path, choice)
 
 
 def _codec_name(stream: av.stream.Stream) -> str:
