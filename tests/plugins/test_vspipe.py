@@ -126,7 +126,8 @@ def test_vspipe_survives_a_failing_frame(vspipe, tmp_path):
     run = subprocess.run([str(vspipe), str(script), "-"], capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 1  # an error exit, not a signal
-    assert "the model gave non-finite values (NaN or Inf) on frame" in run.stderr
+    assert ("the model gave non-finite or out-of-range values (NaN, Inf or past ±16) on frame"
+            in run.stderr)
 
 
 def test_vidsr_models_shows_the_vapoursynth_usage_next_to_the_cli(capsys):
