@@ -28,6 +28,7 @@ rm -f "$logs"/run-*.log
 loops=()
 stop_loops() { [ ${#loops[@]} -eq 0 ] || kill "${loops[@]}" 2>/dev/null; }
 trap stop_loops EXIT
+trap "exit 130" INT TERM  # through the EXIT trap: no busy loop outlives the harness
 for _ in $(seq 1 "$busy"); do
     "$PYTHON" -c "while True: pass" &
     loops+=($!)
