@@ -66,6 +66,11 @@ def test_a_switch_in_a_preset_can_be_turned_off(tmp_path):
     ('[options]\nallow_unsafe_weights = true\n', "bad.toml: a preset may not set"
      " 'allow_unsafe_weights' (it lets a weights file run code); give --allow-unsafe-weights on"
      " the command line"),
+    ('[options]\nencoder-opt = ["tune=grain", "stats=/tmp/x.log"]\n', "bad.toml: a preset may"
+     " not set the encoder option 'stats' (it names a file); give --encoder-opt on the command"
+     " line"),
+    ('[options]\nencoder_opt = "x265-params=crf=20:csv=frames.csv"\n', "bad.toml: a preset may"
+     " not set the encoder option 'x265-params: csv' (it names a file)"),
     ('[options]\nreport = "/tmp/x.json"\n', "bad.toml: unknown key 'report'"),
     ('[options]\ndry-run = true\n', "bad.toml: unknown key 'dry-run'"),
 ])

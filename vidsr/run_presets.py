@@ -29,6 +29,16 @@ COMMAND_LINE_ONLY = {
     "allow-unsafe-weights": "it lets a weights file run code",
     "preset": "presets do not nest",
 }
+# Encoder options that name a file the encoder writes or reads (two-pass statistics, logs,
+# reconstructions, analysis dumps, side files), alone or inside an encoder's own parameter
+# string: set by a shared preset, one could overwrite any file the user may write. The
+# encoders vidsr offers (x264, x265, SVT-AV1) and their documented file options.
+FILE_NAMING_ENCODER_OPTIONS = frozenset({
+    "stats", "passlogfile", "dump-yuv", "qpfile", "cqmfile", "tcfile-in", "tcfile-out",
+    "csv", "analysis-save", "analysis-load", "recon", "zonefile", "scaling-list",
+    "lambda-file", "dhdr10-info", "stat-file", "fgs-table", "roi-map-file",
+})
+_PARAMETER_STRINGS = ("x264-params", "x264opts", "x265-params", "svtav1-params")
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,29 @@ def load_preset(name_or_path: str | Path) -> RunPreset:
         if why is not None:
             raise OptionsError(f"{path}: a preset may not set {key!r} ({why}); give"
                                f" --{key.replace('_', '-')} on the command line")
+        if key.replace("_", "-") == "encoder-opt":
+            for item in options[key] if isinstance(options[key], list) else [options[key]]:
+                named = _file_option(str(item))
+                if named is not None:
+                    raise OptionsError(f"{path}: a preset may not set the encoder option"
+                                       f" {named!r} (it names a file); give --encoder-opt"
+                                       " on the command line")
     return RunPreset(path.stem, path, str(data.get("description", "")), options)
+
+
+def _file_option(item: str) -> str | None:
+    """The file-naming encoder option ``item`` (KEY=VALUE) sets, bare or in a parameter
+    string (``x265-params=csv=log.csv:crf=20``); None when it sets none."""
+    key, _, value = item.partition("=")
+    key = key.strip()
+    if key in FILE_NAMING_ENCODER_OPTIONS:
+        return key
+    if key in _PARAMETER_STRINGS:
+        for part in value.split(":"):
+            inner = part.partition("=")[0].strip()
+            if inner in FILE_NAMING_ENCODER_OPTIONS:
+                return f"{key}: {inner}"
+    return None
 
 
 def preset_arguments(preset: RunPreset, parser: argparse.ArgumentParser) -> list[str]:
