@@ -126,7 +126,7 @@ def test_corrupt_input_with_skip_reports_replaced_frames(clip, tmp_path, capsys)
 
 def test_unknown_model_suggests(source, tmp_path, capsys):
     code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "esrgan_rrbd"], capsys)
-    assert code == 1
+    assert code == 2  # a usage error, as any wrong option value
     assert_one_error_line(err, "unknown model 'esrgan_rrbd'")
     code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "espnc"], capsys)
     assert_one_error_line(err, "did you mean espcn")
@@ -135,7 +135,7 @@ def test_unknown_model_suggests(source, tmp_path, capsys):
 def test_unsupported_scale(source, tmp_path, capsys):
     code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "espcn", "--scale", "8"],
                     capsys)
-    assert code == 1
+    assert code == 2
     assert_one_error_line(err, "'espcn' supports x2, x3, x4, not x8")
 
 
@@ -326,7 +326,8 @@ def test_json_without_dry_run_is_a_usage_error(source, tmp_path, capsys):
 def test_exit_codes_usage_2_failure_1_interrupted_128_plus_signal(clip, tmp_path, capsys):
     src = clip("long.mkv", width=96, height=64, frames=40, content="noise")
     dst = tmp_path / "o.mkv"
-    # Usage errors: argparse's, in a real process, and vidsr's OptionsError.
+    # Usage errors: argparse's, in a real process, and vidsr's OptionsError (a model or
+    # scale that does not exist among them).
     usage = subprocess.run([sys.executable, "-m", "vidsr", str(src), str(dst), "--scale", "0"],
                            capture_output=True, text=True, cwd=REPO)
     assert usage.returncode == 2
@@ -334,7 +335,9 @@ def test_exit_codes_usage_2_failure_1_interrupted_128_plus_signal(clip, tmp_path
                                              " least 1, got 0")
     for args in ([str(src), str(dst), "--json"],
                  [str(src), str(dst), "--device", "cpu", "--precision", "fp16"],
-                 [str(src), str(dst), "--codec", "aac"]):
+                 [str(src), str(dst), "--codec", "aac"],
+                 [str(src), str(dst), "--model", "nosuch"],
+                 [str(src), str(dst), "--model", "espcn", "--scale", "8"]):
         assert run(args, capsys)[0] == 2, args
     assert main(["bench", str(src), "--ffmpeg"]) == 2
     # Failures: the input, the model, the weights.
@@ -344,7 +347,6 @@ def test_exit_codes_usage_2_failure_1_interrupted_128_plus_signal(clip, tmp_path
     junk.write_bytes(os.urandom(1024))
     for args in ([str(tmp_path / "missing.mkv"), str(dst)],
                  [str(fifo), str(dst)],
-                 [str(src), str(dst), "--model", "nosuch"],
                  [str(src), str(dst), "--model", str(junk)]):
         assert run(args, capsys)[0] == 1, args
     assert not dst.exists()
@@ -361,7 +363,7 @@ def test_exit_codes_usage_2_failure_1_interrupted_128_plus_signal(clip, tmp_path
 
 def test_messages_read_cleanly(source, tmp_path, capsys):
     code, err = run([str(source), str(tmp_path / "o.mkv"), "--model", "nosuch"], capsys)
-    assert code == 1
+    assert code == 2
     assert err.startswith("vidsr: error: unknown model 'nosuch' (known: ")
     code, err = run([str(source), str(tmp_path / "o.mkv"), "--codec", "aac"], capsys)
     assert err == "vidsr: error: 'aac' is an encoder for audio streams, not video ones\n"

@@ -86,5 +86,10 @@ class OptionsError(VidsrError, ValueError):
     """Options that contradict each other or are out of range."""
 
 
+class ModelChoiceError(ModelError, OptionsError):
+    """A model name or a scale that does not exist: a usage error (exit 2), like any other
+    wrong option value."""
+
+
 class Cancelled(VidsrError):
     """The run was cancelled (Ctrl-C or a failure in another stage)."""

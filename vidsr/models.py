@@ -25,7 +25,7 @@ from torch import nn
 from vidsr.archs.reference import BicubicUpscaler, NearestUpscaler
 from vidsr.archs.spec import ArchSpec
 from vidsr.download import fetch_weights
-from vidsr.errors import ModelError, WeightsError, with_article
+from vidsr.errors import ModelChoiceError, ModelError, WeightsError, with_article
 from vidsr.precision import UNMEASURED, MeasuredLoss
 
 log = logging.getLogger("vidsr")
@@ -257,14 +257,14 @@ def load_model(
         if scale is None:
             scale = max(card.scales)
         if scale not in card.scales and weights_path is None:
-            raise ModelError(
+            raise ModelChoiceError(
                 f"model {name!r} supports {_scale_list(card.scales)}, not x{scale}"
             )
     elif _looks_like_path(name_or_path):
         weights_path = Path(name_or_path)
         name = weights_path.stem
     else:
-        raise ModelError(_unknown_model_message(str(name_or_path)))
+        raise ModelChoiceError(_unknown_model_message(str(name_or_path)))
 
     if card is not None and card.parameter_free:
         if weights_path is not None:
