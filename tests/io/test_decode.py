@@ -111,3 +111,18 @@ def test_corrupt_fails_with_position_and_skip_replaces(clip):
     planes = np.concatenate([b.planes[0] for b in batches])
     repeats = sum(np.array_equal(planes[i], planes[i - 1]) for i in range(1, len(planes)))
     assert repeats == dec.skipped
+
+
+def test_a_size_change_midstream_keeps_every_frame_and_is_said_once(clip, tmp_path, caplog):
+    # Two raw H.264 streams of other sizes one after the other, as a capture that changed
+    # mode: the decoder meets a new SPS at frame 4.
+    parts = [clip("small.h264", width=32, height=24, frames=4, container_format="h264"),
+             clip("large.h264", width=48, height=32, frames=5, container_format="h264")]
+    joined = tmp_path / "joined.h264"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with caplog.at_level("WARNING", logger="vidsr"):
+        dec, batches = _decode(joined, batch_size=4)
+    assert sum(len(b) for b in batches) == 9
+    assert {b.planes[0].shape[1:] for b in batches} == {(dec.info.height, dec.info.width)}
+    scaled = [r.message for r in caplog.records if "each such frame is scaled" in r.message]
+    assert len(scaled) == 1, caplog.text

@@ -100,6 +100,7 @@ class Decoder:
         self._deinterlace: DeinterlacePlan | None = None
         self._window = window or Window()
         self._alpha_format: str | None = None  # frames are converted to it, alpha kept
+        self._other_sizes: set[tuple[int, int]] = set()  # sizes scaled to the stream's, said
         self._container = open_input(self.path)
         try:
             self.info: VideoInfo = describe(self._container, self.path, video_stream)
@@ -389,8 +390,12 @@ class Decoder:
         layout = info.layout
         target = self._alpha_format or layout.pix_fmt
         if frame.width != info.width or frame.height != info.height:
-            log.warning("%s: frame at pts %s is %dx%d, scaling it to the stream's %dx%d",
-                        self.path, frame.pts, frame.width, frame.height, info.width, info.height)
+            size = (frame.width, frame.height)
+            if size not in self._other_sizes:  # once a size: a change lasts many frames
+                self._other_sizes.add(size)
+                log.warning("%s: frames from pts %s are %dx%d; each such frame is scaled to"
+                            " the stream's %dx%d", self.path, frame.pts, *size, info.width,
+                            info.height)
             return frame.reformat(width=info.width, height=info.height, format=target)
         source = source_format(frame.format.name)
         if (source.needs_convert or source.layout.pix_fmt != layout.pix_fmt
