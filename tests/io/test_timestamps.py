@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from clipgen import content_planes
 
-from vidsr.errors import OptionsError
+from vidsr.errors import EncodeError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.pixfmt import planes_to_frame, source_format
 from vidsr.io.probe import probe
@@ -99,6 +99,14 @@ def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
             # The last frame lasts 40 ms, as in the source: not 3600.48 s / 12 frames.
             assert out.duration == 3_600_480_000  # microseconds
         assert [round(f.pts * f.time_base * 1000) for f in frames] == pts
+    # AVI holds a gap as empty frame slots, at most 60,000 at once: refused at the gap, in
+    # one line, and nothing is left (FFmpeg's own word was a bare "Invalid argument").
+    dst = tmp_path / "out.avi"
+    with pytest.raises(EncodeError) as caught:
+        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    assert str(caught.value) == (f"{dst}: AVI cannot hold the source's gap of 90000 frames"
+                                 " (at most 60000) after 0.200 s; write .mkv or .mp4 instead")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gap.mp4", "out.mkv", "out.mp4"]
 
 
 def _copy_cut(src: Path, cut: Path) -> Path:

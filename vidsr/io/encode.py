@@ -501,4 +501,16 @@ class FrameStamps:
                             self.plan.path, float(self.plan.rate), self.plan.container)
                 self._moved = True
             frame.pts = self._last + 1
+        if (self.plan.container == "avi" and self._last is not None
+                and frame.pts - self._last > _AVI_MAX_GAP):
+            # FFmpeg's AVI muxer fills a gap with empty chunks, at most this many at once,
+            # and refuses the frame after it with a bare "Invalid argument".
+            raise EncodeError(f"{self.plan.path}: AVI cannot hold the source's gap of"
+                              f" {frame.pts - self._last - 1} frames (at most {_AVI_MAX_GAP})"
+                              f" after {float(self._last * self.plan.time_base):.3f} s;"
+                              " write .mkv or .mp4 instead")
         self._last = frame.pts
+
+
+# The most frames an AVI may skip between two (libavformat's avienc).
+_AVI_MAX_GAP = 60000
