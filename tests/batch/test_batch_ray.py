@@ -118,11 +118,15 @@ def test_an_actor_killed_holding_a_segment_has_it_redone_elsewhere(tmp_path, cap
 
     driver = threading.Thread(target=drive)
     driver.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            (out / "vidsr-job.json").exists()
-            and job(out).get(str(src / "a.mkv"), {}).get("segments")):
+    def dealt():
+        return ((out / "vidsr-job.json").exists()
+                and job(out).get(str(src / "a.mkv"), {}).get("segments"))
+
+    # Minutes, not seconds: on a loaded 2-core machine the actors take long to start.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and driver.is_alive() and not dealt():
         time.sleep(0.05)
+    assert dealt(), f"a.mkv's segments were never dealt: {ended}"
     # Both actors hold segments now (all four were dealt at once): kill one.
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
              if a["namespace"] == NAMESPACE]
@@ -160,7 +164,9 @@ def test_a_driver_killed_mid_job_resumes_from_the_job_file(tmp_path, capsys, clu
     args = ("batch", src, out, *SLOW, "--engine", "ray", "--address", cluster,
             "--ray-actors", "1")
     proc = start_vidsr(*args)
-    wait_for(proc, lambda: _some_segments_done(out), timeout=90)
+    # Minutes: the driver, its actor and the two short files come first, on a loaded
+    # machine too (90 s ran out there).
+    wait_for(proc, lambda: _some_segments_done(out), timeout=300)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     before = job(out)
