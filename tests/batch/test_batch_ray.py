@@ -57,15 +57,52 @@ def cluster():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ)  # the token above, for the cluster and the drivers it starts
-    subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-                    f"--temp-dir={temp}", "--disable-usage-stats"],
-                   check=True, env=env, capture_output=True)
+    # --block keeps `ray start` running while its cluster runs, in a session of its own:
+    # ending that session ends this cluster only. (`ray stop --force` ended every Ray on the
+    # machine, another test run's and a user's own included.)
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
+         f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        _wait_for_port(head, port)
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True)
+        _end_session(head)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _wait_for_port(head: subprocess.Popen, port: int, timeout: float = 300) -> None:
+    """Until the head node takes connections on ``port`` (minutes on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise AssertionError(f"ray start --head ended with {head.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the Ray head node did not listen on {port} within {timeout:.0f} s")
+
+
+def _end_session(head: subprocess.Popen) -> None:
+    """End ``ray start --block`` and every process of its session: the cluster's."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            head.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # `ray start` has ended; what it started may still be going down.
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
 
 
 def _sources(root, frames=48, long_name="a"):
