@@ -36,9 +36,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import vapoursynth as vs
-
-from vidsr.executors.openvino import python_library
+from vidsr.executors.openvino import available, python_library
 from vidsr.export import export_model
 from vidsr.machine import this_machine
 from vidsr.models import load_model
@@ -116,6 +114,12 @@ def main() -> None:
                         help="core.num_threads (default: the CPU count)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if available():
+        # Before a core exists: a core loads vs-mlrt's own build of OpenVINO's library, which
+        # OpenVINO's Python module then refuses, and this process plans vsvidsr's runs.
+        import openvino  # noqa: F401
+    import vapoursynth as vs
+
     if not hasattr(vs.core, "ov"):
         raise SystemExit("vs-mlrt's OpenVINO plugin is not installed (core.ov is missing):"
                          " pip install vapoursynth-mlrt-ov; this script installs nothing")
