@@ -18,7 +18,8 @@ replica's, exactly as for torch.
   image folder), cached by weights, scale and calibration source. A reduced-precision
   batch that goes non-finite is redone by torch in fp32.
 - Threads: the plan's workers become OpenVINO streams, each running one batch on
-  the plan's threads per worker, as the CPU-workers executor does with torch.
+  the plan's threads per worker, as the CPU-workers executor does with torch; the
+  threads are not pinned to cores (OpenVINO pins them by default).
 """
 
 from __future__ import annotations
@@ -273,8 +274,13 @@ class OpenVinoNetwork:
         self.model_path = onnx
         self._core = ov.Core()
         self._core.set_property({"CACHE_DIR": str(runtime_cache() / "compiled")})
+        # Threads not pinned: OpenVINO ties each stream's threads to cores of their own, and
+        # where anything else runs (the decoder, the encoder, VapourSynth's filters, other
+        # processes) a pinned stream waits for its core while another core is free. Unpinned,
+        # compact x4 in bf16 ran 1.85x as fast on a busy 2-core AMD EPYC (benchmarks/RESULTS.md).
         self._config = {"INFERENCE_PRECISION_HINT": _HINTS[precision],
-                        "NUM_STREAMS": workers, "INFERENCE_NUM_THREADS": workers * threads}
+                        "NUM_STREAMS": workers, "INFERENCE_NUM_THREADS": workers * threads,
+                        "ENABLE_CPU_PINNING": False}
         self._compiled: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()  # guards _compiled
         self._first_use = threading.Lock()  # see __call__
