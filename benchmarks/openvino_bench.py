@@ -3,6 +3,7 @@
     python benchmarks/openvino_bench.py network [MODEL:SCALE ...]   # forward only, one CIF frame
     python benchmarks/openvino_bench.py bench CLIP [MODEL:SCALE ...]  # vidsr bench per runtime
     python benchmarks/openvino_bench.py loss SET5 CALIBRATION [MODEL:SCALE ...]  # cards' int8
+    python benchmarks/openvino_bench.py bf16-loss SET5 [MODEL:SCALE ...]  # cards' openvino-bf16
 
 ``network`` times the forward on a 352x288 frame with every core: torch NCHW and
 channels_last in fp32, OpenVINO f32, then torch bf16 (autocast) against OpenVINO bf16 and
@@ -16,6 +17,9 @@ work on a shared machine only ever adds time, and interleaving spreads it evenly
 
 ``loss`` prints each card's ``precision_loss`` int8 entry: Set5 PSNR (vidsr eval's
 protocol) of OpenVINO int8 against torch fp32, calibrated on images that are not Set5.
+``bf16-loss`` prints the ``openvino-bf16`` entry: OpenVINO's bf16, which casts the whole
+network (torch's autocast keeps the picture layers in fp32), against torch fp32; ``auto``
+runs OpenVINO in bf16 only where it is at most 0.02 dB (vidsr/precision.py).
 """
 
 from __future__ import annotations
@@ -161,6 +165,18 @@ def loss(set5: Path, calibration: Path, names: list[str]) -> None:
               f" int8 = {{ {scale} = {fp32 - int8:.3f} }}", flush=True)
 
 
+def bf16_loss(set5: Path, names: list[str]) -> None:
+    """OpenVINO bf16's Set5 cost per model, as cards.toml's precision_loss entries."""
+    print(f"# {this_machine().describe_cpu()}; OpenVINO bf16 against torch fp32")
+    for name, scale in _models(names):
+        model = load_model(name, scale=scale)
+        fp32 = evaluate_folder(model, set5, scale, precision="fp32").mean_psnr
+        bf16 = evaluate_folder(model, set5, scale, precision="bf16",
+                               runtime="openvino").mean_psnr
+        print(f"{name} x{scale}: fp32 {fp32:.3f} dB, OpenVINO bf16 {bf16:.3f} dB;"
+              f" openvino-bf16 = {{ {scale} = {fp32 - bf16:.3f} }}", flush=True)
+
+
 if __name__ == "__main__":
     mode, rest = sys.argv[1], sys.argv[2:]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -170,5 +186,7 @@ if __name__ == "__main__":
         bench(Path(rest[0]), rest[1:])
     elif mode == "loss":
         loss(Path(rest[0]), Path(rest[1]), rest[2:])
+    elif mode == "bf16-loss":
+        bf16_loss(Path(rest[0]), rest[1:])
     else:
         raise SystemExit(__doc__)

@@ -422,8 +422,24 @@ def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlappe
           measuring: bool) -> RunPlan:
     _check_counts(options)
     devices = _devices(options)
+    runtime = _runtime(model, options, devices)
+    if runtime is not None:
+        return _plan_on(runtime, model, options, machine, devices, overlapped=overlapped,
+                        measuring=measuring)
+    # auto: the plan each runtime would run, precision included, and the faster of the two.
+    from vidsr.executors import openvino
+
+    on_torch, on_openvino = (
+        _plan_on(RuntimeChoice(name, "auto"), model, options, machine, devices,
+                 overlapped=overlapped, measuring=measuring)
+        for name in ("torch", "openvino"))
+    return openvino.faster_plan(model, on_torch, on_openvino)
+
+
+def _plan_on(runtime: RuntimeChoice, model: SRModel, options: EngineOptions, machine: Machine,
+             devices: tuple[str, ...], *, overlapped: bool, measuring: bool) -> RunPlan:
+    """The plan to run ``model`` on ``runtime``."""
     device_type = devices[0].split(":")[0]
-    runtime = _runtime(model, options, devices, machine, overlapped)
     measured = (model.measured_loss() if options.precision in ("auto", "int8")
                 else UNMEASURED)
     precision = choose_precision(options.precision, device_type, machine, measured,
@@ -450,9 +466,10 @@ def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlappe
     )
 
 
-def _runtime(model: SRModel, options: EngineOptions, devices: tuple[str, ...],
-             machine: Machine, overlapped: bool) -> RuntimeChoice:
-    """torch or openvino, and why. OpenVINO runs on the CPU, a network with weights."""
+def _runtime(model: SRModel, options: EngineOptions,
+             devices: tuple[str, ...]) -> RuntimeChoice | None:
+    """torch or openvino, and why; None where ``auto`` is to time the two. OpenVINO runs
+    on the CPU, a network with weights."""
     asked = options.runtime
     if asked == "auto" and options.precision == "int8":
         asked = "openvino"  # only OpenVINO quantises
@@ -467,23 +484,15 @@ def _runtime(model: SRModel, options: EngineOptions, devices: tuple[str, ...],
         problem = f"OpenVINO runs on the CPU here, not {devices[0]}"
     elif model.parameter_count == 0:
         problem = f"{model.name} is an exact resizer with no network to compile"
-    elif not openvino.available():
-        problem = openvino.MISSING
+    else:
+        problem = openvino.unusable()
     if asked == "openvino":
         if problem:
             raise OptionsError(f"--runtime openvino: {problem}")
         return RuntimeChoice("openvino", "asked for")
     if problem:
         return RuntimeChoice("torch", f"auto: {problem}")
-    on_torch = choose_precision(options.precision, "cpu", machine, model.measured_loss(),
-                                strict=options.strict)
-    if on_torch.name != "fp32":
-        # The timing compares fp32 with fp32; OpenVINO's bf16 loss is not measured.
-        return RuntimeChoice("torch", f"auto: torch runs {on_torch.name} here, which"
-                                      " OpenVINO's fp32 is not compared with")
-    threads = (options.cpu_threads or
-               (plan_cpu_threads(machine.cores).torch if overlapped else machine.cores))
-    return openvino.faster_runtime(model, threads, machine, options.channels_last)
+    return None
 
 
 def _openvino_executor(torch_plan: ExecutorPlan, precision: str,

@@ -82,12 +82,7 @@ def choose_precision(
     if requested == "int8":
         return _int8(runtime, measured, measuring=measuring, force=force_int8)
     if requested == "auto":
-        if runtime == "openvino":
-            # torch's loss figures are for autocast with the picture layers in fp32;
-            # OpenVINO's bf16 casts the whole network, which they do not measure.
-            return PrecisionChoice("fp32", "auto: OpenVINO runs fp32 unless bf16 or int8"
-                                           " is asked for")
-        return _automatic(device_type, machine, measured)
+        return _automatic(device_type, machine, measured, runtime)
     if requested not in DTYPES:
         raise OptionsError(f"unknown precision {requested!r} (use fp32, fp16, bf16 or int8)")
     if runtime == "openvino" and requested == "fp16":
@@ -105,20 +100,30 @@ def choose_precision(
     return PrecisionChoice(requested, "asked for")
 
 
-def _automatic(device_type: str, machine: Machine, measured: MeasuredLoss) -> PrecisionChoice:
+def loss_key(precision: str, runtime: str) -> str:
+    """The ``precision_loss`` entry of ``precision`` on ``runtime``. OpenVINO's bf16 casts
+    the whole network, the picture layers too, where torch's autocast keeps them in fp32:
+    its loss is measured apart (``openvino-bf16``). int8 is OpenVINO's alone."""
+    return f"openvino-{precision}" if runtime == "openvino" and precision == "bf16" else precision
+
+
+def _automatic(device_type: str, machine: Machine, measured: MeasuredLoss,
+               runtime: str) -> PrecisionChoice:
     reduced = "fp16" if device_type == "cuda" else "bf16"
     if device_type == "cpu" and not machine.native_bf16:
         return PrecisionChoice("fp32", f"auto: this CPU has no native bf16 (torch "
                                        f"{machine.cpu_capability})")
-    loss = measured.losses.get(reduced)
+    key = loss_key(reduced, runtime)
+    what = f"OpenVINO's {reduced}" if key != reduced else reduced
+    loss = measured.losses.get(key)
     if loss is None:
-        return PrecisionChoice("fp32", f"auto: {reduced} is not measured for this model"
+        return PrecisionChoice("fp32", f"auto: {what} is not measured for this model"
                                        f" ({measured.source})")
     if loss > TOLERATED_LOSS_DB:
-        return PrecisionChoice("fp32", f"auto: {reduced} costs this model {loss:.3f} dB on Set5"
+        return PrecisionChoice("fp32", f"auto: {what} costs this model {loss:.3f} dB on Set5"
                                        f" ({measured.source}), over {TOLERATED_LOSS_DB} dB")
     where = "CUDA" if device_type == "cuda" else "native bf16 on this CPU"
-    return PrecisionChoice(reduced, f"auto: {where}; costs {loss:.3f} dB on Set5"
+    return PrecisionChoice(reduced, f"auto: {where}; {what} costs {loss:.3f} dB on Set5"
                                     f" ({measured.source})")
 
 

@@ -79,6 +79,34 @@ def test_rgb_model_equals_the_engine_in_fp32(core):
     assert np.abs(got - want).max() <= 1e-5
 
 
+def test_runtime_openvino_gives_the_engines_frames_and_auto_plans_as_vidsr(core, monkeypatch,
+                                                                           tmp_path):
+    from vidsr.executors.openvino import unusable
+
+    if unusable():
+        pytest.skip(f"runtime='openvino': {unusable()}")
+    monkeypatch.setenv("VIDSR_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(2)
+    data = rng.random((3, 3, 24, 32), dtype=np.float32)
+    clip = clip_of(core, vs.RGBS, [data[:, c] for c in range(3)])
+    up = vsvidsr.upscale(clip, "compact", scale=2, device="cpu", precision="fp32",
+                         runtime="openvino")
+    got = np.stack(planes_of(get_all(up), 3), axis=1)
+    with Engine.for_model(load_model("compact", scale=2), CPU_FP32) as engine:
+        want = engine.run_network(torch.from_numpy(data)).numpy()
+    assert np.abs(got - want).max() <= 1e-4  # OpenVINO's f32 against torch's
+    # Left out, the runtime is the plan's default, as for `vidsr`.
+    seen = []
+    real = vsvidsr.filter.plan_run
+    monkeypatch.setattr(vsvidsr.filter, "plan_run",
+                        lambda *a, **k: seen.append(a[1].runtime) or real(*a, **k))
+    vsvidsr.upscale(clip, "compact", scale=2, device="cpu")
+    vsvidsr.upscale(clip, "compact", scale=2, device="cpu", runtime="auto")
+    assert seen == [EngineOptions.runtime, "auto"]
+    with pytest.raises(vs.Error, match="unknown runtime 'onnx'"):
+        vsvidsr.upscale(clip, "compact", scale=2, device="cpu", runtime="onnx")
+
+
 @pytest.mark.parametrize(("fmt", "depth", "matrix", "full"), [
     ("YUV420P8", 8, 1, False), ("YUV420P10", 10, 9, False), ("YUV420P8", 8, 6, True)])
 def test_luma_model_on_yuv_equals_the_engine(core, fmt, depth, matrix, full):

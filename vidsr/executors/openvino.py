@@ -18,7 +18,8 @@ replica's, exactly as for torch.
   image folder), cached by weights, scale and calibration source. A reduced-precision
   batch that goes non-finite is redone by torch in fp32.
 - Threads: the plan's workers become OpenVINO streams, each running one batch on
-  the plan's threads per worker, as the CPU-workers executor does with torch.
+  the plan's threads per worker, as the CPU-workers executor does with torch; the
+  threads are not pinned to cores (OpenVINO pins them by default).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +55,8 @@ from vidsr.io.frames import FrameBatch
 
 if TYPE_CHECKING:
     from vidsr.archs.spec import ArchSpec
-    from vidsr.machine import Machine
     from vidsr.models import SRModel
-    from vidsr.plan import OpenVinoPlan, RuntimeChoice
+    from vidsr.plan import OpenVinoPlan, RunPlan
 
 log = logging.getLogger("vidsr")
 
@@ -70,13 +71,42 @@ _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not qua
 
 
 def available() -> bool:
-    """Whether OpenVINO can be imported here."""
+    """Whether OpenVINO is installed here."""
     return importlib.util.find_spec("openvino") is not None
 
 
-def _openvino() -> Any:
+def unusable() -> str | None:
+    """Why OpenVINO cannot run in this process, or None where it can."""
     if not available():
-        raise OptionsError(f"--runtime openvino: {MISSING}")
+        return MISSING
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        problem = f"OpenVINO does not load ({lines[-1] if lines else type(exc).__name__})"
+        library = python_library()
+        if "mismatches with OpenVINO Runtime library" in str(exc) and library is not None:
+            # vs-mlrt's plugin (vapoursynth-mlrt-ov) brings its own build of the library,
+            # which VapourSynth loads before a script runs, and the Python module refuses it.
+            problem = ("another build of OpenVINO's library was loaded first (vs-mlrt's"
+                       f" plugin brings one): start the process with LD_PRELOAD={library}")
+        return problem
+    return None
+
+
+def python_library() -> Path | None:
+    """The runtime library of OpenVINO's Python package (Linux), if it is installed."""
+    spec = importlib.util.find_spec("openvino")
+    if spec is None or spec.origin is None:
+        return None
+    return next(iter(sorted((Path(spec.origin).parent / "libs").glob("libopenvino.so.*"))),
+                None)
+
+
+def _openvino() -> Any:
+    problem = unusable()
+    if problem:
+        raise OptionsError(f"--runtime openvino: {problem}")
     import openvino
 
     return openvino
@@ -244,10 +274,16 @@ class OpenVinoNetwork:
         self.model_path = onnx
         self._core = ov.Core()
         self._core.set_property({"CACHE_DIR": str(runtime_cache() / "compiled")})
+        # Threads not pinned: OpenVINO ties each stream's threads to cores of their own, and
+        # where anything else runs (the decoder, the encoder, VapourSynth's filters, other
+        # processes) a pinned stream waits for its core while another core is free. Unpinned,
+        # compact x4 in bf16 ran 1.85x as fast on a busy 2-core AMD EPYC (benchmarks/RESULTS.md).
         self._config = {"INFERENCE_PRECISION_HINT": _HINTS[precision],
-                        "NUM_STREAMS": workers, "INFERENCE_NUM_THREADS": workers * threads}
+                        "NUM_STREAMS": workers, "INFERENCE_NUM_THREADS": workers * threads,
+                        "ENABLE_CPU_PINNING": False}
         self._compiled: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()  # guards _compiled
+        self._first_use = threading.Lock()  # see __call__
         self._local = threading.local()  # each thread's infer requests, by shape
 
     @property
@@ -274,7 +310,16 @@ class OpenVinoNetwork:
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(shape)
         if request is None:
-            request = requests[shape] = self.compiled(shape).create_infer_request()
+            # A thread's first inference runs alone: OpenVINO's Python module sets up static
+            # state on first use, waiting for the GIL inside it, and a second thread that
+            # holds the GIL and waits for that state hangs the process (seen in vspipe).
+            with self._first_use:
+                request = requests[shape] = self.compiled(shape).create_infer_request()
+                return self._infer(request, x, flags)
+        return self._infer(request, x, flags)
+
+    @staticmethod
+    def _infer(request: Any, x: torch.Tensor, flags: Flags) -> torch.Tensor:
         inputs = x.detach().to("cpu", torch.float32).contiguous().numpy()
         y = torch.from_numpy(request.infer({0: inputs})[0])
         flags.append(usable_output(y))
@@ -314,62 +359,59 @@ class OpenVinoExecutor:
 # -- --runtime auto --------------------------------------------------------------------------
 
 
-def faster_runtime(model: SRModel, threads: int, machine: Machine,
-                   channels_last: bool) -> RuntimeChoice:
-    """torch or OpenVINO, whichever ran ``model`` faster in fp32 on a ``PROBE_SIDE`` square
-    with ``threads`` threads: measured once per weights, scale, CPU and threads, and kept
-    in the cache (``runtime-choices.json``)."""
+def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunPlan:
+    """Of the plans that run ``model`` on torch and on OpenVINO, the faster: each runs a
+    ``PROBE_SIDE`` square in its own precision (bf16 against bf16 where both would run
+    it) on a worker's threads, measured once per weights, scale, CPU, threads and
+    precisions and kept in the cache (``runtime-choices.json``). The chosen plan's
+    runtime reason gives the figures."""
     from vidsr.plan import RuntimeChoice
 
-    key = (f"{weights_key(model.module, model.scale)} {machine.cpu} {threads}t"
-           f" {'channels_last' if channels_last else 'nchw'}")
+    threads = on_openvino.executor.threads
+    torch_precision, openvino_precision = on_torch.precision.name, on_openvino.precision.name
+    key = (f"{weights_key(model.module, model.scale)} {on_torch.machine.cpu} {threads}t"
+           f" {'channels_last' if on_torch.channels_last else 'nchw'}"
+           f" torch-{torch_precision} openvino-{openvino_precision}")
     store = runtime_cache() / "runtime-choices.json"
     choices = json.loads(store.read_text()) if store.is_file() else {}
     timing = choices.get(key)
     if timing is None:
-        timing = _time_runtimes(model, threads, channels_last)
+        timing = _time_runtimes(model, on_torch, on_openvino)
         choices[key] = timing
         store.parent.mkdir(parents=True, exist_ok=True)
         partial = store.with_name(f".{store.name}.{os.getpid()}.part")
         partial.write_text(json.dumps(choices, indent=1))
         os.replace(partial, store)
-    name = "openvino" if timing["openvino_ms"] < timing["torch_ms"] else "torch"
-    return RuntimeChoice(name, f"auto: fp32 on a {PROBE_SIDE}x{PROBE_SIDE} input, OpenVINO"
-                               f" {timing['openvino_ms']:.0f} ms, torch {timing['torch_ms']:.0f}"
-                               f" ms ({threads} thread(s), measured once and cached)")
+    faster = on_openvino if timing["openvino_ms"] < timing["torch_ms"] else on_torch
+    reason = (f"auto: a {PROBE_SIDE}x{PROBE_SIDE} input on {threads} thread(s) took OpenVINO"
+              f" {openvino_precision} {timing['openvino_ms']:.0f} ms, torch {torch_precision}"
+              f" {timing['torch_ms']:.0f} ms (measured once and cached)")
+    return replace(faster, runtime=RuntimeChoice(faster.runtime.name, reason))
 
 
-def _time_runtimes(model: SRModel, threads: int, channels_last: bool,
+def _time_runtimes(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan,
                    repeats: int = 3) -> dict[str, float]:
-    """Median milliseconds of torch and of OpenVINO on one probe input, interleaved."""
-    from vidsr.export import network_input
+    """Median milliseconds of each plan's replica on one probe input, interleaved: the
+    network as the run would have it (precision, picture layers, memory format)."""
+    from vidsr.plan import OpenVinoPlan
 
-    ov = _openvino()
     spec = model.spec
-    x = network_input(torch.rand(1, spec.channels, PROBE_SIDE, PROBE_SIDE), spec, model.scale)
-    module = copy.deepcopy(model.module).float()
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    core = ov.Core()
-    network = core.read_model(str(onnx_for(model.module, spec, model.scale)))
-    network.reshape(list(x.shape))
-    request = core.compile_model(network, "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
-        "NUM_STREAMS": 1}).create_infer_request()
-    inputs = x.numpy()
-    torch_input = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-    def run_torch() -> None:
-        module(torch_input)
-
-    times: dict[str, list[float]] = {"torch_ms": [], "openvino_ms": []}
-    with torch_threads(threads), torch.inference_mode():
-        run_torch()
-        request.infer({0: inputs})
+    x = torch.rand(1, spec.channels, PROBE_SIDE, PROBE_SIDE)
+    replicas = {name: Replica(copy.deepcopy(model.module), spec, model.scale,
+                              torch.device("cpu"), plan)
+                for name, plan in (("torch_ms", on_torch), ("openvino_ms", on_openvino))}
+    executor = on_openvino.executor
+    assert isinstance(executor, OpenVinoPlan)
+    network = OpenVinoNetwork(replicas["openvino_ms"], executor.precision, 1, executor.threads,
+                              None)
+    replicas["openvino_ms"].use_runtime(network)
+    times: dict[str, list[float]] = {name: [] for name in replicas}
+    with torch_threads(executor.threads), torch.inference_mode():
+        for replica in replicas.values():
+            replica.run_tensor(x)  # compiles, and warms up the caches
         for _ in range(repeats):
-            for name, run in (("torch_ms", run_torch),
-                              ("openvino_ms", lambda: request.infer({0: inputs}))):
+            for name, replica in replicas.items():
                 start = time.perf_counter()
-                run()
+                replica.run_tensor(x)
                 times[name].append((time.perf_counter() - start) * 1000)
     return {name: statistics.median(values) for name, values in times.items()}

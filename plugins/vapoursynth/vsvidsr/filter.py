@@ -46,7 +46,7 @@ from vidsr.io.colour import ColourSpec, luma_to_model, model_to_luma
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, plan_run
+from vidsr.plan import EngineOptions, Runtime, plan_run
 from vidsr.precision import Precision
 from vsvidsr.gather import Gatherer, Request
 
@@ -67,6 +67,7 @@ def upscale(
     weights: str | Path | None = None,
     device: str | None = None,
     precision: Precision | None = None,
+    runtime: Runtime | None = None,
     batch_size: int | None = None,
     num_streams: int | None = None,
     tile: int | None = None,
@@ -85,6 +86,8 @@ def upscale(
     - ``weights``: a weights file for the named model's architecture.
     - ``device``: ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N``, ``cuda:0,cuda:1``.
     - ``precision``: ``auto`` (default), ``fp32``, ``fp16``, ``bf16``, as ``vidsr --precision``.
+    - ``runtime``: what runs the network, as ``vidsr --runtime``: ``torch``, ``openvino`` (on
+      the CPU) or ``auto``; by default the run plan's (:class:`~vidsr.plan.EngineOptions`).
     - ``batch_size``: frames per batch (default: 1 on a CPU, 4 on CUDA).
     - ``num_streams``: batches in flight: CUDA slots per device, or CPU workers.
     - ``tile``, ``tile_overlap``: tile size in pixels (default whole frames, tiles only when
@@ -115,7 +118,8 @@ def upscale(
                                                                  weights=weights)
         route = _route(clip, sr)
         options = EngineOptions(
-            device=device or "auto", precision=precision or "auto", batch_size=batch_size,
+            device=device or "auto", precision=precision or "auto",
+            runtime=runtime or EngineOptions.runtime, batch_size=batch_size,
             tile=tile or 0, tile_overlap=tile_overlap,
             in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
         # Overlapped: in a script the source filter, the other filters and the encoder at
