@@ -164,7 +164,7 @@ def test_a_wrong_model_is_one_error_before_any_file(tmp_path, capsys):
     make_tree(tmp_path / "src")
     code, err = batch(capsys, tmp_path / "src", tmp_path / "out", "--model", "no-such-model",
                       "--no-progress")
-    assert code == 1
+    assert code == 2  # a usage error, as any wrong option value
     assert err.startswith("vidsr: error: ") and err.count("\n") == 1, err
     assert "no-such-model" in err
     assert not (tmp_path / "out").exists()
