@@ -378,10 +378,11 @@ def _ffmpeg_timing(path: Path, muxer: str, codec: str, width: int, height: int, 
     one (for the container check and the time base); else the source's time base, or one
     tick a frame at the source's rate where the output counts in frames."""
     framed = counts_frames(muxer, codec)
+    unasked = (1 / rate, rate) if framed else (time_base, rate)
     try:
         bundled = av.Codec(codec, "w").name
     except (ValueError, av.FFmpegError):
-        return (1 / rate, rate) if framed else (time_base, rate)
+        return unasked
     formats = encoder_formats(bundled)
     if formats and pix_fmt not in formats:
         pix_fmt = nearest_format(source_format(pix_fmt).layout, formats)
@@ -391,7 +392,7 @@ def _ffmpeg_timing(path: Path, muxer: str, codec: str, width: int, height: int, 
     except ContainerRefusal:
         raise
     except OptionsError:  # the system encoder may well open where the bundled one does not
-        return (1 / rate, rate) if framed else (time_base, rate)
+        return unasked
 
 
 class ContainerRefusal(OptionsError):

@@ -157,7 +157,7 @@ class PassThrough:
             if chapters:
                 output.set_chapters(chapters)
             for index in copied:
-                self._add(self._source.streams[index], output, source)
+                self._add(self._source.streams[index], output)
             self._packets = self._demux()
             self._held: av.Packet | None = None
             # Per copied stream: the last decode time muxed, and whether it was warned about.
@@ -176,10 +176,9 @@ class PassThrough:
             if key.lower() not in _MUXER_TAGS:
                 output.metadata[key] = value
 
-    def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer,
-             source: Path) -> None:
+    def _add(self, stream: av.stream.Stream, output: av.container.OutputContainer) -> None:
         if is_attached_picture(stream) and attaches_pictures(output.format.name):
-            picture = attached_picture(source, stream.index)
+            picture = attached_picture(self._path, stream.index)
             output.add_attachment(picture.name, picture.mimetype, picture.data)
             return
         out = output.add_stream_from_template(stream)
