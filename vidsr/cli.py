@@ -673,7 +673,7 @@ def _batch_file_run(args: argparse.Namespace) -> Callable[[Mapping[str, str]], F
     return file_run
 
 
-def run_batch(args: argparse.Namespace) -> int:
+def run_batch_command(args: argparse.Namespace) -> int:
     from vidsr.batch import BatchOptions, run_batch, write_report
 
     file_run = _batch_file_run(args)
@@ -728,7 +728,7 @@ SUBCOMMANDS: dict[str, Command] = {
     "bench": (bench_parser, run_bench),
     "train": (train_parser, run_train),
     "interpolate": (interpolate_parser, run_interpolate),
-    "batch": (batch_parser, run_batch),
+    "batch": (batch_parser, run_batch_command),
 }
 
 
@@ -823,7 +823,7 @@ def _run_reporting(run: Callable[[argparse.Namespace], int], args: argparse.Name
     try:
         return run(args)
     except (Cancelled, KeyboardInterrupt):
-        if run is run_batch:
+        if run is run_batch_command:
             return _interrupted(received, "the files finished are kept; the same command"
                                           " continues the batch")
         return _interrupted(received)

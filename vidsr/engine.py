@@ -34,7 +34,7 @@ from vidsr.io.colour import (
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel
 from vidsr.pipeline import InFlight
-from vidsr.plan import EngineOptions, RunPlan, plan_run
+from vidsr.plan import EngineOptions, RunPlan, resolve_plan
 from vidsr.resize import imresize
 
 # Network: float (N, C, h, w) in model space -> float32 (N, C, h*s, w*s) on the device.
@@ -72,8 +72,8 @@ class Engine:
 
     @classmethod
     def for_model(cls, model: SRModel, options: EngineOptions | None = None) -> Engine:
-        """An engine for tensors or images (no video): the plan :func:`plan_run` makes."""
-        return cls(model, plan_run(model, options))
+        """An engine for tensors or images (no video): the plan :func:`resolve_plan` makes."""
+        return cls(model, resolve_plan(model, options))
 
     @property
     def in_flight(self) -> int:

@@ -61,7 +61,7 @@ from vidsr.io.frames import FrameBatch
 from vidsr.io.output_file import check_output_path, write_small_output
 from vidsr.io.pixfmt import planes_to_frame, source_format
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, plan_run
+from vidsr.plan import EngineOptions
 from vidsr.precision import Precision
 from vidsr.transcode import TranscodeOptions, upscale_video
 
@@ -390,18 +390,14 @@ def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
             width, height = run.width, run.height
             scores, temporal = _score_clip(model, hr_path, sr, options)
             sr.unlink()
+            assert run.plan is not None
             result = ModelScore(model.name, tuple(scores), temporal, run.fps,
-                                _precision_of(model, options))
+                                run.plan.precision.name)
             log.info("%s: %.2f dB, SSIM %.4f, flicker %.3f over %d frames", model.name,
                      result.mean_psnr, result.mean_ssim, temporal, len(scores))
             results.append(result)
     return VideoEvalReport(str(hr_path), options.scale, options.describe_degradation(),
                            width, height, tuple(results))
-
-
-def _precision_of(model: SRModel, options: EvalVideoOptions) -> str:
-    # The plan's choice for these options; the transcode resolved the same one.
-    return plan_run(model, options.engine()).precision.name
 
 
 # -- the plot ------------------------------------------------------------------------------

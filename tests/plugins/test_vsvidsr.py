@@ -81,7 +81,7 @@ def test_rgb_model_equals_the_engine_in_fp32(core):
 
 def test_runtime_openvino_gives_the_engines_frames_and_auto_plans_as_vidsr(core, monkeypatch,
                                                                            tmp_path):
-    from vidsr.executors.openvino import unusable
+    from vidsr.machine import openvino_unusable as unusable
 
     if unusable():
         pytest.skip(f"runtime='openvino': {unusable()}")
@@ -97,8 +97,8 @@ def test_runtime_openvino_gives_the_engines_frames_and_auto_plans_as_vidsr(core,
     assert np.abs(got - want).max() <= 1e-4  # OpenVINO's f32 against torch's
     # Left out, the runtime is the plan's default, as for `vidsr`.
     seen = []
-    real = vsvidsr.filter.plan_run
-    monkeypatch.setattr(vsvidsr.filter, "plan_run",
+    real = vsvidsr.filter.resolve_plan
+    monkeypatch.setattr(vsvidsr.filter, "resolve_plan",
                         lambda *a, **k: seen.append(a[1].runtime) or real(*a, **k))
     vsvidsr.upscale(clip, "compact", scale=2, device="cpu")
     vsvidsr.upscale(clip, "compact", scale=2, device="cpu", runtime="auto")

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from vidsr.executors.base import Compute, Done, Flags, Pending, usable_output
 from vidsr.executors.cpu_workers import FuturePending
 from vidsr.executors.replica import Replica
 from vidsr.io.frames import FrameBatch
+from vidsr.machine import openvino_unusable
 
 if TYPE_CHECKING:
     from vidsr.archs.spec import ArchSpec
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vidsr")
 
-MISSING = "OpenVINO is not installed (pip install 'vidsr[openvino]')"
 # Frames int8 is calibrated on, spread over the clip (or the image folder), and the centre
 # square taken of each: activation ranges need variety, not megapixels.
 CALIBRATION_FRAMES = 32
@@ -70,41 +70,8 @@ PROBE_SIDE = 128
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not quantised is f32
 
 
-def available() -> bool:
-    """Whether OpenVINO is installed here."""
-    return importlib.util.find_spec("openvino") is not None
-
-
-def unusable() -> str | None:
-    """Why OpenVINO cannot run in this process, or None where it can."""
-    if not available():
-        return MISSING
-    try:
-        import openvino  # noqa: F401
-    except ImportError as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        problem = f"OpenVINO does not load ({lines[-1] if lines else type(exc).__name__})"
-        library = python_library()
-        if "mismatches with OpenVINO Runtime library" in str(exc) and library is not None:
-            # vs-mlrt's plugin (vapoursynth-mlrt-ov) brings its own build of the library,
-            # which VapourSynth loads before a script runs, and the Python module refuses it.
-            problem = ("another build of OpenVINO's library was loaded first (vs-mlrt's"
-                       f" plugin brings one): start the process with LD_PRELOAD={library}")
-        return problem
-    return None
-
-
-def python_library() -> Path | None:
-    """The runtime library of OpenVINO's Python package (Linux), if it is installed."""
-    spec = importlib.util.find_spec("openvino")
-    if spec is None or spec.origin is None:
-        return None
-    return next(iter(sorted((Path(spec.origin).parent / "libs").glob("libopenvino.so.*"))),
-                None)
-
-
 def _openvino() -> Any:
-    problem = unusable()
+    problem = openvino_unusable()
     if problem:
         raise OptionsError(f"--runtime openvino: {problem}")
     import openvino
@@ -174,9 +141,9 @@ def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
             pictures.append(rgb if spec.input_space == "rgb"
                             else (rgb_to_y_bt601(rgb) / 255.0)[:, None].float())
     else:
-        from vidsr.io.decode import open_source
+        from vidsr.io.decode import open_media
 
-        with open_source(source, batch_size=1) as decoder:  # a media file or a .vpy script
+        with open_media(source, batch_size=1) as decoder:  # a media file or a .vpy script
             total = decoder.info.frame_count_estimate or count
             stride = max(1, total // count)
             for index, batch in enumerate(decoder):
@@ -345,8 +312,8 @@ class OpenVinoExecutor:
 
     def submit(self, batch: FrameBatch, compute: Compute) -> Pending:
         if self._pool is None:
-            return Done(self.replica.run_batch(batch, compute))
-        return FuturePending(self._pool.submit(self.replica.run_batch, batch, compute))
+            return Done(self.replica.compute_batch(batch, compute))
+        return FuturePending(self._pool.submit(self.replica.compute_batch, batch, compute))
 
     def close(self) -> None:
         """End the workers (batches still running finish first); safe to call twice."""
@@ -364,9 +331,8 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
     ``PROBE_SIDE`` square in its own precision (bf16 against bf16 where both would run
     it) on a worker's threads, measured once per weights, scale, CPU, threads and
     precisions and kept in the cache (``runtime-choices.json``). The chosen plan's
-    runtime reason gives the figures."""
-    from vidsr.plan import RuntimeChoice
-
+    runtime reason gives the figures. The plan calls it for ``--runtime auto`` (the caller
+    hands it to :func:`~vidsr.plan.resolve_plan`), so the plan never imports executors."""
     threads = on_openvino.executor.threads
     torch_precision, openvino_precision = on_torch.precision.name, on_openvino.precision.name
     key = (f"{weights_key(model.module, model.scale)} {on_torch.machine.cpu} {threads}t"
@@ -386,22 +352,20 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
     reason = (f"auto: a {PROBE_SIDE}x{PROBE_SIDE} input on {threads} thread(s) took OpenVINO"
               f" {openvino_precision} {timing['openvino_ms']:.0f} ms, torch {torch_precision}"
               f" {timing['torch_ms']:.0f} ms (measured once and cached)")
-    return replace(faster, runtime=RuntimeChoice(faster.runtime.name, reason))
+    return replace(faster, runtime=replace(faster.runtime, reason=reason))
 
 
 def _time_runtimes(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan,
                    repeats: int = 3) -> dict[str, float]:
     """Median milliseconds of each plan's replica on one probe input, interleaved: the
     network as the run would have it (precision, picture layers, memory format)."""
-    from vidsr.plan import OpenVinoPlan
-
     spec = model.spec
     x = torch.rand(1, spec.channels, PROBE_SIDE, PROBE_SIDE)
     replicas = {name: Replica(copy.deepcopy(model.module), spec, model.scale,
                               torch.device("cpu"), plan)
                 for name, plan in (("torch_ms", on_torch), ("openvino_ms", on_openvino))}
-    executor = on_openvino.executor
-    assert isinstance(executor, OpenVinoPlan)
+    executor = cast("OpenVinoPlan", on_openvino.executor)
+    assert executor.kind == "openvino"
     network = OpenVinoNetwork(replicas["openvino_ms"], executor.precision, 1, executor.threads,
                               None)
     replicas["openvino_ms"].use_runtime(network)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -404,8 +405,8 @@ class Decoder:
         return frame
 
 
-def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
-                threads: int = 0, video_stream: int | None = None) -> Decoder | ScriptSource:
+def open_media(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
+               threads: int = 0, video_stream: int | None = None) -> Decoder | ScriptSource:
     """The frames of ``path`` as batches: a :class:`Decoder` for a media file, a
     :class:`~vidsr.io.script_source.ScriptSource` for a VapourSynth script (``.vpy``)."""
     from vidsr.io.script_source import ScriptSource, is_script
@@ -414,6 +415,30 @@ def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail"
         return ScriptSource(path, batch_size=batch_size)
     return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads,
                    video_stream=video_stream)
+
+
+@dataclass(frozen=True)
+class InputProbe:
+    """What a run is planned from: the video stream to upscale, and the input open for
+    reading its other streams' headers (never for decoding)."""
+
+    info: VideoInfo
+    container: av.container.InputContainer
+
+
+@contextmanager
+def probe_media(path: str | Path, video_stream: int | None = None) -> Iterator[InputProbe]:
+    """Probe ``path`` (a media file, or a VapourSynth script, which is run for it); the
+    input is closed when the block ends."""
+    from vidsr.io.script_source import ScriptSource, is_script
+
+    if is_script(path):
+        with ScriptSource(path, batch_size=1) as script:
+            yield InputProbe(script.info, script.container)
+        return
+    path = Path(path)
+    with open_input(path) as container:
+        yield InputProbe(describe(container, path, video_stream), container)
 
 
 def _side_data_carrier(frame: av.VideoFrame) -> av.VideoFrame | None:

@@ -1,7 +1,7 @@
 """``vsvidsr.upscale``: vidsr's models as a VapourSynth filter.
 
 One more front end over vidsr's run plan and engine, not a second engine: the
-keyword arguments become :class:`~vidsr.plan.EngineOptions`, :func:`plan_run`
+keyword arguments become :class:`~vidsr.plan.EngineOptions`, :func:`resolve_plan`
 decides device, precision, executor, batch and tiles, and an
 :class:`~vidsr.engine.Engine` runs the batches through the plan's executor
 (CPU workers, or CUDA slots with pinned buffers) on its replicas, which own
@@ -40,13 +40,14 @@ import torch
 import vapoursynth as vs
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, VidsrError
+from vidsr.errors import InputError, OptionsError, VidsrError
 from vidsr.executors import Flags, Replica
+from vidsr.executors.openvino import faster_plan
 from vidsr.io.colour import ColourSpec, luma_to_model, model_to_luma
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, Runtime, plan_run
+from vidsr.plan import EngineOptions, RunPlan, Runtime, resolve_plan
 from vidsr.precision import Precision
 from vsvidsr.gather import Gatherer, Request
 
@@ -73,6 +74,7 @@ def upscale(
     tile: int | None = None,
     tile_overlap: int | None = None,
     preset: str | Path | None = None,
+    plan: RunPlan | None = None,
 ) -> vs.VideoNode:
     """Upscale ``clip`` ``scale`` times with a vidsr model; the same models, weights files
     and run plan as the ``vidsr`` command.
@@ -95,6 +97,10 @@ def upscale(
     - ``preset``: a run preset (``vidsr presets``, or a TOML file) whose model and engine
       options are the defaults of the arguments above; its encoding, deinterlacing and
       resizing options are the script's to do and are left out (logged).
+    - ``plan``: a run plan made elsewhere for ``model`` (``vidsr IN OUT --dry-run --json``
+      read back with :meth:`~vidsr.plan.RunPlan.from_json`): the filter runs its engine
+      part (devices, precision, executor, batch, tiles) instead of planning its own from
+      the arguments above.
 
     The result has the same length, frame rate, frame durations and frame properties
     (matrix, primaries, transfer, range, aspect ratio, field order, scene changes, your
@@ -117,17 +123,21 @@ def upscale(
         sr = model if isinstance(model, SRModel) else load_model(model, scale=scale,
                                                                  weights=weights)
         route = _route(clip, sr)
-        options = EngineOptions(
-            device=device or "auto", precision=precision or "auto",
-            runtime=runtime or EngineOptions.runtime, batch_size=batch_size,
-            tile=tile or 0, tile_overlap=tile_overlap,
-            in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
-        # Overlapped: in a script the source filter, the other filters and the encoder at
-        # the end of vspipe's pipe share the cores with the network, as decoding and
-        # encoding do in a vidsr run; on a CPU that plans workers of few threads, which ran
-        # 3.3x faster (median) than one batch on both cores of a busy 2-core machine
-        # (benchmarks/RESULTS.md).
-        plan = plan_run(sr, options, overlapped=True)
+        if plan is None:
+            options = EngineOptions(
+                device=device or "auto", precision=precision or "auto",
+                runtime=runtime or EngineOptions.runtime, batch_size=batch_size,
+                tile=tile or 0, tile_overlap=tile_overlap,
+                in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
+            # Overlapped: in a script the source filter, the other filters and the encoder
+            # at the end of vspipe's pipe share the cores with the network, as decoding and
+            # encoding do in a vidsr run; on a CPU that plans workers of few threads, which
+            # ran 3.3x faster (median) than one batch on both cores of a busy 2-core
+            # machine (benchmarks/RESULTS.md).
+            plan = resolve_plan(sr, options, overlapped=True, choose_runtime=faster_plan)
+        elif (plan.model.name, plan.model.scale) != (sr.name, sr.scale):
+            raise OptionsError(f"the plan runs {plan.model.name} x{plan.model.scale}, not"
+                               f" {sr.name} x{sr.scale}")
         engine = Engine(sr, plan)
     except VidsrError as exc:
         raise vs.Error(f"vsvidsr.upscale: {_one_line(exc)}") from None
