@@ -141,7 +141,7 @@ class Decoder:
 
     @property
     def container(self) -> av.container.InputContainer:
-        """The open input, for the run plan to ask what its other streams are."""
+        """The open input (its other streams, for an output planned from this decoder)."""
         return self._container
 
     @property
