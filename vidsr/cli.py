@@ -22,7 +22,7 @@ from vidsr.errors import Cancelled, OptionsError, VidsrError, command_line_spell
 
 if TYPE_CHECKING:
     from vidsr.batch import FileRun
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
     from vidsr.plan import EngineOptions
     from vidsr.transcode import TranscodeOptions
 
@@ -221,7 +221,7 @@ def _transcode_options(args: argparse.Namespace, *, overwrite: bool,
 
 
 def _encode_options(args: argparse.Namespace) -> EncodeOptions:
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
 
     return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset,
                          pix_fmt=args.pix_fmt, encoder_opts=tuple(args.encoder_opt),

@@ -56,7 +56,7 @@ from vidsr.evaluate import (
 )
 from vidsr.io.colour import ColourSpec, planes_to_rgb
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output_file import check_output_path, write_small_output
 from vidsr.io.pixfmt import planes_to_frame, source_format

@@ -31,10 +31,10 @@ from vidsr.io.deinterlace import (
     deinterlaced_info,
     plan_deinterlace,
 )
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import Fit, plan_fit
 from vidsr.io.output import OutputPlan, plan_output, upright_transform
-from vidsr.io.probe import VideoInfo
+from vidsr.io.video_info import VideoInfo
 from vidsr.machine import Machine, this_machine
 from vidsr.models import SRModel
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision

@@ -21,7 +21,7 @@ from vidsr.engine import Engine
 from vidsr.errors import InputError, VidsrError
 from vidsr.io.decode import Decoder, open_source
 from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output_file import (
@@ -30,9 +30,9 @@ from vidsr.io.output_file import (
     publish,
     remove_orphaned_temporaries,
 )
-from vidsr.io.probe import VideoInfo
 from vidsr.io.script_source import ScriptSource
 from vidsr.io.sink import Sink, open_sink
+from vidsr.io.video_info import VideoInfo
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming, run_pipeline
 from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video

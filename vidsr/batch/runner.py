@@ -49,7 +49,7 @@ from vidsr.batch.sources import SourceFile, one_line, scan_sources
 from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
