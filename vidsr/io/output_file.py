@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vidsr.errors import OutputError, option
-from vidsr.io.probe import check_input_path
+from vidsr.io.input_file import check_input_path
 
 try:
     import fcntl
