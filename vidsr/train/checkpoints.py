@@ -15,8 +15,9 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,12 +26,23 @@ from torch import nn
 from vidsr.errors import WeightsError
 from vidsr.train.config import TrainConfig
 
-if TYPE_CHECKING:
-    from vidsr.train.loop import TrainingState
-
 log = logging.getLogger("vidsr")
 
 STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes while training; what a checkpoint saves."""
+
+    generator: nn.Module
+    params_ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    discriminator: nn.Module | None = None
+    disc_optimizer: torch.optim.Optimizer | None = None
+    scaler: torch.amp.GradScaler | None = None
+    step: int = 0  # steps completed
+    wall_s: float = 0.0  # training wall time over all sessions of the run
 
 
 def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
