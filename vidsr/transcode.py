@@ -18,18 +18,13 @@ from typing import Any
 from tqdm import tqdm
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, VidsrError
+from vidsr.errors import InputError
 from vidsr.io.decode import Decoder, open_source
 from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.frames import FrameBatch
-from vidsr.io.output_file import (
-    check_paths,
-    claimed_temporary,
-    publish,
-    remove_orphaned_temporaries,
-)
+from vidsr.io.output_file import check_paths, output_written
 from vidsr.io.script_source import ScriptSource
 from vidsr.io.sink import Sink, open_sink
 from vidsr.io.video_info import VideoInfo
@@ -185,33 +180,22 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
     output = plan.output
     announce(plan)
     dst = output.path
-    remove_orphaned_temporaries(dst)
     started = time.perf_counter()
-    with claimed_temporary(dst) as tmp:
-        try:
-            with ExitStack() as stack:
-                # Nothing may fail between building the engine and the `with` that closes it
-                # (its executor's threads and the process's torch threads).
-                runner = stack.enter_context(Engine(model, plan))
-                sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
-                # The decoder's frames: twice the source's at field rate.
-                bar = stack.enter_context(progress_bar(decoder.info, options.progress))
-                written, timing = stream_through(runner, decoder, sink, plan,
-                                                 depth=options.queue_depth,
-                                                 on_write=heard_by(bar.update, options.on_frames))
-                if not written:
-                    # Inside the stack: the sink is abandoned, not finished into a file with
-                    # no video (MP4) or one no reader opens (Matroska).
-                    raise InputError(f"{plan.source.path}: has no frames; nothing written")
-                skipped = decoder.skipped
-            publish(tmp, dst, options.overwrite)
-        except VidsrError as exc:
-            tmp.unlink(missing_ok=True)
-            # Users know the output by its final name, not the temporary one.
-            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, options.overwrite) as tmp, ExitStack() as stack:
+        # Nothing may fail between building the engine and the `with` that closes it
+        # (its executor's threads and the process's torch threads).
+        runner = stack.enter_context(Engine(model, plan))
+        sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
+        # The decoder's frames: twice the source's at field rate.
+        bar = stack.enter_context(progress_bar(decoder.info, options.progress))
+        written, timing = stream_through(runner, decoder, sink, plan,
+                                         depth=options.queue_depth,
+                                         on_write=heard_by(bar.update, options.on_frames))
+        if not written:
+            # Inside the stack: the sink is abandoned, not finished into a file with
+            # no video (MP4) or one no reader opens (Matroska).
+            raise InputError(f"{plan.source.path}: has no frames; nothing written")
+        skipped = decoder.skipped
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,

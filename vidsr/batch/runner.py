@@ -25,7 +25,6 @@ from tqdm import tqdm
 from vidsr.batch.jobfile import (
     JobFile,
     WeightsDigests,
-    file_digest,
     fingerprint,
     output_matches,
     run_options,
@@ -50,6 +49,7 @@ from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode_options import EncodeOptions
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
