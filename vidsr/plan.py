@@ -12,7 +12,7 @@ decides any of this again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -37,6 +37,7 @@ from vidsr.io.output import OutputPlan, plan_output, upright_transform
 from vidsr.io.video_info import VideoInfo
 from vidsr.machine import Machine, this_machine
 from vidsr.models import SRModel
+from vidsr.plain_data import plain_data
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
 
 ExecutorKind = Literal["auto", "sync", "cpu-workers", "cuda-slots"]
@@ -241,7 +242,7 @@ class RunPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain JSON-ready data."""
-        data = _plain(self)
+        data = plain_data(self)
         data["executor"] = {"kind": self.executor.kind, **data["executor"]}
         return data
 
@@ -336,20 +337,6 @@ def _colour_text(colour: Any) -> str:
 
 def _rate_text(rate: Fraction | None) -> str:
     return f"{float(rate):.3f} fps" if rate else "unknown rate"
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # -- resolving a plan -----------------------------------------------------------------------
