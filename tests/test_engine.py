@@ -24,7 +24,7 @@ from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import InFlight, run_pipeline
-from vidsr.plan import EngineOptions
+from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, EngineOptions, SyncPlan, plan_run
 
 YUV420 = PlaneLayout("yuv", 8, 1, 1, "yuv420p")
 YUV420_10 = PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")
@@ -202,11 +202,13 @@ NO_PICTURE = pytest.mark.parametrize("gain", [float("nan"), float("inf"), 1000.0
 
 
 @NO_PICTURE
-@pytest.mark.parametrize("executor", ["sync", "cpu-workers", "cuda-slots"])
+@pytest.mark.parametrize("executor", [SyncPlan(1), CpuWorkersPlan(2, 1), CudaSlotsPlan(2)],
+                         ids=["sync", "cpu-workers", "cuda-slots"])
 def test_fp32_output_that_is_no_picture_fails_naming_the_frames(gain, executor):
     batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(3)]
-    options = EngineOptions(device="cpu", precision="fp32", executor=executor, cpu_workers=2)
-    with engine_for(_sr_model(Gain(gain), space="y"), options) as engine, \
+    model = _sr_model(Gain(gain), space="y")
+    plan = plan_run(model, EngineOptions(device="cpu", precision="fp32"))
+    with Engine(model, replace(plan, executor=executor)) as engine, \
             pytest.raises(ModelError) as caught:
         run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))],
                      lambda batch: None)
@@ -291,8 +293,9 @@ def test_batches_dealt_over_two_devices_come_back_in_order_through_the_pipeline(
     single = engine_for(load_model("nearest", scale=2), EngineOptions(device="cpu"))
     expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
     # Two devices take batches in turn through the CUDA slots' code (on the CPU's stand-ins).
-    dual = engine_for(load_model("nearest", scale=2),
-                            EngineOptions(device="cpu,cpu", executor="cuda-slots", in_flight=1))
+    nearest = load_model("nearest", scale=2)
+    dual = Engine(nearest, replace(plan_run(nearest, EngineOptions(device="cpu")),
+                                   devices=("cpu", "cpu"), executor=CudaSlotsPlan(1)))
     assert dual.in_flight == 2 and len(dual.replicas) == 2
     seen: list[FrameBatch] = []
     timing = run_pipeline(iter(batches), [("infer", dual.infer_stage(BT709, YUV420))],
@@ -440,9 +443,9 @@ def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3
     """An engine whose batches go through the CUDA slots. On the CPU (where a plan never
     picks them by itself) the slots are built from torch's stand-in streams and events,
     so the CUDA path's own code runs on a machine without a GPU."""
-    engine = engine_for(model, EngineOptions(device=device, precision=precision,
-                                                   in_flight=in_flight, executor="cuda-slots",
-                                                   **options))
+    devices = tuple(device.split(","))  # a plan never deals batches to several CPUs itself
+    plan = plan_run(model, EngineOptions(device=devices[0], precision=precision, **options))
+    engine = Engine(model, replace(plan, devices=devices, executor=CudaSlotsPlan(in_flight)))
     assert all(len(ring) == in_flight for ring in engine.executor.rings)
     return engine
 

@@ -14,7 +14,6 @@ from vidsr.models import card_network, load_model, model_cards, register_card, u
 from vidsr.plan import (
     OVERLAP_CAP,
     CpuWorkersPlan,
-    CudaSlotsPlan,
     EngineOptions,
     SyncPlan,
     plan_cpu_threads,
@@ -129,13 +128,11 @@ def test_images_get_every_core_in_one_synchronous_batch():
     assert plan.executor == SyncPlan(threads=6) and plan.decoder_threads == 0
 
 
-def test_the_callers_workers_threads_and_executor_are_kept():
+def test_the_callers_workers_and_threads_are_kept():
     model = load_model("nearest", scale=2)
     mine = plan_run(model, EngineOptions(cpu_workers=3, cpu_threads=2), machine=AMX,
                     overlapped=True)
     assert mine.executor == CpuWorkersPlan(workers=3, threads=2)
-    slots = plan_run(model, EngineOptions(executor="cuda-slots", in_flight=3), machine=AMX)
-    assert slots.executor == CudaSlotsPlan(in_flight=3)
 
 
 def test_cpu_thread_split():

@@ -40,7 +40,6 @@ from vidsr.models import SRModel
 from vidsr.plain_data import plain_data
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
 
-ExecutorKind = Literal["auto", "sync", "cpu-workers", "cuda-slots"]
 # torch, or OpenVINO on the CPU (executors/openvino.py); auto measures which is faster once.
 Runtime = Literal["auto", "torch", "openvino"]
 
@@ -60,11 +59,13 @@ class EngineOptions:
     that take batches in turn. ``tile`` 0 runs whole frames (tiles only if memory runs
     out, down to ``min_tile``); ``tile_overlap`` defaults to the model's receptive radius.
     ``in_flight``: batches in flight per CUDA device. ``cpu_workers`` x ``cpu_threads``:
-    batches the CPU runs at once, and torch threads for each. ``executor`` forces one
-    (``cuda-slots`` on the CPU runs the CUDA path's code on torch's stand-in streams,
-    for tests). ``strict`` refuses what would only be warned about (bf16 on a CPU
-    without native bf16). ``runtime``: torch, openvino (CPU only) or auto (OpenVINO
-    where it is installed and measured faster for the model). ``force_int8`` runs int8
+    batches the CPU runs at once, and torch threads for each. The executor itself follows
+    from the device; a caller who wants another (one batch at a time, or the CUDA slots'
+    code on the CPU's stand-in streams) replaces the plan's own, which is public data:
+    ``replace(plan, executor=SyncPlan(0))``. ``strict`` refuses what would only be
+    warned about (bf16 on a CPU without native bf16). ``runtime``: torch, openvino (CPU
+    only) or auto (OpenVINO where it is installed and measured faster for the model).
+    ``force_int8`` runs int8
     whatever its measured loss; ``calibration`` is the clip or image folder int8 is
     calibrated on (default: the run's own clip).
     """
@@ -80,7 +81,6 @@ class EngineOptions:
     in_flight: int = 2
     cpu_workers: int | None = None
     cpu_threads: int | None = None
-    executor: ExecutorKind = "auto"
     strict: bool = False
     runtime: Runtime = "torch"
     force_int8: bool = False
@@ -485,9 +485,6 @@ def _runtime(model: SRModel, options: EngineOptions,
 def _openvino_executor(torch_plan: ExecutorPlan, precision: str,
                        options: EngineOptions) -> OpenVinoPlan:
     """The OpenVINO executor with the cores the torch executor would have had."""
-    if options.executor not in ("auto", "sync", "cpu-workers"):
-        raise OptionsError(f"the {options.executor} executor runs torch; drop --runtime"
-                           " openvino or the executor")
     match torch_plan:
         case CpuWorkersPlan(workers=workers, threads=threads):
             pass
@@ -513,7 +510,7 @@ def _devices(options: EngineOptions) -> tuple[str, ...]:
     types = {d.split(":")[0] for d in devices}
     if len(types) > 1:
         raise OptionsError(f"device list {options.device!r} mixes CPU and CUDA; use one kind")
-    if len(devices) > 1 and devices[0] == "cpu" and options.executor != "cuda-slots":
+    if len(devices) > 1 and devices[0] == "cpu":
         raise OptionsError(f"device list {options.device!r}: several devices need CUDA")
     return devices
 
@@ -521,27 +518,19 @@ def _devices(options: EngineOptions) -> tuple[str, ...]:
 def _executor(options: EngineOptions, devices: tuple[str, ...], machine: Machine,
               overlapped: bool) -> tuple[ExecutorPlan, int]:
     """The executor and the decoder's threads."""
-    on_cpu = devices[0] == "cpu"
-    kind = options.executor
-    if kind == "cuda-slots" or (kind == "auto" and not on_cpu):
+    if devices[0] != "cpu":
         return CudaSlotsPlan(options.in_flight), 0
-    if not on_cpu:
-        if kind == "cpu-workers":
-            raise OptionsError("the cpu-workers executor runs on the CPU; use --device cpu")
-        return SyncPlan(0), 0
     if not overlapped:
         # Nothing else to feed: every core goes to the network.
         threads = options.cpu_threads or machine.cores
         workers = options.cpu_workers or 1
-        if workers > 1 or kind == "cpu-workers":
+        if workers > 1:
             return CpuWorkersPlan(workers, threads), 0
         return SyncPlan(threads), 0
     split = plan_cpu_threads(machine.cores)
     workers = options.cpu_workers or split.workers
     threads = options.cpu_threads or split.torch
-    if kind == "sync":
-        return SyncPlan(threads), split.decoder
-    if workers > 1 or kind == "cpu-workers":
+    if workers > 1:
         return CpuWorkersPlan(workers, threads), split.decoder
     return SyncPlan(threads), split.decoder
 

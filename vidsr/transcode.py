@@ -36,7 +36,15 @@ log = logging.getLogger("vidsr")
 
 @dataclass(frozen=True)
 class TranscodeOptions:
-    """Everything about one upscaling run that is not the model, the engine or the encoder."""
+    """Everything about one upscaling run that is not the model, the engine or the encoder.
+
+    Two kinds of field. What shapes the output (the same values give the same file, so a
+    batch's fingerprint and a preset may hold them): ``on_error``, ``ffmpeg``,
+    ``autorotate``, the deinterlacing, ``height``, ``square_pixels``, ``video_stream``.
+    Run control, which changes how the run goes but never a frame of the output:
+    ``overwrite``, ``progress``, ``queue_depth``, ``on_frames``; the command line alone
+    sets them (:mod:`vidsr.options`).
+    """
 
     on_error: str = "fail"  # "fail" or "skip" undecodable frames
     overwrite: bool = False

@@ -258,12 +258,9 @@ def test_without_openvino_the_runtime_is_one_clear_line(clip, capsys, monkeypatc
     assert "runtime    torch: auto: OpenVINO is not installed" in capsys.readouterr().out
 
 
-def test_resizers_and_torch_executors_are_refused():
+def test_resizers_are_refused():
     with pytest.raises(OptionsError, match="exact resizer with no network"):
         plan_run(load_model("nearest", scale=2), FP32_OV)
-    with pytest.raises(OptionsError, match="cuda-slots executor runs torch"):
-        plan_run(_tiny_compact(), EngineOptions(device="cpu", runtime="openvino",
-                                                executor="cuda-slots"))
 
 
 def test_bench_compares_runtimes_on_one_clip(clip):
