@@ -43,7 +43,7 @@ from vidsr.engine import Engine
 from vidsr.errors import OptionsError
 from vidsr.executors import PendingBatch
 from vidsr.io.decode import Decoder, probe_media
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import plan_output
 from vidsr.io.sink import Sink, open_sink

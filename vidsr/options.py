@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from vidsr.errors import OptionsError
 
 if TYPE_CHECKING:
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
     from vidsr.plan import EngineOptions
     from vidsr.run_presets import RunPreset
     from vidsr.transcode import TranscodeOptions
@@ -277,7 +277,7 @@ def engine_options(values: Mapping[str, Any], runtime: str | None = None) -> Eng
 
 def encode_options(values: Mapping[str, Any], *, quiet: bool = False) -> EncodeOptions:
     """What the encoder is asked; ``quiet`` keeps encoders that print themselves to errors."""
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
 
     return EncodeOptions(codec=values["codec"], crf=values["crf"],
                          preset=values["encoder_preset"], pix_fmt=values["pix_fmt"],

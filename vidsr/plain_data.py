@@ -1,6 +1,6 @@
-"""Frozen dataclasses to plain JSON-ready data and back, without loss.
+"""Frozen option and plan dataclasses as plain JSON- and TOML-ready data, and back.
 
-:func:`to_plain` writes fractions as ``"n/d"``, paths as strings and tuples as lists;
+:func:`plain_data` writes fractions as ``"n/d"``, paths as strings and tuples as lists;
 :func:`from_plain` reads them back by the dataclass's type hints, so a value read from
 JSON compares equal to the one written. A field typed as a union of dataclasses
 (``ExecutorPlan``) is told apart by the ``kind`` each member declares.
@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 
-def to_plain(value: Any) -> Any:
-    """``value`` as dicts, lists, strings, numbers, booleans and None."""
+def plain_data(value: Any) -> Any:
+    """``value`` with dataclasses and mappings as dicts (string keys), tuples as lists,
+    fractions as ``"n/d"`` and paths as strings."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: plain_data(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     if isinstance(value, Fraction):
         return f"{value.numerator}/{value.denominator}"
     if isinstance(value, Path):
@@ -34,7 +35,7 @@ def to_plain(value: Any) -> Any:
 
 
 def from_plain(kind: Any, data: Any) -> Any:
-    """``data`` (from :func:`to_plain`) read back as a value of type ``kind``."""
+    """``data`` (from :func:`plain_data`) read back as a value of type ``kind``."""
     if data is None:
         return None
     origin = typing.get_origin(kind)

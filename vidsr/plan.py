@@ -34,13 +34,13 @@ from vidsr.io.deinterlace import (
     deinterlaced_info,
     plan_deinterlace,
 )
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import Fit, plan_fit
 from vidsr.io.output import OutputPlan, plan_output, upright_transform
-from vidsr.io.probe import VideoInfo
+from vidsr.io.video_info import VideoInfo
 from vidsr.machine import Machine, openvino_unusable, this_machine
 from vidsr.models import SRModel
-from vidsr.plain_data import from_plain, to_plain
+from vidsr.plain_data import from_plain, plain_data
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
 
 # torch, or OpenVINO on the CPU (executors/openvino.py); auto measures which is faster once.
@@ -246,7 +246,7 @@ class RunPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain JSON-ready data (:meth:`from_dict` reads it back)."""
-        data = to_plain(self)
+        data = plain_data(self)
         data["executor"] = {"kind": self.executor.kind, **data["executor"]}
         return data
 

@@ -18,20 +18,15 @@ from typing import Any
 from tqdm import tqdm
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, VidsrError
+from vidsr.errors import InputError
 from vidsr.executors.openvino import faster_plan
 from vidsr.io.decode import InputProbe, probe_media
 from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
-from vidsr.io.output_file import (
-    check_paths,
-    claimed_temporary,
-    publish,
-    remove_orphaned_temporaries,
-)
-from vidsr.io.probe import VideoInfo
+from vidsr.io.output_file import check_paths, output_written
 from vidsr.io.sink import open_sink
+from vidsr.io.video_info import VideoInfo
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming
 from vidsr.plan import EngineOptions, RunPlan, resolve_video_plan
@@ -185,34 +180,22 @@ def run_to_file(plan: RunPlan, model: SRModel, options: TranscodeOptions) -> Tra
     output = plan.output
     announce(plan)
     dst = output.path
-    remove_orphaned_temporaries(dst)
     started = time.perf_counter()
-    with claimed_temporary(dst) as tmp:
-        try:
-            with ExitStack() as stack:
-                source = stack.enter_context(open_source(plan))
-                # Nothing may fail between building the engine and the `with` that closes it
-                # (its executor's threads and the process's torch threads).
-                runner = stack.enter_context(Engine(model, plan))
-                sink = stack.enter_context(open_sink(tmp, output, source.streams_source))
-                # The decoder's frames: twice the source's at field rate.
-                bar = stack.enter_context(progress_bar(source.info, options.progress))
-                written, timing = run_to_sink(plan, runner, source, sink,
-                                              depth=options.queue_depth,
-                                              on_write=heard_by(bar.update, options.on_frames))
-                if not written:
-                    # Inside the stack: the sink is abandoned, not finished into a file with
-                    # no video (MP4) or one no reader opens (Matroska).
-                    raise InputError(f"{plan.source.path}: has no frames; nothing written")
-                skipped = source.skipped
-            publish(tmp, dst, options.overwrite)
-        except VidsrError as exc:
-            tmp.unlink(missing_ok=True)
-            # Users know the output by its final name, not the temporary one.
-            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, options.overwrite) as tmp, ExitStack() as stack:
+        source = stack.enter_context(open_source(plan))
+        # Nothing may fail between building the engine and the `with` that closes it
+        # (its executor's threads and the process's torch threads).
+        runner = stack.enter_context(Engine(model, plan))
+        sink = stack.enter_context(open_sink(tmp, output, source.streams_source))
+        # The decoder's frames: twice the source's at field rate.
+        bar = stack.enter_context(progress_bar(source.info, options.progress))
+        written, timing = run_to_sink(plan, runner, source, sink, depth=options.queue_depth,
+                                      on_write=heard_by(bar.update, options.on_frames))
+        if not written:
+            # Inside the stack: the sink is abandoned, not finished into a file with
+            # no video (MP4) or one no reader opens (Matroska).
+            raise InputError(f"{plan.source.path}: has no frames; nothing written")
+        skipped = source.skipped
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,

@@ -235,7 +235,7 @@ def test_one_plan_gives_the_same_frames_on_every_path(tmp_path, cluster):
     from vidsr.engine import Engine
     from vidsr.io.colour import MATRIX_NAMES, code_of
     from vidsr.io.decode import Decoder
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
     from vidsr.io.keyframes import scan_keyframes
     from vidsr.plan import RunPlan
     from vidsr.transcode import TranscodeOptions, plan_file, run_to_file

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from vidsr.batch.segments import Segment, SegmentResult, SegmentState, join_segments
 from vidsr.batch.sources import SourceFile
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions, RunPlan
 from vidsr.transcode import TranscodeOptions

@@ -26,7 +26,6 @@ from vidsr.batch.file_job import FileExecutor, FileJob, FileRan, FileRun, ModelC
 from vidsr.batch.jobfile import (
     JobFile,
     WeightsDigests,
-    file_digest,
     fingerprint,
     output_matches,
     run_options,
@@ -47,6 +46,7 @@ from vidsr.batch.segments import (
 from vidsr.batch.sources import SourceFile, one_line, scan_sources
 from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.options import upscale_arguments, with_overrides

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidsr.batch.jobfile import file_digest
 from vidsr.engine import Engine
 from vidsr.io.decode import Window
 from vidsr.io.encode import Encoder, SegmentEncoder
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import KeyframeIndex
-from vidsr.io.output_file import claimed_temporary, publish, remove_orphaned_temporaries
+from vidsr.io.output_file import output_written
 from vidsr.io.packet_file import read_packets
 from vidsr.io.probe import open_input
 from vidsr.io.script_source import is_script
@@ -155,18 +155,12 @@ def run_segment(runner: Engine, plan: RunPlan, segment: Segment, path: Path, *, 
     ``path``, published only when complete; ``depth``: batches queued between stages."""
     assert plan.source is not None and plan.output is not None
     started = time.perf_counter()
-    remove_orphaned_temporaries(path)
-    with claimed_temporary(path) as tmp:
-        try:
-            with open_source(plan, span=segment.window) as decoder:
-                with SegmentEncoder(tmp, plan.output) as sink:
-                    written, _ = run_to_sink(plan, runner, decoder, sink, depth=depth,
-                                             on_write=on_write)
-                skipped = decoder.skipped
-            publish(tmp, path, overwrite=True)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(path, overwrite=True) as tmp:
+        with open_source(plan, span=segment.window) as decoder:
+            with SegmentEncoder(tmp, plan.output) as sink:
+                written, _ = run_to_sink(plan, runner, decoder, sink, depth=depth,
+                                         on_write=on_write)
+            skipped = decoder.skipped
     return SegmentResult(frames=written, skipped=skipped, size=path.stat().st_size,
                          sha256=file_digest(path), wall_s=time.perf_counter() - started)
 
@@ -184,15 +178,9 @@ def join_segments(plan: RunPlan, paths: Sequence[Path], overwrite: bool) -> int:
     output (written under a temporary name, published when complete); the frames written."""
     assert plan.source is not None and plan.output is not None
     dst = plan.output.path
-    remove_orphaned_temporaries(dst)
-    with claimed_temporary(dst) as tmp:
-        try:
-            with Encoder(tmp, plan.output, plan.source.path) as encoder:
-                for path in paths:
-                    encoder.mux_encoded(read_packets(path))
-                frames = encoder.frames_written
-            publish(tmp, dst, overwrite)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, overwrite) as tmp:
+        with Encoder(tmp, plan.output, plan.source.path) as encoder:
+            for path in paths:
+                encoder.mux_encoded(read_packets(path))
+            frames = encoder.frames_written
     return frames
