@@ -43,13 +43,13 @@ from vidsr.engine import Engine
 from vidsr.errors import OptionsError
 from vidsr.executors import PendingBatch
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import plan_output
 from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, card_network, load_model, model_cards
 from vidsr.pipeline import StageTiming
-from vidsr.plan import EngineOptions, RunPlan, plan_run
+from vidsr.plan import EngineOptions, RunPlan, SyncPlan, plan_run
 from vidsr.transcode import TranscodeOptions, stream_through, video_plan
 
 log = logging.getLogger("vidsr")
@@ -364,8 +364,10 @@ def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
     assert plan.source is not None and plan.output is not None
     serial_options = EngineOptions(
         device=plan.devices[0], precision=precision,  # type: ignore[arg-type]
-        channels_last=channels_last, batch_size=1, executor="sync")
+        channels_last=channels_last, batch_size=1)
     serial_plan = plan_run(model, serial_options, machine=plan.machine)
+    if not isinstance(serial_plan.executor, SyncPlan):  # CUDA plans its slots
+        serial_plan = replace(serial_plan, executor=SyncPlan(0))
     serial_plan = replace(serial_plan, source=plan.source, fit=plan.fit,
                           output=replace(plan.output, encode=replace(plan.output.encode,
                                                                       threads=0)))

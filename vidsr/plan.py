@@ -12,7 +12,7 @@ decides any of this again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -31,15 +31,15 @@ from vidsr.io.deinterlace import (
     deinterlaced_info,
     plan_deinterlace,
 )
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import Fit, plan_fit
 from vidsr.io.output import OutputPlan, plan_output, upright_transform
-from vidsr.io.probe import VideoInfo
+from vidsr.io.video_info import VideoInfo
 from vidsr.machine import Machine, this_machine
 from vidsr.models import SRModel
+from vidsr.plain_data import plain_data
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
 
-ExecutorKind = Literal["auto", "sync", "cpu-workers", "cuda-slots"]
 # torch, or OpenVINO on the CPU (executors/openvino.py); auto measures which is faster once.
 Runtime = Literal["auto", "torch", "openvino"]
 
@@ -59,11 +59,13 @@ class EngineOptions:
     that take batches in turn. ``tile`` 0 runs whole frames (tiles only if memory runs
     out, down to ``min_tile``); ``tile_overlap`` defaults to the model's receptive radius.
     ``in_flight``: batches in flight per CUDA device. ``cpu_workers`` x ``cpu_threads``:
-    batches the CPU runs at once, and torch threads for each. ``executor`` forces one
-    (``cuda-slots`` on the CPU runs the CUDA path's code on torch's stand-in streams,
-    for tests). ``strict`` refuses what would only be warned about (bf16 on a CPU
-    without native bf16). ``runtime``: torch, openvino (CPU only) or auto (OpenVINO
-    where it is installed and measured faster for the model). ``force_int8`` runs int8
+    batches the CPU runs at once, and torch threads for each. The executor itself follows
+    from the device; a caller who wants another (one batch at a time, or the CUDA slots'
+    code on the CPU's stand-in streams) replaces the plan's own, which is public data:
+    ``replace(plan, executor=SyncPlan(0))``. ``strict`` refuses what would only be
+    warned about (bf16 on a CPU without native bf16). ``runtime``: torch, openvino (CPU
+    only) or auto (OpenVINO where it is installed and measured faster for the model).
+    ``force_int8`` runs int8
     whatever its measured loss; ``calibration`` is the clip or image folder int8 is
     calibrated on (default: the run's own clip).
     """
@@ -79,7 +81,6 @@ class EngineOptions:
     in_flight: int = 2
     cpu_workers: int | None = None
     cpu_threads: int | None = None
-    executor: ExecutorKind = "auto"
     strict: bool = False
     runtime: Runtime = "torch"
     force_int8: bool = False
@@ -241,7 +242,7 @@ class RunPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as plain JSON-ready data."""
-        data = _plain(self)
+        data = plain_data(self)
         data["executor"] = {"kind": self.executor.kind, **data["executor"]}
         return data
 
@@ -336,20 +337,6 @@ def _colour_text(colour: Any) -> str:
 
 def _rate_text(rate: Fraction | None) -> str:
     return f"{float(rate):.3f} fps" if rate else "unknown rate"
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # -- resolving a plan -----------------------------------------------------------------------
@@ -498,9 +485,6 @@ def _runtime(model: SRModel, options: EngineOptions,
 def _openvino_executor(torch_plan: ExecutorPlan, precision: str,
                        options: EngineOptions) -> OpenVinoPlan:
     """The OpenVINO executor with the cores the torch executor would have had."""
-    if options.executor not in ("auto", "sync", "cpu-workers"):
-        raise OptionsError(f"the {options.executor} executor runs torch; drop --runtime"
-                           " openvino or the executor")
     match torch_plan:
         case CpuWorkersPlan(workers=workers, threads=threads):
             pass
@@ -526,7 +510,7 @@ def _devices(options: EngineOptions) -> tuple[str, ...]:
     types = {d.split(":")[0] for d in devices}
     if len(types) > 1:
         raise OptionsError(f"device list {options.device!r} mixes CPU and CUDA; use one kind")
-    if len(devices) > 1 and devices[0] == "cpu" and options.executor != "cuda-slots":
+    if len(devices) > 1 and devices[0] == "cpu":
         raise OptionsError(f"device list {options.device!r}: several devices need CUDA")
     return devices
 
@@ -534,27 +518,19 @@ def _devices(options: EngineOptions) -> tuple[str, ...]:
 def _executor(options: EngineOptions, devices: tuple[str, ...], machine: Machine,
               overlapped: bool) -> tuple[ExecutorPlan, int]:
     """The executor and the decoder's threads."""
-    on_cpu = devices[0] == "cpu"
-    kind = options.executor
-    if kind == "cuda-slots" or (kind == "auto" and not on_cpu):
+    if devices[0] != "cpu":
         return CudaSlotsPlan(options.in_flight), 0
-    if not on_cpu:
-        if kind == "cpu-workers":
-            raise OptionsError("the cpu-workers executor runs on the CPU; use --device cpu")
-        return SyncPlan(0), 0
     if not overlapped:
         # Nothing else to feed: every core goes to the network.
         threads = options.cpu_threads or machine.cores
         workers = options.cpu_workers or 1
-        if workers > 1 or kind == "cpu-workers":
+        if workers > 1:
             return CpuWorkersPlan(workers, threads), 0
         return SyncPlan(threads), 0
     split = plan_cpu_threads(machine.cores)
     workers = options.cpu_workers or split.workers
     threads = options.cpu_threads or split.torch
-    if kind == "sync":
-        return SyncPlan(threads), split.decoder
-    if workers > 1 or kind == "cpu-workers":
+    if workers > 1:
         return CpuWorkersPlan(workers, threads), split.decoder
     return SyncPlan(threads), split.decoder
 

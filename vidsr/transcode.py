@@ -18,21 +18,16 @@ from typing import Any
 from tqdm import tqdm
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, VidsrError
+from vidsr.errors import InputError
 from vidsr.io.decode import Decoder, open_source
 from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.frames import FrameBatch
-from vidsr.io.output_file import (
-    check_paths,
-    claimed_temporary,
-    publish,
-    remove_orphaned_temporaries,
-)
-from vidsr.io.probe import VideoInfo
+from vidsr.io.output_file import check_paths, output_written
 from vidsr.io.script_source import ScriptSource
 from vidsr.io.sink import Sink, open_sink
+from vidsr.io.video_info import VideoInfo
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import StageTiming, run_pipeline
 from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video
@@ -41,7 +36,15 @@ log = logging.getLogger("vidsr")
 
 @dataclass(frozen=True)
 class TranscodeOptions:
-    """Everything about one upscaling run that is not the model, the engine or the encoder."""
+    """Everything about one upscaling run that is not the model, the engine or the encoder.
+
+    Two kinds of field. What shapes the output (the same values give the same file, so a
+    batch's fingerprint and a preset may hold them): ``on_error``, ``ffmpeg``,
+    ``autorotate``, the deinterlacing, ``height``, ``square_pixels``, ``video_stream``.
+    Run control, which changes how the run goes but never a frame of the output:
+    ``overwrite``, ``progress``, ``queue_depth``, ``on_frames``; the command line alone
+    sets them (:mod:`vidsr.options`).
+    """
 
     on_error: str = "fail"  # "fail" or "skip" undecodable frames
     overwrite: bool = False
@@ -185,33 +188,22 @@ def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
     output = plan.output
     announce(plan)
     dst = output.path
-    remove_orphaned_temporaries(dst)
     started = time.perf_counter()
-    with claimed_temporary(dst) as tmp:
-        try:
-            with ExitStack() as stack:
-                # Nothing may fail between building the engine and the `with` that closes it
-                # (its executor's threads and the process's torch threads).
-                runner = stack.enter_context(Engine(model, plan))
-                sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
-                # The decoder's frames: twice the source's at field rate.
-                bar = stack.enter_context(progress_bar(decoder.info, options.progress))
-                written, timing = stream_through(runner, decoder, sink, plan,
-                                                 depth=options.queue_depth,
-                                                 on_write=heard_by(bar.update, options.on_frames))
-                if not written:
-                    # Inside the stack: the sink is abandoned, not finished into a file with
-                    # no video (MP4) or one no reader opens (Matroska).
-                    raise InputError(f"{plan.source.path}: has no frames; nothing written")
-                skipped = decoder.skipped
-            publish(tmp, dst, options.overwrite)
-        except VidsrError as exc:
-            tmp.unlink(missing_ok=True)
-            # Users know the output by its final name, not the temporary one.
-            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, options.overwrite) as tmp, ExitStack() as stack:
+        # Nothing may fail between building the engine and the `with` that closes it
+        # (its executor's threads and the process's torch threads).
+        runner = stack.enter_context(Engine(model, plan))
+        sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
+        # The decoder's frames: twice the source's at field rate.
+        bar = stack.enter_context(progress_bar(decoder.info, options.progress))
+        written, timing = stream_through(runner, decoder, sink, plan,
+                                         depth=options.queue_depth,
+                                         on_write=heard_by(bar.update, options.on_frames))
+        if not written:
+            # Inside the stack: the sink is abandoned, not finished into a file with
+            # no video (MP4) or one no reader opens (Matroska).
+            raise InputError(f"{plan.source.path}: has no frames; nothing written")
+        skipped = decoder.skipped
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,

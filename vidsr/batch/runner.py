@@ -25,7 +25,6 @@ from tqdm import tqdm
 from vidsr.batch.jobfile import (
     JobFile,
     WeightsDigests,
-    file_digest,
     fingerprint,
     output_matches,
     run_options,
@@ -49,10 +48,12 @@ from vidsr.batch.sources import SourceFile, one_line, scan_sources
 from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
+from vidsr.options import upscale_arguments, with_overrides
 from vidsr.pipeline import join_launched, start_all
 from vidsr.plan import EngineOptions, RunPlan
 from vidsr.transcode import (
@@ -104,6 +105,19 @@ class BatchOptions:
 
 # A manifest line's overrides -> how that file runs (the command's options where empty).
 Resolve = Callable[[Mapping[str, str]], FileRun]
+
+
+def manifest_runs(values: Mapping[str, Any], *, quiet: bool = False,
+                  ffmpeg: str | None = None) -> Resolve:
+    """How each file runs: the option values of the command (:mod:`vidsr.options`), with a
+    manifest line's cells read as the options of the same names (``scale`` as
+    ``--scale``); ``quiet`` and ``ffmpeg`` are the command line's, for every file."""
+
+    def file_run(overrides: Mapping[str, str]) -> FileRun:
+        return FileRun(**upscale_arguments(with_overrides(values, overrides), quiet=quiet,
+                                           ffmpeg=ffmpeg))
+
+    return file_run
 
 
 def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidsr.batch.jobfile import file_digest
 from vidsr.engine import Engine
 from vidsr.io.decode import Decoder, Window
 from vidsr.io.encode import Encoder, SegmentEncoder
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import KeyframeIndex
-from vidsr.io.output_file import claimed_temporary, publish, remove_orphaned_temporaries
+from vidsr.io.output_file import output_written
 from vidsr.io.packet_file import read_packets
 from vidsr.io.script_source import ScriptSource
 from vidsr.plan import RunPlan
@@ -153,22 +153,16 @@ def run_segment(runner: Engine, plan: RunPlan, segment: Segment, path: Path,
     ``path``, published only when complete."""
     assert plan.source is not None and plan.output is not None
     started = time.perf_counter()
-    remove_orphaned_temporaries(path)
-    with claimed_temporary(path) as tmp:
-        try:
-            with Decoder(plan.source.path, batch_size=plan.batch_size,
-                         on_error=options.on_error, threads=plan.decoder_threads,
-                         deinterlace=plan.deinterlace, window=segment.window,
-                         video_stream=plan.source.stream_index,
-                         alpha=bool(plan.output.alpha_depth)) as decoder:
-                with SegmentEncoder(tmp, plan.output) as sink:
-                    written, _ = stream_through(runner, decoder, sink, plan,
-                                                depth=options.queue_depth, on_write=on_write)
-                skipped = decoder.skipped
-            publish(tmp, path, overwrite=True)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(path, overwrite=True) as tmp:
+        with Decoder(plan.source.path, batch_size=plan.batch_size,
+                     on_error=options.on_error, threads=plan.decoder_threads,
+                     deinterlace=plan.deinterlace, window=segment.window,
+                     video_stream=plan.source.stream_index,
+                     alpha=bool(plan.output.alpha_depth)) as decoder:
+            with SegmentEncoder(tmp, plan.output) as sink:
+                written, _ = stream_through(runner, decoder, sink, plan,
+                                            depth=options.queue_depth, on_write=on_write)
+            skipped = decoder.skipped
     return SegmentResult(frames=written, skipped=skipped, size=path.stat().st_size,
                          sha256=file_digest(path), wall_s=time.perf_counter() - started)
 
@@ -186,15 +180,9 @@ def join_segments(plan: RunPlan, paths: Sequence[Path], overwrite: bool) -> int:
     output (written under a temporary name, published when complete); the frames written."""
     assert plan.source is not None and plan.output is not None
     dst = plan.output.path
-    remove_orphaned_temporaries(dst)
-    with claimed_temporary(dst) as tmp:
-        try:
-            with Encoder(tmp, plan.output, plan.source.path) as encoder:
-                for path in paths:
-                    encoder.mux_encoded(read_packets(path))
-                frames = encoder.frames_written
-            publish(tmp, dst, overwrite)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, overwrite) as tmp:
+        with Encoder(tmp, plan.output, plan.source.path) as encoder:
+            for path in paths:
+                encoder.mux_encoded(read_packets(path))
+            frames = encoder.frames_written
     return frames

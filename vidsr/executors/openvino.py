@@ -31,7 +31,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import re
 import statistics
 import threading
@@ -51,6 +50,7 @@ from vidsr.errors import OptionsError
 from vidsr.executors.base import Compute, Done, Flags, Pending, usable_output
 from vidsr.executors.cpu_workers import FuturePending
 from vidsr.executors.replica import Replica
+from vidsr.io.atomic_write import atomic_write
 from vidsr.io.frames import FrameBatch
 from vidsr.model_space import ModelSpace
 
@@ -123,12 +123,9 @@ def weights_key(module: torch.nn.Module, scale: int) -> str:
     order) and the scale. Names are left out: a replica wraps its picture layers, which
     renames their tensors but changes nothing exported."""
     from vidsr.export import plain_module
+    from vidsr.models import tensor_digest
 
-    digest = hashlib.sha256()
-    for tensor in plain_module(module).state_dict().values():
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return f"{digest.hexdigest()[:20]}-x{scale}"
+    return f"{tensor_digest(plain_module(module), with_names=False)[:20]}-x{scale}"
 
 
 def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
@@ -137,10 +134,9 @@ def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
 
     path = runtime_cache() / f"{spec.arch}-{weights_key(module, scale)}.onnx"
     if not path.is_file():
-        # Written aside and renamed: another run may read the same key at the same time.
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        export_network(module, spec, partial)
-        os.replace(partial, path)
+        # Shared: another run may export the same key at the same time.
+        with atomic_write(path, shared=True) as partial:
+            export_network(module, spec, partial)
         log.info("exported %s for OpenVINO to %s", spec.arch, path)
     return path
 
@@ -237,10 +233,8 @@ def int8_model(onnx: Path, source: Path, spec: ArchSpec, scale: int) -> Path:
         # MIXED: asymmetric activations, whose ranges after PReLU are not centred.
         quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
                                   ignored_scope=keep, preset=nncf.QuantizationPreset.MIXED)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.part.xml")
-    ov.save_model(quantised, str(partial), compress_to_fp16=False)
-    os.replace(partial.with_suffix(".bin"), path.with_suffix(".bin"))
-    os.replace(partial, path)
+    with atomic_write(path, shared=True, companions=(".bin",)) as partial:
+        ov.save_model(quantised, str(partial), compress_to_fp16=False)
     return path
 
 
@@ -373,9 +367,8 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
         timing = _time_runtimes(model, on_torch, on_openvino)
         choices[key] = timing
         store.parent.mkdir(parents=True, exist_ok=True)
-        partial = store.with_name(f".{store.name}.{os.getpid()}.part")
-        partial.write_text(json.dumps(choices, indent=1))
-        os.replace(partial, store)
+        with atomic_write(store, shared=True) as partial:
+            partial.write_text(json.dumps(choices, indent=1))
     faster = on_openvino if timing["openvino_ms"] < timing["torch_ms"] else on_torch
     reason = (f"auto: a {PROBE_SIDE}x{PROBE_SIDE} input on {threads} thread(s) took OpenVINO"
               f" {openvino_precision} {timing['openvino_ms']:.0f} ms, torch {torch_precision}"

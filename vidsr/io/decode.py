@@ -41,8 +41,9 @@ from vidsr.errors import DecodeError, OptionsError, option
 from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import alpha_format, copy_frame_planes, source_format
-from vidsr.io.probe import ALPHA_DECODERS, CARRIED_SIDE_DATA, VideoInfo, describe, open_input
+from vidsr.io.probe import ALPHA_DECODERS, CARRIED_SIDE_DATA, describe, open_input
 from vidsr.io.timestamps import LATE, Continuity, Timeline, TimestampMode, timestamp_mode
+from vidsr.io.video_info import VideoInfo
 
 if TYPE_CHECKING:
     from vidsr.io.script_source import ScriptSource

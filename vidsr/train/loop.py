@@ -31,6 +31,7 @@ from vidsr.devices import resolve_device, torch_threads
 from vidsr.errors import Cancelled, OptionsError, with_article
 from vidsr.model_space import ModelSpace
 from vidsr.train.checkpoints import (
+    TrainingState,
     export_weights,
     latest_checkpoint,
     load_checkpoint,
@@ -51,20 +52,6 @@ from vidsr.train.plot import write_progress_plot
 from vidsr.train.schedule import learning_rate
 
 log = logging.getLogger("vidsr")
-
-
-@dataclass
-class TrainingState:
-    """Everything that changes while training; what a checkpoint saves."""
-
-    generator: nn.Module
-    params_ema: nn.Module | None
-    optimizer: torch.optim.Optimizer
-    discriminator: nn.Module | None = None
-    disc_optimizer: torch.optim.Optimizer | None = None
-    scaler: torch.amp.GradScaler | None = None
-    step: int = 0  # steps completed
-    wall_s: float = 0.0  # training wall time over all sessions of the run
 
 
 @dataclass(frozen=True)

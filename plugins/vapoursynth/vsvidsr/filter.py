@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -45,8 +45,10 @@ from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
 from vidsr.model_space import float_layout
 from vidsr.models import SRModel, load_model
+from vidsr.options import defaults, preset_values
 from vidsr.plan import EngineOptions, Runtime, plan_run
 from vidsr.precision import Precision
+from vidsr.run_presets import load_preset
 from vsvidsr.gather import Gatherer, Request
 
 log = logging.getLogger("vidsr")
@@ -274,23 +276,18 @@ _FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "b
 
 
 def _preset_values(preset: str | Path) -> dict[str, Any]:
-    """A preset's filter options, checked by `vidsr`'s own option parser."""
-    from vidsr.cli import options_parser
-    from vidsr.run_presets import RunPreset, load_preset, preset_arguments
-
+    """A preset's filter options, each read as `vidsr` reads it (:mod:`vidsr.options`)."""
     found = load_preset(preset)
     kept = {k: v for k, v in found.options.items() if k.replace("_", "-") in _FILTER_KEYS}
     left = sorted(set(found.options) - set(kept))
     if left:
         log.info("vsvidsr: preset %s: %s left to the script", found.name, ", ".join(left))
-    parser = options_parser("vsvidsr.upscale", "compact")
     # Each value is checked there, naming the file and the key.
-    words = preset_arguments(RunPreset(found.name, found.path, found.description, kept), parser)
-    args = parser.parse_args(words)
-    return {"model": args.model, "scale": args.scale, "weights": args.weights,
-            "device": args.device, "precision": args.precision,
-            "batch_size": args.batch_size, "tile": args.tile or None,
-            "tile_overlap": args.tile_overlap}
+    given = {**defaults(), **preset_values(replace(found, options=kept))}
+    return {"model": given["model"], "scale": given["scale"], "weights": given["weights"],
+            "device": given["device"], "precision": given["precision"],
+            "batch_size": given["batch_size"], "tile": given["tile"] or None,
+            "tile_overlap": given["tile_overlap"]}
 
 
 def _one_line(exc: BaseException) -> str:
