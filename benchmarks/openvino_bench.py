@@ -38,9 +38,9 @@ from vidsr.bench import BenchOptions, run_bench
 from vidsr.evaluate import evaluate_folder
 from vidsr.executors.openvino import OpenVinoNetwork
 from vidsr.executors.replica import Replica
-from vidsr.export import frames_to_model, network_input
 from vidsr.io.decode import Decoder
 from vidsr.machine import this_machine
+from vidsr.model_space import ModelSpace
 from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions, resolve_plan
 
@@ -72,9 +72,10 @@ def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[st
 def _network_runs(model: SRModel, threads: int, bf16: bool) -> dict[str, Callable[[], object]]:
     """Each runtime and precision's forward on the first frame of the CIF clip."""
     scale = model.scale
+    space = ModelSpace.of(model.spec, scale)
     with Decoder(FRAME_CLIP, batch_size=1) as decoder:
-        frame = frames_to_model(next(iter(decoder)), decoder.info.colour, model.spec)
-    x = network_input(frame, model.spec, scale)
+        frame = space.picture_of(next(iter(decoder)), decoder.info.colour)
+    x = space.network_input(frame)
     nchw = copy.deepcopy(model.module)
     channels_last = copy.deepcopy(model.module).to(memory_format=torch.channels_last)
     x_cl = x.contiguous(memory_format=torch.channels_last)

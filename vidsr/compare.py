@@ -54,6 +54,7 @@ from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.images import IMAGE_SUFFIXES, read_rgb
 from vidsr.io.output_file import check_output_path, write_small_output
 from vidsr.io.pixfmt import source_format
+from vidsr.model_space import ModelSpace
 from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions, resolve_plan
 from vidsr.precision import Precision
@@ -234,7 +235,7 @@ def upscale_still(model: SRModel, batch: FrameBatch, colour: ColourSpec,
 
 def model_input(model: SRModel, lr_rgb: torch.Tensor) -> tuple[FrameBatch, ColourSpec]:
     """The self-test LR as the model should get it (see the module's docstring)."""
-    if model.spec.input_space == "y":
+    if ModelSpace.of(model.spec, model.scale).native_family == "yuv":
         return luma_batch(lr_rgb)
     return rgb_batch(lr_rgb), RGB_COLOUR
 

@@ -164,18 +164,15 @@ def upscale_for_eval(engine: Engine, lr: torch.Tensor) -> torch.Tensor:
     Returns what is scored, (H, W) float64 0..255: the Y of an RGB image, the
     values of a gray one.
     """
-    space = engine.spec.input_space
-    gray = lr.shape[0] == 1
-    if space in ("y", "planes"):
-        luma = scored_values(lr) / MAX_CODE
-        out = engine.run_network(luma[None, None])[0, 0]
-        return (out.to(torch.float64) * MAX_CODE).clamp(0, MAX_CODE).cpu()
-    if space == "rgb":
-        rgb = lr.expand(3, -1, -1).to(torch.float64)[None] / MAX_CODE
-        out = engine.run_network(rgb)[0].to(torch.float64).cpu()
-        saved = round_half_up(out * MAX_CODE).to(torch.uint8)
-        return gray_of_uint8(saved) if gray else luma_of_uint8(saved)
-    raise ModelError(f"model input space {space!r} is not one vidsr eval knows")
+    space = engine.space
+    rgb = lr.expand(3, -1, -1).to(torch.float64)[None] / MAX_CODE
+    # Luma and plane-wise models run on the rounded Y a luma path gets from 8-bit video.
+    picture = space.from_rgb(rgb, luma=(scored_values(lr) / MAX_CODE)[None, None])
+    out = engine.run_network(picture)
+    if space.channels == 1:
+        return (out[0, 0].to(torch.float64) * MAX_CODE).clamp(0, MAX_CODE).cpu()
+    saved = round_half_up(out[0].to(torch.float64).cpu() * MAX_CODE).to(torch.uint8)
+    return gray_of_uint8(saved) if lr.shape[0] == 1 else luma_of_uint8(saved)
 
 
 def score_luma(sr_y: torch.Tensor, hr_y: torch.Tensor, scale: int) -> tuple[float, float]:

@@ -4,7 +4,8 @@ The file holds the network alone, in its own space (the ``spec``'s input space,
 values in [0, 1], unclamped output): input ``input`` (N, C, H, W) float32, output
 ``output`` (N, C, H*s, W*s), batch, height and width dynamic. Colour conversion,
 padding to the size multiple and tiling stay in the program that runs it (VDSR-like
-networks, ``pre_upsampled``, take the picture bicubic-upscaled to the output size).
+networks, ``pre_upsampled``, take the picture bicubic-upscaled to the output size);
+:class:`~vidsr.model_space.ModelSpace` is where vidsr does both.
 
 Opset :data:`OPSET` (17), written by torch's TorchScript exporter: it exports every
 vidsr architecture in well under a second, and opset 17 is read by ONNX Runtime
@@ -30,11 +31,8 @@ from torch import nn
 
 from vidsr.archs.spec import ArchSpec
 from vidsr.errors import ModelError, OptionsError
-from vidsr.io.colour import ColourSpec, luma_to_model, planes_to_rgb
-from vidsr.io.frames import FrameBatch
-from vidsr.metrics import rgb_to_y_bt601
+from vidsr.model_space import ModelSpace
 from vidsr.models import SRModel
-from vidsr.resize import imresize
 
 log = logging.getLogger("vidsr")
 
@@ -101,47 +99,27 @@ def export_network(module: nn.Module, spec: ArchSpec, path: Path, *,
     return path
 
 
-def frames_to_model(batch: FrameBatch, colour: ColourSpec, spec: ArchSpec) -> torch.Tensor:
-    """Decoded frames as a network of ``spec`` sees them: RGB in [0, 1], or luma for a luma
-    model (the coded Y of a YUV source, BT.601 Y of an RGB one), float32 (N, C, h, w)."""
-    planes = [torch.from_numpy(np.ascontiguousarray(p)).float() for p in batch.planes]
-    layout = batch.layout
-    if spec.input_space == "y" and layout.family != "rgb":
-        return luma_to_model(planes[0], colour, layout)[:, None].float()
-    y, u, v = (planes + [None, None])[:3]
-    rgb = planes_to_rgb(y, u, v, colour, layout).clamp(0, 1)
-    if spec.input_space == "rgb":
-        return rgb.float()
-    return (rgb_to_y_bt601(rgb) / 255.0)[:, None].float()
-
-
-def network_input(picture: torch.Tensor, spec: ArchSpec, scale: int) -> torch.Tensor:
-    """``picture`` in model space made what the network itself takes: bicubic-upscaled for
-    a pre-upsampling network, padded (replicate) to the size multiple."""
-    if spec.pre_upsampled:
-        picture = imresize(picture, scale=scale)
-    multiple = spec.size_multiple
-    pad_h, pad_w = (-picture.shape[-2]) % multiple, (-picture.shape[-1]) % multiple
-    if pad_h or pad_w:
-        picture = torch.nn.functional.pad(picture, (0, pad_w, 0, pad_h), mode="replicate")
-    return picture.contiguous()
-
-
 def sample_frame(spec: ArchSpec, scale: int, side: int = VERIFY_SIDE) -> torch.Tensor:
     """A real frame to check a network on: the centre of the bundled sample clip's first
     frame, as the network takes it (1, C, h, w), ``side`` pixels square (a pre-upsampling
     network's crop is ``side`` once upscaled)."""
     from vidsr.io.decode import Decoder
 
+    space = ModelSpace.of(spec, scale)
     if spec.pre_upsampled:
         side = max(1, side // scale)
 
     with Decoder(SAMPLE_CLIP, batch_size=1) as decoder:
         batch = next(iter(decoder))
-        picture = frames_to_model(batch, decoder.info.colour, spec)
+        picture = space.picture_of(batch, decoder.info.colour)
+    return space.network_input(centre_crop(picture, side))
+
+
+def centre_crop(picture: torch.Tensor, side: int) -> torch.Tensor:
+    """The centre ``side`` x ``side`` pixels of ``picture`` (all of a smaller side)."""
     h, w = picture.shape[-2:]
     top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return network_input(picture[..., top : top + side, left : left + side], spec, scale)
+    return picture[..., top : top + side, left : left + side]
 
 
 def run_onnx(path: Path, x: np.ndarray, runtime: str) -> np.ndarray:

@@ -53,6 +53,7 @@ from vidsr.executors.replica import Replica
 from vidsr.io.atomic_write import atomic_write
 from vidsr.io.frames import FrameBatch
 from vidsr.machine import openvino_unusable
+from vidsr.model_space import ModelSpace
 
 if TYPE_CHECKING:
     from vidsr.archs.spec import ArchSpec
@@ -125,17 +126,15 @@ def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
                        count: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
     """Up to ``count`` frames of ``source`` (a clip, or a folder of images) spread over it,
     as the network takes them (centre crop, model space, padded)."""
-    from vidsr.export import frames_to_model, network_input
+    from vidsr.export import centre_crop
     from vidsr.io.images import list_images, read_rgb
-    from vidsr.metrics import rgb_to_y_bt601
 
+    space = ModelSpace.of(spec, scale)
     pictures: list[torch.Tensor] = []
     if source.is_dir():
         images = list_images(source)
         for path in images[:: max(1, len(images) // count)][:count]:
-            rgb = read_rgb(path)[None].float() / 255.0
-            pictures.append(rgb if spec.input_space == "rgb"
-                            else (rgb_to_y_bt601(rgb) / 255.0)[:, None].float())
+            pictures.append(space.from_rgb(read_rgb(path)[None].float() / 255.0))
     else:
         from vidsr.io.decode import open_media
 
@@ -144,16 +143,11 @@ def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
             stride = max(1, total // count)
             for index, batch in enumerate(decoder):
                 if index % stride == 0:
-                    pictures.append(frames_to_model(batch, decoder.info.colour, spec))
+                    pictures.append(space.picture_of(batch, decoder.info.colour))
                 if len(pictures) >= count:
                     break
-    samples = []
-    for picture in pictures:
-        h, w = picture.shape[-2:]
-        side = CALIBRATION_SIDE
-        top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-        crop = picture[..., top : top + side, left : left + side]
-        samples.append(network_input(crop, spec, scale).numpy())
+    samples = [space.network_input(centre_crop(picture, CALIBRATION_SIDE)).numpy()
+               for picture in pictures]
     if not samples:
         raise OptionsError(f"{source}: no frames to calibrate int8 on")
     return samples

@@ -1,7 +1,8 @@
 """The network on one device, and the two ways a batch recovers from a failure.
 
 A :class:`Replica` holds its own copy of the network in the plan's precision
-and memory format, pads inputs to the network's size multiple, runs large
+and memory format, pads inputs to the network's size multiple (through its
+:class:`~vidsr.model_space.ModelSpace`), runs large
 frames in overlapping tiles, and owns the only copies of the two recovery
 paths every executor shares:
 
@@ -32,7 +33,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
@@ -40,7 +40,7 @@ from vidsr.devices import is_out_of_memory
 from vidsr.errors import ModelError, OutOfMemoryError
 from vidsr.executors.base import OUTPUT_LIMIT, Compute, Flags, Forward, usable_output
 from vidsr.io.frames import FrameBatch
-from vidsr.resize import imresize
+from vidsr.model_space import ModelSpace
 
 if TYPE_CHECKING:
     from vidsr.plan import RunPlan
@@ -70,6 +70,8 @@ class Replica:
                  plan: RunPlan) -> None:
         self.spec = spec
         self.scale = scale
+        # Pre-upsampling and padding to the size multiple, as everywhere else.
+        self.space = ModelSpace.of(spec, scale)
         self.device = device
         self.dtype = plan.precision.dtype
         self.channels_last = plan.channels_last
@@ -106,10 +108,6 @@ class Replica:
         # A device tensor, not a bool: reading it here would wait for the device.
         flags.append(usable_output(y))
         return y
-
-    @property
-    def network_scale(self) -> int:
-        return 1 if self.spec.pre_upsampled else self.scale
 
     # -- batches ---------------------------------------------------------------------
 
@@ -167,8 +165,7 @@ class Replica:
         """
         x = x.to(self.device, torch.float32)
         out_h, out_w = x.shape[-2] * self.scale, x.shape[-1] * self.scale
-        if self.spec.pre_upsampled:
-            x = imresize(x, size=(out_h, out_w))
+        x = self.space.pre_upsample(x)
         y = self._fitting(x, fp32, flags)
         return y[..., :out_h, :out_w]
 
@@ -206,7 +203,7 @@ class Replica:
                 return
             if self.tile and self.tile < (tile or max(h, w)):
                 return  # another worker already went smaller than what failed here
-            smaller = _round_up(max(tile or max(h, w), 2) // 2, self.spec.size_multiple)
+            smaller = _round_up(max(tile or max(h, w), 2) // 2, self.space.size_multiple)
             if smaller < self.min_tile:
                 raise OutOfMemoryError(
                     f"out of memory on {self.device} even for one frame in {tile or max(h, w)}"
@@ -223,14 +220,8 @@ class Replica:
         return self._run_padded(x, fp32, flags)
 
     def _run_padded(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
-        multiple = self.spec.size_multiple
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % multiple, (-w) % multiple
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        y = self._forward(x, fp32, flags)
-        s = self.network_scale
-        return y[..., : h * s, : w * s]
+        return self.space.unpad(self._forward(self.space.pad(x), fp32, flags), h, w)
 
     def _forward(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
         runtime = self._runtime
@@ -239,7 +230,7 @@ class Replica:
     def _run_tiled(self, x: torch.Tensor, tile: int, fp32: bool, flags: Flags) -> torch.Tensor:
         """Run overlapping tiles and keep only each tile's core: no seams when the
         model's receptive radius fits in the overlap."""
-        s, overlap = self.network_scale, self.overlap
+        s, overlap = self.space.network_scale, self.overlap
         n, c, h, w = x.shape
         out = torch.empty(n, c, h * s, w * s, device=x.device, dtype=torch.float32)
         for top in range(0, h, tile):

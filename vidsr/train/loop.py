@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from vidsr.archs.spec import ArchSpec
 from vidsr.devices import resolve_device, torch_threads
 from vidsr.errors import Cancelled, OptionsError, with_article
-from vidsr.metrics import rgb_to_y_bt601
-from vidsr.resize import imresize
+from vidsr.model_space import ModelSpace
 from vidsr.train.checkpoints import (
     TrainingState,
     export_weights,
@@ -125,19 +125,16 @@ def autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractConte
             return contextlib.nullcontext()
 
 
-def to_model_space(batch: Batch, spec: Any, device: torch.device
+def to_model_space(batch: Batch, spec: ArchSpec, device: torch.device
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Network input and target for a batch, as the architecture's spec asks.
 
     Luma models get BT.601 studio-swing Y scaled to [0, 1] (as the papers
     train them); pre-upsampling models get the LR bicubic-upscaled to HR size.
     """
-    lr, hr = batch.lr, batch.hr
-    if spec.input_space == "y":
-        lr = (rgb_to_y_bt601(lr) / 255).float().unsqueeze(1)
-        hr = (rgb_to_y_bt601(hr) / 255).float().unsqueeze(1)
-    if spec.pre_upsampled:
-        lr = imresize(lr, size=tuple(hr.shape[-2:]))
+    space = ModelSpace.of(spec, batch.scale)
+    hr = space.from_rgb(batch.hr)
+    lr = space.pre_upsample(space.from_rgb(batch.lr), size=(hr.shape[-2], hr.shape[-1]))
     return (lr.to(device, memory_format=torch.channels_last),
             hr.to(device, memory_format=torch.channels_last))
 

@@ -14,9 +14,10 @@ Two ways through the engine, by format:
   chroma resized with vidsr's bicubic, code values rounded as the encoder
   gets them; so ``vidsr clip.vpy`` and a script with vsvidsr give the same
   frames;
-- float RGB and GRAY (``RGBS``/``RGBH``/``GRAYS``/``GRAYH``) run the replica's
-  network on the planes as they are, unclamped; half-precision planes travel
-  as half precision to the device and back.
+- float RGB and GRAY (``RGBS``/``RGBH``/``GRAYS``/``GRAYH``) go through
+  :meth:`Engine.submit_floats`: the network on the planes as they are,
+  unclamped; half-precision planes travel as half precision to the device and
+  back.
 
 VapourSynth requests frames from many threads; :class:`~vsvidsr.gather.Gatherer`
 collects them into batches. Each request runs in its own per-frame
@@ -28,24 +29,22 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import vapoursynth as vs
 
 from vidsr.engine import Engine
 from vidsr.errors import InputError, OptionsError, VidsrError
-from vidsr.executors import Flags, Replica
+from vidsr.executors import PendingBatch
 from vidsr.executors.openvino import faster_plan
-from vidsr.io.colour import ColourSpec, luma_to_model, model_to_luma
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
+from vidsr.model_space import float_layout
 from vidsr.models import SRModel, load_model
 from vidsr.options import defaults, preset_values
 from vidsr.plan import EngineOptions, RunPlan, Runtime, resolve_plan
@@ -57,10 +56,6 @@ log = logging.getLogger("vidsr")
 
 # How a format goes through the engine (see the module docstring).
 Route = Literal["codes", "float"]
-# Float GRAY is full-range luma in [0, 1]; luma models see it as studio swing, as the
-# transcoder hands them a full-range file's Y (vidsr.io.colour.luma_to_model).
-_FULL = ColourSpec("bt709", True, "bt709", "bt709")
-_GRAY16 = PlaneLayout("gray", 16, pix_fmt="gray16le")
 
 
 def upscale(
@@ -207,11 +202,7 @@ def _layout(fmt: vs.VideoFormat, route: Route) -> PlaneLayout:
         layout = layout_of(fmt)
         assert layout is not None
         return layout
-    family = "rgb" if fmt.color_family == vs.RGB else "gray"
-    depth = fmt.bits_per_sample
-    pix_fmt = f"{'gbrp' if family == 'rgb' else 'gray'}f{depth}le"
-    # Float planes keep vidsr's plane order (gbrp); ``bit_depth`` is the float's width.
-    return PlaneLayout(family, depth, pix_fmt=pix_fmt)
+    return float_layout("rgb" if fmt.color_family == vs.RGB else "gray", fmt.bits_per_sample)
 
 
 # -- the engine side: batches ------------------------------------------------------------------
@@ -232,11 +223,9 @@ class _Batches:
                             min(req.index for req in batch), self.layout)
         if self.route == "codes":
             pending = self.engine.submit(frames, batch[0].key, self.layout)
-            return _Handle(pending.ready, lambda: pending.result().planes, len(batch))
-        compute = partial(_float_compute, spec_space=self.engine.spec.input_space,
-                          half=self.layout.bit_depth == 16)
-        executor_pending = self.engine.executor.submit(frames, compute)
-        return _Handle(executor_pending.ready, executor_pending.planes, len(batch))
+        else:
+            pending = self.engine.submit_floats(frames)
+        return _Handle(pending, len(batch))
 
 
 class _Handle:
@@ -244,37 +233,14 @@ class _Handle:
     (NaN, Inf, far out of range) raises from the replica, which has already redone a
     reduced-precision batch in fp32, naming the batch's frames."""
 
-    def __init__(self, ready: Callable[[], bool], planes: Callable[[], list[np.ndarray]],
-                 count: int) -> None:
-        self.ready = ready
-        self._planes = planes
+    def __init__(self, pending: PendingBatch, count: int) -> None:
+        self.ready = pending.ready
+        self._pending = pending
         self._count = count
 
     def result(self) -> Sequence[Any]:
-        planes = self._planes()
+        planes = self._pending.result().planes
         return [[p[i] for p in planes] for i in range(self._count)]
-
-
-def _float_compute(replica: Replica, planes: list[torch.Tensor], fp32: bool, flags: Flags, *,
-                   spec_space: str, half: bool) -> list[torch.Tensor]:
-    """Float planes (gbrp order) on the device -> upscaled float planes, unclamped."""
-    floats = [p.float() for p in planes]
-    net = partial(replica.network, fp32=fp32, flags=flags)
-    if spec_space == "rgb":
-        g, b, r = floats
-        y = net(torch.stack((r, g, b), dim=1))
-        out = [y[:, 1], y[:, 2], y[:, 0]]
-    elif spec_space == "y":
-        luma = luma_to_model(floats[0] * _GRAY16.max_code, _FULL, _GRAY16)
-        out = [model_to_luma(net(luma[:, None])[:, 0], _FULL, _GRAY16) / _GRAY16.max_code]
-    else:
-        stacked = torch.stack(floats, dim=1)
-        n, c, h, w = stacked.shape
-        y = net(stacked.reshape(n * c, 1, h, w))
-        y = y.reshape(n, c, *y.shape[-2:])
-        out = [y[:, i] for i in range(c)]
-    dtype = torch.float16 if half else torch.float32
-    return [p.to(dtype) for p in out]
 
 
 # -- the VapourSynth side: one frame -------------------------------------------------------------
