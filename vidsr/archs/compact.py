@@ -30,7 +30,7 @@ from vidsr.errors import ModelError
 Activation = Literal["prelu", "relu", "leakyrelu"]
 
 
-def _activation(kind: Activation, num_feat: int) -> nn.Module:
+def activation(kind: Activation, num_feat: int) -> nn.Module:
     if kind == "prelu":
         return nn.PReLU(num_parameters=num_feat)
     if kind == "leakyrelu":
@@ -64,9 +64,9 @@ class SRVGGNetCompact(nn.Module):
             "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "num_feat": num_feat,
             "num_conv": num_conv, "scale": scale, "act_type": act_type,
         }
-        layers: list[nn.Module] = [conv3x3(num_in_ch, num_feat), _activation(act_type, num_feat)]
+        layers: list[nn.Module] = [conv3x3(num_in_ch, num_feat), activation(act_type, num_feat)]
         for _ in range(num_conv):
-            layers += [conv3x3(num_feat, num_feat), _activation(act_type, num_feat)]
+            layers += [conv3x3(num_feat, num_feat), activation(act_type, num_feat)]
         layers.append(conv3x3(num_feat, num_out_ch * scale**2))
         self.body = nn.Sequential(*layers)
         self.upsampler = nn.PixelShuffle(scale)
