@@ -19,6 +19,7 @@ OPTIONS = DataOptions(hr_size=16, scales=(2,), batch_size=3, clip_motion=2, vide
 @pytest.fixture
 def sources(tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("VIDSR_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "videos").mkdir()
     clip = make_clip(tmp_path / "videos" / "pan.mp4", width=64, height=48, frames=10,
                      content="moving")
     return collect_window_sources([clip.parent, image_folder])
@@ -96,9 +97,15 @@ def test_training_on_windows_grows_from_compact_and_resumes_bit_exactly(sources,
     with torch.no_grad():
         window = torch.rand(1, 3, 3, 8, 8)
         assert torch.equal(grown.eval()(window), frame_model.eval()(window[:, 1]))
-    fit(cfg, sampler, tmp_path / "whole", generator=build_generator(cfg))
-    fit(cfg, sampler, tmp_path / "parts", generator=build_generator(cfg), stop_at=4)
-    fit(cfg, sampler, tmp_path / "parts", generator=build_generator(cfg), resume=True)
+
+    def fresh(seed: int):  # the refine blocks' first convs are drawn from torch's generator
+        torch.manual_seed(seed)
+        return build_generator(cfg)
+
+    fit(cfg, sampler, tmp_path / "whole", generator=fresh(0))
+    fit(cfg, sampler, tmp_path / "parts", generator=fresh(0), stop_at=4)
+    # A new process would build a different network; the checkpoint must replace all of it.
+    fit(cfg, sampler, tmp_path / "parts", generator=fresh(123), resume=True)
     for name in ("params", "params_ema"):
         a = read_state_dict(tmp_path / f"whole/checkpoints/00000006/{name}.safetensors")
         b = read_state_dict(tmp_path / f"parts/checkpoints/00000006/{name}.safetensors")
