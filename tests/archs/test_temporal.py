@@ -28,7 +28,9 @@ def test_grown_from_archival_it_equals_archival_at_step_0(scale: int) -> None:
     windows = torch.rand(2, 5, 3, 20, 24)
     with torch.no_grad():
         difference = (model(windows) - archival(windows[:, 2])).abs().max()
-    assert float(difference) == 0.0
+    # The same arithmetic; only the summation order of the first conv differs (the
+    # neighbours' zero channels sit between the centre's in channels_last).
+    assert float(difference) < 2e-6
 
 
 def test_round_trip_through_safetensors(tmp_path: Path) -> None:

@@ -96,7 +96,8 @@ def test_training_on_windows_grows_from_compact_and_resumes_bit_exactly(sources,
     grown = build_generator(cfg)
     with torch.no_grad():
         window = torch.rand(1, 3, 3, 8, 8)
-        assert torch.equal(grown.eval()(window), frame_model.eval()(window[:, 1]))
+        torch.testing.assert_close(grown.eval()(window), frame_model.eval()(window[:, 1]),
+                                   atol=2e-6, rtol=0)
 
     def fresh(seed: int):  # the refine blocks' first convs are drawn from torch's generator
         torch.manual_seed(seed)
@@ -110,4 +111,4 @@ def test_training_on_windows_grows_from_compact_and_resumes_bit_exactly(sources,
         a = read_state_dict(tmp_path / f"whole/checkpoints/00000006/{name}.safetensors")
         b = read_state_dict(tmp_path / f"parts/checkpoints/00000006/{name}.safetensors")
         assert all(torch.equal(a[k], b[k]) for k in a), name
-    assert not torch.equal(a["head.0.weight"], torch.zeros_like(a["head.0.weight"]))
+    assert not torch.equal(a["head.frames.0.weight"], torch.zeros_like(a["head.frames.0.weight"]))

@@ -6,13 +6,13 @@ either side; the output is the SR of the centre frame, ``(N, C, sH, sW)``. A
 frame-wise input ``(N, C, H, W)`` is taken as a still window (the frame repeated).
 
 The network is ``compact`` (Real-ESRGAN's SRVGGNetCompact) with two additions:
-its first convolution takes every frame of the window (one ``head.t`` conv per
+its first convolution takes every frame of the window (one ``head.frames.t`` conv per
 frame, summed), and ``refine`` residual blocks after it give the fusion room.
 Grown from a frame-wise compact (:func:`from_frame_model`) the neighbours'
 head weights and the last conv of each refine block start at zero, so at step 0
 it computes exactly what the frame-wise network did: training can only add.
 
-Canonical keys: ``head.{t}`` (conv per frame), ``head_act`` (PReLU),
+Canonical keys: ``head.frames.{t}`` (conv per frame), ``head_act`` (PReLU),
 ``refine.{k}.conv1 / act / conv2``, then ``body`` as compact's body without its
 first conv: ``num_conv`` x (conv, act) and the conv to ``C * scale**2``.
 """
@@ -53,6 +53,24 @@ class RefineBlock(nn.Module):
         return x + self.conv2(self.act(self.conv1(x)))
 
 
+class FrameFusion(nn.Module):
+    """The first convolution over a window: one conv per frame, summed, as (N, T, C, H, W) -> (N,
+    F, H, W). One module, so reduced precision keeps it in fp32 as a picture layer."""
+
+    def __init__(self, num_in_ch: int, num_feat: int, window: int) -> None:
+        super().__init__()
+        self.frames = nn.ModuleList(conv3x3(num_in_ch, num_feat) for _ in range(window))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One convolution over the frames' channels side by side: the same sum as one conv
+        # per frame, at the cost of a single call.
+        weight = torch.cat([conv.weight for conv in self.frames], dim=1)
+        bias = torch.stack([conv.bias for conv in self.frames]).sum(0)
+        # channels_last, as the engine and training lay out every other layer's input.
+        stacked = x.flatten(1, 2).contiguous(memory_format=torch.channels_last)
+        return F.conv2d(stacked, weight, bias, padding=1)
+
+
 class WindowCompact(nn.Module):
     """compact with a window of ``2 * radius + 1`` frames fused by its first convolution."""
 
@@ -78,7 +96,7 @@ class WindowCompact(nn.Module):
             "num_in_ch": num_in_ch, "num_feat": num_feat, "num_conv": num_conv,
             "num_refine": num_refine, "radius": radius, "scale": scale, "act_type": act_type,
         }
-        self.head = nn.ModuleList(conv3x3(num_in_ch, num_feat) for _ in range(2 * radius + 1))
+        self.head = FrameFusion(num_in_ch, num_feat, 2 * radius + 1)
         self.head_act = activation(act_type, num_feat)
         self.refine = nn.Sequential(*(RefineBlock(num_feat, act_type) for _ in range(num_refine)))
         layers: list[nn.Module] = []
@@ -99,22 +117,15 @@ class WindowCompact(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        window = len(self.head)
+        window = 2 * self.config["radius"] + 1
         if x.ndim == 4:
             x = x.unsqueeze(1).expand(-1, window, -1, -1, -1)
         if x.ndim != 5 or x.shape[1] != window:
             raise ModelError(f"temporal expects (N, {window}, C, H, W) windows, got "
                              f"{tuple(x.shape)}")
-        centre = x[:, window // 2]
-        # One convolution over the frames' channels side by side: the same sum as one conv
-        # per frame, at the cost of a single call.
-        weight = torch.cat([conv.weight for conv in self.head], dim=1)
-        bias = torch.stack([conv.bias for conv in self.head]).sum(0)
-        stacked = x.flatten(1, 2)
-        if centre.is_contiguous(memory_format=torch.channels_last):
-            stacked = stacked.contiguous(memory_format=torch.channels_last)
-        features = self.refine(self.head_act(F.conv2d(stacked, weight, bias, padding=1)))
+        features = self.refine(self.head_act(self.head(x)))
         out = self.upsampler(self.body(features))
+        centre = x[:, window // 2]
         return out + F.interpolate(centre, scale_factor=self.config["scale"], mode="nearest")
 
 
@@ -134,7 +145,7 @@ def from_frame_model(frame_model: SRVGGNetCompact, *, radius: int = 2,
                           scale=c["scale"], act_type=c["act_type"])
     frame = frame_model.body
     with torch.no_grad():
-        for t, conv in enumerate(model.head):
+        for t, conv in enumerate(model.head.frames):
             if t == radius:
                 conv.load_state_dict(frame[0].state_dict())
             else:
@@ -162,24 +173,24 @@ def grow(frame_model: nn.Module, config: dict[str, Any]) -> WindowCompact:
 
 
 KEY_REQUIREMENTS: dict[str, tuple[str, ...]] = {
-    "vidsr": ("head.0.weight", "head.0.bias", "body.0.weight"),
+    "vidsr": ("head.frames.0.weight", "head.frames.0.bias", "body.0.weight"),
 }
 
 
 def detect(state_dict: StateDict) -> bool:
     return (has_keys(state_dict, KEY_REQUIREMENTS["vidsr"])
-            and state_dict["head.0.weight"].ndim == 4
+            and state_dict["head.frames.0.weight"].ndim == 4
             and all(key.split(".")[0] in ("head", "head_act", "refine", "body")
                     for key in state_dict))
 
 
 def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None) -> WindowCompact:
-    window = len(indices(state_dict, "head."))
+    window = len(indices(state_dict, "head.frames."))
     last = max(indices(state_dict, "body."))
-    num_in_ch = state_dict["head.0.weight"].shape[1]
+    num_in_ch = state_dict["head.frames.0.weight"].shape[1]
     read = {
         "num_in_ch": num_in_ch,
-        "num_feat": state_dict["head.0.weight"].shape[0],
+        "num_feat": state_dict["head.frames.0.weight"].shape[0],
         "num_conv": last // 2,
         "num_refine": len(indices(state_dict, "refine.")),
         "radius": window // 2,
