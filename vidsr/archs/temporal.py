@@ -35,7 +35,7 @@ from vidsr.archs.architecture import (
     with_overrides,
 )
 from vidsr.archs.blocks import conv3x3, input_space_for
-from vidsr.archs.compact import Activation, SRVGGNetCompact, activation
+from vidsr.archs.compact import Activation, SRVGGNetCompact, activation, body_layers
 from vidsr.archs.spec import ArchSpec
 from vidsr.errors import ModelError
 
@@ -99,11 +99,7 @@ class WindowCompact(nn.Module):
         self.head = FrameFusion(num_in_ch, num_feat, 2 * radius + 1)
         self.head_act = activation(act_type, num_feat)
         self.refine = nn.Sequential(*(RefineBlock(num_feat, act_type) for _ in range(num_refine)))
-        layers: list[nn.Module] = []
-        for _ in range(num_conv):
-            layers += [conv3x3(num_feat, num_feat), activation(act_type, num_feat)]
-        layers.append(conv3x3(num_feat, num_in_ch * scale**2))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(*body_layers(num_feat, num_conv, num_in_ch, scale, act_type))
         self.upsampler = nn.PixelShuffle(scale)
 
     @property
