@@ -42,7 +42,7 @@ from vidsr.export import frames_to_model, network_input
 from vidsr.io.decode import Decoder
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, plan_run
+from vidsr.plan import EngineOptions, resolve_plan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FRAME_CLIP = SHARED / "videos" / "foreman_cif.mp4"
@@ -88,7 +88,7 @@ def _network_runs(model: SRModel, threads: int, bf16: bool) -> dict[str, Callabl
         return run
 
     def openvino_run(precision: str) -> Callable[[], object]:
-        plan = plan_run(model, EngineOptions(device="cpu", precision=precision,  # type: ignore[arg-type]
+        plan = resolve_plan(model, EngineOptions(device="cpu", precision=precision,  # type: ignore[arg-type]
                                              runtime="openvino", force_int8=True,
                                              calibration=CALIBRATION))
         replica = Replica(copy.deepcopy(model.module), model.spec, scale, torch.device("cpu"),

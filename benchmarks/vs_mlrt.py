@@ -21,7 +21,7 @@ runs the four back to back, so a ratio is taken within a round; the medians of t
 of the per-round ratios are printed with the spread, and the CPU is named. vsvidsr's
 processes get OpenVINO's Python library preloaded: vs-mlrt's plugin brings its own build,
 which VapourSynth loads before the script and the Python module refuses
-(:func:`vidsr.executors.openvino.unusable`).
+(:func:`vidsr.machine.openvino_unusable`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vidsr.executors.openvino import available, python_library
+from vidsr.executors.openvino import faster_plan
 from vidsr.export import export_model
-from vidsr.machine import this_machine
+from vidsr.machine import openvino_available, openvino_library, this_machine
 from vidsr.models import load_model
-from vidsr.plan import EngineOptions, plan_run
+from vidsr.plan import EngineOptions, resolve_plan
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 600  # a clip of a few dozen frames takes seconds; more is a hang
@@ -114,7 +114,7 @@ def main() -> None:
                         help="core.num_threads (default: the CPU count)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if available():
+    if openvino_available():
         # Before a core exists: a core loads vs-mlrt's own build of OpenVINO's library, which
         # OpenVINO's Python module then refuses, and this process plans vsvidsr's runs.
         import openvino  # noqa: F401
@@ -124,7 +124,7 @@ def main() -> None:
         raise SystemExit("vs-mlrt's OpenVINO plugin is not installed (core.ov is missing):"
                          " pip install vapoursynth-mlrt-ov; this script installs nothing")
     machine = this_machine()
-    preload = python_library()
+    preload = openvino_library()
     report: dict[str, object] = {"machine": machine.describe_cpu(), "clip": str(args.clip),
                                  "frames": args.frames, "core_threads": args.threads,
                                  "load_before": os.getloadavg()[0], "models": {}}
@@ -138,8 +138,8 @@ def main() -> None:
             model = load_model(name, scale=scale)
             if model.spec.input_space != "rgb":
                 raise SystemExit(f"{name}: this comparison runs RGB models (vs-mlrt's RGBS path)")
-            plan = plan_run(model, EngineOptions(device="cpu", runtime=args.runtime),
-                            overlapped=True)
+            plan = resolve_plan(model, EngineOptions(device="cpu", runtime=args.runtime),
+                                overlapped=True, choose_runtime=faster_plan)
             streams = getattr(plan.executor, "workers", 1)
             onnx = folder / f"{name}-x{scale}.onnx"
             export_model(model, onnx)

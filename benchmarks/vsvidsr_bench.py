@@ -53,9 +53,9 @@ from vidsr.engine import Engine
 from vidsr.io.frames import FrameBatch
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
 from vidsr.models import load_model
-from vidsr.plan import plan_run
+from vidsr.plan import resolve_plan
 model = load_model({model!r}, scale={scale})
-engine = Engine(model, plan_run(model))
+engine = Engine(model, resolve_plan(model))
 blank = core.std.BlankClip(clip, width=clip.width * {scale}, height=clip.height * {scale})
 rgb = clip.format.name == "RGBS"
 def one(n, f):

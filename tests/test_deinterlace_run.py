@@ -18,7 +18,7 @@ from vidsr.cli import main
 from vidsr.errors import OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.deinterlace import DeinterlacePlan, comb_score
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.probe import probe
 from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engines import engine_for
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
@@ -23,7 +24,7 @@ from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import InFlight, run_pipeline
-from vidsr.plan import EngineOptions
+from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, EngineOptions, SyncPlan, resolve_plan
 
 YUV420 = PlaneLayout("yuv", 8, 1, 1, "yuv420p")
 YUV420_10 = PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")
@@ -92,8 +93,8 @@ def _frames(n: int, h: int = 24, w: int = 32, seed: int = 0) -> torch.Tensor:
 
 def test_tiled_result_equals_untiled_when_the_receptive_field_fits_the_overlap():
     x = _frames(2, 40, 52)
-    whole = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    tiled = Engine.for_model(_sr_model(ConvStack()),
+    whole = engine_for(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    tiled = engine_for(_sr_model(ConvStack()),
                    EngineOptions(device="cpu", tile=16, tile_overlap=4)).run_network(x)
     assert tiled.shape == whole.shape == (2, 3, 80, 104)
     # Every pixel, borders included: the image border is the same in both runs.
@@ -103,8 +104,8 @@ def test_tiled_result_equals_untiled_when_the_receptive_field_fits_the_overlap()
 def test_tiles_with_too_little_overlap_show_seams():
     # The check above is not vacuous: with overlap 1 < radius 3 the tiles differ.
     x = _frames(1, 40, 52)
-    whole = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    tiled = Engine.for_model(_sr_model(ConvStack()),
+    whole = engine_for(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    tiled = engine_for(_sr_model(ConvStack()),
                    EngineOptions(device="cpu", tile=16, tile_overlap=1)).run_network(x)
     assert (tiled - whole).abs().max().item() > 1e-3
 
@@ -114,8 +115,8 @@ def test_tiles_with_too_little_overlap_show_seams():
 
 def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_frames(caplog):
     x = _frames(5)
-    reference = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
-    engine = Engine.for_model(_sr_model(OutOfMemoryAbove(ConvStack(), max_frames=2)),
+    reference = engine_for(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    engine = engine_for(_sr_model(OutOfMemoryAbove(ConvStack(), max_frames=2)),
                     EngineOptions(device="cpu"))
     guard = engine.module  # the engine's own copy counts the refusals
     with caplog.at_level(logging.WARNING, logger="vidsr"):
@@ -132,10 +133,10 @@ def test_out_of_memory_on_a_batch_retries_in_halves_without_losing_or_repeating_
 
 def test_out_of_memory_on_one_frame_falls_back_to_halving_tiles():
     x = _frames(2, 40, 64)
-    reference = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
+    reference = engine_for(_sr_model(ConvStack()), EngineOptions(device="cpu")).run_network(x)
     # One frame of at most 24x24 (+ overlap) pixels fits: 64 -> 32 -> 16-pixel tiles.
     guard = OutOfMemoryAbove(ConvStack(), max_frames=1, max_pixels=24 * 24)
-    engine = Engine.for_model(_sr_model(guard),
+    engine = engine_for(_sr_model(guard),
                               EngineOptions(device="cpu", tile_overlap=4, min_tile=16))
     out = engine.run_network(x)
     assert engine.replicas[0].tile == 16
@@ -144,7 +145,7 @@ def test_out_of_memory_on_one_frame_falls_back_to_halving_tiles():
 
 def test_out_of_memory_below_the_tile_floor_is_reported():
     guard = OutOfMemoryAbove(ConvStack(), max_pixels=4)
-    engine = Engine.for_model(_sr_model(guard), EngineOptions(device="cpu", min_tile=16))
+    engine = engine_for(_sr_model(guard), EngineOptions(device="cpu", min_tile=16))
     with pytest.raises(OutOfMemoryError, match="out of memory"):
         engine.run_network(_frames(1, 40, 64))
 
@@ -163,7 +164,7 @@ def test_out_of_memory_is_recognised_on_cuda_and_on_the_cpu():
 
 def test_bf16_batch_that_goes_non_finite_is_redone_in_fp32_with_a_warning(caplog):
     # fp16 is refused on the CPU; the same fallback code runs for every reduced precision.
-    engine = Engine.for_model(_sr_model(NonFiniteBelowFp32()),
+    engine = engine_for(_sr_model(NonFiniteBelowFp32()),
                               EngineOptions(device="cpu", precision="bf16"))
     x = _frames(2)
     with caplog.at_level(logging.WARNING, logger="vidsr"):
@@ -176,7 +177,7 @@ def test_bf16_batch_that_goes_non_finite_is_redone_in_fp32_with_a_warning(caplog
 def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog, workers):
     batch = _yuv_batch(2, 16, 24)
     with caplog.at_level(logging.WARNING, logger="vidsr"), \
-            Engine.for_model(_sr_model(NonFiniteBelowFp32(), space="y"),
+            engine_for(_sr_model(NonFiniteBelowFp32(), space="y"),
                    EngineOptions(device="cpu", precision="bf16", cpu_workers=workers)) as engine:
         out = engine.upscale_batch(batch, BT709, YUV420)
     assert "frames 0-1" in caplog.text
@@ -201,11 +202,13 @@ NO_PICTURE = pytest.mark.parametrize("gain", [float("nan"), float("inf"), 1000.0
 
 
 @NO_PICTURE
-@pytest.mark.parametrize("executor", ["sync", "cpu-workers", "cuda-slots"])
+@pytest.mark.parametrize("executor", [SyncPlan(1), CpuWorkersPlan(2, 1), CudaSlotsPlan(2)],
+                         ids=["sync", "cpu-workers", "cuda-slots"])
 def test_fp32_output_that_is_no_picture_fails_naming_the_frames(gain, executor):
     batches = [_yuv_batch(2, 16, 24, first=2 * i, seed=i) for i in range(3)]
-    options = EngineOptions(device="cpu", precision="fp32", executor=executor, cpu_workers=2)
-    with Engine.for_model(_sr_model(Gain(gain), space="y"), options) as engine, \
+    model = _sr_model(Gain(gain), space="y")
+    plan = resolve_plan(model, EngineOptions(device="cpu", precision="fp32"))
+    with Engine(model, replace(plan, executor=executor)) as engine, \
             pytest.raises(ModelError) as caught:
         run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))],
                      lambda batch: None)
@@ -215,7 +218,7 @@ def test_fp32_output_that_is_no_picture_fails_naming_the_frames(gain, executor):
 
 @NO_PICTURE
 def test_bf16_output_that_is_no_picture_in_fp32_either_fails_after_the_redo(gain, caplog):
-    engine = Engine.for_model(_sr_model(Gain(gain)), EngineOptions(device="cpu",
+    engine = engine_for(_sr_model(Gain(gain)), EngineOptions(device="cpu",
                                                                    precision="bf16"))
     with caplog.at_level(logging.WARNING, logger="vidsr"), \
             pytest.raises(ModelError, match=r"on a batch of 3, in fp32 too;"):
@@ -224,14 +227,14 @@ def test_bf16_output_that_is_no_picture_in_fp32_either_fails_after_the_redo(gain
 
 
 def test_a_network_that_overshoots_like_a_real_one_is_kept():
-    out = Engine.for_model(_sr_model(Gain(15.0)), EngineOptions(device="cpu")).run_network(
+    out = engine_for(_sr_model(Gain(15.0)), EngineOptions(device="cpu")).run_network(
         torch.ones(1, 3, 4, 4))
     assert out.max().item() == 15.0
 
 
 def test_fp16_on_the_cpu_is_refused():
     with pytest.raises(OptionsError, match="bf16"):
-        Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp16"))
+        engine_for(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp16"))
 
 
 # -- decoded batches ------------------------------------------------------------------------
@@ -248,7 +251,7 @@ def _yuv_batch(n: int, h: int, w: int, layout: PlaneLayout = YUV420, first: int 
 
 @pytest.mark.parametrize("layout", [YUV420, YUV420_10], ids=["8-bit", "10-bit"])
 def test_nearest_upscale_of_planes_is_exact_and_keeps_the_sample_type(layout):
-    engine = Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    engine = engine_for(load_model("nearest", scale=2), EngineOptions(device="cpu"))
     batch = _yuv_batch(3, 10, 14, layout)
     out = engine.upscale_batch(batch, BT709, layout)
     for plane_in, plane_out in zip(batch.planes, out.planes, strict=True):
@@ -263,8 +266,8 @@ def test_nearest_upscale_of_planes_is_exact_and_keeps_the_sample_type(layout):
 def test_the_callers_model_is_left_as_loaded():
     model = _sr_model(ConvStack())
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
-    bf16 = Engine.for_model(model, EngineOptions(device="cpu", precision="bf16"))
-    fp32 = Engine.for_model(model, EngineOptions(device="cpu", precision="fp32",
+    bf16 = engine_for(model, EngineOptions(device="cpu", precision="bf16"))
+    fp32 = engine_for(model, EngineOptions(device="cpu", precision="fp32",
                                                  channels_last=False))
     for name, tensor in model.module.state_dict().items():
         assert tensor.dtype == torch.float32 and tensor.is_contiguous()
@@ -282,16 +285,17 @@ def test_device_list_means_several_devices():
         resolve_devices("cpu,")
     # A plan takes several devices only where each has its own streams.
     with pytest.raises(OptionsError, match="several devices need CUDA"):
-        Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu,cpu"))
+        engine_for(load_model("nearest", scale=2), EngineOptions(device="cpu,cpu"))
 
 
 def test_batches_dealt_over_two_devices_come_back_in_order_through_the_pipeline():
     batches = [_yuv_batch(2, 8, 12, first=2 * i, seed=i) for i in range(9)]
-    single = Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    single = engine_for(load_model("nearest", scale=2), EngineOptions(device="cpu"))
     expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
     # Two devices take batches in turn through the CUDA slots' code (on the CPU's stand-ins).
-    dual = Engine.for_model(load_model("nearest", scale=2),
-                            EngineOptions(device="cpu,cpu", executor="cuda-slots", in_flight=1))
+    nearest = load_model("nearest", scale=2)
+    dual = Engine(nearest, replace(resolve_plan(nearest, EngineOptions(device="cpu")),
+                                   devices=("cpu", "cpu"), executor=CudaSlotsPlan(1)))
     assert dual.in_flight == 2 and len(dual.replicas) == 2
     seen: list[FrameBatch] = []
     timing = run_pipeline(iter(batches), [("infer", dual.infer_stage(BT709, YUV420))],
@@ -348,7 +352,7 @@ class FailsOnBatch(nn.Module):
 
 
 def test_model_failure_stops_the_run_with_the_original_error():
-    engine = Engine.for_model(_sr_model(FailsOnBatch(3), space="y"), EngineOptions(device="cpu"))
+    engine = engine_for(_sr_model(FailsOnBatch(3), space="y"), EngineOptions(device="cpu"))
     produced = []
 
     def source():
@@ -364,7 +368,7 @@ def test_model_failure_stops_the_run_with_the_original_error():
 
 
 def test_ctrl_c_while_the_engine_runs_cancels_and_ends_every_thread():
-    engine = Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    engine = engine_for(load_model("nearest", scale=2), EngineOptions(device="cpu"))
 
     def sink(batch: FrameBatch) -> None:
         if batch.first_index == 2:
@@ -381,10 +385,10 @@ def test_ctrl_c_while_the_engine_runs_cancels_and_ends_every_thread():
 
 def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
     batches = [_yuv_batch(1, 8, 12, first=i, seed=i) for i in range(12)]
-    single = Engine.for_model(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
+    single = engine_for(_sr_model(ConvStack()), EngineOptions(device="cpu", precision="fp32"))
     expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
     threads = torch.get_num_threads()
-    with Engine.for_model(_sr_model(ConvStack()),
+    with engine_for(_sr_model(ConvStack()),
                 EngineOptions(device="cpu", precision="fp32", cpu_workers=3,
                               cpu_threads=1)) as engine:
         assert engine.in_flight == 3 and torch.get_num_threads() == 1
@@ -401,7 +405,7 @@ def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
 
 
 def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
-    with Engine.for_model(_sr_model(FailsOnBatch(3), space="y"),
+    with engine_for(_sr_model(FailsOnBatch(3), space="y"),
                 EngineOptions(device="cpu", cpu_workers=2)) as engine:
         with pytest.raises(FloatingPointError, match="model broke"):
             run_pipeline((_yuv_batch(1, 8, 8, first=i) for i in range(1000)),
@@ -412,7 +416,7 @@ def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
 
 def test_negative_cpu_workers_are_refused():
     with pytest.raises(OptionsError, match="must be at least 1"):
-        Engine.for_model(load_model("nearest", scale=2),
+        engine_for(load_model("nearest", scale=2),
                          EngineOptions(device="cpu", cpu_workers=-1))
 
 
@@ -439,9 +443,9 @@ def _slot_engine(device: str, model: SRModel, precision: str, in_flight: int = 3
     """An engine whose batches go through the CUDA slots. On the CPU (where a plan never
     picks them by itself) the slots are built from torch's stand-in streams and events,
     so the CUDA path's own code runs on a machine without a GPU."""
-    engine = Engine.for_model(model, EngineOptions(device=device, precision=precision,
-                                                   in_flight=in_flight, executor="cuda-slots",
-                                                   **options))
+    devices = tuple(device.split(","))  # a plan never deals batches to several CPUs itself
+    plan = resolve_plan(model, EngineOptions(device=devices[0], precision=precision, **options))
+    engine = Engine(model, replace(plan, devices=devices, executor=CudaSlotsPlan(in_flight)))
     assert all(len(ring) == in_flight for ring in engine.executor.rings)
     return engine
 
@@ -453,7 +457,7 @@ ON_EACH_DEVICE = pytest.mark.parametrize(
 @ON_EACH_DEVICE
 @pytest.mark.parametrize("layout", [YUV420, YUV420_10], ids=["8bit", "10bit"])
 def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device, layout):
-    reference = Engine.for_model(_sr_model(ConvStack()),
+    reference = engine_for(_sr_model(ConvStack()),
                                  EngineOptions(device="cpu", precision="fp32"))
     engine = _slot_engine(device, _sr_model(ConvStack()), "fp32")
     batches = [_yuv_batch(2, 16, 24, layout, first=2 * i, seed=i) for i in range(7)]
@@ -473,7 +477,7 @@ def test_in_flight_batches_match_one_at_a_time_and_reuse_their_buffers(device, l
 
 
 def test_out_of_memory_inside_the_slots_halves_then_tiles_and_keeps_every_frame():
-    reference = Engine.for_model(_sr_model(ConvStack()),
+    reference = engine_for(_sr_model(ConvStack()),
                                  EngineOptions(device="cpu", precision="fp32"))
     # At most 24x24 pixels fit, overlap included: batches of 4 go down to single frames,
     # then to 32- and 16-pixel tiles (24x24 with the overlap), two batches in flight.
@@ -509,14 +513,14 @@ def test_a_slot_batch_that_goes_non_finite_is_redone_in_fp32(caplog):
 @pytest.mark.gpu
 def test_a_cuda_engine_lets_cudnn_pick_its_algorithms_until_closed(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    with Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cuda")):
+    with engine_for(load_model("nearest", scale=2), EngineOptions(device="cuda")):
         assert torch.backends.cudnn.benchmark
     assert not torch.backends.cudnn.benchmark
 
 
 def test_a_cpu_engine_leaves_the_cudnn_setting_alone(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    with Engine.for_model(load_model("nearest", scale=2), EngineOptions(device="cpu")):
+    with engine_for(load_model("nearest", scale=2), EngineOptions(device="cpu")):
         assert not torch.backends.cudnn.benchmark
 
 
@@ -535,7 +539,7 @@ class OverflowsInFp16(nn.Module):
 
 @pytest.mark.gpu
 def test_fp16_overflow_on_cuda_is_redone_in_fp32(caplog):
-    engine = Engine.for_model(_sr_model(OverflowsInFp16(), space="y"),
+    engine = engine_for(_sr_model(OverflowsInFp16(), space="y"),
                     EngineOptions(device="cuda", precision="fp16"))
     batch = _yuv_batch(2, 16, 24)
     with caplog.at_level(logging.WARNING, logger="vidsr"):
@@ -620,7 +624,7 @@ def _tiled_against_whole(model: SRModel, batch: FrameBatch, colour: ColourSpec) 
     """The largest difference, in code values, between tiles of 64 and the whole frame."""
     outputs = []
     for tile in (0, 64):
-        with Engine.for_model(model, EngineOptions(device="cpu", precision="fp32",
+        with engine_for(model, EngineOptions(device="cpu", precision="fp32",
                                                    tile=tile)) as engine:
             assert engine.plan.tile.overlap == min(model.spec.receptive_radius, 64)
             outputs.append(engine.upscale_batch(batch, colour, batch.layout))

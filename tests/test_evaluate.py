@@ -140,14 +140,15 @@ def test_a_gray_image_upscaled_by_bicubic_is_scored_against_its_values(tmp_path:
     from vidsr.engine import Engine
     from vidsr.metrics import psnr
     from vidsr.models import load_model
-    from vidsr.plan import EngineOptions, plan_run
+    from vidsr.plan import EngineOptions, resolve_plan
 
     gray = _gray_texture(40, 36)
     Image.fromarray(gray, mode="L").save(tmp_path / "t.png")
     model = load_model("bicubic", scale=2)
     hr = torch.from_numpy(gray).to(torch.float64)
     lr = make_lr(torch.from_numpy(gray)[None], 2)
-    with Engine(model, plan_run(model, EngineOptions(precision="fp32"), measuring=True)) as engine:
+    plan = resolve_plan(model, EngineOptions(precision="fp32"), measuring=True)
+    with Engine(model, plan) as engine:
         sr = engine.run_network(lr[None].to(torch.float64) / 255)[0, 0].to(torch.float64)
     expected = psnr((sr * 255).clamp(0, 255), hr, border=2)
     assert evaluate_folder(model, tmp_path, 2).mean_psnr == pytest.approx(expected, abs=1e-9)

@@ -6,23 +6,21 @@ import json
 
 import pytest
 
-from vidsr.cli import main, options_parser, upscale_parser
+from vidsr.cli import main
 from vidsr.errors import OptionsError
-from vidsr.run_presets import bundled_presets, load_preset, preset_arguments
+from vidsr.options import preset_values
+from vidsr.run_presets import bundled_presets, load_preset
 
 
 def test_every_bundled_preset_parses_as_vidsr_options():
     presets = {p.name: p for p in bundled_presets()}
     assert set(presets) == {"anime", "archival-sd", "fast-preview", "film"}
-    parser, check = upscale_parser(), options_parser("vidsr", "compact")
     for preset in presets.values():
-        args = parser.parse_args([*preset_arguments(preset, check), "in.mp4", "out.mkv"])
-        assert args.model == preset.options["model"]
-    archival = parser.parse_args([*preset_arguments(presets["archival-sd"], check), "a", "b"])
-    assert (archival.square_pixels, archival.height, archival.codec, archival.pix_fmt) == (
-        True, 1080, "libx265", "yuv420p10le")
-    film = parser.parse_args([*preset_arguments(presets["film"], check), "a", "b"])
-    assert film.encoder_opt == [("tune", "grain")]
+        assert preset_values(preset)["model"] == preset.options["model"]
+    archival = preset_values(presets["archival-sd"])
+    assert (archival["square_pixels"], archival["height"], archival["codec"],
+            archival["pix_fmt"]) == (True, 1080, "libx265", "yuv420p10le")
+    assert preset_values(presets["film"])["encoder_opt"] == [("tune", "grain")]
 
 
 def test_a_preset_shapes_the_plan_and_the_command_line_overrides_it(clip, tmp_path, capsys):
@@ -38,13 +36,19 @@ def test_a_preset_shapes_the_plan_and_the_command_line_overrides_it(clip, tmp_pa
     assert (options["crf"], options["preset"]) == ("30", "fast")
 
 
-def test_a_switch_in_a_preset_can_be_turned_off(tmp_path):
+def test_a_switch_in_a_preset_can_be_turned_off(clip, tmp_path, capsys):
+    from fractions import Fraction
+
+    src = clip("in.mkv", width=32, height=24, frames=2, sar=Fraction(16, 11))
     mine = tmp_path / "mine.toml"
-    mine.write_text('description = "mine"\n[options]\nsquare-pixels = true\nheight = 720\n')
-    parser = upscale_parser()
-    words = preset_arguments(load_preset(mine), options_parser("vidsr", "compact"))
-    assert parser.parse_args([*words, "a", "b"]).square_pixels is True
-    assert parser.parse_args([*words, "a", "b", "--no-square-pixels"]).square_pixels is False
+    mine.write_text('description = "mine"\n[options]\nmodel = "nearest"\nscale = 2\n'
+                    'square-pixels = true\n')
+    command = [src.as_posix(), str(tmp_path / "out.mkv"), "--preset", str(mine), "--dry-run",
+               "--json"]
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["output"]["width"] == 94
+    assert main([*command, "--no-square-pixels"]) == 0
+    assert json.loads(capsys.readouterr().out)["output"]["width"] == 64
 
 
 @pytest.mark.parametrize(("toml", "message"), [
@@ -78,7 +82,7 @@ def test_bad_preset_files_are_one_error_naming_the_file(tmp_path, capsys, toml, 
     bad = tmp_path / "bad.toml"
     bad.write_text(toml)
     with pytest.raises(OptionsError, match=str(bad).replace(".", r"\.")):
-        preset_arguments(load_preset(bad), options_parser("vidsr", "compact"))
+        preset_values(load_preset(bad))
     with pytest.raises(SystemExit) as stop:
         main(["in.mp4", "out.mkv", "--preset", str(bad)])
     assert stop.value.code == 2

@@ -21,7 +21,7 @@ from clipgen import (
 
 from vidsr.errors import InputError, ModelError, OptionsError, OutputError
 from vidsr.io.colour import ColourSpec, HdrMetadata
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.probe import probe
 from vidsr.plan import EngineOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
@@ -186,7 +186,7 @@ def test_odd_output_size_in_420_is_refused_before_any_work(clip, tmp_path):
         upscale_video(src, tmp_path / "out.mp4", model="nearest", scale=3, options=QUIET)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
     # A codec that takes odd 4:2:0 sizes does it.
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
 
     upscale_video(src, tmp_path / "out.mkv", model="nearest", scale=3, options=QUIET,
                   encode=EncodeOptions(codec="ffv1"))
@@ -366,7 +366,7 @@ def test_every_plane_layout_through_every_model_path(clip, tmp_path, pix_fmt, mo
     src = clip("in.mkv", width=64, height=32, frames=3, pix_fmt=pix_fmt, codec="ffv1",
                content="bars", colour=BT709)
     dst = tmp_path / "out.mkv"
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
 
     chosen = _zero_compact(2) if model == "rgb" else model
     result = upscale_video(src, dst, model=chosen, scale=2, options=QUIET,
@@ -394,7 +394,7 @@ def test_every_plane_layout_through_every_model_path(clip, tmp_path, pix_fmt, mo
     ("prores_ks", ".mov", None, None),
 ])
 def test_each_bundled_encoder_writes_a_playable_file(clip, tmp_path, codec, suffix, crf, preset):
-    from vidsr.io.encode import EncodeOptions
+    from vidsr.io.encode_options import EncodeOptions
 
     pts = [0, 40, 80, 160, 200, 240]
     src = clip("in.mkv", pts=pts, time_base=Fraction(1, 1000), colour=BT709,

@@ -42,15 +42,16 @@ import torch
 from vidsr.engine import Engine
 from vidsr.errors import OptionsError
 from vidsr.executors import PendingBatch
-from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.decode import Decoder, probe_media
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output import plan_output
 from vidsr.io.sink import Sink, open_sink
 from vidsr.models import SRModel, card_network, load_model, model_cards
 from vidsr.pipeline import StageTiming
-from vidsr.plan import EngineOptions, RunPlan, plan_run
-from vidsr.transcode import TranscodeOptions, stream_through, video_plan
+from vidsr.plan import EngineOptions, RunPlan, SyncPlan, resolve_plan
+from vidsr.run import open_source, run_to_sink
+from vidsr.transcode import TranscodeOptions, resolve_file_plan
 
 log = logging.getLogger("vidsr")
 
@@ -256,17 +257,16 @@ def run_bench(
     options = options or BenchOptions()
     clip = Path(clip)
     model = bench_model(options)
-    plan = plan_run(model, engine or EngineOptions(), overlapped=True)
     with tempfile.TemporaryDirectory(prefix="vidsr-bench-") as tmp:
         work = Path(tmp)
         source = clip
         if options.frames is not None or options.crop is not None:
             source = make_bench_clip(clip, work / f"clip{clip.suffix or '.mkv'}",
                                      frames=options.frames, crop=options.crop)
-        with Decoder(source, batch_size=plan.batch_size,
-                     video_stream=options.run.video_stream) as decoder:
-            plan = video_plan(plan, decoder, work / f"pipeline.{options.container}", encode,
-                              options.run)
+        with probe_media(source, options.run.video_stream) as probe:
+            plan = resolve_file_plan(model, engine or EngineOptions(), probe,
+                                     work / f"pipeline.{options.container}", encode,
+                                     options.run)
         return _measure(clip, plan, model, work, options)
 
 
@@ -277,11 +277,6 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
     source = info.path
     repeats = options.repeats
 
-    def open_decoder() -> Decoder:
-        return Decoder(source, batch_size=plan.batch_size, on_error=options.run.on_error,
-                       threads=plan.decoder_threads, deinterlace=plan.deinterlace,
-                       video_stream=info.stream_index, alpha=bool(output.alpha_depth))
-
     def sink_to(name: str, run: RunPlan = plan) -> Sink:
         assert run.output is not None
         return open_sink(work / f"{name}.{options.container}", run.output, source)
@@ -290,7 +285,7 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
         runner = engines.enter_context(Engine(model, plan))
 
         def decode_all() -> list[FrameBatch]:
-            with open_decoder() as decoder:
+            with open_source(plan) as decoder:
                 return list(decoder)
 
         alone: dict[str, float] = {}
@@ -316,9 +311,9 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
         batches.clear()
 
         def pipeline() -> StageTiming:
-            with open_decoder() as decoder, sink_to("pipeline") as sink:
-                written, timing = stream_through(runner, decoder, sink, plan,
-                                                 depth=options.queue_depth)
+            with open_source(plan) as decoder, sink_to("pipeline") as sink:
+                written, timing = run_to_sink(plan, runner, decoder, sink,
+                                              depth=options.queue_depth)
             assert written == frames, f"pipeline wrote {written} frames of {frames}"
             return timing
 
@@ -364,16 +359,17 @@ def _time_serial(plan: RunPlan, model: SRModel, name: str, engines: ExitStack,
     assert plan.source is not None and plan.output is not None
     serial_options = EngineOptions(
         device=plan.devices[0], precision=precision,  # type: ignore[arg-type]
-        channels_last=channels_last, batch_size=1, executor="sync")
-    serial_plan = plan_run(model, serial_options, machine=plan.machine)
+        channels_last=channels_last, batch_size=1)
+    serial_plan = resolve_plan(model, serial_options, machine=plan.machine)
+    if not isinstance(serial_plan.executor, SyncPlan):  # CUDA plans its slots
+        serial_plan = replace(serial_plan, executor=SyncPlan(0))
     serial_plan = replace(serial_plan, source=plan.source, fit=plan.fit,
+                          deinterlace=plan.deinterlace, on_error=plan.on_error,
                           output=replace(plan.output, encode=replace(plan.output.encode,
                                                                       threads=0)))
     runner = engines.enter_context(Engine(model, serial_plan))
-    source, colour, layout = plan.source.path, plan.source.colour, plan.output.layout
-    opened = partial(Decoder, source, batch_size=1, on_error=options.run.on_error,
-                     deinterlace=plan.deinterlace, video_stream=plan.source.stream_index,
-                     alpha=bool(plan.output.alpha_depth))
+    colour, layout = plan.source.colour, plan.output.layout
+    opened = partial(open_source, serial_plan)
     with opened() as decoder:
         runner.upscale_batch(next(iter(decoder)), colour, layout)  # warm-up
 

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any
 
+from vidsr import options
 from vidsr.errors import Cancelled, OptionsError, VidsrError, command_line_spelling
-
-if TYPE_CHECKING:
-    from vidsr.batch import FileRun
-    from vidsr.io.encode import EncodeOptions
-    from vidsr.plan import EngineOptions
-    from vidsr.transcode import TranscodeOptions
 
 log = logging.getLogger("vidsr")
 
@@ -38,21 +32,38 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
 
 
-def _encoder_opt(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
+def _argument_type(read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``read`` as argparse's ``type``: its OptionsError becomes argparse's usage error."""
+
+    def argument(text: str) -> Any:
+        try:
+            return read(text)
+        except OptionsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    argument.__name__ = read.__name__
+    return argument
 
 
-def _scale(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _add_option(parser: argparse.ArgumentParser, option: options.Option,
+                **changes: Any) -> None:
+    """Add a declared option (:mod:`vidsr.options`); ``changes`` are argparse's keywords
+    where one command differs (a default model, a required scale)."""
+    flag = f"--{option.name}"
+    if option.switch:
+        action: Any = argparse.BooleanOptionalAction if option.negatable else "store_true"
+        spec: dict[str, Any] = dict(action=action, default=option.default)
+    else:
+        spec = dict(default=option.default)
+        if option.read is not None:
+            spec["type"] = _argument_type(option.read)
+        if option.choices:
+            spec["choices"] = list(option.choices)
+        if option.repeatable:
+            spec["action"] = "append"
+        if option.metavar:
+            spec["metavar"] = option.metavar
+    parser.add_argument(flag, **{"help": option.help, **spec, **changes})
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -61,18 +72,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_args(parser: argparse.ArgumentParser, *, default_model: str | None) -> None:
-    parser.add_argument(
-        "--model", default=default_model, required=default_model is None,
-        help="model name (see `vidsr models`) or a weights file"
-        + (f" (default: {default_model})" if default_model else ""),
-    )
-    parser.add_argument("--scale", type=_scale, help="upscaling factor (default: the model's)")
-    parser.add_argument("--weights", type=Path, help="weights file for the model's architecture")
-    parser.add_argument(
-        "--allow-unsafe-weights", action="store_true",
-        help="allow a legacy pickled checkpoint to run code while loading (trusted files only)",
-    )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: auto)")
+    for option in options.MODEL_OPTIONS:
+        if option is options.MODEL:
+            _add_option(parser, option, default=default_model,
+                        required=default_model is None,
+                        help=option.help + (f" (default: {default_model})"
+                                            if default_model else ""))
+        else:
+            _add_option(parser, option)
 
 
 def upscale_parser() -> argparse.ArgumentParser:
@@ -104,128 +111,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", dest="run_preset", metavar="NAME|PATH",
                    help="a run preset: a bundled name (see `vidsr presets`) or a TOML file;"
                    " options given here override its values")
-    p.add_argument("--batch-size", type=int,
-                   help="frames per batch (default: 1 on a CPU, 4 on CUDA)")
-    p.add_argument("--in-flight", type=int, default=2,
-                   help="batches in flight per CUDA device, each on its own stream (default: 2)")
-    p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"],
-                   default="auto",
-                   help="network precision (default auto: bf16 on a CPU with native bf16 and"
-                   " fp16 on CUDA, for models measured to tolerate it; else fp32; int8:"
-                   " OpenVINO's quantisation, for models measured to lose at most 0.1 dB)")
-    p.add_argument("--runtime", type=_runtime_list, default=["torch"],
-                   help="what runs the network: torch (default), openvino (on the CPU; needs"
-                   " vidsr[openvino]) or auto (OpenVINO where measured faster);"
-                   " `vidsr bench` takes several, e.g. torch,openvino")
-    p.add_argument("--force-int8", action="store_true",
-                   help="run int8 even where its measured loss is over 0.1 dB or unknown")
-    p.add_argument("--calibration", type=Path, metavar="CLIP_OR_FOLDER",
-                   help="frames int8 is calibrated on (default: the input clip itself)")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse settings vidsr would only warn about (bf16 on a CPU without"
-                   " native bf16)")
-    p.add_argument("--tile", type=int, default=0,
-                   help="tile size in input pixels (0: whole frames; at least 16)")
-    p.add_argument("--tile-overlap", type=int,
-                   help="context around each tile in pixels (default: the model's receptive"
-                   " radius, capped at 64)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
-    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
-    p.add_argument("--threads", type=int,
-                   help="on a CPU: torch threads per worker (default: planned from the cores)")
-    p.add_argument("--cpu-workers", type=int,
-                   help="on a CPU: batches run at once, each in its own thread"
-                        " (default: planned from the cores)")
-    p.add_argument("--codec", help="video encoder (default: the container's usual one: libx264"
-                   " for .mkv/.mp4/.mov/.ts, libvpx-vp9 for .webm, mpeg4 for .avi, mpeg2video"
-                   " for .mpg)")
-    p.add_argument("--crf", type=int, help="constant-quality value for the encoder")
-    # Not --preset: that name is kept for vidsr's own presets (model, tiling, codec...).
-    p.add_argument("--encoder-preset",
-                   help="encoder speed preset (e.g. slow, medium, veryfast; svt-av1: 0-13)")
-    p.add_argument("--pix-fmt",
-                   help="output pixel format (default: the source's; 10-bit stays 10-bit)")
-    p.add_argument("--encoder-opt", type=_encoder_opt, action="append", default=[],
-                   metavar="KEY=VALUE", help="option passed to the encoder (repeatable)")
+    p.set_defaults(takes_run_preset=True)
+    for option in (*options.ENGINE_OPTIONS, *options.ENCODER_OPTIONS):
+        _add_option(p, option)
     p.add_argument("--ffmpeg", nargs="?", const="ffmpeg", metavar="PATH",
                    help="encode with a system ffmpeg instead of the bundled one")
-    p.add_argument("--video-stream", type=int, metavar="N",
-                   help="upscale stream #N of the input (its index in the file, as the"
-                   " messages and --dry-run name it; default: the default video stream, else"
-                   " the largest; cover art never)")
-    p.add_argument("--deinterlace", choices=["auto", "on", "off"], default="auto",
-                   help="deinterlace with bwdif before the model (default auto: streams"
-                   " flagged interlaced, or unflagged and measured interlaced by idet)")
-    p.add_argument("--field-order", choices=["auto", "tff", "bff"], default="auto",
-                   help="field order to deinterlace with (default auto: the stream's flag,"
-                   " else measured)")
-    p.add_argument("--deinterlace-rate", choices=["frame", "field"], default="frame",
-                   help="one output frame per frame (default) or per field (double rate)")
-    p.add_argument("--height", type=_scale, metavar="N",
-                   help="resize the upscaled picture to N lines (width from the display"
-                   " aspect), antialiased, after the model")
-    p.add_argument("--square-pixels", action=argparse.BooleanOptionalAction, default=False,
-                   help="resize the upscaled picture to square pixels at the same display"
-                   " aspect (anamorphic SD)")
-
-
-def _runtime_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",")]
-    unknown = [name for name in names if name not in ("torch", "openvino", "auto")]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected torch, openvino or auto (several with"
-                                         f" commas for vidsr bench), got {text!r}")
-    return names
-
-
-def _engine_options(args: argparse.Namespace, runtime: str | None = None) -> EngineOptions:
-    """The engine options of the run arguments; ``runtime`` replaces ``--runtime``'s
-    (vidsr bench runs each of several in turn)."""
-    from vidsr.plan import EngineOptions
-
-    if runtime is None:
-        if len(args.runtime) > 1:
-            raise OptionsError("give one --runtime here; `vidsr bench --runtime"
-                               " torch,openvino` compares several")
-        runtime = args.runtime[0]
-    return EngineOptions(
-        device=args.device, precision=args.precision, batch_size=args.batch_size,
-        channels_last=not args.no_channels_last, tile=args.tile,
-        tile_overlap=args.tile_overlap, compile=args.compile, in_flight=args.in_flight,
-        cpu_workers=args.cpu_workers, cpu_threads=args.threads, strict=args.strict,
-        runtime=runtime, force_int8=args.force_int8,  # type: ignore[arg-type]
-        calibration=args.calibration,
-    )
+    for option in options.PICTURE_OPTIONS:
+        _add_option(p, option)
 
 
 def _add_file_args(p: argparse.ArgumentParser) -> None:
     """How a file is read and turned, for `vidsr` and `vidsr batch`."""
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                   help="undecodable frames: fail (default) or replace by the previous frame")
-    p.add_argument("--autorotate", action="store_true",
-                   help="turn a rotated picture (phone clips) upright in the pixels instead of"
-                   " keeping its display matrix (always so with --ffmpeg)")
-
-
-def _transcode_options(args: argparse.Namespace, *, overwrite: bool,
-                       progress: bool | None) -> TranscodeOptions:
-    """What a file's run takes from the command line, for `vidsr` and each file of a batch."""
-    from vidsr.transcode import TranscodeOptions
-
-    return TranscodeOptions(
-        on_error=args.on_error, overwrite=overwrite, progress=progress, ffmpeg=args.ffmpeg,
-        autorotate=args.autorotate, deinterlace=args.deinterlace,
-        field_order=args.field_order, deinterlace_rate=args.deinterlace_rate,
-        height=args.height, square_pixels=args.square_pixels, video_stream=args.video_stream,
-    )
-
-
-def _encode_options(args: argparse.Namespace) -> EncodeOptions:
-    from vidsr.io.encode import EncodeOptions
-
-    return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset,
-                         pix_fmt=args.pix_fmt, encoder_opts=tuple(args.encoder_opt),
-                         quiet=args.quiet)
+    for option in options.FILE_OPTIONS:
+        _add_option(p, option)
 
 
 def run_upscale(args: argparse.Namespace) -> int:
@@ -233,13 +131,9 @@ def run_upscale(args: argparse.Namespace) -> int:
 
     if args.json and not args.dry_run:
         raise OptionsError("--json goes with --dry-run (the plan as JSON)")
-    arguments = dict(
-        model=args.model, scale=args.scale, weights=args.weights,
-        allow_unsafe_weights=args.allow_unsafe_weights, engine=_engine_options(args),
-        encode=_encode_options(args),
-        options=_transcode_options(args, overwrite=args.overwrite,
-                                   progress=False if args.no_progress else None),
-    )
+    arguments = options.upscale_arguments(
+        vars(args), quiet=args.quiet, overwrite=args.overwrite,
+        progress=False if args.no_progress else None, ffmpeg=args.ffmpeg)
     if args.dry_run:
         plan = plan_upscale(args.input, args.output, **arguments)
         print(plan.to_json() if args.json else plan.to_text())
@@ -323,11 +217,9 @@ def export_parser() -> argparse.ArgumentParser:
         " width; input and output float32 in [0, 1]) for ONNX Runtime, OpenVINO or TensorRT,"
         " and check it against torch on a real frame.",
     )
-    p.add_argument("model", help="model name (see `vidsr models`) or a weights file")
-    p.add_argument("--scale", type=_scale, help="upscaling factor (default: the model's)")
-    p.add_argument("--weights", type=Path, help="weights file for the model's architecture")
-    p.add_argument("--allow-unsafe-weights", action="store_true",
-                   help="allow a legacy pickled checkpoint to run code while loading")
+    p.add_argument("model", help=options.MODEL.help)
+    for option in (options.SCALE, options.WEIGHTS, options.ALLOW_UNSAFE_WEIGHTS):
+        _add_option(p, option)
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the exported file against torch")
@@ -369,11 +261,10 @@ def _add_models_args(p: argparse.ArgumentParser) -> None:
     """The models of `vidsr compare` and `vidsr eval-video`, their scale and device."""
     p.add_argument("--models", type=_model_list, required=True,
                    help="comma-separated model names or weights files (e.g. bicubic,compact)")
-    p.add_argument("--scale", type=_scale, required=True, help="upscaling factor")
-    p.add_argument("--weights", type=Path, help="weights file for the models' architecture")
-    p.add_argument("--allow-unsafe-weights", action="store_true",
-                   help="allow a legacy pickled checkpoint to run code while loading")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: auto)")
+    _add_option(p, options.SCALE, required=True, help="upscaling factor")
+    _add_option(p, options.WEIGHTS, help="weights file for the models' architecture")
+    for option in (options.ALLOW_UNSAFE_WEIGHTS, options.DEVICE):
+        _add_option(p, option)
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -502,15 +393,18 @@ def run_bench(args: argparse.Namespace) -> int:
 
     if args.ffmpeg is not None:
         raise OptionsError("vidsr bench measures the in-process encoder; drop --ffmpeg")
-    options = BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
-                           random_init=args.random_init, allow_unsafe=args.allow_unsafe_weights,
-                           container=args.container, frames=args.frames, crop=args.crop,
-                           repeats=args.repeats, serial=not args.no_serial,
-                           run=_transcode_options(args, overwrite=False, progress=False))
+    values = vars(args)
+    measured = BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
+                            random_init=args.random_init,
+                            allow_unsafe=args.allow_unsafe_weights, container=args.container,
+                            frames=args.frames, crop=args.crop, repeats=args.repeats,
+                            serial=not args.no_serial,
+                            run=options.transcode_options(values, progress=False))
     # Several runtimes: the same clip and arguments, one runtime after the other.
     reports = []
     for runtime in args.runtime:
-        report = bench(args.clip, options, _engine_options(args, runtime), _encode_options(args))
+        report = bench(args.clip, measured, options.engine_options(values, runtime),
+                       options.encode_options(values, quiet=args.quiet))
         print(report.to_text(), flush=True)
         reports.append(report)
     if len(reports) > 1:
@@ -630,53 +524,12 @@ def _batch_columns() -> tuple[str, ...]:
     return OVERRIDE_COLUMNS
 
 
-class _RaisingParser(argparse.ArgumentParser):
-    """A parser whose errors are raised, not printed with the usage and exited on."""
-
-    def error(self, message: str) -> NoReturn:
-        raise OptionsError(message)
-
-
-def options_parser(prog: str, default_model: str | None) -> argparse.ArgumentParser:
-    """The model, run and file options alone, for options read from a file rather than
-    typed (a preset, a batch manifest's line): a bad value raises OptionsError."""
-    p = _RaisingParser(prog=prog, add_help=False)
-    _add_model_args(p, default_model=default_model)
-    _add_run_args(p)
-    _add_file_args(p)
-    return p
-
-
-def _batch_file_run(args: argparse.Namespace) -> Callable[[Mapping[str, str]], FileRun]:
-    """How each file runs: the command's options, with a manifest line's overrides parsed
-    as the options of the same names (``scale`` as ``--scale``)."""
-    from vidsr.batch import FileRun
-
-    overrides_parser = options_parser("vidsr batch", args.model)
-
-    def file_run(overrides: Mapping[str, str]) -> FileRun:
-        ns = args
-        if overrides:
-            # One word each: a cell's value can never be read as another option.
-            argv = [f"--{column.replace('_', '-')}={value}"
-                    for column, value in overrides.items()]
-            # Options already in the namespace keep their values unless overridden.
-            ns = overrides_parser.parse_args(argv, namespace=copy.deepcopy(args))
-        return FileRun(
-            model=ns.model, scale=ns.scale, weights=ns.weights,
-            allow_unsafe_weights=ns.allow_unsafe_weights, engine=_engine_options(ns),
-            encode=_encode_options(ns),
-            # The batch decides overwriting and progress for every file itself.
-            options=_transcode_options(ns, overwrite=False, progress=None),
-        )
-
-    return file_run
-
-
-def run_batch(args: argparse.Namespace) -> int:
+def run_batch_command(args: argparse.Namespace) -> int:
     from vidsr.batch import BatchOptions, run_batch, write_report
+    from vidsr.batch.runner import manifest_runs
 
-    file_run = _batch_file_run(args)
+    # The batch decides overwriting and progress for every file itself.
+    file_run = manifest_runs(vars(args), quiet=args.quiet, ffmpeg=args.ffmpeg)
     file_run({})  # the command's own options are checked before any file is touched
     ray = None
     if args.engine == "ray":
@@ -728,7 +581,7 @@ SUBCOMMANDS: dict[str, Command] = {
     "bench": (bench_parser, run_bench),
     "train": (train_parser, run_train),
     "interpolate": (interpolate_parser, run_interpolate),
-    "batch": (batch_parser, run_batch),
+    "batch": (batch_parser, run_batch_command),
 }
 
 
@@ -792,27 +645,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         make_parser, run = upscale_parser, run_upscale
     parser = make_parser()
-    args = parser.parse_args(_with_preset(parser, argv))
+    _apply_preset(parser, argv)
+    args = parser.parse_args(argv)
     _configure_logging(args.debug, args.quiet)
     with stop_signals_interrupt() as received, command_line_spelling():
         return _run_reporting(run, args, received)
 
 
-def _with_preset(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """The words to parse: a ``--preset``'s options first, then ``argv``, which overrides
-    them (a run command's parser only; others keep their own ``--preset``)."""
-    if not any(action.dest == "run_preset" for action in parser._actions):
-        return argv
+def _apply_preset(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Make a ``--preset``'s values the defaults of ``parser``, so that the options given
+    in ``argv`` override them (a run command's parser only; others keep their own
+    ``--preset``)."""
+    if not parser.get_default("takes_run_preset"):
+        return
     scan = argparse.ArgumentParser(add_help=False)
     scan.add_argument("--preset", dest="run_preset")
     named = scan.parse_known_args(argv)[0].run_preset
     if named is None:
-        return argv
-    from vidsr.run_presets import load_preset, preset_arguments
+        return
+    from vidsr.run_presets import load_preset
 
     try:
-        # Checked with the options a preset may set, so that a bad value names the file.
-        return preset_arguments(load_preset(named), options_parser(parser.prog, "compact")) + argv
+        parser.set_defaults(**options.preset_values(load_preset(named)))
     except OptionsError as exc:
         parser.error(str(exc))
 
@@ -823,7 +677,7 @@ def _run_reporting(run: Callable[[argparse.Namespace], int], args: argparse.Name
     try:
         return run(args)
     except (Cancelled, KeyboardInterrupt):
-        if run is run_batch:
+        if run is run_batch_command:
             return _interrupted(received, "the files finished are kept; the same command"
                                           " continues the batch")
         return _interrupted(received)

@@ -55,7 +55,7 @@ from vidsr.io.images import IMAGE_SUFFIXES, read_rgb
 from vidsr.io.output_file import check_output_path, write_small_output
 from vidsr.io.pixfmt import source_format
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, plan_run
+from vidsr.plan import EngineOptions, resolve_plan
 from vidsr.precision import Precision
 
 log = logging.getLogger("vidsr")
@@ -219,7 +219,7 @@ def upscale_still(model: SRModel, batch: FrameBatch, colour: ColourSpec,
                   options: CompareOptions) -> tuple[torch.Tensor, float, str]:
     """``model``'s output for one frame as (3, H, W) uint8 RGB, the engine's median time
     for it in ms, and the plan's precision."""
-    plan = plan_run(model, EngineOptions(device=options.device, precision=options.precision))
+    plan = resolve_plan(model, EngineOptions(device=options.device, precision=options.precision))
     layout: PlaneLayout = batch.layout
     with Engine(model, plan) as engine:
         engine.upscale_batch(batch, colour, layout)  # warm-up: allocations, kernel choice

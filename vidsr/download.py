@@ -6,16 +6,16 @@ cached yet; tests point URLs at a local server or a file:// path.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from vidsr.errors import WeightsError
+from vidsr.io.atomic_write import atomic_write
+from vidsr.io.file_digest import file_digest
 
 log = logging.getLogger("vidsr")
 
@@ -29,14 +29,6 @@ def cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "vidsr"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_weights(
@@ -53,30 +45,27 @@ def fetch_weights(
     pin_file = target.with_name(target.name + ".sha256")
     expected = sha256 or (pin_file.read_text().strip() if pin_file.is_file() else None)
     if target.is_file():
-        actual = sha256_of(target)
+        actual = file_digest(target)
         if expected is None or actual == expected:
             return target
         log.warning("cached %s does not match its sha256; fetching it again", target)
     target.parent.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s to %s", url, target)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, _CHUNK)
-        actual = sha256_of(tmp)
-        if expected is not None and actual != expected:
-            raise WeightsError(
-                f"{url}: downloaded file has sha256 {actual}, expected {expected}; not used"
-            )
-        os.replace(tmp, target)
+        # Shared: two processes may fetch the same weights at the same time.
+        with atomic_write(target, shared=True) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                shutil.copyfileobj(response, out, _CHUNK)
+            actual = file_digest(tmp)
+            if expected is not None and actual != expected:
+                raise WeightsError(
+                    f"{url}: downloaded file has sha256 {actual}, expected {expected}; not used"
+                )
     except (urllib.error.URLError, OSError) as exc:
         raise WeightsError(
             f"could not download {url} ({exc}); download it yourself and pass --weights FILE,"
             f" or put it at {target}"
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     if sha256 is None:
         log.warning("%s has no pinned sha256; pinned %s on first download", name, actual)
         pin_file.write_text(actual + "\n")

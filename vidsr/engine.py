@@ -34,7 +34,7 @@ from vidsr.io.colour import (
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel
 from vidsr.pipeline import InFlight
-from vidsr.plan import EngineOptions, RunPlan, plan_run
+from vidsr.plan import RunPlan
 from vidsr.resize import imresize
 
 # Network: float (N, C, h, w) in model space -> float32 (N, C, h*s, w*s) on the device.
@@ -69,11 +69,6 @@ class Engine:
         self.device = self.replicas[0].device
         self.dtype = self.replicas[0].dtype
         self.module = self.replicas[0].module
-
-    @classmethod
-    def for_model(cls, model: SRModel, options: EngineOptions | None = None) -> Engine:
-        """An engine for tensors or images (no video): the plan :func:`plan_run` makes."""
-        return cls(model, plan_run(model, options))
 
     @property
     def in_flight(self) -> int:

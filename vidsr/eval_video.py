@@ -56,12 +56,13 @@ from vidsr.evaluate import (
 )
 from vidsr.io.colour import ColourSpec, planes_to_rgb
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output_file import check_output_path, write_small_output
 from vidsr.io.pixfmt import planes_to_frame, source_format
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, plan_run
+from vidsr.plan import EngineOptions
+from vidsr.plot import FRAME_COLOUR, Axes, draw_line, line_colour
 from vidsr.precision import Precision
 from vidsr.transcode import TranscodeOptions, upscale_video
 
@@ -390,8 +391,9 @@ def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
             width, height = run.width, run.height
             scores, temporal = _score_clip(model, hr_path, sr, options)
             sr.unlink()
+            assert run.plan is not None
             result = ModelScore(model.name, tuple(scores), temporal, run.fps,
-                                _precision_of(model, options))
+                                run.plan.precision.name)
             log.info("%s: %.2f dB, SSIM %.4f, flicker %.3f over %d frames", model.name,
                      result.mean_psnr, result.mean_ssim, temporal, len(scores))
             results.append(result)
@@ -399,16 +401,10 @@ def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
                            width, height, tuple(results))
 
 
-def _precision_of(model: SRModel, options: EvalVideoOptions) -> str:
-    # The plan's choice for these options; the transcode resolved the same one.
-    return plan_run(model, options.engine()).precision.name
-
-
 # -- the plot ------------------------------------------------------------------------------
 
 PLOT_WIDTH, PLOT_HEIGHT = 800, 420
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 64, 20, 56, 44
-PLOT_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
 
 def write_psnr_plot(report: VideoEvalReport, path: Path, *, overwrite: bool = False) -> Path:
@@ -418,7 +414,7 @@ def write_psnr_plot(report: VideoEvalReport, path: Path, *, overwrite: bool = Fa
     draw = ImageDraw.Draw(image)
     left, right = _MARGIN_LEFT, PLOT_WIDTH - _MARGIN_RIGHT
     top, bottom = _MARGIN_TOP, PLOT_HEIGHT - _MARGIN_BOTTOM
-    draw.rectangle((left, top, right, bottom), outline="#888888")
+    draw.rectangle((left, top, right, bottom), outline=FRAME_COLOUR)
     draw.text((left, 6), f"PSNR on Y per frame: {Path(report.clip).name}, x{report.scale},"
                          f" LR {report.degradation.split(' (')[0]}", fill="black", font=font)
     finite = [f.psnr for m in report.models for f in m.frames if math.isfinite(f.psnr)]
@@ -427,27 +423,20 @@ def write_psnr_plot(report: VideoEvalReport, path: Path, *, overwrite: bool = Fa
     if high - low < 0.5:
         low, high = low - 0.25, high + 0.25
     first = report.models[0].frames[0].index if count else 0
-    span = max(1, count - 1)
-
-    def to_px(index: int, value: float) -> tuple[float, float]:
-        x = left + (index - first) / span * (right - left)
-        return x, bottom - (value - low) / (high - low) * (bottom - top)
+    axes = Axes(left, top, right, bottom, first, first + max(1, count - 1), low, high)
 
     for value in (low, (low + high) / 2, high):
-        y = to_px(first, value)[1]
-        draw.line((left - 4, y, left, y), fill="#888888")
+        y = axes.point(first, value)[1]
+        draw.line((left - 4, y, left, y), fill=FRAME_COLOUR)
         draw.text((6, y - 7), f"{value:.2f}", fill="black", font=font)
     draw.text((left, bottom + 6), f"frame {first}", fill="black", font=font)
     draw.text((right - 70, bottom + 6), f"frame {first + count - 1}", fill="black", font=font)
     draw.text((6, bottom + 24), "dB", fill="black", font=font)
     legend_x = left
     for k, model in enumerate(report.models):
-        colour = PLOT_COLOURS[k % len(PLOT_COLOURS)]
-        points = [to_px(f.index, f.psnr) for f in model.frames if math.isfinite(f.psnr)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for x, y in points if len(points) == 1 else ():
-            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
+        colour = line_colour(k)
+        points = [axes.point(f.index, f.psnr) for f in model.frames if math.isfinite(f.psnr)]
+        draw_line(draw, points, colour, dot=3, dot_at_end=False)
         text = f"{model.model} {_db(model.mean_psnr)} dB"
         if model.identical:
             text += f" ({model.identical} exact frame(s) not drawn)"

@@ -210,13 +210,15 @@ def evaluate_folder(
     on OpenVINO; its int8 is calibrated on ``calibration`` (a clip or an image folder).
     """
     from vidsr.engine import Engine
-    from vidsr.plan import EngineOptions, plan_run
+    from vidsr.executors.openvino import faster_plan
+    from vidsr.plan import EngineOptions, resolve_plan
 
     if scale != model.scale:
         raise ModelError(f"model {model.name!r} is loaded for x{model.scale}, not x{scale}")
     paths = list_images(Path(folder))
-    plan = plan_run(model, EngineOptions(device=device, precision=precision, runtime=runtime,
-                                         calibration=calibration), measuring=True)
+    plan = resolve_plan(model, EngineOptions(device=device, precision=precision, runtime=runtime,
+                                             calibration=calibration), measuring=True,
+                        choose_runtime=faster_plan)
     scores = []
     with Engine(model, plan) as engine:
         for path in paths:

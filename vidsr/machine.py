@@ -7,6 +7,7 @@ one by hand to plan for a machine they are not on.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 # CPU flags that give oneDNN bf16 convolutions in hardware. Without them torch falls
 # back to a reference bf16 convolution that is 10-20x slower than fp32.
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+OPENVINO_MISSING = "OpenVINO is not installed (pip install 'vidsr[openvino]')"
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,40 @@ def _cpu_flags() -> frozenset[str]:
 def _cpuinfo_lines() -> list[str]:
     cpuinfo = Path("/proc/cpuinfo")
     return cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+
+
+# -- runtimes ----------------------------------------------------------------------------------
+
+
+def openvino_available() -> bool:
+    """Whether OpenVINO is installed here."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def openvino_unusable() -> str | None:
+    """Why OpenVINO (``--runtime openvino``) cannot run in this process, or None where it
+    can."""
+    if not openvino_available():
+        return OPENVINO_MISSING
+    try:
+        import openvino  # noqa: F401
+    except ImportError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        problem = f"OpenVINO does not load ({lines[-1] if lines else type(exc).__name__})"
+        library = openvino_library()
+        if "mismatches with OpenVINO Runtime library" in str(exc) and library is not None:
+            # vs-mlrt's plugin (vapoursynth-mlrt-ov) brings its own build of the library,
+            # which VapourSynth loads before a script runs, and the Python module refuses it.
+            problem = ("another build of OpenVINO's library was loaded first (vs-mlrt's"
+                       f" plugin brings one): start the process with LD_PRELOAD={library}")
+        return problem
+    return None
+
+
+def openvino_library() -> Path | None:
+    """The runtime library of OpenVINO's Python package (Linux), if it is installed."""
+    spec = importlib.util.find_spec("openvino")
+    if spec is None or spec.origin is None:
+        return None
+    return next(iter(sorted((Path(spec.origin).parent / "libs").glob("libopenvino.so.*"))),
+                None)

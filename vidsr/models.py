@@ -161,11 +161,17 @@ def unregister_card(name: str) -> None:
     _REGISTERED.pop(name, None)
 
 
-def tensor_digest(module: nn.Module) -> str:
-    """sha256 of a network's tensors (names, shapes, fp32 values), whatever file held them."""
+def tensor_digest(module: nn.Module, *, with_names: bool = True) -> str:
+    """sha256 of a network's tensors (names, shapes, fp32 values), whatever file held them.
+
+    ``with_names=False`` leaves the names out and takes the tensors in the module's order:
+    for a network whose wrappers rename its tensors but change nothing it computes.
+    """
     digest = hashlib.sha256()
-    for key, tensor in sorted(module.state_dict().items()):
-        digest.update(key.encode())
+    tensors = module.state_dict().items()
+    for key, tensor in sorted(tensors) if with_names else tensors:
+        if with_names:
+            digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()

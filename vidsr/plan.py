@@ -6,22 +6,25 @@ machine. It fixes the devices, the precision (and why), the executor with its
 own options, the batch size, the tiles and their overlap, and, for a video,
 the whole output stream (:class:`~vidsr.io.output.OutputPlan`). transcode,
 bench, eval, training's validation and both sinks read the plan; none of them
-decides any of this again.
+decides any of this again. A video's plan is complete before its input is opened for
+decoding (:func:`resolve_video_plan`), and it goes to JSON and back without loss
+(:meth:`RunPlan.to_json`, :meth:`RunPlan.from_json`), so a Ray worker runs the plan
+the driver made.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import av.container
-
 from vidsr.archs.spec import ArchSpec
 from vidsr.devices import resolve_devices
 from vidsr.errors import OptionsError
+from vidsr.io.decode import InputProbe, OnError
 from vidsr.io.deinterlace import (
     DeinterlaceMode,
     DeinterlacePlan,
@@ -31,15 +34,15 @@ from vidsr.io.deinterlace import (
     deinterlaced_info,
     plan_deinterlace,
 )
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import Fit, plan_fit
 from vidsr.io.output import OutputPlan, plan_output, upright_transform
-from vidsr.io.probe import VideoInfo
-from vidsr.machine import Machine, this_machine
+from vidsr.io.video_info import VideoInfo
+from vidsr.machine import Machine, openvino_unusable, this_machine
 from vidsr.models import SRModel
+from vidsr.plain_data import from_plain, plain_data
 from vidsr.precision import UNMEASURED, Precision, PrecisionChoice, choose_precision
 
-ExecutorKind = Literal["auto", "sync", "cpu-workers", "cuda-slots"]
 # torch, or OpenVINO on the CPU (executors/openvino.py); auto measures which is faster once.
 Runtime = Literal["auto", "torch", "openvino"]
 
@@ -59,11 +62,13 @@ class EngineOptions:
     that take batches in turn. ``tile`` 0 runs whole frames (tiles only if memory runs
     out, down to ``min_tile``); ``tile_overlap`` defaults to the model's receptive radius.
     ``in_flight``: batches in flight per CUDA device. ``cpu_workers`` x ``cpu_threads``:
-    batches the CPU runs at once, and torch threads for each. ``executor`` forces one
-    (``cuda-slots`` on the CPU runs the CUDA path's code on torch's stand-in streams,
-    for tests). ``strict`` refuses what would only be warned about (bf16 on a CPU
-    without native bf16). ``runtime``: torch, openvino (CPU only) or auto (OpenVINO
-    where it is installed and measured faster for the model). ``force_int8`` runs int8
+    batches the CPU runs at once, and torch threads for each. The executor itself follows
+    from the device; a caller who wants another (one batch at a time, or the CUDA slots'
+    code on the CPU's stand-in streams) replaces the plan's own, which is public data:
+    ``replace(plan, executor=SyncPlan(0))``. ``strict`` refuses what would only be
+    warned about (bf16 on a CPU without native bf16). ``runtime``: torch, openvino (CPU
+    only) or auto (OpenVINO where it is installed and measured faster for the model).
+    ``force_int8`` runs int8
     whatever its measured loss; ``calibration`` is the clip or image folder int8 is
     calibrated on (default: the run's own clip).
     """
@@ -79,7 +84,6 @@ class EngineOptions:
     in_flight: int = 2
     cpu_workers: int | None = None
     cpu_threads: int | None = None
-    executor: ExecutorKind = "auto"
     strict: bool = False
     runtime: Runtime = "torch"
     force_int8: bool = False
@@ -234,19 +238,32 @@ class RunPlan:
     # The engine's resize after the model to a height and/or square pixels (io/fit.py);
     # None delivers scale x the frames.
     fit: Fit | None = None
+    on_error: OnError = "fail"  # a damaged frame: "fail", or "skip" (replaced by the last)
 
     @property
     def on_cpu(self) -> bool:
         return self.devices[0] == "cpu"
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as plain JSON-ready data."""
-        data = _plain(self)
+        """The plan as plain JSON-ready data (:meth:`from_dict` reads it back)."""
+        data = plain_data(self)
         data["executor"] = {"kind": self.executor.kind, **data["executor"]}
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
+        """The plan :meth:`to_dict` wrote, equal to it."""
+        plan = from_plain(cls, data)
+        assert isinstance(plan, cls)
+        return plan
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunPlan:
+        """The plan :meth:`to_json` wrote (``vidsr IN OUT --dry-run --json``), equal to it."""
+        return cls.from_dict(json.loads(text))
 
     def to_text(self) -> str:
         """The plan as a table for people."""
@@ -338,106 +355,135 @@ def _rate_text(rate: Fraction | None) -> str:
     return f"{float(rate):.3f} fps" if rate else "unknown rate"
 
 
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Fraction):
-        return f"{value.numerator}/{value.denominator}"
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 # -- resolving a plan -----------------------------------------------------------------------
 
+# ``--runtime auto``: of the plans that run the model on torch and on OpenVINO, the one to
+# run (:func:`vidsr.executors.openvino.faster_plan` times them). The caller hands it in, so
+# the plan never imports an executor.
+RuntimeChooser = Callable[[SRModel, "RunPlan", "RunPlan"], "RunPlan"]
 
-def plan_run(
+
+def resolve_plan(
     model: SRModel, options: EngineOptions | None = None, *, machine: Machine | None = None,
     overlapped: bool = False, measuring: bool = False,
+    choose_runtime: RuntimeChooser | None = None,
 ) -> RunPlan:
-    """The plan to run ``model``: devices, precision, executor, batch, tiles.
+    """The plan to run ``model`` on frames or tensors: devices, precision, executor, batch,
+    tiles (a video's plan comes from :func:`resolve_video_plan`).
 
-    ``overlapped``: a video run, where decoding and encoding share the CPU with the
-    network (the source and output come next, from :func:`with_video`; the VapourSynth
-    filter too, whose source filter and encoder share it). Otherwise (``vidsr eval``,
-    training's validation) every core goes to the network. ``measuring`` allows fp16 on
-    the CPU, slow as it is, so its cost can be measured.
+    ``overlapped``: something else shares the CPU with the network (the VapourSynth
+    filter's source filter and encoder). Otherwise (``vidsr eval``, training's validation)
+    every core goes to the network. ``measuring`` allows fp16 on the CPU, slow as it is,
+    so its cost can be measured. ``choose_runtime``: see :data:`RuntimeChooser`.
     """
-    return _plan(model, options or EngineOptions(), machine or this_machine(),
-                 overlapped=overlapped, measuring=measuring)
+    plan, _ = _engine_plan(model, options or EngineOptions(), machine or this_machine(),
+                           overlapped=overlapped, measuring=measuring,
+                           choose_runtime=choose_runtime)
+    return plan
 
 
-def with_video(
-    plan: RunPlan, *, source: VideoInfo, container: av.container.InputContainer,
-    output: Path, encode: EncodeOptions, ffmpeg: str | None = None, autorotate: bool = False,
+def resolve_video_plan(
+    model: SRModel, options: EngineOptions, probe: InputProbe, *, output: Path,
+    encode: EncodeOptions, ffmpeg: str | None = None, autorotate: bool = False,
     deinterlace: DeinterlaceMode = "off", field_order: FieldOrderChoice = "auto",
     deinterlace_rate: FieldRate = "frame", height: int | None = None,
-    square_pixels: bool = False,
+    square_pixels: bool = False, on_error: OnError = "fail", machine: Machine | None = None,
+    choose_runtime: RuntimeChooser | None = None,
 ) -> RunPlan:
-    """``plan`` completed for upscaling ``source`` (open for decoding as ``container``)
-    into ``output``: the output stream, its codec settings and copied streams.
+    """The whole plan to upscale the probed input into ``output``, made before anything
+    opens the input for decoding: the engine's part (as :func:`resolve_plan`, with
+    decoding and encoding sharing the CPU), the deinterlacing, the decoder's and the
+    encoder's threads, and the output stream with its codec settings and copied streams.
+
     ``autorotate`` turns the pixels upright instead of keeping the display matrix.
     ``height`` and ``square_pixels`` fit the upscaled picture to a height and to square
-    pixels at the same display aspect (:func:`~vidsr.io.fit.plan_fit`).
-
-    ``deinterlace`` (auto, on, off), ``field_order`` and ``deinterlace_rate``: see
-    :func:`~vidsr.io.deinterlace.plan_deinterlace`. Off by default here: whoever asks for
-    it hands ``plan.deinterlace`` to the decoder (:meth:`~vidsr.io.decode.Decoder.deinterlace`),
-    whose frames the output plan then describes. A VapourSynth script is deinterlaced in
-    the script, never here.
+    pixels at the same display aspect (:func:`~vidsr.io.fit.plan_fit`). ``deinterlace``
+    (auto, on, off), ``field_order`` and ``deinterlace_rate``: see
+    :func:`~vidsr.io.deinterlace.plan_deinterlace`; a VapourSynth script is deinterlaced
+    in the script, never here. ``on_error``: what the decoder does with a damaged frame.
     """
     from vidsr.io.script_source import is_script, refuse_deinterlace
 
+    source = probe.info
     if is_script(source.path):
         check_choices(deinterlace, field_order, deinterlace_rate)
         refuse_deinterlace(source.path, deinterlace)
         fields = None
     else:
         fields = plan_deinterlace(source, deinterlace, field_order, deinterlace_rate)
+    plan, codec_threads = _engine_plan(model, options, machine or this_machine(),
+                                       overlapped=True, measuring=False,
+                                       choose_runtime=choose_runtime)
     frames = deinterlaced_info(source, fields) if fields is not None else source
-    encoder_threads = encode.threads
-    if plan.on_cpu and not encoder_threads:
-        encoder_threads = plan_cpu_threads(plan.machine.cores).encoder
     scale = plan.model.scale
     fit = plan_fit(frames.width, frames.height, frames.sar, scale, target_height=height,
                    square=square_pixels)
     width, height, sar = ((fit.width, fit.height, fit.sar) if fit is not None else
                           (frames.width * scale, frames.height * scale, frames.sar))
-    out = plan_output(frames, container, output, width=width, height=height, sar=sar,
-                      encode=replace(encode, threads=encoder_threads), ffmpeg=ffmpeg,
-                      autorotate=autorotate)
+    out = plan_output(frames, probe.container, output, width=width, height=height, sar=sar,
+                      encode=replace(encode, threads=encode.threads or codec_threads.encoder),
+                      ffmpeg=ffmpeg, autorotate=autorotate)
     executor = plan.executor
     if (isinstance(executor, OpenVinoPlan) and executor.precision == "int8"
             and executor.calibration is None):
         executor = replace(executor, calibration=str(source.path))  # the clip's own frames
     return replace(plan, source=source, output=out, executor=executor, deinterlace=fields,
-                   fit=fit)
+                   fit=fit, on_error=on_error)
 
 
-def _plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlapped: bool,
-          measuring: bool) -> RunPlan:
+def refusal(plan: RunPlan, machine: Machine) -> str | None:
+    """Why ``machine`` (this process's) cannot run ``plan`` made elsewhere, or None.
+
+    Only what makes the run impossible counts (a missing device or runtime); threads and
+    batch sizes planned for another machine merely run slower.
+    """
+    for device in plan.devices:
+        kind, _, index = device.partition(":")
+        if kind == "cuda" and int(index or 0) >= len(machine.cuda_devices):
+            return (f"the plan runs on {device}, and this machine has"
+                    f" {len(machine.cuda_devices)} CUDA device(s)")
+    if plan.runtime.name == "openvino":
+        return openvino_unusable()
+    return None
+
+
+@dataclass(frozen=True)
+class _CodecThreads:
+    """The decoder's and the encoder's threads; 0 leaves them to FFmpeg."""
+
+    decoder: int = 0
+    encoder: int = 0
+
+
+def _engine_plan(model: SRModel, options: EngineOptions, machine: Machine, *, overlapped: bool,
+                 measuring: bool, choose_runtime: RuntimeChooser | None
+                 ) -> tuple[RunPlan, _CodecThreads]:
+    """The engine's part of a plan, and the codecs' threads beside it."""
     _check_counts(options)
     devices = _devices(options)
+    # Split once: the executor's threads and the codecs' come from the same split.
+    split = plan_cpu_threads(machine.cores) if overlapped and devices[0] == "cpu" else None
+    codec = _CodecThreads(encoder=split.encoder if split is not None else 0)
     runtime = _runtime(model, options, devices)
     if runtime is not None:
-        return _plan_on(runtime, model, options, machine, devices, overlapped=overlapped,
+        plan = _plan_on(runtime, model, options, machine, devices, split=split,
                         measuring=measuring)
-    # auto: the plan each runtime would run, precision included, and the faster of the two.
-    from vidsr.executors import openvino
-
-    on_torch, on_openvino = (
-        _plan_on(RuntimeChoice(name, "auto"), model, options, machine, devices,
-                 overlapped=overlapped, measuring=measuring)
-        for name in ("torch", "openvino"))
-    return openvino.faster_plan(model, on_torch, on_openvino)
+    else:
+        # auto: the plan each runtime would run, precision included, and the faster one.
+        if choose_runtime is None:
+            raise OptionsError("--runtime auto is not available here; use --runtime torch"
+                               " or openvino")
+        on_torch, on_openvino = (
+            _plan_on(RuntimeChoice(name, "auto"), model, options, machine, devices,
+                     split=split, measuring=measuring)
+            for name in ("torch", "openvino"))
+        plan = choose_runtime(model, on_torch, on_openvino)
+    return plan, replace(codec, decoder=plan.decoder_threads)
 
 
 def _plan_on(runtime: RuntimeChoice, model: SRModel, options: EngineOptions, machine: Machine,
-             devices: tuple[str, ...], *, overlapped: bool, measuring: bool) -> RunPlan:
+             devices: tuple[str, ...], *, split: CpuThreads | None,
+             measuring: bool) -> RunPlan:
     """The plan to run ``model`` on ``runtime``."""
     device_type = devices[0].split(":")[0]
     measured = (model.measured_loss() if options.precision in ("auto", "int8")
@@ -445,7 +491,7 @@ def _plan_on(runtime: RuntimeChoice, model: SRModel, options: EngineOptions, mac
     precision = choose_precision(options.precision, device_type, machine, measured,
                                  strict=options.strict, measuring=measuring,
                                  runtime=runtime.name, force_int8=options.force_int8)
-    executor, decoder_threads = _executor(options, devices, machine, overlapped)
+    executor, decoder_threads = _executor(options, devices, machine, split)
     if runtime.name == "openvino":
         executor = _openvino_executor(executor, precision.name, options)
     spec = model.spec
@@ -477,15 +523,13 @@ def _runtime(model: SRModel, options: EngineOptions,
         return TORCH_RUNTIME
     if asked not in ("openvino", "auto"):
         raise OptionsError(f"unknown runtime {asked!r} (use torch, openvino or auto)")
-    from vidsr.executors import openvino
-
     problem = None
     if devices[0] != "cpu":
         problem = f"OpenVINO runs on the CPU here, not {devices[0]}"
     elif model.parameter_count == 0:
         problem = f"{model.name} is an exact resizer with no network to compile"
     else:
-        problem = openvino.unusable()
+        problem = openvino_unusable()
     if asked == "openvino":
         if problem:
             raise OptionsError(f"--runtime openvino: {problem}")
@@ -498,9 +542,6 @@ def _runtime(model: SRModel, options: EngineOptions,
 def _openvino_executor(torch_plan: ExecutorPlan, precision: str,
                        options: EngineOptions) -> OpenVinoPlan:
     """The OpenVINO executor with the cores the torch executor would have had."""
-    if options.executor not in ("auto", "sync", "cpu-workers"):
-        raise OptionsError(f"the {options.executor} executor runs torch; drop --runtime"
-                           " openvino or the executor")
     match torch_plan:
         case CpuWorkersPlan(workers=workers, threads=threads):
             pass
@@ -526,35 +567,27 @@ def _devices(options: EngineOptions) -> tuple[str, ...]:
     types = {d.split(":")[0] for d in devices}
     if len(types) > 1:
         raise OptionsError(f"device list {options.device!r} mixes CPU and CUDA; use one kind")
-    if len(devices) > 1 and devices[0] == "cpu" and options.executor != "cuda-slots":
+    if len(devices) > 1 and devices[0] == "cpu":
         raise OptionsError(f"device list {options.device!r}: several devices need CUDA")
     return devices
 
 
 def _executor(options: EngineOptions, devices: tuple[str, ...], machine: Machine,
-              overlapped: bool) -> tuple[ExecutorPlan, int]:
-    """The executor and the decoder's threads."""
-    on_cpu = devices[0] == "cpu"
-    kind = options.executor
-    if kind == "cuda-slots" or (kind == "auto" and not on_cpu):
+              split: CpuThreads | None) -> tuple[ExecutorPlan, int]:
+    """The executor and the decoder's threads; ``split``: how a CPU run that decodes and
+    encodes beside the network shares the cores (None: nothing else runs)."""
+    if devices[0] != "cpu":
         return CudaSlotsPlan(options.in_flight), 0
-    if not on_cpu:
-        if kind == "cpu-workers":
-            raise OptionsError("the cpu-workers executor runs on the CPU; use --device cpu")
-        return SyncPlan(0), 0
-    if not overlapped:
+    if split is None:
         # Nothing else to feed: every core goes to the network.
         threads = options.cpu_threads or machine.cores
         workers = options.cpu_workers or 1
-        if workers > 1 or kind == "cpu-workers":
+        if workers > 1:
             return CpuWorkersPlan(workers, threads), 0
         return SyncPlan(threads), 0
-    split = plan_cpu_threads(machine.cores)
     workers = options.cpu_workers or split.workers
     threads = options.cpu_threads or split.torch
-    if kind == "sync":
-        return SyncPlan(threads), split.decoder
-    if workers > 1 or kind == "cpu-workers":
+    if workers > 1:
         return CpuWorkersPlan(workers, threads), split.decoder
     return SyncPlan(threads), split.decoder
 

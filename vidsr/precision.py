@@ -44,10 +44,6 @@ class MeasuredLoss:
     losses: Mapping[str, float]
     source: str  # e.g. "card compact x4", or why there is no measurement
 
-    def tolerates(self, precision: str) -> bool:
-        loss = self.losses.get(precision)
-        return loss is not None and loss <= TOLERATED_LOSS_DB
-
 
 UNMEASURED = MeasuredLoss({}, "no measurement for these weights")
 

@@ -2,8 +2,9 @@
 
 A preset's ``[options]`` keys are the command's own long options without the dashes
 (``square-pixels = true``, ``encoder-opt = ["tune=grain"]``), so a preset says nothing a
-command line could not, and the command's own parser checks every value. The preset's
-options are placed before the command line's, which therefore overrides them.
+command line could not, and every value is read as the command line reads it
+(:func:`vidsr.options.preset_values`). The preset's values are the command line's
+defaults, which the options given on it therefore override.
 
 A preset is data that users share: it sets model, engine and encoding options, never a
 program to run or a safeguard to drop (:data:`COMMAND_LINE_ONLY`).
@@ -11,7 +12,6 @@ program to run or a safeguard to drop (:data:`COMMAND_LINE_ONLY`).
 
 from __future__ import annotations
 
-import argparse
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,8 @@ class RunPreset:
     options: dict[str, Any]
 
     def to_text(self) -> str:
-        settings = ", ".join(f"{key}={_show(value)}" for key, value in self.options.items())
+        settings = ", ".join(f"{key}={show_value(value)}"
+                             for key, value in self.options.items())
         return f"{self.name}: {self.description}\n    {settings}"
 
 
@@ -112,47 +113,10 @@ def _file_option(item: str) -> str | None:
     return None
 
 
-def preset_arguments(preset: RunPreset, parser: argparse.ArgumentParser) -> list[str]:
-    """``preset``'s options as command-line words (to go before the user's), each checked
-    with ``parser``: the options a preset may set, raising OptionsError on a bad value
-    (``vidsr.cli.options_parser``).
-
-    An option ``parser`` does not have, or a bad value, is an error naming the file and
-    the key.
-    """
-    flags = {option: action for action in parser._actions  # argparse keeps no public map
-             for option in action.option_strings}
-    words: list[str] = []
-    for key, value in preset.options.items():
-        flag = f"--{key.replace('_', '-')}"
-        action = flags.get(flag)
-        if action is None or flag == "--help":
-            raise OptionsError(f"{preset.path}: unknown key {key!r} (a preset sets the model,"
-                               " engine and encoding options of `vidsr`)")
-        if action.nargs == 0:  # a switch: true turns it on, false leaves it off
-            if not isinstance(value, bool):
-                raise OptionsError(f"{preset.path}: {key} must be true or false, got {value!r}")
-            given = [flag] if value else []
-        else:
-            given = []
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, (dict, list)):
-                    raise OptionsError(f"{preset.path}: {key} takes a value or a list of"
-                                       f" values, got {item!r}")
-                # One word: the value can never be read as another option.
-                given.append(f"{flag}={_show(item)}")
-        try:
-            parser.parse_args(given)
-        except OptionsError as exc:
-            reason = str(exc).removeprefix(f"argument {'/'.join(action.option_strings)}: ")
-            raise OptionsError(f"{preset.path}: {key} = {_show(value)}: {reason}") from None
-        words += given
-    return words
-
-
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A TOML value as a preset listing shows it and as a command line would give it."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
     return str(value)

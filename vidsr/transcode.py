@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,30 +18,33 @@ from typing import Any
 from tqdm import tqdm
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, VidsrError
-from vidsr.io.decode import Decoder, open_source
+from vidsr.errors import InputError
+from vidsr.executors.openvino import faster_plan
+from vidsr.io.decode import InputProbe, probe_media
 from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
-from vidsr.io.frames import FrameBatch
-from vidsr.io.output_file import (
-    check_paths,
-    claimed_temporary,
-    publish,
-    remove_orphaned_temporaries,
-)
-from vidsr.io.probe import VideoInfo
-from vidsr.io.script_source import ScriptSource
-from vidsr.io.sink import Sink, open_sink
+from vidsr.io.output_file import check_paths, output_written
+from vidsr.io.sink import open_sink
+from vidsr.io.video_info import VideoInfo
 from vidsr.models import SRModel, load_model
-from vidsr.pipeline import StageTiming, run_pipeline
-from vidsr.plan import EngineOptions, RunPlan, plan_run, with_video
+from vidsr.pipeline import StageTiming
+from vidsr.plan import EngineOptions, RunPlan, resolve_video_plan
+from vidsr.run import open_source, run_to_sink
 
 log = logging.getLogger("vidsr")
 
 @dataclass(frozen=True)
 class TranscodeOptions:
-    """Everything about one upscaling run that is not the model, the engine or the encoder."""
+    """Everything about one upscaling run that is not the model, the engine or the encoder.
+
+    Two kinds of field. What shapes the output (the same values give the same file, so a
+    batch's fingerprint and a preset may hold them): ``on_error``, ``ffmpeg``,
+    ``autorotate``, the deinterlacing, ``height``, ``square_pixels``, ``video_stream``.
+    Run control, which changes how the run goes but never a frame of the output:
+    ``overwrite``, ``progress``, ``queue_depth``, ``on_frames``; the command line alone
+    sets them (:mod:`vidsr.options`).
+    """
 
     on_error: str = "fail"  # "fail" or "skip" undecodable frames
     overwrite: bool = False
@@ -75,6 +78,7 @@ class TranscodeResult:
     width: int
     height: int
     timing: StageTiming = field(default_factory=StageTiming)
+    plan: RunPlan | None = None  # the plan that ran
 
     @property
     def fps(self) -> float:
@@ -107,22 +111,21 @@ def upscale_video(src: str | Path, dst: str | Path, **options: Any) -> Transcode
 
     Audio, subtitles, chapters and metadata are carried over; every frame keeps
     its timestamp; colour tags and the sample aspect ratio survive. ``options``
-    are :func:`prepare_upscale`'s. Every decision is made first, in the run plan
+    are :func:`plan_file`'s. Every decision is made first, in the run plan
     (:func:`plan_upscale` returns it without running).
     """
-    with prepare_upscale(src, dst, **options) as (model, plan, decoder, transcode):
-        return run_plan(plan, model, decoder, transcode)
+    model, plan = plan_file(src, dst, **options)
+    return run_to_file(plan, model, options.get("options") or TranscodeOptions())
 
 
 def plan_upscale(src: str | Path, dst: str | Path, **options: Any) -> RunPlan:
     """The plan :func:`upscale_video` would run with the same arguments; writes nothing
     (``vidsr IN OUT --dry-run``)."""
-    with prepare_upscale(src, dst, **options) as (_, plan, _, _):
-        return plan
+    _, plan = plan_file(src, dst, **options)
+    return plan
 
 
-@contextmanager
-def prepare_upscale(
+def plan_file(
     src: str | Path,
     dst: str | Path,
     *,
@@ -133,12 +136,14 @@ def prepare_upscale(
     engine: EngineOptions | None = None,
     encode: EncodeOptions | None = None,
     options: TranscodeOptions | None = None,
-) -> Iterator[tuple[SRModel, RunPlan, Decoder | ScriptSource, TranscodeOptions]]:
-    """Check the paths, load the model, open the input for decoding and resolve the plan.
+) -> tuple[SRModel, RunPlan]:
+    """Check the paths, load the model, probe the input and resolve the whole plan; the
+    input is not opened for decoding (:func:`~vidsr.run.open_source` opens it as the plan
+    says).
 
     ``model``: a name from ``vidsr models``, a weights file, or a loaded ``SRModel``;
     ``engine``, ``encode`` and ``options``: what the user asked of the engine, the
-    encoder and the run. The decoder is closed when the block ends.
+    encoder and the run.
     """
     src, dst = Path(src), Path(dst)
     options = options or TranscodeOptions()
@@ -148,73 +153,53 @@ def prepare_upscale(
     else:
         sr_model = load_model(model, scale=scale, weights=weights,
                               allow_unsafe=allow_unsafe_weights)
-    plan = plan_run(sr_model, engine or EngineOptions(), overlapped=True)
-    # A VapourSynth script (.vpy) is read by running it: frames and timestamps the same.
-    with open_source(src, batch_size=plan.batch_size, on_error=options.on_error,
-                     threads=plan.decoder_threads,
-                     video_stream=options.video_stream) as decoder:
-        plan = video_plan(plan, decoder, dst, encode, options)
-        if plan.deinterlace is not None:
-            assert isinstance(decoder, Decoder)  # scripts deinterlace in the script
-            decoder.deinterlace(plan.deinterlace)
-        assert plan.output is not None
-        if plan.output.alpha_depth:
-            assert isinstance(decoder, Decoder)  # a script's clip has no alpha here
-            decoder.keep_alpha()
-        yield sr_model, plan, decoder, options
+    # A VapourSynth script (.vpy) is probed by running it.
+    with probe_media(src, options.video_stream) as probe:
+        plan = resolve_file_plan(sr_model, engine or EngineOptions(), probe, dst, encode,
+                                 options)
+    return sr_model, plan
 
 
-def video_plan(plan: RunPlan, decoder: Decoder | ScriptSource, dst: Path,
-               encode: EncodeOptions | None, options: TranscodeOptions) -> RunPlan:
-    """``plan`` completed for ``decoder``'s file written to ``dst`` with the run's options
-    (what `vidsr` and `vidsr bench` both plan from)."""
+def resolve_file_plan(model: SRModel, engine: EngineOptions, probe: InputProbe, dst: Path,
+                      encode: EncodeOptions | None, options: TranscodeOptions) -> RunPlan:
+    """The plan to upscale the probed file into ``dst`` with the run's options (what
+    `vidsr` and `vidsr bench` both run)."""
     ffmpeg = find_ffmpeg(options.ffmpeg) if options.ffmpeg is not None else None
-    return with_video(plan, source=decoder.info, container=decoder.container, output=dst,
-                      encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
-                      autorotate=options.autorotate, deinterlace=options.deinterlace,
-                      field_order=options.field_order,
-                      deinterlace_rate=options.deinterlace_rate, height=options.height,
-                      square_pixels=options.square_pixels)
+    return resolve_video_plan(
+        model, engine, probe, output=dst, encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
+        autorotate=options.autorotate, deinterlace=options.deinterlace,
+        field_order=options.field_order, deinterlace_rate=options.deinterlace_rate,
+        height=options.height, square_pixels=options.square_pixels,
+        on_error=options.on_error, choose_runtime=faster_plan)
 
 
-def run_plan(plan: RunPlan, model: SRModel, decoder: Decoder | ScriptSource,
-             options: TranscodeOptions) -> TranscodeResult:
-    """Run ``plan``: ``decoder`` -> the engine -> the plan's sink, into a temporary file
-    published under ``plan.output.path`` when complete."""
+def run_to_file(plan: RunPlan, model: SRModel, options: TranscodeOptions) -> TranscodeResult:
+    """Run ``plan``: its source -> the engine -> its sink, into a temporary file published
+    under ``plan.output.path`` when complete."""
     assert plan.source is not None and plan.output is not None
     output = plan.output
     announce(plan)
     dst = output.path
-    remove_orphaned_temporaries(dst)
     started = time.perf_counter()
-    with claimed_temporary(dst) as tmp:
-        try:
-            with ExitStack() as stack:
-                # Nothing may fail between building the engine and the `with` that closes it
-                # (its executor's threads and the process's torch threads).
-                runner = stack.enter_context(Engine(model, plan))
-                sink = stack.enter_context(open_sink(tmp, output, decoder.streams_source))
-                # The decoder's frames: twice the source's at field rate.
-                bar = stack.enter_context(progress_bar(decoder.info, options.progress))
-                written, timing = stream_through(runner, decoder, sink, plan,
-                                                 depth=options.queue_depth,
-                                                 on_write=heard_by(bar.update, options.on_frames))
-                if not written:
-                    # Inside the stack: the sink is abandoned, not finished into a file with
-                    # no video (MP4) or one no reader opens (Matroska).
-                    raise InputError(f"{plan.source.path}: has no frames; nothing written")
-                skipped = decoder.skipped
-            publish(tmp, dst, options.overwrite)
-        except VidsrError as exc:
-            tmp.unlink(missing_ok=True)
-            # Users know the output by its final name, not the temporary one.
-            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, options.overwrite) as tmp, ExitStack() as stack:
+        source = stack.enter_context(open_source(plan))
+        # Nothing may fail between building the engine and the `with` that closes it
+        # (its executor's threads and the process's torch threads).
+        runner = stack.enter_context(Engine(model, plan))
+        sink = stack.enter_context(open_sink(tmp, output, source.streams_source))
+        # The decoder's frames: twice the source's at field rate.
+        bar = stack.enter_context(progress_bar(source.info, options.progress))
+        written, timing = run_to_sink(plan, runner, source, sink, depth=options.queue_depth,
+                                      on_write=heard_by(bar.update, options.on_frames))
+        if not written:
+            # Inside the stack: the sink is abandoned, not finished into a file with
+            # no video (MP4) or one no reader opens (Matroska).
+            raise InputError(f"{plan.source.path}: has no frames; nothing written")
+        skipped = source.skipped
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,
+        plan=plan,
     )
 
 
@@ -237,24 +222,3 @@ def heard_by(*listeners: Callable[[int], object] | None) -> Callable[[int], None
             listener(frames)
 
     return tell
-
-
-def stream_through(
-    runner: Engine, decoder: Decoder | ScriptSource, sink: Sink, plan: RunPlan, *, depth: int,
-    on_write: Callable[[int], object] | None = None,
-) -> tuple[int, StageTiming]:
-    """Decode -> upscale -> encode, overlapped in the pipeline's stages; the frames written
-    and each stage's busy time. ``on_write`` hears how many frames each batch added."""
-    assert plan.source is not None and plan.output is not None
-    written = 0
-
-    def write(batch: FrameBatch) -> None:
-        nonlocal written
-        sink.write(batch)
-        written += len(batch)
-        if on_write is not None:
-            on_write(len(batch))
-
-    infer = runner.infer_stage(plan.source.colour, plan.output.layout)
-    timing = run_pipeline(decoder, [("infer", infer)], write, depth=depth)
-    return written, timing

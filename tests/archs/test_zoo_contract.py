@@ -92,7 +92,8 @@ def test_output_shape_and_spec(case: Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_picture_layers_exist_and_reduced_precision_stays_close(case: Case) -> None:
-    from vidsr.engine import Engine
+    from engines import engine_for
+
     from vidsr.models import SRModel
     from vidsr.plan import EngineOptions
 
@@ -103,7 +104,7 @@ def test_picture_layers_exist_and_reduced_precision_stays_close(case: Case) -> N
         assert any(True for _ in model.get_submodule(name).parameters()), name
     x = _input(model)
     sr = SRModel.from_module(model.eval(), max(model.spec.scales))
-    full, reduced = (Engine.for_model(sr, EngineOptions(device="cpu", precision=p))
+    full, reduced = (engine_for(sr, EngineOptions(device="cpu", precision=p))
                      .run_network(x) for p in ("fp32", "bf16"))
     assert torch.allclose(reduced, full, atol=2e-2, rtol=2e-2), (reduced - full).abs().max()
 

@@ -54,7 +54,7 @@ def _kill_and_finish(tmp_path, capsys, signum, *, compare: bool):
         assert batch(capsys, src, tmp_path / "straight", *FAST)[0] == 0
         for name in ("a", "b", "c"):
             assert same_frames(out / f"{name}.mkv", tmp_path / "straight" / f"{name}.mkv"), name
-    assert not [p for p in out.iterdir() if ".vidsr-" in p.name or p.name.endswith(".tmp")]
+    assert not [p for p in out.iterdir() if ".vidsr-" in p.name or ".tmp" in p.name]
     assert all(e["state"] == "done" for e in job(out).values())
     return proc, after, err, left
 

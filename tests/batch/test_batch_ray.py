@@ -5,6 +5,7 @@ holds a segment, and a driver killed mid-job."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -15,8 +16,10 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from batch_helpers import (
     batch,
@@ -219,3 +222,82 @@ def test_a_driver_killed_mid_job_resumes_from_the_job_file(tmp_path, capsys, clu
     assert all(rows[k]["outcome"] == "skipped" for k in done_files)
     assert all(e["state"] == "done" for e in job(out).values())
     assert not (out / ".vidsr-segments").exists()
+
+
+def test_one_plan_gives_the_same_frames_on_every_path(tmp_path, cluster):
+    """One plan, made once, run four ways: the transcoder, segments joined into one file
+    (lossless, so every frame can be compared), the VapourSynth filter, and a Ray actor
+    that receives the plan as JSON. Every way gives the same frames."""
+    vs = pytest.importorskip("vapoursynth", reason="needs VapourSynth")
+    vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip install -e .")
+    from vidsr.batch.ray_engine import SegmentWorker
+    from vidsr.batch.segments import join_segments, plan_segments, run_segment
+    from vidsr.engine import Engine
+    from vidsr.io.colour import MATRIX_NAMES, code_of
+    from vidsr.io.decode import Decoder
+    from vidsr.io.encode_options import EncodeOptions
+    from vidsr.io.keyframes import scan_keyframes
+    from vidsr.plan import RunPlan
+    from vidsr.transcode import TranscodeOptions, plan_file, run_to_file
+
+    src = tmp_path / "in.mkv"
+    make_clip(src, width=64, height=48, frames=24, content="moving", gop=6)
+    options = TranscodeOptions(progress=False)
+    model, plan = plan_file(src, tmp_path / "whole.mkv", model="espcn", scale=2,
+                            engine=EngineOptions(device="cpu", precision="fp32"),
+                            encode=EncodeOptions(codec="ffv1"), options=options)
+    assert plan.source is not None and plan.output is not None
+
+    def planned_to(name: str) -> RunPlan:
+        assert plan.output is not None
+        return replace(plan, output=replace(plan.output, path=tmp_path / name))
+
+    def planes(path: Path) -> list[np.ndarray]:
+        with Decoder(path, batch_size=64) as decoder:
+            batches = list(decoder)
+        return [np.concatenate([b.planes[p] for b in batches]) for p in range(3)]
+
+    run_to_file(plan, model, options)
+    whole = planes(tmp_path / "whole.mkv")
+    assert whole[0].shape == (24, 96, 128)
+
+    segmented = planned_to("segments.mkv")
+    segments = plan_segments(scan_keyframes(src, plan.source.stream_index), 0.2)
+    assert len(segments) >= 2
+    paths = [tmp_path / segment.file_name for segment in segments]
+    with Engine(model, segmented) as engine:
+        for segment, path in zip(segments, paths, strict=True):
+            run_segment(engine, segmented, segment, path, depth=3)
+    join_segments(segmented, paths, overwrite=False)
+
+    colour = plan.source.colour
+    props = {"_Matrix": code_of(MATRIX_NAMES, colour.matrix), "_Range": int(colour.full_range)}
+    blank = vs.core.std.BlankClip(width=64, height=48, format=vs.YUV420P8, length=24,
+                                  fpsnum=25, fpsden=1)
+    with Decoder(src, batch_size=64) as decoder:
+        frames = [p for batch in decoder for p in zip(*batch.planes, strict=True)]
+
+    def filled(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        for p, plane in enumerate(frames[n]):
+            np.asarray(out[p])[...] = plane
+        out.props.update(props)
+        return out
+
+    clip = vs.core.std.ModifyFrame(blank, blank, filled)
+    up = vsvidsr.upscale(clip, model, plan=RunPlan.from_json(plan.to_json()))
+    filtered = [np.stack([np.asarray(f[p]) for f in up.frames()]) for p in range(3)]
+
+    ray.init(address=cluster, logging_level=logging.WARNING)
+    try:
+        actor = ray.remote(SegmentWorker).options(num_cpus=1).remote()
+        sent = RunPlan.from_json(planned_to("ray.mkv").to_json())
+        ray.get(actor.run_whole.remote(FileRun(model="espcn", scale=2), sent, options),
+                timeout=600)
+        ray.kill(actor)
+    finally:
+        ray.shutdown()
+
+    for name, got in (("segments", planes(tmp_path / "segments.mkv")),
+                      ("vsvidsr", filtered), ("ray", planes(tmp_path / "ray.mkv"))):
+        assert all(np.array_equal(g, w) for g, w in zip(got, whole, strict=True)), name

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engines import engine_for
 
 from vidsr.archs import create_arch
 from vidsr.bench import BenchOptions, run_bench, runtime_comparison
 from vidsr.cli import main
-from vidsr.engine import Engine
 from vidsr.errors import OptionsError
+from vidsr.executors.openvino import faster_plan
 from vidsr.export import SAMPLE_CLIP
 from vidsr.io.decode import Decoder
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, OpenVinoPlan, plan_run
+from vidsr.plan import EngineOptions, OpenVinoPlan, resolve_plan
 from vidsr.precision import MeasuredLoss, choose_precision
 
 pytest.importorskip("openvino", reason="the OpenVINO executor needs vidsr[openvino]")
@@ -46,7 +47,7 @@ def _tiny_compact(seed: int = 0) -> SRModel:
 def _upscaled(model: SRModel, options: EngineOptions, src: Path,
               batches: int | None = None) -> list[list[np.ndarray]]:
     """The engine's output planes for the first ``batches`` batches of two frames of ``src``."""
-    with Decoder(src, batch_size=2) as decoder, Engine(model, plan_run(model, options)) as engine:
+    with Decoder(src, batch_size=2) as decoder, engine_for(model, options) as engine:
         colour = decoder.info.colour
         return [engine.upscale_batch(batch, colour, batch.layout).planes
                 for batch, _ in zip(decoder, range(batches or 1 << 30), strict=False)]
@@ -79,10 +80,10 @@ def test_tiles_through_openvino_equal_whole_frames_within_one_code_value(clip):
 def test_odd_sizes_and_tiles_of_a_luma_model_in_model_space():
     model = load_model("espcn", scale=3)
     x = torch.rand(2, 1, 37, 29)
-    with Engine.for_model(model, FP32_TORCH) as engine:
+    with engine_for(model, FP32_TORCH) as engine:
         expected = engine.run_network(x)
     tiled = EngineOptions(device="cpu", precision="fp32", runtime="openvino", tile=16)
-    with Engine.for_model(model, tiled) as engine:
+    with engine_for(model, tiled) as engine:
         got = engine.run_network(x)
         shapes = set(engine.executor.network.compiled_shapes)
     assert got.shape == (2, 1, 111, 87)
@@ -92,19 +93,19 @@ def test_odd_sizes_and_tiles_of_a_luma_model_in_model_space():
 
 def test_network_is_exported_once_per_weights_and_scale(cache):
     model = _tiny_compact()
-    with Engine.for_model(model, FP32_OV) as engine:
+    with engine_for(model, FP32_OV) as engine:
         first = engine.executor.network.model_path
     assert first.parent == cache / "openvino" and first.suffix == ".onnx"
     written = first.stat().st_mtime_ns
-    with Engine.for_model(model, FP32_OV) as engine:
+    with engine_for(model, FP32_OV) as engine:
         assert engine.executor.network.model_path == first
     assert first.stat().st_mtime_ns == written  # not exported again
-    with Engine.for_model(_tiny_compact(seed=1), FP32_OV) as engine:
+    with engine_for(_tiny_compact(seed=1), FP32_OV) as engine:
         assert engine.executor.network.model_path != first  # other weights, other file
 
 
 def test_engine_goes_back_to_torch_when_closed():
-    engine = Engine.for_model(_tiny_compact(), FP32_OV)
+    engine = engine_for(_tiny_compact(), FP32_OV)
     replica, network = engine.replicas[0], engine.executor.network
     assert engine.run_network(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
     assert network.compiled_shapes == [(1, 3, 8, 8)]
@@ -168,16 +169,16 @@ def test_card_int8_losses_pass_the_gate_where_measured():
     assert loss is not None  # measured for the card (benchmarks/openvino_bench.py)
     options = EngineOptions(device="cpu", precision="int8", runtime="openvino")
     if loss <= 0.1:
-        assert plan_run(model, options).precision.name == "int8"
+        assert resolve_plan(model, options).precision.name == "int8"
     else:
         with pytest.raises(OptionsError):
-            plan_run(model, options)
+            resolve_plan(model, options)
 
 
 def test_auto_measures_once_and_keeps_the_choice(cache):
     model = _tiny_compact()
     options = EngineOptions(device="cpu", precision="fp32", runtime="auto")
-    plan = plan_run(model, options)
+    plan = resolve_plan(model, options, choose_runtime=faster_plan)
     assert "measured once and cached" in plan.runtime.reason
     assert plan.runtime.name in ("torch", "openvino")
     assert isinstance(plan.executor, OpenVinoPlan) == (plan.runtime.name == "openvino")
@@ -187,7 +188,7 @@ def test_auto_measures_once_and_keeps_the_choice(cache):
     for timing in choices.values():
         timing.update(torch_ms=1.0, openvino_ms=2.0)
     store.write_text(json.dumps(choices))
-    again = plan_run(model, options)
+    again = resolve_plan(model, options, choose_runtime=faster_plan)
     assert again.runtime.name == "torch"
     assert "OpenVINO fp32 2 ms, torch fp32 1 ms" in again.runtime.reason
 
@@ -212,7 +213,7 @@ def test_auto_times_each_runtime_in_the_precision_its_run_would_use(native_bf16,
     monkeypatch.setattr(openvino, "_time_runtimes", fake_timing)
     precision = "bf16" if native_bf16 else "fp32"
     options = EngineOptions(device="cpu", runtime="auto")
-    plan = plan_run(model, options, machine=machine)
+    plan = resolve_plan(model, options, machine=machine, choose_runtime=openvino.faster_plan)
     assert timed == [(precision, precision)]
     assert plan.runtime.name == "openvino" and plan.precision.name == precision
     assert isinstance(plan.executor, OpenVinoPlan) and plan.executor.precision == precision
@@ -222,7 +223,7 @@ def test_auto_times_each_runtime_in_the_precision_its_run_would_use(native_bf16,
     figures.update(torch_ms=10.0)
     # (Other weights: the first timing is cached under these.)
     monkeypatch.setattr(openvino, "weights_key", lambda module, scale: "other-weights")
-    plan = plan_run(model, options, machine=machine)
+    plan = resolve_plan(model, options, machine=machine, choose_runtime=openvino.faster_plan)
     assert plan.runtime.name == "torch" and plan.precision.name == precision
     assert not isinstance(plan.executor, OpenVinoPlan)
     assert f"OpenVINO {precision} 20 ms, torch {precision} 10 ms" in plan.runtime.reason
@@ -258,12 +259,9 @@ def test_without_openvino_the_runtime_is_one_clear_line(clip, capsys, monkeypatc
     assert "runtime    torch: auto: OpenVINO is not installed" in capsys.readouterr().out
 
 
-def test_resizers_and_torch_executors_are_refused():
+def test_resizers_are_refused():
     with pytest.raises(OptionsError, match="exact resizer with no network"):
-        plan_run(load_model("nearest", scale=2), FP32_OV)
-    with pytest.raises(OptionsError, match="cuda-slots executor runs torch"):
-        plan_run(_tiny_compact(), EngineOptions(device="cpu", runtime="openvino",
-                                                executor="cuda-slots"))
+        resolve_plan(load_model("nearest", scale=2), FP32_OV)
 
 
 def test_bench_compares_runtimes_on_one_clip(clip):

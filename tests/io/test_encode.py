@@ -8,9 +8,9 @@ import pytest
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder
-from vidsr.io.encode import (
+from vidsr.io.encode import Encoder
+from vidsr.io.encode_options import (
     EncodeOptions,
-    Encoder,
     choose_output_layout,
     codec_options,
     encoder_formats,

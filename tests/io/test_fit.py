@@ -10,7 +10,7 @@ import pytest
 
 from vidsr.cli import main
 from vidsr.errors import OptionsError
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import plan_fit
 from vidsr.io.probe import probe
 from vidsr.transcode import TranscodeOptions, upscale_video

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("vapoursynth", reason="needs VapourSynth (pip install '.[vapoursynth]')")
 
 from vidsr.errors import DecodeError, InputError  # noqa: E402
-from vidsr.io.encode import EncodeOptions  # noqa: E402
+from vidsr.io.encode_options import EncodeOptions  # noqa: E402
 from vidsr.io.probe import probe  # noqa: E402
 from vidsr.io.script_source import ScriptSource  # noqa: E402
 from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.transcode import TranscodeOptions, upscale_video
 
 pytestmark = pytest.mark.skipif(

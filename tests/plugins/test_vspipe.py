@@ -15,7 +15,7 @@ vs = pytest.importorskip("vapoursynth", reason="needs VapourSynth (pip install '
 vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip install -e .")
 
 from vidsr.io.colour import ColourSpec  # noqa: E402
-from vidsr.io.encode import EncodeOptions  # noqa: E402
+from vidsr.io.encode_options import EncodeOptions  # noqa: E402
 from vidsr.plan import EngineOptions  # noqa: E402
 from vidsr.transcode import TranscodeOptions, upscale_video  # noqa: E402
 

@@ -14,7 +14,8 @@ import torch
 vs = pytest.importorskip("vapoursynth", reason="needs VapourSynth (pip install '.[vapoursynth]')")
 vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip install -e .")
 
-from vidsr.engine import Engine  # noqa: E402
+from engines import engine_for  # noqa: E402
+
 from vidsr.io.frames import FrameBatch  # noqa: E402
 from vidsr.io.script_source import colour_of, layout_of  # noqa: E402
 from vidsr.models import SRModel, load_model  # noqa: E402
@@ -74,14 +75,14 @@ def test_rgb_model_equals_the_engine_in_fp32(core):
     up = vsvidsr.upscale(clip, "compact", scale=2, device="cpu", precision="fp32")
     assert (up.format.name, up.width, up.height, up.num_frames) == ("RGBS", 64, 48, 5)
     got = np.stack(planes_of(get_all(up), 3), axis=1)
-    with Engine.for_model(load_model("compact", scale=2), CPU_FP32) as engine:
+    with engine_for(load_model("compact", scale=2), CPU_FP32) as engine:
         want = engine.run_network(torch.from_numpy(data)).numpy()
     assert np.abs(got - want).max() <= 1e-5
 
 
 def test_runtime_openvino_gives_the_engines_frames_and_auto_plans_as_vidsr(core, monkeypatch,
                                                                            tmp_path):
-    from vidsr.executors.openvino import unusable
+    from vidsr.machine import openvino_unusable as unusable
 
     if unusable():
         pytest.skip(f"runtime='openvino': {unusable()}")
@@ -92,13 +93,13 @@ def test_runtime_openvino_gives_the_engines_frames_and_auto_plans_as_vidsr(core,
     up = vsvidsr.upscale(clip, "compact", scale=2, device="cpu", precision="fp32",
                          runtime="openvino")
     got = np.stack(planes_of(get_all(up), 3), axis=1)
-    with Engine.for_model(load_model("compact", scale=2), CPU_FP32) as engine:
+    with engine_for(load_model("compact", scale=2), CPU_FP32) as engine:
         want = engine.run_network(torch.from_numpy(data)).numpy()
     assert np.abs(got - want).max() <= 1e-4  # OpenVINO's f32 against torch's
     # Left out, the runtime is the plan's default, as for `vidsr`.
     seen = []
-    real = vsvidsr.filter.plan_run
-    monkeypatch.setattr(vsvidsr.filter, "plan_run",
+    real = vsvidsr.filter.resolve_plan
+    monkeypatch.setattr(vsvidsr.filter, "resolve_plan",
                         lambda *a, **k: seen.append(a[1].runtime) or real(*a, **k))
     vsvidsr.upscale(clip, "compact", scale=2, device="cpu")
     vsvidsr.upscale(clip, "compact", scale=2, device="cpu", runtime="auto")
@@ -120,7 +121,7 @@ def test_luma_model_on_yuv_equals_the_engine(core, fmt, depth, matrix, full):
     layout = layout_of(clip.format)
     colour = colour_of(props, layout, 24)
     model = load_model("espcn", scale=2)
-    with Engine.for_model(model, CPU_FP32) as engine:
+    with engine_for(model, CPU_FP32) as engine:
         want = engine.upscale_batch(FrameBatch(planes, [0, 1, 2, 3], Fraction(1), 0, layout),
                                     colour, layout).planes
     for g, w in zip(got, want, strict=True):
@@ -134,7 +135,7 @@ def test_luma_model_on_grays_is_the_engine_network_in_studio_swing(core):
     up = vsvidsr.upscale(clip_of(core, vs.GRAYS, [gray]), "espcn", scale=2, device="cpu",
                          precision="fp32")
     got = planes_of(get_all(up), 1)[0]
-    with Engine.for_model(load_model("espcn", scale=2), CPU_FP32) as engine:
+    with engine_for(load_model("espcn", scale=2), CPU_FP32) as engine:
         studio = (16 + 219 * torch.from_numpy(gray)) / 255
         want = ((engine.run_network(studio[:, None])[:, 0] * 255 - 16) / 219).numpy()
     assert np.abs(got - want).max() <= 1e-5
@@ -235,7 +236,7 @@ def test_out_of_memory_inside_a_request_ends_as_frames(core, caplog):
         up = vsvidsr.upscale(clip, _failing(model, tiny_memory), device="cpu",
                              precision="fp32", batch_size=4)
         got = np.stack(planes_of(get_all(up), 3), axis=1)
-    with Engine.for_model(model, CPU_FP32) as engine:
+    with engine_for(model, CPU_FP32) as engine:
         want = engine.run_network(torch.from_numpy(data)).numpy()
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= 1e-5
@@ -284,7 +285,7 @@ def test_requests_from_many_threads_are_batched_and_each_frame_comes_once(core):
                          batch_size=4)
     got = np.stack(planes_of(list(up.frames(prefetch=8)), 3), axis=1)
     assert sum(seen) == 12 and max(seen) > 1  # VapourSynth's threads met in batches
-    with Engine.for_model(model, CPU_FP32) as engine:
+    with engine_for(model, CPU_FP32) as engine:
         want = engine.run_network(torch.from_numpy(data)).numpy()
     assert np.abs(got - want).max() <= 1e-5  # every frame in its place, none twice
 

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from vidsr.errors import InputError, OutputError
+from vidsr.io.atomic_write import atomic_write
+from vidsr.io.file_digest import file_digest
 from vidsr.models import SRModel
 from vidsr.plan import RunPlan
 
@@ -39,7 +40,6 @@ log = logging.getLogger("vidsr")
 JOB_FILE_NAME = "vidsr-job.json"
 LOCK_FILE_NAME = "vidsr-job.lock"
 FORMAT_VERSION = 1
-_CHUNK = 1 << 20
 
 State = Literal["pending", "running", "done", "failed"]
 
@@ -101,21 +101,11 @@ class JobFile:
         data = {"version": FORMAT_VERSION, "files": self._entries}
         text = json.dumps(data, indent=1, sort_keys=True)
         try:
-            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                        suffix=".tmp")
+            with atomic_write(self.path, durable=True) as tmp:
+                tmp.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot write the job file ({exc.strerror})"
                               ) from exc
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(name, self.path)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        _sync_folder(self.path.parent)
 
 
 def _hold(out_dir: Path) -> IO[str]:
@@ -147,29 +137,6 @@ def _hold(out_dir: Path) -> IO[str]:
                f" {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
     held.flush()
     return held
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (a power cut after it keeps the new file)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder: its rename is durable enough
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def file_digest(path: Path) -> str:
-    """The sha256 of ``path``'s bytes, in hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def output_matches(out: Path, entry: Mapping[str, Any]) -> str | None:

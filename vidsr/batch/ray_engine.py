@@ -3,11 +3,13 @@
 The driver (the ``vidsr batch`` process) does what it does locally: it scans the
 sources, keeps the job file, plans every file and cuts it into segments. The work goes
 to actors, one per GPU of the cluster (or ``--ray-actors`` CPU actors), each of which
-loads a model once and keeps it. A segment is a call on an actor with paths, never
-frames: the actor decodes its stretch of the source, upscales it and writes the packet
-file itself, next to the model. Once all of a file's segments are done the driver joins
-them (a remux: no model, no encoder at work). Inputs and outputs must be on a path every
-node sees.
+loads a model once and keeps it. A segment is a call on an actor with the driver's plan
+and paths, never frames: the actor decodes its stretch of the source, upscales it and
+writes the packet file itself, next to the model. The actor runs the plan it is given
+(planned for its share of a node's CPUs); it refuses one only when its machine cannot
+run it (a device or a runtime it lacks), and says why. Once all of a file's segments are
+done the driver joins them (a remux: no model, no encoder at work). Inputs and outputs
+must be on a path every node sees.
 
 Faults: an actor that dies (a node lost, ``ray.kill``) has its segment run again on
 another actor, a replacement is started, and the file's row in the report counts the
@@ -23,17 +25,18 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vidsr.batch.file_job import FileJob, FileRan, FileRun, ModelCache
 from vidsr.errors import OptionsError, VidsrError
+from vidsr.plan import EngineOptions, RunPlan
 
 if TYPE_CHECKING:
-    from vidsr.batch.runner import FileJob, FileRan, FileRun
     from vidsr.batch.segments import Segment, SegmentResult
+    from vidsr.transcode import TranscodeOptions
 
 log = logging.getLogger("vidsr")
 
@@ -63,75 +66,53 @@ def import_ray() -> Any:
 
 
 class SegmentWorker:
-    """What runs inside one actor: the models it has loaded, and the engine of the file
+    """What runs inside one actor: the models it has loaded, and the engine of the plan
     whose segments it is running, kept from one segment to the next."""
 
-    def __init__(self, cpus: float | None) -> None:
-        from vidsr.batch.jobfile import WeightsDigests
-        from vidsr.batch.runner import _Models
-
-        self._cpus = cpus
-        self._models = _Models()
-        self._digests = WeightsDigests()
+    def __init__(self) -> None:
+        self._models = ModelCache()
         self._engine: Any = None
-        self._engine_key: tuple[str, str] | None = None
+        self._engine_plan: RunPlan | None = None
 
     def host(self) -> str:
         return socket.gethostname()
 
-    def run_segment(self, run: FileRun, src: str, dst: str, resolved: dict[str, Any],
-                    segment: Segment, path: str) -> SegmentResult:
+    def run_segment(self, run: FileRun, plan: RunPlan, segment: Segment, path: str,
+                    depth: int) -> SegmentResult:
         from vidsr.batch.segments import run_segment
         from vidsr.engine import Engine
 
-        with self._prepared(run, src, dst, resolved) as (model, plan, _, options):
-            key = (src, str(resolved))
-            if self._engine_key != key:
-                self._close_engine()
-                self._engine = Engine(model, plan)
-                self._engine_key = key
-            return run_segment(self._engine, plan, segment, Path(path), options)
+        model = self._model(run, plan)
+        if self._engine_plan != plan:
+            self._close_engine()
+            self._engine = Engine(model, plan)
+            self._engine_plan = plan
+        return run_segment(self._engine, plan, segment, Path(path), depth=depth)
 
-    def run_whole(self, run: FileRun, src: str, dst: str, resolved: dict[str, Any],
-                  overwrite: bool) -> tuple[int, float]:
-        from vidsr.transcode import run_plan
+    def run_whole(self, run: FileRun, plan: RunPlan,
+                  options: TranscodeOptions) -> tuple[int, float]:
+        from vidsr.transcode import run_to_file
 
         self._close_engine()
-        with self._prepared(run, src, dst, resolved,
-                            overwrite=overwrite) as (model, plan, decoder, options):
-            result = run_plan(plan, model, decoder, options)
+        result = run_to_file(plan, self._model(run, plan), options)
         return result.frames, result.wall_s
 
-    @contextmanager
-    def _prepared(self, run: FileRun, src: str, dst: str, resolved: dict[str, Any], *,
-                  overwrite: bool = True) -> Iterator[Any]:
-        """The file planned on this actor's machine, as the driver planned it."""
-        from vidsr.batch.jobfile import run_options
-        from vidsr.transcode import prepare_upscale
+    def _model(self, run: FileRun, plan: RunPlan) -> Any:
+        """The plan's model, once this machine is known to run the plan."""
+        from vidsr.machine import this_machine
+        from vidsr.plan import refusal
 
-        engine = run.engine
-        if self._cpus is not None and engine.cpu_workers is None and engine.cpu_threads is None:
-            # A CPU actor plans for its share of the machine, not all of its cores.
-            threads = max(1, int(self._cpus))
-            engine = replace(engine, cpu_workers=1, cpu_threads=threads)
-        options = replace(run.options, overwrite=overwrite, progress=False, on_frames=None)
-        with prepare_upscale(src, dst, model=self._models.get(run), engine=engine,
-                             encode=run.encode, options=options) as prepared:
-            model, plan, _, planned = prepared
-            mine = run_options(plan, model, planned.on_error, self._digests)
-            if mine != resolved:
-                differ = sorted(k for k in set(mine) | set(resolved)
-                                if mine.get(k) != resolved.get(k))
-                raise OptionsError(
-                    f"{src}: the Ray worker on {socket.gethostname()} plans it differently"
-                    f" from the driver ({', '.join(differ)}); give those options explicitly"
-                    " (e.g. --precision, --device) so every machine runs the same")
-            yield prepared
+        problem = refusal(plan, this_machine())
+        if problem is not None:
+            assert plan.source is not None
+            raise OptionsError(f"{plan.source.path}: the Ray worker on {socket.gethostname()}"
+                               f" cannot run the driver's plan: {problem}")
+        return self._models.get(run)
 
     def _close_engine(self) -> None:
         if self._engine is not None:
             self._engine.close()
-        self._engine, self._engine_key = None, None
+        self._engine, self._engine_plan = None, None
 
 
 class _Actor:
@@ -158,7 +139,7 @@ class _ActorPool:
             num_cpus=self._cpus if not self._gpus else 1, num_gpus=self._gpus,
             max_restarts=0, max_concurrency=1)
         self._started += 1
-        handle = remote.remote(self._cpus if not self._gpus else None)
+        handle = remote.remote()
         return _Actor(handle, f"worker {self._started}")
 
     def submit(self, method: str, *args: Any) -> tuple[Any, _Actor]:
@@ -224,35 +205,39 @@ class RayFiles:
                 ray.shutdown()
             raise
         self.concurrent_files = count
+        self._cpus = None if gpus else cpus
+
+    def engine_options(self, engine: EngineOptions) -> EngineOptions:
+        if self._cpus is not None and engine.cpu_workers is None and engine.cpu_threads is None:
+            # A CPU actor runs on its share of a node, not on all of the driver's cores.
+            engine = replace(engine, cpu_workers=1, cpu_threads=max(1, int(self._cpus)))
+        return engine
 
     def run_file(self, job: FileJob) -> FileRan:
-        from vidsr.batch.runner import FileRan
-
         started = time.perf_counter()
-        f, tell = job.source, job.options.on_frames or (lambda n: None)
-        src, dst = str(f.path), str(job.plan.output.path) if job.plan.output else ""
-        common = (job.run, src, dst, job.resolved)
+        tell = job.options.on_frames or (lambda n: None)
         if job.segments is None:
-            (frames, _), retries = self._call(tell, "run_whole", *common,
-                                              job.options.overwrite)
+            # What crosses to the actor: the plan and plain options, not the frame counter.
+            options = replace(job.options, progress=False, on_frames=None)
+            (frames, _), retries = self._call(tell, "run_whole", job.run, job.plan, options)
             tell(frames)
             return FileRan(frames, time.perf_counter() - started, retries)
-        retries = self._segments(job, common, tell)
+        retries = self._segments(job, tell)
         # The join is a remux (no model, no encoder at work): the driver does it with the
         # plan it made, at once, rather than queue it behind another file's segments.
         frames, join_s = job.join()
         return FileRan(frames, time.perf_counter() - started, retries, join_s=join_s)
 
-    def _segments(self, job: FileJob, common: tuple[Any, ...],
-                  tell: Callable[[int], object]) -> int:
+    def _segments(self, job: FileJob, tell: Callable[[int], object]) -> int:
         """Every unfinished segment of ``job`` in flight at once; each recorded as it ends."""
         assert job.segments is not None
         folder = job.segments.folder
         pending: dict[Any, tuple[Segment, _Actor, int]] = {}
 
         def submit(segment: Segment, attempt: int) -> None:
-            ref, actor = self._pool.submit("run_segment", *common, segment,
-                                           str(folder / segment.file_name))
+            ref, actor = self._pool.submit("run_segment", job.run, job.plan, segment,
+                                           str(folder / segment.file_name),
+                                           job.options.queue_depth)
             pending[ref] = (segment, actor, attempt)
 
         for segment in job.todo():

@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from vidsr.batch.file_job import FileExecutor, FileJob, FileRan, FileRun, ModelCache
 from vidsr.batch.jobfile import (
     JobFile,
     WeightsDigests,
-    file_digest,
     fingerprint,
     output_matches,
     run_options,
@@ -35,9 +35,7 @@ from vidsr.batch.segments import (
     DEFAULT_SEGMENT_SECONDS,
     SEGMENTS_FOLDER,
     Segment,
-    SegmentResult,
     SegmentState,
-    join_segments,
     make_segment_folder,
     plan_segments,
     remove_segments,
@@ -48,40 +46,18 @@ from vidsr.batch.segments import (
 from vidsr.batch.sources import SourceFile, one_line, scan_sources
 from vidsr.engine import Engine
 from vidsr.errors import Cancelled, OutputError
-from vidsr.io.decode import Decoder
-from vidsr.io.encode import EncodeOptions
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.machine import this_machine
-from vidsr.models import SRModel, load_model
+from vidsr.options import upscale_arguments, with_overrides
 from vidsr.pipeline import join_launched, start_all
 from vidsr.plan import EngineOptions, RunPlan
-from vidsr.transcode import (
-    TranscodeOptions,
-    announce,
-    heard_by,
-    prepare_upscale,
-    progress_bar,
-    run_plan,
-)
+from vidsr.transcode import announce, heard_by, plan_file, progress_bar, run_to_file
 
 if TYPE_CHECKING:
     from vidsr.batch.ray_engine import RayOptions
-    from vidsr.io.script_source import ScriptSource
 
 log = logging.getLogger("vidsr")
-
-
-@dataclass(frozen=True)
-class FileRun:
-    """How one file is upscaled: :func:`~vidsr.transcode.prepare_upscale`'s arguments."""
-
-    model: str | Path = "compact"
-    scale: int | None = None
-    weights: Path | None = None
-    allow_unsafe_weights: bool = False
-    engine: EngineOptions = EngineOptions()
-    encode: EncodeOptions = EncodeOptions()
-    options: TranscodeOptions = TranscodeOptions()
 
 
 @dataclass(frozen=True)
@@ -106,6 +82,19 @@ class BatchOptions:
 Resolve = Callable[[Mapping[str, str]], FileRun]
 
 
+def manifest_runs(values: Mapping[str, Any], *, quiet: bool = False,
+                  ffmpeg: str | None = None) -> Resolve:
+    """How each file runs: the option values of the command (:mod:`vidsr.options`), with a
+    manifest line's cells read as the options of the same names (``scale`` as
+    ``--scale``); ``quiet`` and ``ffmpeg`` are the command line's, for every file."""
+
+    def file_run(overrides: Mapping[str, str]) -> FileRun:
+        return FileRun(**upscale_arguments(with_overrides(values, overrides), quiet=quiet,
+                                           ffmpeg=ffmpeg))
+
+    return file_run
+
+
 def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
               batch: BatchOptions | None = None) -> BatchResult:
     """Upscale every video of ``src`` (a folder, a manifest or one file) into ``out_dir``.
@@ -119,7 +108,7 @@ def run_batch(src: str | Path, out_dir: str | Path, resolve: Resolve,
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: is a file; give the folder the outputs go into")
     started = time.perf_counter()
-    models = _Models()
+    models = ModelCache()
     # The command's own model first: a wrong --model is one error, not a failure per file.
     models.get(resolve({}))
     files = scan_sources(Path(src), out_dir, batch.container.lstrip("."))
@@ -167,30 +156,13 @@ def worker_devices(engine: EngineOptions) -> list[str | None]:
     return [None]
 
 
-class _Models:
-    """Each model is loaded once per batch; the engine copies the network to its device,
-    so workers share it."""
-
-    def __init__(self) -> None:
-        self._loaded: dict[tuple[object, ...], SRModel] = {}
-        self._lock = threading.Lock()
-
-    def get(self, run: FileRun) -> SRModel:
-        key = (str(run.model), run.scale, str(run.weights), run.allow_unsafe_weights)
-        with self._lock:
-            if key not in self._loaded:
-                self._loaded[key] = load_model(run.model, scale=run.scale,
-                                               weights=run.weights,
-                                               allow_unsafe=run.allow_unsafe_weights)
-            return self._loaded[key]
-
-
 class _Runner:
     """The state of one batch while it runs: the queue of files, the models loaded so far,
     the outcomes, the bars."""
 
     def __init__(self, out_dir: Path, job: JobFile, resolve: Resolve, batch: BatchOptions,
-                 files: Sequence[SourceFile], models: _Models, executor: FileExecutor) -> None:
+                 files: Sequence[SourceFile], models: ModelCache,
+                 executor: FileExecutor) -> None:
         self.out_dir, self.job, self.resolve, self.batch = out_dir, job, resolve, batch
         self.executor = executor
         self.files = list(files)
@@ -299,32 +271,30 @@ class _Runner:
                  device: str | None, *, overwrite: bool) -> FileOutcome:
         run = self.resolve(f.overrides)
         engine = run.engine if device is None else replace(run.engine, device=device)
+        engine = self.executor.engine_options(engine)
         options = replace(run.options, overwrite=overwrite, progress=self.batch.progress,
                           on_frames=self._on_frames)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        model = self.models.get(run)
-        with prepare_upscale(f.path, dst, model=model, engine=engine, encode=run.encode,
-                             options=options) as (model, plan, decoder, options):
-            resolved = run_options(plan, model, options.on_error, self.digests)
-            digest = fingerprint(resolved)
-            if entry is not None and entry.get("state") == "done":
-                changed = ("its options changed" if entry.get("fingerprint") != digest
-                           else output_matches(dst, entry))
-                if changed is None:
-                    return FileOutcome.skipped(f, "already done; output unchanged",
-                                               entry=entry)
-                log.info("%s: redone: %s", f.path, changed)
-            record = _Record(self.job, f.key, output=str(f.output), fingerprint=digest,
-                             options=resolved)
-            segments = self._segments(f, plan, decoder, entry, digest)
-            reused = len(segments.done) if segments is not None else 0
-            if segments is not None:
-                make_segment_folder(segments.folder)
-            record("running", **({"segments": segments.to_json()} if segments else {}))
-            ran = self.executor.run_file(FileJob(
-                source=f, run=replace(run, engine=engine), plan=plan, model=model,
-                decoder=decoder, options=options, resolved=resolved, fingerprint=digest,
-                segments=segments, record=record))
+        model, plan = plan_file(f.path, dst, model=self.models.get(run), engine=engine,
+                                encode=run.encode, options=options)
+        resolved = run_options(plan, model, options.on_error, self.digests)
+        digest = fingerprint(resolved)
+        if entry is not None and entry.get("state") == "done":
+            changed = ("its options changed" if entry.get("fingerprint") != digest
+                       else output_matches(dst, entry))
+            if changed is None:
+                return FileOutcome.skipped(f, "already done; output unchanged", entry=entry)
+            log.info("%s: redone: %s", f.path, changed)
+        record = _Record(self.job, f.key, output=str(f.output), fingerprint=digest,
+                         options=resolved)
+        segments = self._segments(f, plan, entry, digest)
+        reused = len(segments.done) if segments is not None else 0
+        if segments is not None:
+            make_segment_folder(segments.folder)
+        record("running", **({"segments": segments.to_json()} if segments else {}))
+        ran = self.executor.run_file(FileJob(
+            source=f, run=replace(run, engine=engine), plan=plan, model=model,
+            options=options, fingerprint=digest, segments=segments, record=record))
         size, sha256 = dst.stat().st_size, file_digest(dst)
         video_s = f.seconds or 0.0
         record.fields.pop("segments", None)
@@ -344,8 +314,8 @@ class _Runner:
         name = hashlib.sha256(f.key.encode()).hexdigest()[:16]
         return self.out_dir / SEGMENTS_FOLDER / name
 
-    def _segments(self, f: SourceFile, plan: RunPlan, decoder: Decoder | ScriptSource,
-                  entry: Mapping[str, Any] | None, digest: str) -> SegmentState | None:
+    def _segments(self, f: SourceFile, plan: RunPlan, entry: Mapping[str, Any] | None,
+                  digest: str) -> SegmentState | None:
         """The segments ``f`` runs in, with those an earlier run finished; None to run it
         whole (short, or a run that cannot seek)."""
         seconds = self.batch.segment_seconds
@@ -363,7 +333,7 @@ class _Runner:
         remove_segments(folder)  # another run's, of other options: never mixed in
         if seconds <= 0 or (f.seconds or 0.0) < 1.25 * seconds:
             return None
-        why = unsegmentable(plan, decoder)
+        why = unsegmentable(plan)
         if why is not None:
             log.info("%s: run whole, not in segments: %s", f.path, why)
             return None
@@ -411,76 +381,16 @@ class _Runner:
         self.bar.close()
 
 
-@dataclass
-class FileJob:
-    """One file ready to run, as the runner resolved it: what an executor needs.
-
-    ``run`` carries the worker's device; ``options`` the batch's overwrite, progress and
-    frame counter (which raises Cancelled once the batch is stopped); ``segments`` is None
-    for a file run whole.
-    """
-
-    source: SourceFile
-    run: FileRun
-    plan: RunPlan
-    model: SRModel
-    decoder: Decoder | ScriptSource
-    options: TranscodeOptions
-    resolved: dict[str, Any]  # the options that shape the output (run_options)
-    fingerprint: str
-    segments: SegmentState | None
-    record: _Record
-
-    def segment_done(self, segment: Segment, result: SegmentResult) -> None:
-        """Keep a finished segment in the job file at once: a kill now does not lose it."""
-        assert self.segments is not None
-        self.segments.done[str(segment.index)] = result.to_json()
-        self.record("running", segments=self.segments.to_json())
-
-    def todo(self) -> list[Segment]:
-        assert self.segments is not None
-        return [s for s in self.segments.segments if str(s.index) not in self.segments.done]
-
-    def segment_paths(self) -> list[Path]:
-        assert self.segments is not None
-        return [self.segments.folder / s.file_name for s in self.segments.segments]
-
-    def join(self) -> tuple[int, float]:
-        """Mux every segment into the output: (frames written, seconds it took)."""
-        started = time.perf_counter()
-        frames = join_segments(self.plan, self.segment_paths(), self.options.overwrite)
-        return frames, time.perf_counter() - started
-
-
-@dataclass(frozen=True)
-class FileRan:
-    """What an executor did with a file: frames written, its seconds, segments retried,
-    and the seconds its segments' join took (None: run whole)."""
-
-    frames: int
-    wall_s: float
-    retries: int = 0
-    join_s: float | None = None
-
-
-class FileExecutor(Protocol):
-    """Where a batch's files run: this process (:class:`LocalFiles`) or a Ray cluster
-    (:class:`~vidsr.batch.ray_engine.RayFiles`). Called from the runner's worker threads."""
-
-    def run_file(self, job: FileJob) -> FileRan:
-        """Write the job's output (whole, or its unfinished segments and then the join)."""
-        ...
-
-    def close(self) -> None: ...
-
-
 class LocalFiles:
     """Runs each file in the calling worker thread: whole, or its segments one after
     another on one engine, then joined."""
 
+    def engine_options(self, engine: EngineOptions) -> EngineOptions:
+        return engine  # planned for this machine, which runs them
+
     def run_file(self, job: FileJob) -> FileRan:
         if job.segments is None:
-            result = run_plan(job.plan, job.model, job.decoder, job.options)
+            result = run_to_file(job.plan, job.model, job.options)
             return FileRan(result.frames, result.wall_s)
         plan, options, state = job.plan, job.options, job.segments
         assert plan.source is not None
@@ -494,7 +404,8 @@ class LocalFiles:
                                                                initial=before) as bar:
             for segment in job.todo():
                 result = run_segment(runner, plan, segment, state.folder / segment.file_name,
-                                     options, on_write=heard_by(bar.update, options.on_frames))
+                                     depth=options.queue_depth,
+                                     on_write=heard_by(bar.update, options.on_frames))
                 job.segment_done(segment, result)
         frames, join_s = job.join()
         return FileRan(frames, time.perf_counter() - started, join_s=join_s)

@@ -23,16 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vidsr.batch.jobfile import file_digest
 from vidsr.engine import Engine
-from vidsr.io.decode import Decoder, Window
+from vidsr.io.decode import Window
 from vidsr.io.encode import Encoder, SegmentEncoder
+from vidsr.io.file_digest import file_digest
 from vidsr.io.keyframes import KeyframeIndex
-from vidsr.io.output_file import claimed_temporary, publish, remove_orphaned_temporaries
+from vidsr.io.output_file import output_written
 from vidsr.io.packet_file import read_packets
-from vidsr.io.script_source import ScriptSource
+from vidsr.io.probe import open_input
+from vidsr.io.script_source import is_script
+from vidsr.io.timestamps import timestamp_mode
 from vidsr.plan import RunPlan
-from vidsr.transcode import TranscodeOptions, stream_through
+from vidsr.run import open_source, run_to_sink
 
 log = logging.getLogger("vidsr")
 
@@ -134,41 +136,31 @@ def plan_segments(index: KeyframeIndex, seconds: float) -> list[Segment]:
     return segments
 
 
-def unsegmentable(plan: RunPlan, decoder: Decoder | ScriptSource) -> str | None:
+def unsegmentable(plan: RunPlan) -> str | None:
     """Why this run cannot go in segments (it runs whole), or None."""
-    assert plan.output is not None
-    if not isinstance(decoder, Decoder):
+    assert plan.source is not None and plan.output is not None
+    if is_script(plan.source.path):
         return "a VapourSynth script is read from its start"
-    if decoder.timestamps != "pts":
-        return f"{decoder.container.format.name} keeps no presentation times to seek by"
+    with open_input(plan.source.path) as container:  # its headers only
+        if timestamp_mode(container) != "pts":
+            return f"{container.format.name} keeps no presentation times to seek by"
     if plan.output.sink != "pyav":
         return "a system ffmpeg (--ffmpeg) writes the whole file itself"
     return None
 
 
-def run_segment(runner: Engine, plan: RunPlan, segment: Segment, path: Path,
-                options: TranscodeOptions,
+def run_segment(runner: Engine, plan: RunPlan, segment: Segment, path: Path, *, depth: int,
                 on_write: Callable[[int], object] | None = None) -> SegmentResult:
     """Upscale ``segment`` of the plan's source with ``runner`` into the packet file
-    ``path``, published only when complete."""
+    ``path``, published only when complete; ``depth``: batches queued between stages."""
     assert plan.source is not None and plan.output is not None
     started = time.perf_counter()
-    remove_orphaned_temporaries(path)
-    with claimed_temporary(path) as tmp:
-        try:
-            with Decoder(plan.source.path, batch_size=plan.batch_size,
-                         on_error=options.on_error, threads=plan.decoder_threads,
-                         deinterlace=plan.deinterlace, window=segment.window,
-                         video_stream=plan.source.stream_index,
-                         alpha=bool(plan.output.alpha_depth)) as decoder:
-                with SegmentEncoder(tmp, plan.output) as sink:
-                    written, _ = stream_through(runner, decoder, sink, plan,
-                                                depth=options.queue_depth, on_write=on_write)
-                skipped = decoder.skipped
-            publish(tmp, path, overwrite=True)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(path, overwrite=True) as tmp:
+        with open_source(plan, span=segment.window) as decoder:
+            with SegmentEncoder(tmp, plan.output) as sink:
+                written, _ = run_to_sink(plan, runner, decoder, sink, depth=depth,
+                                         on_write=on_write)
+            skipped = decoder.skipped
     return SegmentResult(frames=written, skipped=skipped, size=path.stat().st_size,
                          sha256=file_digest(path), wall_s=time.perf_counter() - started)
 
@@ -186,15 +178,9 @@ def join_segments(plan: RunPlan, paths: Sequence[Path], overwrite: bool) -> int:
     output (written under a temporary name, published when complete); the frames written."""
     assert plan.source is not None and plan.output is not None
     dst = plan.output.path
-    remove_orphaned_temporaries(dst)
-    with claimed_temporary(dst) as tmp:
-        try:
-            with Encoder(tmp, plan.output, plan.source.path) as encoder:
-                for path in paths:
-                    encoder.mux_encoded(read_packets(path))
-                frames = encoder.frames_written
-            publish(tmp, dst, overwrite)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, overwrite) as tmp:
+        with Encoder(tmp, plan.output, plan.source.path) as encoder:
+            for path in paths:
+                encoder.mux_encoded(read_packets(path))
+            frames = encoder.frames_written
     return frames

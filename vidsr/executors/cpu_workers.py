@@ -42,7 +42,7 @@ class CpuWorkersExecutor:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vidsr-cpu-worker")
 
     def submit(self, batch: FrameBatch, compute: Compute) -> FuturePending:
-        return FuturePending(self._pool.submit(self.replica.run_batch, batch, compute))
+        return FuturePending(self._pool.submit(self.replica.compute_batch, batch, compute))
 
     def close(self) -> None:
         """End the workers (batches still running finish first); safe to call twice."""

@@ -31,7 +31,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 import re
 import statistics
 import threading
@@ -40,7 +39,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -51,7 +50,9 @@ from vidsr.errors import OptionsError
 from vidsr.executors.base import Compute, Done, Flags, Pending, usable_output
 from vidsr.executors.cpu_workers import FuturePending
 from vidsr.executors.replica import Replica
+from vidsr.io.atomic_write import atomic_write
 from vidsr.io.frames import FrameBatch
+from vidsr.machine import openvino_unusable
 
 if TYPE_CHECKING:
     from vidsr.archs.spec import ArchSpec
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vidsr")
 
-MISSING = "OpenVINO is not installed (pip install 'vidsr[openvino]')"
 # Frames int8 is calibrated on, spread over the clip (or the image folder), and the centre
 # square taken of each: activation ranges need variety, not megapixels.
 CALIBRATION_FRAMES = 32
@@ -70,41 +70,8 @@ PROBE_SIDE = 128
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not quantised is f32
 
 
-def available() -> bool:
-    """Whether OpenVINO is installed here."""
-    return importlib.util.find_spec("openvino") is not None
-
-
-def unusable() -> str | None:
-    """Why OpenVINO cannot run in this process, or None where it can."""
-    if not available():
-        return MISSING
-    try:
-        import openvino  # noqa: F401
-    except ImportError as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        problem = f"OpenVINO does not load ({lines[-1] if lines else type(exc).__name__})"
-        library = python_library()
-        if "mismatches with OpenVINO Runtime library" in str(exc) and library is not None:
-            # vs-mlrt's plugin (vapoursynth-mlrt-ov) brings its own build of the library,
-            # which VapourSynth loads before a script runs, and the Python module refuses it.
-            problem = ("another build of OpenVINO's library was loaded first (vs-mlrt's"
-                       f" plugin brings one): start the process with LD_PRELOAD={library}")
-        return problem
-    return None
-
-
-def python_library() -> Path | None:
-    """The runtime library of OpenVINO's Python package (Linux), if it is installed."""
-    spec = importlib.util.find_spec("openvino")
-    if spec is None or spec.origin is None:
-        return None
-    return next(iter(sorted((Path(spec.origin).parent / "libs").glob("libopenvino.so.*"))),
-                None)
-
-
 def _openvino() -> Any:
-    problem = unusable()
+    problem = openvino_unusable()
     if problem:
         raise OptionsError(f"--runtime openvino: {problem}")
     import openvino
@@ -122,12 +89,9 @@ def weights_key(module: torch.nn.Module, scale: int) -> str:
     order) and the scale. Names are left out: a replica wraps its picture layers, which
     renames their tensors but changes nothing exported."""
     from vidsr.export import plain_module
+    from vidsr.models import tensor_digest
 
-    digest = hashlib.sha256()
-    for tensor in plain_module(module).state_dict().values():
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return f"{digest.hexdigest()[:20]}-x{scale}"
+    return f"{tensor_digest(plain_module(module), with_names=False)[:20]}-x{scale}"
 
 
 def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
@@ -136,10 +100,9 @@ def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
 
     path = runtime_cache() / f"{spec.arch}-{weights_key(module, scale)}.onnx"
     if not path.is_file():
-        # Written aside and renamed: another run may read the same key at the same time.
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        export_network(module, spec, partial)
-        os.replace(partial, path)
+        # Shared: another run may export the same key at the same time.
+        with atomic_write(path, shared=True) as partial:
+            export_network(module, spec, partial)
         log.info("exported %s for OpenVINO to %s", spec.arch, path)
     return path
 
@@ -174,9 +137,9 @@ def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
             pictures.append(rgb if spec.input_space == "rgb"
                             else (rgb_to_y_bt601(rgb) / 255.0)[:, None].float())
     else:
-        from vidsr.io.decode import open_source
+        from vidsr.io.decode import open_media
 
-        with open_source(source, batch_size=1) as decoder:  # a media file or a .vpy script
+        with open_media(source, batch_size=1) as decoder:  # a media file or a .vpy script
             total = decoder.info.frame_count_estimate or count
             stride = max(1, total // count)
             for index, batch in enumerate(decoder):
@@ -243,10 +206,8 @@ def int8_model(onnx: Path, source: Path, spec: ArchSpec, scale: int) -> Path:
         # MIXED: asymmetric activations, whose ranges after PReLU are not centred.
         quantised = nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
                                   ignored_scope=keep, preset=nncf.QuantizationPreset.MIXED)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.part.xml")
-    ov.save_model(quantised, str(partial), compress_to_fp16=False)
-    os.replace(partial.with_suffix(".bin"), path.with_suffix(".bin"))
-    os.replace(partial, path)
+    with atomic_write(path, shared=True, companions=(".bin",)) as partial:
+        ov.save_model(quantised, str(partial), compress_to_fp16=False)
     return path
 
 
@@ -345,8 +306,8 @@ class OpenVinoExecutor:
 
     def submit(self, batch: FrameBatch, compute: Compute) -> Pending:
         if self._pool is None:
-            return Done(self.replica.run_batch(batch, compute))
-        return FuturePending(self._pool.submit(self.replica.run_batch, batch, compute))
+            return Done(self.replica.compute_batch(batch, compute))
+        return FuturePending(self._pool.submit(self.replica.compute_batch, batch, compute))
 
     def close(self) -> None:
         """End the workers (batches still running finish first); safe to call twice."""
@@ -364,9 +325,8 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
     ``PROBE_SIDE`` square in its own precision (bf16 against bf16 where both would run
     it) on a worker's threads, measured once per weights, scale, CPU, threads and
     precisions and kept in the cache (``runtime-choices.json``). The chosen plan's
-    runtime reason gives the figures."""
-    from vidsr.plan import RuntimeChoice
-
+    runtime reason gives the figures. The plan calls it for ``--runtime auto`` (the caller
+    hands it to :func:`~vidsr.plan.resolve_plan`), so the plan never imports executors."""
     threads = on_openvino.executor.threads
     torch_precision, openvino_precision = on_torch.precision.name, on_openvino.precision.name
     key = (f"{weights_key(model.module, model.scale)} {on_torch.machine.cpu} {threads}t"
@@ -379,29 +339,26 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
         timing = _time_runtimes(model, on_torch, on_openvino)
         choices[key] = timing
         store.parent.mkdir(parents=True, exist_ok=True)
-        partial = store.with_name(f".{store.name}.{os.getpid()}.part")
-        partial.write_text(json.dumps(choices, indent=1))
-        os.replace(partial, store)
+        with atomic_write(store, shared=True) as partial:
+            partial.write_text(json.dumps(choices, indent=1))
     faster = on_openvino if timing["openvino_ms"] < timing["torch_ms"] else on_torch
     reason = (f"auto: a {PROBE_SIDE}x{PROBE_SIDE} input on {threads} thread(s) took OpenVINO"
               f" {openvino_precision} {timing['openvino_ms']:.0f} ms, torch {torch_precision}"
               f" {timing['torch_ms']:.0f} ms (measured once and cached)")
-    return replace(faster, runtime=RuntimeChoice(faster.runtime.name, reason))
+    return replace(faster, runtime=replace(faster.runtime, reason=reason))
 
 
 def _time_runtimes(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan,
                    repeats: int = 3) -> dict[str, float]:
     """Median milliseconds of each plan's replica on one probe input, interleaved: the
     network as the run would have it (precision, picture layers, memory format)."""
-    from vidsr.plan import OpenVinoPlan
-
     spec = model.spec
     x = torch.rand(1, spec.channels, PROBE_SIDE, PROBE_SIDE)
     replicas = {name: Replica(copy.deepcopy(model.module), spec, model.scale,
                               torch.device("cpu"), plan)
                 for name, plan in (("torch_ms", on_torch), ("openvino_ms", on_openvino))}
-    executor = on_openvino.executor
-    assert isinstance(executor, OpenVinoPlan)
+    executor = cast("OpenVinoPlan", on_openvino.executor)
+    assert executor.kind == "openvino"
     network = OpenVinoNetwork(replicas["openvino_ms"], executor.precision, 1, executor.threads,
                               None)
     replicas["openvino_ms"].use_runtime(network)

@@ -113,7 +113,7 @@ class Replica:
 
     # -- batches ---------------------------------------------------------------------
 
-    def run_batch(self, batch: FrameBatch, compute: Compute) -> list[np.ndarray]:
+    def compute_batch(self, batch: FrameBatch, compute: Compute) -> list[np.ndarray]:
         """Upscale ``batch`` synchronously: host planes in, host planes out."""
         return self.finite_or_fp32(self.synchronous(batch, compute), frames_text(batch))
 

@@ -24,7 +24,7 @@ class SyncExecutor:
         self._threads = TorchThreads(threads)
 
     def submit(self, batch: FrameBatch, compute: Compute) -> Done:
-        return Done(self.replica.run_batch(batch, compute))
+        return Done(self.replica.compute_batch(batch, compute))
 
     def close(self) -> None:
         self._threads.restore()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -41,8 +42,9 @@ from vidsr.errors import DecodeError, OptionsError, option
 from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
 from vidsr.io.pixfmt import alpha_format, copy_frame_planes, source_format
-from vidsr.io.probe import ALPHA_DECODERS, CARRIED_SIDE_DATA, VideoInfo, describe, open_input
+from vidsr.io.probe import ALPHA_DECODERS, CARRIED_SIDE_DATA, describe, open_input
 from vidsr.io.timestamps import LATE, Continuity, Timeline, TimestampMode, timestamp_mode
+from vidsr.io.video_info import VideoInfo
 
 if TYPE_CHECKING:
     from vidsr.io.script_source import ScriptSource
@@ -140,7 +142,7 @@ class Decoder:
 
     @property
     def container(self) -> av.container.InputContainer:
-        """The open input, for the run plan to ask what its other streams are."""
+        """The open input (its other streams, for an output planned from this decoder)."""
         return self._container
 
     @property
@@ -404,8 +406,8 @@ class Decoder:
         return frame
 
 
-def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
-                threads: int = 0, video_stream: int | None = None) -> Decoder | ScriptSource:
+def open_media(path: str | Path, *, batch_size: int, on_error: OnError = "fail",
+               threads: int = 0, video_stream: int | None = None) -> Decoder | ScriptSource:
     """The frames of ``path`` as batches: a :class:`Decoder` for a media file, a
     :class:`~vidsr.io.script_source.ScriptSource` for a VapourSynth script (``.vpy``)."""
     from vidsr.io.script_source import ScriptSource, is_script
@@ -414,6 +416,30 @@ def open_source(path: str | Path, *, batch_size: int, on_error: OnError = "fail"
         return ScriptSource(path, batch_size=batch_size)
     return Decoder(path, batch_size=batch_size, on_error=on_error, threads=threads,
                    video_stream=video_stream)
+
+
+@dataclass(frozen=True)
+class InputProbe:
+    """What a run is planned from: the video stream to upscale, and the input open for
+    reading its other streams' headers (never for decoding)."""
+
+    info: VideoInfo
+    container: av.container.InputContainer
+
+
+@contextmanager
+def probe_media(path: str | Path, video_stream: int | None = None) -> Iterator[InputProbe]:
+    """Probe ``path`` (a media file, or a VapourSynth script, which is run for it); the
+    input is closed when the block ends."""
+    from vidsr.io.script_source import ScriptSource, is_script
+
+    if is_script(path):
+        with ScriptSource(path, batch_size=1) as script:
+            yield InputProbe(script.info, script.container)
+        return
+    path = Path(path)
+    with open_input(path) as container:
+        yield InputProbe(describe(container, path, video_stream), container)
 
 
 def _side_data_carrier(frame: av.VideoFrame) -> av.VideoFrame | None:

@@ -22,7 +22,8 @@ import av.filter
 import numpy as np
 
 from vidsr.errors import OptionsError
-from vidsr.io.probe import VideoInfo, open_input, video_stream
+from vidsr.io.probe import open_input, video_stream
+from vidsr.io.video_info import VideoInfo
 
 log = logging.getLogger("vidsr")
 

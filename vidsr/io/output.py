@@ -27,7 +27,7 @@ import av.container
 
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec, HdrMetadata, colour_for_layout
-from vidsr.io.encode import (
+from vidsr.io.encode_options import (
     CAPTION_CODECS,
     HDR_CODECS,
     EncodeOptions,
@@ -40,9 +40,9 @@ from vidsr.io.ffmpeg_log import ffmpeg_reasons, reason
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.passthrough import StreamCopy, plan_stream_copies
 from vidsr.io.pixfmt import alpha_format, has_alpha, nearest_format, source_format
-from vidsr.io.probe import VideoInfo
 from vidsr.io.system_ffmpeg import check_encoder, encoder_pixel_formats, trial_encode
 from vidsr.io.timestamps import first_restart, hidden_lead_in, keeps_lead_in, stream_start
+from vidsr.io.video_info import VideoInfo
 
 log = logging.getLogger("vidsr")
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vidsr.errors import OutputError, option
-from vidsr.io.probe import check_input_path
+from vidsr.errors import OutputError, VidsrError, option
+from vidsr.io.input_file import check_input_path
 
 try:
     import fcntl
@@ -168,18 +168,32 @@ def _remove_unheld(path: Path) -> bool:
     return True
 
 
+@contextmanager
+def output_written(dst: Path, overwrite: bool) -> Iterator[Path]:
+    """A claimed temporary beside ``dst`` for the block to write, published under ``dst``
+    when the block ends normally and deleted when it raises. Temporaries of ``dst`` left by
+    killed runs are removed first."""
+    remove_orphaned_temporaries(dst)
+    with claimed_temporary(dst) as tmp:
+        try:
+            yield tmp
+            publish(tmp, dst, overwrite)
+        except VidsrError as exc:
+            tmp.unlink(missing_ok=True)
+            # Users know the output by its final name, not the temporary one.
+            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
 def write_small_output(dst: Path, overwrite: bool, write: Callable[[Path], object]) -> Path:
     """Write a picture or a report as videos are written: ``write(tmp)`` fills a claimed
     temporary beside ``dst``, which then takes the final name in one step (or is deleted)."""
     dst = Path(dst)
     check_output_path(dst, overwrite)
-    with claimed_temporary(dst) as tmp:
-        try:
-            write(tmp)
-            publish(tmp, dst, overwrite)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    with output_written(dst, overwrite) as tmp:
+        write(tmp)
     return dst
 
 

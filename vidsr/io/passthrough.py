@@ -21,8 +21,9 @@ import av
 import av.container
 
 from vidsr.io.ffmpeg_log import ffmpeg_reasons, reason
-from vidsr.io.probe import StreamSummary, is_attached_picture, open_input
+from vidsr.io.probe import is_attached_picture, open_input
 from vidsr.io.timestamps import Continuity
+from vidsr.io.video_info import StreamSummary
 
 log = logging.getLogger("vidsr")
 
@@ -166,10 +167,6 @@ class PassThrough:
         except BaseException:
             self._source.close()
             raise
-
-    @property
-    def stream_count(self) -> int:
-        return len(self._map)
 
     def _copy_metadata(self, output: av.container.OutputContainer) -> None:
         for key, value in self._source.metadata.items():

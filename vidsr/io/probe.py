@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import stat
 import struct
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,127 +13,14 @@ import av.container
 from av.sidedata.sidedata import Type as SideDataType
 
 from vidsr.errors import InputError
-from vidsr.io.colour import ColourSpec, HdrMetadata, hdr_metadata, resolve_colour
-from vidsr.io.frames import PlaneLayout
+from vidsr.io.colour import hdr_metadata, resolve_colour
+from vidsr.io.input_file import check_input_path
 from vidsr.io.pixfmt import SourceFormat, has_alpha, source_format
+from vidsr.io.video_info import StreamSummary, VideoInfo, codec_name
 
 log = logging.getLogger("vidsr")
 
 _TEXT_FORMATS = {"tty"}
-
-
-@dataclass(frozen=True)
-class StreamSummary:
-    """One stream of a file, as named in messages (``#2 (subtitle, subrip)``)."""
-
-    index: int
-    type: str
-    codec: str
-
-    @classmethod
-    def of(cls, stream: av.stream.Stream) -> StreamSummary:
-        return cls(stream.index, stream.type, _codec_name(stream))
-
-    def __str__(self) -> str:
-        return f"#{self.index} ({self.type}, {self.codec})"
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """The video stream of a file that is upscaled, resolved for decoding and encoding.
-
-    ``layout`` is what the decoder yields (after any conversion from
-    ``pix_fmt``); ``colour`` is resolved (guessed where untagged, see
-    ``colour.tagged``); ``time_base`` is the stream's, which every pts the
-    decoder yields is in.
-    """
-
-    path: Path
-    width: int
-    height: int
-    pix_fmt: str
-    layout: PlaneLayout
-    colour: ColourSpec
-    sar: Fraction
-    time_base: Fraction
-    average_rate: Fraction | None  # the nominal rate (see nominal_rate): shown, counts frames
-    frame_count: int | None
-    duration: float | None
-    codec: str
-    stream_index: int
-    container_format: str
-    other_streams: tuple[StreamSummary, ...]
-    # FFmpeg's display matrix (9 ints, 16.16 and 2.30 fixed point) when the picture is
-    # meant to be shown rotated or mirrored (phone clips); None when upright.
-    display_matrix: tuple[int, ...] | None = None
-    timecode: str | None = None  # SMPTE timecode of the first frame, e.g. "01:00:00:00"
-    field_order: str = "unknown"  # progressive, tt, bb, tb, bt or unknown
-    # The rate frames follow one another at (FFmpeg's guess from the timestamps), which one
-    # frame lasts; unlike the average, not stretched by a gap nor set to 1/time base.
-    base_rate: Fraction | None = None
-    hdr: HdrMetadata | None = None  # HDR10 static metadata of a PQ or HLG stream
-    captions: bool = False  # the first frame carries closed captions (ATSC A53)
-    alpha: bool = False  # the pictures have an alpha channel (transparency)
-
-    @property
-    def interlaced(self) -> bool:
-        return self.field_order in ("tt", "bb", "tb", "bt")
-
-
-    @property
-    def frame_count_estimate(self) -> int | None:
-        """nb_frames when the file has it, else duration x rate (for a progress ETA)."""
-        if self.frame_count is not None:
-            return self.frame_count
-        if self.duration is not None and self.average_rate:
-            return round(self.duration * self.average_rate)
-        return None
-
-    @property
-    def frame_time(self) -> Fraction | None:
-        """How long one frame lasts, in seconds, when the rate is known."""
-        rate = self.base_rate or self.average_rate
-        return 1 / rate if rate else None
-
-    @property
-    def frame_duration(self) -> int | None:
-        """One frame's duration (:attr:`frame_time`) in ``time_base`` units."""
-        if self.frame_time is None:
-            return None
-        return max(1, round(self.frame_time / self.time_base))
-
-
-def check_input_path(path: Path) -> None:
-    """Raise InputError for a path that cannot be a media file at all.
-
-    Only a regular file will do: vidsr reads its input twice (once to decode
-    the video, once to copy the other streams), which a pipe or a device
-    cannot replay.
-    """
-    try:
-        status = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it ({exc.strerror})") from exc
-    if stat.S_ISDIR(status.st_mode):
-        raise InputError(f"{path}: is a directory, not a video file")
-    if not stat.S_ISREG(status.st_mode):
-        raise InputError(f"{path}: {_special_file_kind(status.st_mode)}; vidsr needs a regular"
-                         " file (it reads its input twice: to decode it and to copy its other"
-                         " streams)")
-    if status.st_size == 0:
-        raise InputError(f"{path}: file is empty")
-
-
-def _special_file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "is a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device file"
-    if stat.S_ISSOCK(mode):
-        return "is a socket"
-    return "is not a regular file"
 
 
 def open_input(path: Path) -> av.container.InputContainer:
@@ -175,7 +60,7 @@ def video_stream(container: av.container.InputContainer, path: Path,
     if not videos:
         if container.streams.video:
             raise InputError(f"{path}: has no video stream (only cover art)")
-        found = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams)
+        found = ", ".join(f"{s.type} {codec_name(s)}" for s in container.streams)
         raise InputError(f"{path}: has no video stream (found: {found or 'no streams'})")
     default = [s for s in videos if s.disposition & av.stream.Disposition.default]
     # max() keeps the first of equals: files list their main stream first.
@@ -313,14 +198,6 @@ def probe(path: str | Path, choice: int | None = None) -> VideoInfo:
         return probe_script(path)
     with open_input(path) as container:
         return describe(container, path, choice)
-
-
-def _codec_name(stream: av.stream.Stream) -> str:
-    ctx = stream.codec_context
-    if ctx is not None:
-        return ctx.name
-    # Data and attachment streams have no codec context; the descriptor name still exists.
-    return getattr(stream, "name", None) or "data"
 
 
 def _duration(container: av.container.InputContainer, stream: av.video.VideoStream) -> float | None:

@@ -41,8 +41,9 @@ import numpy as np
 from vidsr.errors import DecodeError, InputError, OptionsError
 from vidsr.io.colour import RANGE_FULL, RANGE_LIMITED, ColourSpec, resolve_colour
 from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.input_file import check_input_path
 from vidsr.io.pixfmt import planar_name
-from vidsr.io.probe import StreamSummary, VideoInfo, check_input_path
+from vidsr.io.video_info import StreamSummary, VideoInfo
 
 if TYPE_CHECKING:
     import vapoursynth as vs

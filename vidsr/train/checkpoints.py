@@ -15,22 +15,36 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vidsr.archs.spec import ArchSpec
 from vidsr.errors import WeightsError
+from vidsr.io.atomic_write import atomic_write
 from vidsr.train.config import TrainConfig
-
-if TYPE_CHECKING:
-    from vidsr.train.loop import TrainingState
 
 log = logging.getLogger("vidsr")
 
 STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class TrainingState:
+    """Everything that changes while training; what a checkpoint saves."""
+
+    generator: nn.Module
+    params_ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    discriminator: nn.Module | None = None
+    disc_optimizer: torch.optim.Optimizer | None = None
+    scaler: torch.amp.GradScaler | None = None
+    step: int = 0  # steps completed
+    wall_s: float = 0.0  # training wall time over all sessions of the run
 
 
 def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -39,21 +53,25 @@ def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(state: TrainingState, root: Path, cfg: TrainConfig) -> Path:
     """Write the checkpoint of ``state.step`` under ``root``; returns its folder."""
+    final = root / f"{state.step:08d}"
+    with atomic_write(final) as tmp:
+        tmp.mkdir(parents=True)
+        _write_checkpoint(state, tmp, cfg)
+    return final
+
+
+def _write_checkpoint(state: TrainingState, folder: Path, cfg: TrainConfig) -> None:
+    """The files of a checkpoint, into the empty ``folder``."""
     from vidsr.weights_file import save_pth_params
 
-    final = root / f"{state.step:08d}"
-    tmp = root / f".{state.step:08d}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     meta = {"step": str(state.step), "arch": cfg.model.arch}
-    save_file(_tensors(state.generator), str(tmp / "params.safetensors"), metadata=meta)
+    save_file(_tensors(state.generator), str(folder / "params.safetensors"), metadata=meta)
     params_ema = None
     if state.params_ema is not None:
         params_ema = _tensors(state.params_ema)
-        save_file(params_ema, str(tmp / "params_ema.safetensors"), metadata=meta)
+        save_file(params_ema, str(folder / "params_ema.safetensors"), metadata=meta)
     if state.discriminator is not None:
-        save_file(_tensors(state.discriminator), str(tmp / "discriminator.safetensors"),
+        save_file(_tensors(state.discriminator), str(folder / "discriminator.safetensors"),
                   metadata=meta)
     training = {
         "step": state.step,
@@ -66,12 +84,8 @@ def save_checkpoint(state: TrainingState, root: Path, cfg: TrainConfig) -> Path:
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "config": json.dumps(cfg.to_dict()),
     }
-    torch.save(training, tmp / STATE_FILE)
-    save_pth_params(tmp / "model.pth", _tensors(state.generator), params_ema)
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    return final
+    torch.save(training, folder / STATE_FILE)
+    save_pth_params(folder / "model.pth", _tensors(state.generator), params_ema)
 
 
 def _load_into(module: nn.Module, path: Path) -> None:
@@ -126,18 +140,17 @@ def prune_checkpoints(root: Path, keep: int) -> None:
             shutil.rmtree(old)
 
 
-def weights_metadata(model: nn.Module, cfg: TrainConfig, step: int,
-                     scores: Mapping[str, float]) -> dict[str, str]:
-    """String metadata for an exported weights file: what it is and how it was made."""
-    spec = model.spec
+def weights_metadata(spec: ArchSpec, recipe: str, step: int, **results: str) -> dict[str, str]:
+    """String metadata for a weights file vidsr trained: what it is and how it was made,
+    with ``results`` (JSON text) such as the validation scores."""
     return {
         "arch": spec.arch,
         "scales": json.dumps(list(spec.scales)),
         "config": json.dumps(dict(spec.config)),
         "trained_by": "vidsr.train",
-        "recipe": cfg.name,
+        "recipe": recipe,
         "step": str(step),
-        "scores": json.dumps(dict(scores)),
+        **results,
     }
 
 
@@ -146,7 +159,7 @@ def export_weights(model: nn.Module, path: Path, cfg: TrainConfig, step: int,
     """Save a trained network's weights as safetensors with their provenance."""
     from vidsr.weights_file import save_state_dict
 
-    tmp = path.with_name(path.name + ".partial")
-    save_state_dict(tmp, _tensors(model), weights_metadata(model, cfg, step, scores))
-    tmp.replace(path)
+    metadata = weights_metadata(model.spec, cfg.name, step, scores=json.dumps(dict(scores)))
+    with atomic_write(path) as tmp:
+        save_state_dict(tmp, _tensors(model), metadata)
     return path

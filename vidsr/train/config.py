@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vidsr.errors import OptionsError
+from vidsr.plain_data import plain_data
 
 PixelLoss = Literal["l1", "mse", "charbonnier"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -143,7 +144,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, TOML/JSON-friendly copy (for the run directory and model cards)."""
-        return _plain(self)
+        return plain_data(self)
 
 
 _SECTIONS: dict[str, type] = {
@@ -154,16 +155,6 @@ _SECTIONS: dict[str, type] = {
     "optim": OptimOptions,
     "train": RunOptions,
 }
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _coerce(where: str, value: Any, hint: Any) -> Any:

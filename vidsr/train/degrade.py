@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vidsr.errors import EncodeError
-from vidsr.io.encode import constant_quantiser
+from vidsr.io.encode_options import constant_quantiser
 from vidsr.resize import imresize
 from vidsr.train.config import DegradeOptions, ResizeKernel, VideoCodec
 

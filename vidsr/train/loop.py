@@ -31,6 +31,7 @@ from vidsr.errors import Cancelled, OptionsError, with_article
 from vidsr.metrics import rgb_to_y_bt601
 from vidsr.resize import imresize
 from vidsr.train.checkpoints import (
+    TrainingState,
     export_weights,
     latest_checkpoint,
     load_checkpoint,
@@ -52,20 +53,6 @@ from vidsr.train.schedule import learning_rate
 from vidsr.train.windows import WindowSampler, collect_window_sources
 
 log = logging.getLogger("vidsr")
-
-
-@dataclass
-class TrainingState:
-    """Everything that changes while training; what a checkpoint saves."""
-
-    generator: nn.Module
-    params_ema: nn.Module | None
-    optimizer: torch.optim.Optimizer
-    discriminator: nn.Module | None = None
-    disc_optimizer: torch.optim.Optimizer | None = None
-    scaler: torch.amp.GradScaler | None = None
-    step: int = 0  # steps completed
-    wall_s: float = 0.0  # training wall time over all sessions of the run
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,4 @@
-"""A PNG of training progress (loss, validation PSNR) drawn with pillow.
-
-matplotlib is not a dependency of vidsr; two line charts need only ImageDraw.
-"""
+"""A PNG of training progress (loss, validation PSNR): two line charts (:mod:`vidsr.plot`)."""
 
 from __future__ import annotations
 
@@ -12,8 +9,10 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from vidsr.io.atomic_write import atomic_write
+from vidsr.plot import FRAME_COLOUR, Axes, draw_line, line_colour
+
 WIDTH, PANEL_HEIGHT, MARGIN = 720, 260, 56
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> list[tuple[float, float]]:
@@ -25,7 +24,7 @@ def _draw_panel(draw: ImageDraw.ImageDraw, top: int, title: str,
                 lines: dict[str, list[tuple[float, float]]], log_y: bool) -> None:
     left, right = MARGIN, WIDTH - 16
     bottom = top + PANEL_HEIGHT - 36
-    draw.rectangle((left, top + 20, right, bottom), outline="#888888")
+    draw.rectangle((left, top + 20, right, bottom), outline=FRAME_COLOUR)
     draw.text((left, top + 4), title, fill="black")
     points = [p for pts in lines.values() for p in pts]
     if not points:
@@ -38,24 +37,16 @@ def _draw_panel(draw: ImageDraw.ImageDraw, top: int, title: str,
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     y0, y1 = min(fy(p[1]) for p in points), max(fy(p[1]) for p in points)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-3)
-
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - x0) / (x1 - x0) * (right - left)
-        py = bottom - (fy(y) - y0) / (y1 - y0) * (bottom - top - 20)
-        return px, py
+    axes = Axes(left, top + 20, right, bottom, x0, x1, y0, y1)
 
     for v in (y0, y1):
         shown = 10 ** v if log_y else v
-        draw.text((4, to_px(x0, shown)[1] - 6), f"{shown:.4g}", fill="black")
+        draw.text((4, axes.point(x0, fy(shown))[1] - 6), f"{shown:.4g}", fill="black")
     draw.text((left, bottom + 4), f"{x0:.0f}", fill="black")
     draw.text((right - 60, bottom + 4), f"step {x1:.0f}", fill="black")
     for i, (name, pts) in enumerate(lines.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        xy = [to_px(x, y) for x, y in pts]
-        if len(xy) > 1:
-            draw.line(xy, fill=colour, width=2)
-        for px, py in xy[-1:]:
-            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
+        colour = line_colour(i)
+        draw_line(draw, [axes.point(x, fy(y)) for x, y in pts], colour, dot=2, dot_at_end=True)
         draw.text((left + 8 + 150 * i, top + 24), f"{name}: {pts[-1][1]:.4g}", fill=colour)
 
 
@@ -69,7 +60,6 @@ def write_progress_plot(records: Sequence[dict[str, Any]], path: Path) -> Path:
                 {k: _series(records, k) for k in loss_keys}, log_y=True)
     _draw_panel(draw, PANEL_HEIGHT, "validation PSNR, Y (dB)",
                 {k: _series(records, k) for k in psnr_keys}, log_y=False)
-    tmp = path.with_name(path.name + ".partial")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        image.save(tmp, format="PNG")
     return path

@@ -23,7 +23,7 @@ from vidsr.archs.reference import BicubicUpscaler
 from vidsr.devices import torch_threads
 from vidsr.errors import InputError
 from vidsr.machine import this_machine
-from vidsr.train.checkpoints import latest_checkpoint
+from vidsr.train.checkpoints import latest_checkpoint, weights_metadata
 from vidsr.weights_file import read_state_dict, save_state_dict
 
 log = logging.getLogger("vidsr")
@@ -143,13 +143,10 @@ def release_run(run_dir: Path, weights_dir: Path, name: str, *, eval_folder: Pat
     frame_s = seconds_per_frame(module)
     weights_dir.mkdir(parents=True, exist_ok=True)
     weights = weights_dir / f"{name}.safetensors"
-    metadata = {"arch": spec.arch, "config": json.dumps(dict(spec.config)),
-                "scales": json.dumps(list(spec.scales)), "trained_by": "vidsr.train",
-                "recipe": str(config.get("name", "")), "step": str(step),
-                "eval": json.dumps({eval_folder.name: {f"x{k}": [round(v.psnr, 4),
-                                                                 round(v.ssim, 5)]
-                                                       for k, v in scores.items()}})}
-    save_state_dict(weights, sd, metadata)
+    figures = {eval_folder.name: {f"x{k}": [round(v.psnr, 4), round(v.ssim, 5)]
+                                  for k, v in scores.items()}}
+    save_state_dict(weights, sd, weights_metadata(spec, str(config.get("name", "")), step,
+                                                  eval=json.dumps(figures)))
     params = sum(t.numel() for t in sd.values())
     card = weights_dir / f"{name}.md"
     hardware = hardware_note or this_machine().describe_cpu()

@@ -1,7 +1,7 @@
 """``vsvidsr.upscale``: vidsr's models as a VapourSynth filter.
 
 One more front end over vidsr's run plan and engine, not a second engine: the
-keyword arguments become :class:`~vidsr.plan.EngineOptions`, :func:`plan_run`
+keyword arguments become :class:`~vidsr.plan.EngineOptions`, :func:`resolve_plan`
 decides device, precision, executor, batch and tiles, and an
 :class:`~vidsr.engine.Engine` runs the batches through the plan's executor
 (CPU workers, or CUDA slots with pinned buffers) on its replicas, which own
@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -40,14 +40,17 @@ import torch
 import vapoursynth as vs
 
 from vidsr.engine import Engine
-from vidsr.errors import InputError, VidsrError
+from vidsr.errors import InputError, OptionsError, VidsrError
 from vidsr.executors import Flags, Replica
+from vidsr.executors.openvino import faster_plan
 from vidsr.io.colour import ColourSpec, luma_to_model, model_to_luma
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, Runtime, plan_run
+from vidsr.options import defaults, preset_values
+from vidsr.plan import EngineOptions, RunPlan, Runtime, resolve_plan
 from vidsr.precision import Precision
+from vidsr.run_presets import load_preset
 from vsvidsr.gather import Gatherer, Request
 
 log = logging.getLogger("vidsr")
@@ -73,6 +76,7 @@ def upscale(
     tile: int | None = None,
     tile_overlap: int | None = None,
     preset: str | Path | None = None,
+    plan: RunPlan | None = None,
 ) -> vs.VideoNode:
     """Upscale ``clip`` ``scale`` times with a vidsr model; the same models, weights files
     and run plan as the ``vidsr`` command.
@@ -95,6 +99,10 @@ def upscale(
     - ``preset``: a run preset (``vidsr presets``, or a TOML file) whose model and engine
       options are the defaults of the arguments above; its encoding, deinterlacing and
       resizing options are the script's to do and are left out (logged).
+    - ``plan``: a run plan made elsewhere for ``model`` (``vidsr IN OUT --dry-run --json``
+      read back with :meth:`~vidsr.plan.RunPlan.from_json`): the filter runs its engine
+      part (devices, precision, executor, batch, tiles) instead of planning its own from
+      the arguments above.
 
     The result has the same length, frame rate, frame durations and frame properties
     (matrix, primaries, transfer, range, aspect ratio, field order, scene changes, your
@@ -117,17 +125,21 @@ def upscale(
         sr = model if isinstance(model, SRModel) else load_model(model, scale=scale,
                                                                  weights=weights)
         route = _route(clip, sr)
-        options = EngineOptions(
-            device=device or "auto", precision=precision or "auto",
-            runtime=runtime or EngineOptions.runtime, batch_size=batch_size,
-            tile=tile or 0, tile_overlap=tile_overlap,
-            in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
-        # Overlapped: in a script the source filter, the other filters and the encoder at
-        # the end of vspipe's pipe share the cores with the network, as decoding and
-        # encoding do in a vidsr run; on a CPU that plans workers of few threads, which ran
-        # 3.3x faster (median) than one batch on both cores of a busy 2-core machine
-        # (benchmarks/RESULTS.md).
-        plan = plan_run(sr, options, overlapped=True)
+        if plan is None:
+            options = EngineOptions(
+                device=device or "auto", precision=precision or "auto",
+                runtime=runtime or EngineOptions.runtime, batch_size=batch_size,
+                tile=tile or 0, tile_overlap=tile_overlap,
+                in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
+            # Overlapped: in a script the source filter, the other filters and the encoder
+            # at the end of vspipe's pipe share the cores with the network, as decoding and
+            # encoding do in a vidsr run; on a CPU that plans workers of few threads, which
+            # ran 3.3x faster (median) than one batch on both cores of a busy 2-core
+            # machine (benchmarks/RESULTS.md).
+            plan = resolve_plan(sr, options, overlapped=True, choose_runtime=faster_plan)
+        elif (plan.model.name, plan.model.scale) != (sr.name, sr.scale):
+            raise OptionsError(f"the plan runs {plan.model.name} x{plan.model.scale}, not"
+                               f" {sr.name} x{sr.scale}")
         engine = Engine(sr, plan)
     except VidsrError as exc:
         raise vs.Error(f"vsvidsr.upscale: {_one_line(exc)}") from None
@@ -308,23 +320,18 @@ _FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "b
 
 
 def _preset_values(preset: str | Path) -> dict[str, Any]:
-    """A preset's filter options, checked by `vidsr`'s own option parser."""
-    from vidsr.cli import options_parser
-    from vidsr.run_presets import RunPreset, load_preset, preset_arguments
-
+    """A preset's filter options, each read as `vidsr` reads it (:mod:`vidsr.options`)."""
     found = load_preset(preset)
     kept = {k: v for k, v in found.options.items() if k.replace("_", "-") in _FILTER_KEYS}
     left = sorted(set(found.options) - set(kept))
     if left:
         log.info("vsvidsr: preset %s: %s left to the script", found.name, ", ".join(left))
-    parser = options_parser("vsvidsr.upscale", "compact")
     # Each value is checked there, naming the file and the key.
-    words = preset_arguments(RunPreset(found.name, found.path, found.description, kept), parser)
-    args = parser.parse_args(words)
-    return {"model": args.model, "scale": args.scale, "weights": args.weights,
-            "device": args.device, "precision": args.precision,
-            "batch_size": args.batch_size, "tile": args.tile or None,
-            "tile_overlap": args.tile_overlap}
+    given = {**defaults(), **preset_values(replace(found, options=kept))}
+    return {"model": given["model"], "scale": given["scale"], "weights": given["weights"],
+            "device": given["device"], "precision": given["precision"],
+            "batch_size": given["batch_size"], "tile": given["tile"] or None,
+            "tile_overlap": given["tile_overlap"]}
 
 
 def _one_line(exc: BaseException) -> str:

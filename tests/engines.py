@@ -1,0 +1,13 @@
+"""Engines for tests that run tensors or images, built as every front end builds one: the
+plan :func:`~vidsr.plan.resolve_plan` makes for the model and options, then its engine."""
+
+from __future__ import annotations
+
+from vidsr.engine import Engine
+from vidsr.models import SRModel
+from vidsr.plan import EngineOptions, resolve_plan
+
+
+def engine_for(model: SRModel, options: EngineOptions | None = None) -> Engine:
+    """An engine that runs ``model`` as ``options`` ask, on this machine."""
+    return Engine(model, resolve_plan(model, options))
