@@ -18,10 +18,11 @@ import av
 import numpy as np
 import torch
 
-from vidsr.download import cache_dir, sha256_of
+from vidsr.download import cache_dir
 from vidsr.errors import DecodeError, InputError
+from vidsr.io.atomic_write import atomic_write
+from vidsr.io.file_digest import file_digest
 from vidsr.io.images import read_rgb
-from vidsr.io.output_file import publish
 from vidsr.train.config import DataOptions, DegradeOptions
 from vidsr.train.data import (
     VIDEO_SUFFIXES,
@@ -72,14 +73,13 @@ def decode_ground_truth(path: Path) -> np.ndarray:
 def cached_ground_truth(path: Path) -> np.ndarray:
     """``decode_ground_truth(path)``, from the cache when this file's bytes were seen before."""
     folder = video_cache_dir()
-    target = folder / f"{path.stem}-{sha256_of(path)[:16]}-half.npy"
+    target = folder / f"{path.stem}-{file_digest(path)[:16]}-half.npy"
     if not target.exists():
         folder.mkdir(parents=True, exist_ok=True)
         frames = decode_ground_truth(path)
-        tmp = target.with_name(f".{target.name}.partial")
-        with tmp.open("wb") as f:
+        # Shared: two runs may fill the cache at once; the second rename replaces like by like.
+        with atomic_write(target, shared=True) as tmp, tmp.open("wb") as f:
             np.save(f, frames)
-        publish(tmp, target, overwrite=True)
         log.info("cached %d frames of %s in %s", len(frames), path.name, target)
     return np.load(target, mmap_mode="r")
 
