@@ -97,14 +97,15 @@ class ModelSpace:
     # -- pictures ------------------------------------------------------------------------
 
     def from_rgb(self, rgb: torch.Tensor, luma: torch.Tensor | None = None) -> torch.Tensor:
-        """RGB (N, 3, h, w) in [0, 1] in the model's space, float32: RGB for an RGB model,
+        """RGB (N, 3, h, w), or windows (N, T, 3, h, w), in [0, 1] in the model's space,
+        float32: RGB for an RGB model,
         else ``luma`` (N, 1, h, w) where the caller has its own (``vidsr eval``'s rounded
         Y), else the BT.601 studio-swing Y of ``rgb`` / 255, as the papers train it."""
         if self.input_space == "rgb":
             return rgb.float()
         if luma is not None:
             return luma.float()
-        return (rgb_to_y_bt601(rgb) / 255.0)[:, None].float()
+        return (rgb_to_y_bt601(rgb) / 255.0).unsqueeze(-3).float()
 
     def picture_of(self, batch: FrameBatch, colour: ColourSpec) -> torch.Tensor:
         """Decoded frames as a picture in the model's space (N, C, h, w), float32: a luma

@@ -19,7 +19,8 @@ def _rrdb_state_dict() -> dict[str, torch.Tensor]:
 
 
 def test_names() -> None:
-    assert set(ARCHITECTURES) == {"rrdb", "vdsr", "espcn", "edsr", "wdsr", "rednet", "compact"}
+    assert set(ARCHITECTURES) == {"rrdb", "vdsr", "espcn", "edsr", "wdsr", "rednet", "compact",
+                                  "temporal"}
     for name, arch in ARCHITECTURES.items():
         assert isinstance(arch, Architecture) and arch.name == name
         assert arch.key_requirements and all(arch.key_requirements.values())

@@ -49,6 +49,8 @@ CASES = [
     Case("rednet", {"channels": 3, "num_feat": 8, "depth": 8}),
     *(Case("compact", {"num_feat": 8, "num_conv": 2, "scale": s}) for s in (2, 4)),
     Case("compact", {"num_feat": 8, "num_conv": 2, "scale": 3, "act_type": "relu"}),
+    *(Case("temporal", {"num_feat": 8, "num_conv": 2, "num_refine": 1, "radius": r, "scale": s})
+      for r, s in ((1, 2), (2, 4))),
 ]
 
 
@@ -58,6 +60,7 @@ def _build(case: Case) -> torch.nn.Module:
 
 
 def _input(model: torch.nn.Module, height: int = 16, width: int = 16) -> torch.Tensor:
+    """One frame; a network that sees windows takes it as a still window."""
     torch.manual_seed(1)
     return torch.rand(1, model.spec.channels, height, width)
 

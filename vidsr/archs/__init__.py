@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidsr.archs import compact, edsr, espcn, rednet, rrdb, vdsr, wdsr
+from vidsr.archs import compact, edsr, espcn, rednet, rrdb, temporal, vdsr, wdsr
 from vidsr.archs.architecture import Architecture, StateDict
 from vidsr.errors import ModelError, WeightsError
 
@@ -30,6 +30,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         wdsr.ARCHITECTURE,
         rednet.ARCHITECTURE,
         compact.ARCHITECTURE,
+        temporal.ARCHITECTURE,
     )
 }
 

@@ -32,6 +32,9 @@ class Architecture:
     overrides the few that shapes cannot tell) and returns the loaded network in
     eval mode. ``key_requirements`` names, per public layout, the keys ``detect``
     looks for; the registry uses it to tell users what a state dict missed.
+    ``grow(trained, config)``, where an architecture has it, builds this
+    architecture from a trained network of another (``config`` as for ``create``)
+    so that it computes the same at step 0: training starts from that network.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Architecture:
     detect: Callable[[StateDict], bool]
     from_state_dict: Callable[..., nn.Module]
     key_requirements: Mapping[str, tuple[str, ...]]
+    grow: Callable[[nn.Module, dict[str, Any]], nn.Module] | None = None
 
 
 def has_keys(state_dict: StateDict, keys: Iterable[str]) -> bool:

@@ -30,12 +30,25 @@ from vidsr.errors import ModelError
 Activation = Literal["prelu", "relu", "leakyrelu"]
 
 
-def _activation(kind: Activation, num_feat: int) -> nn.Module:
+def activation(kind: Activation, num_feat: int) -> nn.Module:
+    if kind not in ("prelu", "relu", "leakyrelu"):
+        raise ModelError(f"compact act_type must be prelu, relu or leakyrelu, not {kind!r}")
     if kind == "prelu":
         return nn.PReLU(num_parameters=num_feat)
     if kind == "leakyrelu":
         return nn.LeakyReLU(0.1, inplace=True)
     return nn.ReLU(inplace=True)
+
+
+def body_layers(num_feat: int, num_conv: int, num_out_ch: int, scale: int,
+                act_type: Activation) -> list[nn.Module]:
+    """The body after the first conv and its activation: ``num_conv`` x (conv, act), then
+    the conv to ``num_out_ch * scale**2`` channels for the pixel shuffle."""
+    layers: list[nn.Module] = []
+    for _ in range(num_conv):
+        layers += [conv3x3(num_feat, num_feat), activation(act_type, num_feat)]
+    layers.append(conv3x3(num_feat, num_out_ch * scale**2))
+    return layers
 
 
 class SRVGGNetCompact(nn.Module):
@@ -52,8 +65,6 @@ class SRVGGNetCompact(nn.Module):
         act_type: Activation = "prelu",
     ) -> None:
         super().__init__()
-        if act_type not in ("prelu", "relu", "leakyrelu"):
-            raise ModelError(f"compact act_type must be prelu, relu or leakyrelu, not {act_type!r}")
         if scale < 1:
             raise ModelError(f"compact scale must be at least 1, got {scale}")
         input_space_for(num_in_ch, "compact")
@@ -64,11 +75,8 @@ class SRVGGNetCompact(nn.Module):
             "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "num_feat": num_feat,
             "num_conv": num_conv, "scale": scale, "act_type": act_type,
         }
-        layers: list[nn.Module] = [conv3x3(num_in_ch, num_feat), _activation(act_type, num_feat)]
-        for _ in range(num_conv):
-            layers += [conv3x3(num_feat, num_feat), _activation(act_type, num_feat)]
-        layers.append(conv3x3(num_feat, num_out_ch * scale**2))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(conv3x3(num_in_ch, num_feat), activation(act_type, num_feat),
+                                  *body_layers(num_feat, num_conv, num_out_ch, scale, act_type))
         self.upsampler = nn.PixelShuffle(scale)
 
     @property

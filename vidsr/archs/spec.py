@@ -30,6 +30,9 @@ class ArchSpec:
     # skip branch, a mean shift): kept in fp32 under reduced precision, because bf16 would
     # hold the picture itself to 8 bits of mantissa, about a code value near white.
     picture_layers: tuple[str, ...] = ()
+    # Frames the network sees for one output frame: 2r + 1, centred on the output frame, as
+    # an (N, window, C, H, W) input. Frame-wise networks see 1 and take (N, C, H, W).
+    window: int = 1
     # hyperparameters, for cards and round trips
     config: Mapping[str, Any] = field(default_factory=dict)
 

@@ -60,6 +60,9 @@ class DataOptions:
     # not a cut at every frame. 1: unrelated crops, the whole batch one clip.
     clip_frames: int = 1
     clip_motion: int = 2
+    # For networks that see windows of frames: the share of windows taken from video files
+    # (consecutive real frames) rather than from images panned by up to clip_motion pixels.
+    video_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,8 @@ def _validate(cfg: TrainConfig) -> None:
         raise OptionsError(
             f"data.clip_frames must be >= 1 and divide data.batch_size {d.batch_size}, and"
             f" data.clip_motion >= 0; found {d.clip_frames}, {d.clip_motion}")
+    if not 0 <= d.video_share <= 1:
+        raise OptionsError(f"data.video_share must be in [0, 1], found {d.video_share}")
     bad = [s for s in d.scales if d.hr_size % s]
     if bad:
         raise OptionsError(

@@ -28,7 +28,11 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m2ts", ".
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch: ``lr`` (N, 3, H/s, W/s) and ``hr`` (N, 3, H, W), RGB in [0, 1]."""
+    """One training batch: ``lr`` (N, 3, H/s, W/s) and ``hr`` (N, 3, H, W), RGB in [0, 1].
+
+    For a network that sees windows of T frames ``lr`` is (N, T, 3, H/s, W/s) and
+    ``hr`` the centre frame's ground truth.
+    """
 
     lr: torch.Tensor
     hr: torch.Tensor
@@ -63,12 +67,10 @@ def sample_video_frames(path: Path, count: int) -> list[torch.Tensor]:
     return frames
 
 
-def collect_sources(paths: Path | Sequence[Path], frames_per_video: int) -> list[torch.Tensor]:
-    """Every training image under ``paths`` (files or folders, searched recursively).
+def list_training_files(paths: Path | Sequence[Path]) -> list[Path]:
+    """Every training image and video under ``paths`` (files or folders, searched recursively).
 
-    Images are kept whole in memory as uint8; videos contribute
-    ``frames_per_video`` frames each. Sorted by path so the order, and so the
-    batches, do not depend on the file system.
+    Sorted by path so the order, and so the batches, do not depend on the file system.
     """
     roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     files: list[Path] = []
@@ -81,14 +83,24 @@ def collect_sources(paths: Path | Sequence[Path], frames_per_video: int) -> list
         else:
             raise InputError(f"training data {root} does not exist")
     files.sort()
+    if not files:
+        raise InputError(f"no training images or videos found in {', '.join(map(str, roots))}")
+    return files
+
+
+def collect_sources(paths: Path | Sequence[Path], frames_per_video: int) -> list[torch.Tensor]:
+    """Every training image under ``paths`` (files or folders, searched recursively).
+
+    Images are kept whole in memory as uint8; videos contribute
+    ``frames_per_video`` frames each.
+    """
+    files = list_training_files(paths)
     images: list[torch.Tensor] = []
     for f in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
             images.extend(sample_video_frames(f, frames_per_video))
         else:
             images.append(read_rgb(f))
-    if not images:
-        raise InputError(f"no training images or videos found in {', '.join(map(str, roots))}")
     log.info("training data: %d images from %d files", len(images), len(files))
     return images
 
@@ -113,6 +125,39 @@ def augment(image: torch.Tensor, flip_h: bool, flip_v: bool, transpose: bool) ->
     if transpose:
         image = image.transpose(-2, -1)
     return image
+
+
+def draw_scale(options: DataOptions, g: torch.Generator) -> int:
+    """The scale of one batch: one per batch so every tensor in it has one shape;
+    multi-scale training sees all scales across steps."""
+    if options.scale_weights:
+        weights = torch.tensor(options.scale_weights, dtype=torch.float64)
+        return options.scales[int(torch.multinomial(weights, 1, generator=g))]
+    return options.scales[_randint(g, len(options.scales))]
+
+
+def draw_symmetry(options: DataOptions, g: torch.Generator) -> tuple[bool, bool, bool]:
+    """``augment``'s flip_h, flip_v and transpose for one crop (or one run), as allowed."""
+    bits = torch.randint(2, (3,), generator=g).tolist()
+    return options.flip and bits[0] == 1, options.rotate and bits[1] == 1, \
+        options.rotate and bits[2] == 1
+
+
+def pan_crops(image: torch.Tensor, size: int, frames: int, motion: int,
+              g: torch.Generator) -> list[torch.Tensor]:
+    """``frames`` crops of ``image`` panning by up to ``motion`` pixels a frame in x and y.
+
+    The pan fits the image: at most (room / (frames - 1)) pixels a frame.
+    """
+    h, w = image.shape[-2:]
+    steps = max(frames - 1, 1)
+    vy, vx = (_randint(g, 2 * v + 1) - v for v in
+              (min(motion, (h - size) // steps), min(motion, (w - size) // steps)))
+    span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)
+    top = _randint(g, h - size - span_y + 1) + (span_y if vy < 0 else 0)
+    left = _randint(g, w - size - span_x + 1) + (span_x if vx < 0 else 0)
+    return [image[..., top + k * vy:top + k * vy + size, left + k * vx:left + k * vx + size]
+            for k in range(frames)]
 
 
 def random_crop(image: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
@@ -145,48 +190,26 @@ class PairSampler:
         """The augmented HR crops of a step, float in [0, 1], and the step's scale."""
         o = self.options
         g = step_generator(self.seed, step)
-        # One scale per batch so every tensor in it has one shape; VDSR-style
-        # multi-scale training sees all scales across steps.
-        if o.scale_weights:
-            weights = torch.tensor(o.scale_weights, dtype=torch.float64)
-            scale = o.scales[int(torch.multinomial(weights, 1, generator=g))]
-        else:
-            scale = o.scales[_randint(g, len(o.scales))]
+        scale = draw_scale(o, g)
         if o.clip_frames > 1:
             return self._clip_crops(g), scale
         crops = []
         for _ in range(o.batch_size):
             image = self.images[_randint(g, len(self.images))]
             crop = random_crop(image, o.hr_size, g)
-            crops.append(augment(crop, *self._symmetry(g)))
+            crops.append(augment(crop, *draw_symmetry(o, g)))
         return torch.stack(crops).float() / 255, scale
 
     def _clip_crops(self, g: torch.Generator) -> torch.Tensor:
         """Runs of ``clip_frames`` crops, each run a pan across one image (see DataOptions)."""
         o = self.options
-        size, frames = o.hr_size, o.clip_frames
         crops = []
-        for _ in range(o.batch_size // frames):
+        for _ in range(o.batch_size // o.clip_frames):
             image = self.images[_randint(g, len(self.images))]
-            h, w = image.shape[-2:]
-            # The pan fits the image: at most (room / (frames - 1)) pixels a frame.
-            vy, vx = (_randint(g, 2 * v + 1) - v for v in
-                      (min(o.clip_motion, (h - size) // (frames - 1)),
-                       min(o.clip_motion, (w - size) // (frames - 1))))
-            span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)
-            top = _randint(g, h - size - span_y + 1) + (span_y if vy < 0 else 0)
-            left = _randint(g, w - size - span_x + 1) + (span_x if vx < 0 else 0)
-            symmetry = self._symmetry(g)
-            for k in range(frames):
-                y, x = top + k * vy, left + k * vx
-                crops.append(augment(image[..., y:y + size, x:x + size], *symmetry))
+            run = pan_crops(image, o.hr_size, o.clip_frames, o.clip_motion, g)
+            symmetry = draw_symmetry(o, g)
+            crops.extend(augment(crop, *symmetry) for crop in run)
         return torch.stack(crops).float() / 255
-
-    def _symmetry(self, g: torch.Generator) -> tuple[bool, bool, bool]:
-        """``augment``'s flip_h, flip_v and transpose for one crop (or one run), as allowed."""
-        o = self.options
-        bits = torch.randint(2, (3,), generator=g).tolist()
-        return o.flip and bits[0] == 1, o.rotate and bits[1] == 1, o.rotate and bits[2] == 1
 
     def batch(self, step: int) -> Batch:
         """The (LR, HR) batch of a step."""

@@ -50,6 +50,7 @@ from vidsr.train.losses import (
 )
 from vidsr.train.plot import write_progress_plot
 from vidsr.train.schedule import learning_rate
+from vidsr.train.windows import WindowSampler, collect_window_sources
 
 log = logging.getLogger("vidsr")
 
@@ -65,17 +66,31 @@ class TrainResult:
     best_weights: Path | None
 
 
+def init_weights_path(init: str) -> Path:
+    """``model.init`` as a path: a file, else the name of a bundled weights file."""
+    from vidsr.models import WEIGHTS_DIR
+
+    path = Path(init)
+    bundled = WEIGHTS_DIR / init
+    return bundled if not path.exists() and bundled.is_file() else path
+
+
 def build_generator(cfg: TrainConfig) -> nn.Module:
     """The generator named by the preset, fresh or from ``model.init`` weights."""
-    from vidsr.archs import create_arch, load_arch_from_state_dict
+    from vidsr.archs import ARCHITECTURES, create_arch, load_arch_from_state_dict
     from vidsr.weights_file import read_state_dict
 
     if cfg.model.init:
-        model = load_arch_from_state_dict(read_state_dict(Path(cfg.model.init)))
+        model = load_arch_from_state_dict(read_state_dict(init_weights_path(cfg.model.init)))
         if model.spec.arch != cfg.model.arch:
-            raise OptionsError(f"model.init {cfg.model.init} holds"
-                               f" {with_article(model.spec.arch)}, the preset trains"
-                               f" {with_article(cfg.model.arch)}")
+            grow = ARCHITECTURES[cfg.model.arch].grow if cfg.model.arch in ARCHITECTURES else None
+            if grow is None:
+                raise OptionsError(f"model.init {cfg.model.init} holds"
+                                   f" {with_article(model.spec.arch)}, the preset trains"
+                                   f" {with_article(cfg.model.arch)}")
+            # A network grown from a trained one of another architecture (a window
+            # network from a frame-wise one) computes the same at step 0.
+            return grow(model, dict(cfg.model.config)).train()
         differ = {k: (v, model.spec.config.get(k)) for k, v in cfg.model.config.items()
                   if model.spec.config.get(k) != v}
         if differ:
@@ -135,7 +150,9 @@ def to_model_space(batch: Batch, spec: ArchSpec, device: torch.device
     space = ModelSpace.of(spec, batch.scale)
     hr = space.from_rgb(batch.hr)
     lr = space.pre_upsample(space.from_rgb(batch.lr), size=(hr.shape[-2], hr.shape[-1]))
-    return (lr.to(device, memory_format=torch.channels_last),
+    # Windows (N, T, C, h, w) have no channels_last layout; the network lays out its fusion.
+    lr_format = torch.channels_last if lr.ndim == 4 else torch.contiguous_format
+    return (lr.to(device, memory_format=lr_format),
             hr.to(device, memory_format=torch.channels_last))
 
 
@@ -278,8 +295,9 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
-def fit(cfg: TrainConfig, sampler: PairSampler, run_dir: Path, *, generator: nn.Module,
-        val: Path | None = None, resume: bool = False, stop_at: int | None = None) -> TrainResult:
+def fit(cfg: TrainConfig, sampler: PairSampler | WindowSampler, run_dir: Path, *,
+        generator: nn.Module, val: Path | None = None, resume: bool = False,
+        stop_at: int | None = None) -> TrainResult:
     """Train ``generator`` on ``sampler``'s batches into ``run_dir``.
 
     ``resume`` continues from the newest checkpoint in ``run_dir`` (an error if
@@ -373,7 +391,13 @@ def run_training(preset: str | Path, data: Path | Sequence[Path], out: Path, *,
     if not set(cfg.data.scales) <= spec_scales:
         raise OptionsError(f"data.scales {list(cfg.data.scales)} do not fit the {cfg.model.arch} "
                            f"model, which produces x{sorted(spec_scales)}")
-    sampler = PairSampler(collect_sources(data, cfg.data.frames_per_video), cfg.data,
-                          seed=cfg.train.seed, degrade=cfg.degrade)
+    sampler: PairSampler | WindowSampler
+    if generator.spec.window > 1:
+        videos, images = collect_window_sources(data)
+        sampler = WindowSampler(videos, images, cfg.data, window=generator.spec.window,
+                                seed=cfg.train.seed, degrade=cfg.degrade)
+    else:
+        sampler = PairSampler(collect_sources(data, cfg.data.frames_per_video), cfg.data,
+                              seed=cfg.train.seed, degrade=cfg.degrade)
     with torch_threads(cfg.train.threads):
         return fit(cfg, sampler, Path(out), generator=generator, val=val, resume=resume)
