@@ -20,7 +20,7 @@ from vidsr.io.decode import Decoder
 from vidsr.io.deinterlace import DeinterlacePlan, comb_score
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.probe import probe
-from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, plan_upscale, upscale_video
 
 FLAGS = {"tff": "tt", "bff": "bb"}
 # The woven clip combs about half its pixels; bwdif's output none (tests/io/test_deinterlace.py).
@@ -29,7 +29,8 @@ COMBED, CLEAN = 0.3, 0.02
 
 def upscale(src: Path, dst: Path, **options: object):
     return upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec="ffv1"),
-                         options=TranscodeOptions(progress=False, **options))  # type: ignore[arg-type]
+                         options=TranscodeOptions(**options),  # type: ignore[arg-type]
+                         control=RunControl(progress=False))
 
 
 def decoded(path: Path) -> tuple[list[np.ndarray], list[Fraction]]:
@@ -86,7 +87,8 @@ def test_field_order_given_overrides_the_flag(tmp_path):
     # TFF fields deinterlaced as BFF: each pair of fields is shown in the wrong order.
     src = make_interlaced(tmp_path / "in.mkv", "tff", "tt")
     plan = plan_upscale(src, tmp_path / "out.mkv", model="nearest", scale=2,
-                        options=TranscodeOptions(progress=False, field_order="bff"))
+                        options=TranscodeOptions(field_order="bff"),
+                        control=RunControl(progress=False))
     assert plan.deinterlace == DeinterlacePlan("bff", "frame", "asked; the stream is flagged tt")
     upscale(src, tmp_path / "out.mkv", field_order="bff", deinterlace_rate="field")
     lumas, _ = decoded(tmp_path / "out.mkv")
@@ -96,7 +98,7 @@ def test_field_order_given_overrides_the_flag(tmp_path):
 def test_progressive_sources_are_planned_as_before(clip, tmp_path):
     src = clip("p.mkv", width=64, height=48, frames=4, content="moving", codec="ffv1")
     plan = plan_upscale(src, tmp_path / "out.mkv", model="nearest", scale=2,
-                        options=TranscodeOptions(progress=False))
+                        control=RunControl(progress=False))
     assert plan.deinterlace is None and "deinterlace" not in plan.to_text()
     assert (plan.output.time_base, plan.output.rate) == (plan.source.time_base, 25)
 
@@ -164,7 +166,7 @@ def test_a_script_is_deinterlaced_in_the_script(tmp_path, capsys, mode):
         "import vapoursynth as vs\n"
         "clip = vs.core.std.BlankClip(width=32, height=24, format=vs.YUV420P8, length=2)\n"
         "vs.core.std.SetFrameProps(clip, _FieldBased=2).set_output()\n")
-    options = TranscodeOptions(progress=False, deinterlace=mode)  # type: ignore[arg-type]
+    options = TranscodeOptions(deinterlace=mode)  # type: ignore[arg-type]
     if mode == "on":
         with pytest.raises(OptionsError, match="deinterlace in the script"):
             plan_upscale(script, tmp_path / "out.mkv", model="nearest", scale=2,

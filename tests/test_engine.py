@@ -573,7 +573,7 @@ def _rss_bytes() -> int:
 
 
 def test_memory_stays_flat_from_a_10_s_to_a_60_s_video(clip, tmp_path):
-    from vidsr.transcode import TranscodeOptions, upscale_video
+    from vidsr.transcode import RunControl, upscale_video
 
     peaks = []
     for seconds in (10, 60):
@@ -591,7 +591,7 @@ def test_memory_stays_flat_from_a_10_s_to_a_60_s_video(clip, tmp_path):
         try:
             result = upscale_video(src, tmp_path / f"out{seconds}.mkv", model="nearest", scale=2,
                                    engine=EngineOptions(device="cpu"),
-                                   options=TranscodeOptions(progress=False))
+                                   control=RunControl(progress=False))
         finally:
             sampler_stop.set()
             sampler.join()

@@ -21,9 +21,9 @@ from clipgen import content_planes
 from vidsr.errors import DecodeError, InputError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode_options import EncodeOptions
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, upscale_video
 
-QUIET = TranscodeOptions(progress=False)
+QUIET = RunControl(progress=False)
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
     reason="needs a system ffmpeg and ffprobe (apt-get install ffmpeg)")
@@ -50,7 +50,7 @@ def luma(path: Path) -> np.ndarray:
 def upscale(src: Path, dst: Path, **options) -> None:
     encode = options.pop("encode", EncodeOptions(codec="ffv1"))
     upscale_video(src, dst, model="nearest", scale=2, encode=encode,
-                  options=options.pop("transcode", QUIET), **options)
+                  options=options.pop("transcode", TranscodeOptions()), control=QUIET, **options)
 
 
 # -- timestamps --------------------------------------------------------------------------------
@@ -103,8 +103,7 @@ def test_mpeg_ts_starting_late_starts_at_zero_with_the_audio_still_in_sync(tmp_p
     ffmpeg(*TESTSRC, "-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-c:v", "libx264",
            "-c:a", "aac", "-output_ts_offset", "1.44", str(src))
     dst = tmp_path / "out.mkv"
-    upscale(src, dst, transcode=TranscodeOptions(progress=False,
-                                                 ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+    upscale(src, dst, transcode=TranscodeOptions(ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         offset = a.start_time / av.time_base
         assert offset > 1.4
@@ -132,7 +131,7 @@ def test_corrupt_bytes_mid_stream_with_skip_keep_every_slot_and_never_go_back(cl
     with pytest.raises(DecodeError):
         upscale(src, tmp_path / "fail.mkv")
     dst = tmp_path / "out.mkv"
-    upscale(src, dst, transcode=TranscodeOptions(progress=False, on_error="skip"))
+    upscale(src, dst, transcode=TranscodeOptions(on_error="skip"))
     times = video_times(dst)
     assert times == sorted(times) and len(set(times)) == len(times) == 30
 
@@ -173,7 +172,7 @@ def test_autorotate_turns_the_pixels_as_a_player_shows_them(clip, tmp_path, mirr
     src = clip("phone.mkv", width=64, height=48, frames=3, rotation=90, mirror=mirror,
                content="moving", codec="ffv1")
     dst = tmp_path / "out.mkv"
-    upscale(src, dst, transcode=TranscodeOptions(progress=False, autorotate=True))
+    upscale(src, dst, transcode=TranscodeOptions(autorotate=True))
     assert _display_matrix(dst) is None
     out = luma(dst)
     assert out.shape == (3, 128, 96)
@@ -191,7 +190,7 @@ def test_autorotate_matches_ffmpeg_own_autorotation(clip, tmp_path, rotation, mi
     src = clip("phone.mp4", width=64, height=48, frames=3, rotation=rotation, mirror=mirror,
                content="moving", lossless=True)
     dst = tmp_path / "out.mkv"
-    upscale(src, dst, transcode=TranscodeOptions(progress=False, autorotate=True))
+    upscale(src, dst, transcode=TranscodeOptions(autorotate=True))
     reference = tmp_path / "ffmpeg.mkv"  # ffmpeg turns rotated input upright by default
     ffmpeg("-i", str(src), "-c:v", "ffv1", str(reference))
     np.testing.assert_array_equal(luma(dst)[:, ::2, ::2], luma(reference))
@@ -205,8 +204,7 @@ def test_a_mov_timecode_survives(tmp_path, ext, sink):
     ffmpeg(*TESTSRC, "-c:v", "libx264", "-timecode", "01:02:03:04", str(src))
     dst = tmp_path / f"out.{ext}"
     upscale(src, dst, encode=EncodeOptions(codec="libx264"),
-            transcode=TranscodeOptions(progress=False,
-                                       ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+            transcode=TranscodeOptions(ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
     tags = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
                            "stream=codec_type,codec_tag_string:stream_tags=timecode", "-of",
                            "csv", str(dst)], check=True, capture_output=True, text=True).stdout
@@ -226,7 +224,7 @@ def test_interlaced_input_is_warned_about_and_never_tagged_progressive(tmp_path,
         # Kept interlaced: by default the fields are deinterlaced first
         # (tests/test_deinterlace_run.py).
         upscale(src, dst, encode=EncodeOptions(codec="libx264"),
-                transcode=TranscodeOptions(progress=False, deinterlace="off"))
+                transcode=TranscodeOptions(deinterlace="off"))
     assert "interlaced" in caplog.text and "mixed" in caplog.text
     order = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries",
                             "stream=field_order", "-of", "csv=p=0", str(dst)], check=True,
@@ -288,8 +286,7 @@ def test_what_cannot_be_written_is_refused_before_any_work(clip, tmp_path, name,
     opts = (("nonsense", "1"),) if "nonsense" in words else ()
     with pytest.raises(OptionsError, match=words):
         upscale(src, tmp_path / name, encode=EncodeOptions(codec=codec, encoder_opts=opts),
-                transcode=TranscodeOptions(progress=False,
-                                           ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+                transcode=TranscodeOptions(ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
     assert list(tmp_path.iterdir()) == [src]
 
 
@@ -334,8 +331,7 @@ def test_outputs_that_count_in_frames_get_one_tick_a_frame(clip, tmp_path, sink,
                content="moving")
     dst = tmp_path / name
     upscale(src, dst, encode=EncodeOptions(codec=codec),
-            transcode=TranscodeOptions(progress=False,
-                                       ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+            transcode=TranscodeOptions(ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
     assert ffprobe_video(dst) == {"codec_name": written, "r_frame_rate": "25/1",
                                   "nb_read_frames": "10"}
     if name == "out.avi":  # one slot a frame: vidsr reads its own AVI back, every frame
@@ -357,8 +353,7 @@ def test_a_variable_rate_source_keeps_every_frame_in_a_fixed_rate_output(clip, t
     src = clip("vfr.mp4", width=64, height=48, pts=pts, content="moving")
     dst = tmp_path / "out.avi"
     upscale(src, dst, encode=EncodeOptions(codec="mpeg4"),
-            transcode=TranscodeOptions(progress=False,
-                                       ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
+            transcode=TranscodeOptions(ffmpeg="ffmpeg" if sink == "ffmpeg" else None))
     with av.open(str(dst)) as c:
         stream = c.streams.video[0]
         tick = stream.time_base
@@ -401,7 +396,7 @@ def test_ffmpeg_sink_takes_a_video_only_file(clip, tmp_path, pts):
     src = clip("only.mp4", width=64, height=48, frames=5, pts=pts)
     dst = tmp_path / "out.mkv"
     upscale(src, dst, encode=EncodeOptions(codec="libx264"),
-            transcode=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+            transcode=TranscodeOptions(ffmpeg="ffmpeg"))
     assert video_times(dst) == pytest.approx(video_times(src), abs=1e-3)
 
 
@@ -410,16 +405,16 @@ def test_ffmpeg_sink_asks_the_system_ffmpeg_for_its_encoders(clip, tmp_path):
     src = clip("in.mkv", width=64, height=48, frames=3)
     with pytest.raises(OptionsError, match="has no video encoder 'libnothing'"):
         upscale(src, tmp_path / "a.mkv", encode=EncodeOptions(codec="libnothing"),
-                transcode=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                transcode=TranscodeOptions(ffmpeg="ffmpeg"))
     with pytest.raises(OptionsError, match="avi files cannot hold"):
         upscale(src, tmp_path / "b.avi", encode=EncodeOptions(codec="libx265"),
-                transcode=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                transcode=TranscodeOptions(ffmpeg="ffmpeg"))
     assert list(tmp_path.iterdir()) == [src]
     encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True,
                               text=True).stdout
     if " libxvid " in encoders:  # an encoder only the system ffmpeg has
         upscale(src, tmp_path / "x.avi", encode=EncodeOptions(codec="libxvid"),
-                transcode=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                transcode=TranscodeOptions(ffmpeg="ffmpeg"))
         with av.open(str(tmp_path / "x.avi")) as c:
             assert c.streams.video[0].codec_context.name == "mpeg4"
 
@@ -429,6 +424,6 @@ def test_ffmpeg_sink_reads_a_local_file_named_like_a_url(clip, tmp_path, monkeyp
     clip("http:in.mkv", width=64, height=48, frames=3, audio=True)
     monkeypatch.chdir(tmp_path)
     upscale(Path("http:in.mkv"), Path("rtmp:out.mkv"), encode=EncodeOptions(codec="libx264"),
-            transcode=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+            transcode=TranscodeOptions(ffmpeg="ffmpeg"))
     with av.open(f"file:{tmp_path / 'rtmp:out.mkv'}") as c:
         assert [s.type for s in c.streams] == ["video", "audio"]

@@ -24,12 +24,12 @@ from vidsr.io.colour import ColourSpec, HdrMetadata
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.probe import probe
 from vidsr.plan import EngineOptions
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, upscale_video
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BT709 = ColourSpec("bt709", False, "bt709", "bt709")
 BT601 = ColourSpec("smpte170m", False, "smpte170m", "smpte170m")
-QUIET = TranscodeOptions(progress=False)
+QUIET = RunControl(progress=False)
 
 
 def decode_planes(path: Path) -> list[list[np.ndarray]]:
@@ -57,7 +57,7 @@ def video_times(path: Path) -> list[float]:
 def test_colour_bars_survive_nearest_x2_within_one_code_value(clip, tmp_path, colour):
     src = clip("bars.mkv", width=128, height=64, frames=3, colour=colour, lossless=True)
     dst = tmp_path / "out.mkv"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
 
     out = probe(dst)
     assert (out.width, out.height) == (256, 128)
@@ -79,7 +79,7 @@ def test_rgb_model_keeps_bar_colours(clip, tmp_path):
     src = clip("bars.mkv", width=128, height=64, frames=2, colour=BT709, lossless=True)
     dst = tmp_path / "out.mkv"
     model = _zero_compact(2)
-    upscale_video(src, dst, model=model, options=QUIET,
+    upscale_video(src, dst, model=model, control=QUIET,
                   encode=_lossless_x264())
     expected = bar_values("bt709", 8)
     planes = decode_planes(dst)[0]
@@ -97,7 +97,7 @@ def test_ten_bit_gradient_stays_ten_bit_without_banding(clip, tmp_path):
     src = clip("grad.mkv", width=256, height=32, frames=2, pix_fmt="yuv420p10le",
                content="gradient", colour=BT709, lossless=True)
     dst = tmp_path / "out.mkv"
-    upscale_video(src, dst, model="bicubic", scale=2, options=QUIET, encode=_lossless_x264())
+    upscale_video(src, dst, model="bicubic", scale=2, control=QUIET, encode=_lossless_x264())
     out = probe(dst)
     assert out.layout.bit_depth == 10
     assert out.layout.pix_fmt == "yuv420p10le"
@@ -114,7 +114,7 @@ def test_vfr_timestamps_survive_to_the_millisecond(clip, tmp_path):
     pts = [0, 40, 80, 200, 230, 400, 433, 600]  # milliseconds, irregular
     src = clip("vfr.mkv", pts=pts, time_base=Fraction(1, 1000))
     dst = tmp_path / "out.mp4"
-    result = upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    result = upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     assert result.frames == len(pts)
     times = video_times(dst)
     assert [round(t * 1000) for t in times] == pts
@@ -129,7 +129,7 @@ def test_a_pixel_aspect_the_output_cannot_keep_is_warned_about(clip, tmp_path, c
     src = clip("anamorphic.mkv", width=32, height=24, frames=2, sar=Fraction(16, 11))
     dst = tmp_path / "out.mkv"
     upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec=codec),
-                  options=QUIET)
+                  control=QUIET)
     assert (probe(dst).sar == Fraction(16, 11)) is kept
     assert ("cannot store the pixel aspect ratio 16:11" in caplog.text) is not kept
 
@@ -139,7 +139,7 @@ def test_sar_chapters_metadata_and_audio_packets_survive(clip, tmp_path):
                chapters=[(0.0, 0.5, "Opening"), (0.5, 1.0, "Ending")],
                metadata={"title": "Test title", "artist": "vidsr"})
     dst = tmp_path / "out.mkv"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
 
     out = probe(dst)
     assert out.sar == Fraction(4, 3)
@@ -157,7 +157,7 @@ def test_sar_chapters_metadata_and_audio_packets_survive(clip, tmp_path):
 def test_subtitles_are_copied(clip, tmp_path):
     src = clip("subs.mkv", frames=10, subtitles=True)
     dst = tmp_path / "out.mkv"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         subs_in = [bytes(p) for p in a.demux(subtitles=0) if p.size]
         subs_out = [bytes(p) for p in b.demux(subtitles=0) if p.size]
@@ -168,14 +168,14 @@ def test_stream_the_container_cannot_hold_is_named(clip, tmp_path, caplog):
     src = clip("subs.mkv", frames=10, subtitles=True)  # srt subtitles
     dst = tmp_path / "out.mp4"  # mp4 cannot hold srt
     with caplog.at_level("WARNING", logger="vidsr"):
-        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+        upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     assert any("subtitle" in r.getMessage() and "#" in r.getMessage() for r in caplog.records)
 
 
 def test_odd_sizes_work(clip, tmp_path):
     src = clip("odd.mkv", width=353, height=289, frames=3, codec="ffv1")
     dst = tmp_path / "out.mkv"
-    result = upscale_video(src, dst, model="bicubic", scale=2, options=QUIET)
+    result = upscale_video(src, dst, model="bicubic", scale=2, control=QUIET)
     assert (result.width, result.height) == (706, 578)
     assert (probe(dst).width, probe(dst).height) == (706, 578)
 
@@ -183,12 +183,12 @@ def test_odd_sizes_work(clip, tmp_path):
 def test_odd_output_size_in_420_is_refused_before_any_work(clip, tmp_path):
     src = clip("odd.mkv", width=353, height=289, frames=2, codec="ffv1")
     with pytest.raises(OptionsError, match="cannot encode 1059x867 in yuv420p"):
-        upscale_video(src, tmp_path / "out.mp4", model="nearest", scale=3, options=QUIET)
+        upscale_video(src, tmp_path / "out.mp4", model="nearest", scale=3, control=QUIET)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
     # A codec that takes odd 4:2:0 sizes does it.
     from vidsr.io.encode_options import EncodeOptions
 
-    upscale_video(src, tmp_path / "out.mkv", model="nearest", scale=3, options=QUIET,
+    upscale_video(src, tmp_path / "out.mkv", model="nearest", scale=3, control=QUIET,
                   encode=EncodeOptions(codec="ffv1"))
     assert (probe(tmp_path / "out.mkv").width, probe(tmp_path / "out.mkv").height) == (1059, 867)
 
@@ -196,7 +196,7 @@ def test_odd_output_size_in_420_is_refused_before_any_work(clip, tmp_path):
 def test_luma_model_keeps_frame_count_and_size(clip, tmp_path):
     src = clip("in.mp4", width=48, height=32, frames=5)
     dst = tmp_path / "out.mp4"
-    result = upscale_video(src, dst, model="espcn", scale=3, options=QUIET)
+    result = upscale_video(src, dst, model="espcn", scale=3, control=QUIET)
     assert result.frames == 5
     assert (probe(dst).width, probe(dst).height) == (144, 96)
 
@@ -209,12 +209,12 @@ def test_existing_output_is_never_clobbered_without_overwrite(clip, tmp_path):
     dst = tmp_path / "out.mkv"
     dst.write_bytes(b"precious")
     with pytest.raises(OutputError) as caught:
-        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+        upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     # Python's spelling here; the vidsr command says --overwrite (test_cli).
     assert str(caught.value) == f"{dst}: already exists (use overwrite=True to replace it)"
     assert dst.read_bytes() == b"precious"
     upscale_video(src, dst, model="nearest", scale=2,
-                  options=TranscodeOptions(progress=False, overwrite=True))
+                  control=RunControl(progress=False, overwrite=True))
     assert probe(dst).width == 128
 
 
@@ -237,7 +237,7 @@ def test_output_equal_to_input_is_refused(clip):
     before = src.read_bytes()
     with pytest.raises(OutputError, match="is the input"):
         upscale_video(src, src, model="nearest", scale=2,
-                      options=TranscodeOptions(progress=False, overwrite=True))
+                      control=RunControl(progress=False, overwrite=True))
     assert src.read_bytes() == before
 
 
@@ -260,7 +260,7 @@ def test_failure_midway_leaves_no_file(clip, tmp_path):
     model.module.forward = failing_forward
     with pytest.raises(RuntimeError, match="simulated failure"):
         upscale_video(src, dst, model=model, engine=EngineOptions(batch_size=2),
-                      options=TranscodeOptions(progress=False))
+                      control=QUIET)
     assert list(tmp_path.iterdir()) == [src]
 
 
@@ -279,7 +279,7 @@ def test_weights_that_give_no_picture_fail_naming_the_frame_and_write_nothing(cl
     with pytest.raises(ModelError) as caught:
         upscale_video(src, tmp_path / "out.mkv", model=str(weights),
                       engine=EngineOptions(device="cpu", precision=precision, batch_size=1),
-                      options=QUIET)
+                      control=QUIET)
     assert str(caught.value) == (
         "the model gave non-finite or out-of-range values (NaN, Inf or past ±16) on frame 0"
         + (", in fp32 too" if precision == "bf16" else "") + "; the weights look damaged")
@@ -294,14 +294,14 @@ def test_missing_input(tmp_path):
 def test_unknown_model_suggests_the_closest_name(clip, tmp_path):
     src = clip("in.mkv", frames=2)
     with pytest.raises(ModelError, match="did you mean .*bicubic"):
-        upscale_video(src, tmp_path / "out.mkv", model="bicubc", scale=2, options=QUIET)
+        upscale_video(src, tmp_path / "out.mkv", model="bicubc", scale=2, control=QUIET)
     assert not (tmp_path / "out.mkv").exists()
 
 
 def test_unsupported_scale_is_refused(clip, tmp_path):
     src = clip("in.mkv", frames=2)
     with pytest.raises(ModelError, match="x2, x3, x4, not x5"):
-        upscale_video(src, tmp_path / "out.mkv", model="espcn", scale=5, options=QUIET)
+        upscale_video(src, tmp_path / "out.mkv", model="espcn", scale=5, control=QUIET)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (real clips)")
@@ -317,7 +317,7 @@ def test_real_foreman_clip(tmp_path):
             packet.stream = stream
             out.mux(packet)
     dst = tmp_path / "foreman_x2.mkv"
-    result = upscale_video(short, dst, model="espcn", scale=2, options=QUIET)
+    result = upscale_video(short, dst, model="espcn", scale=2, control=QUIET)
     info = probe(dst)
     assert (info.width, info.height) == (704, 576)
     assert result.frames == len(video_times(short))
@@ -333,7 +333,7 @@ def test_ffmpeg_backend_keeps_timestamps_colour_and_audio(clip, tmp_path):
                chapters=[(0.0, 0.2, "A"), (0.2, 0.4, "B")])
     dst = tmp_path / "out.mkv"
     upscale_video(src, dst, model="nearest", scale=2,
-                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                  options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET)
     out = probe(dst)
     assert (out.width, out.height) == (128, 96)
     assert (out.colour.matrix, out.colour.primaries, out.colour.transfer) == (
@@ -369,7 +369,7 @@ def test_every_plane_layout_through_every_model_path(clip, tmp_path, pix_fmt, mo
     from vidsr.io.encode_options import EncodeOptions
 
     chosen = _zero_compact(2) if model == "rgb" else model
-    result = upscale_video(src, dst, model=chosen, scale=2, options=QUIET,
+    result = upscale_video(src, dst, model=chosen, scale=2, control=QUIET,
                            encode=EncodeOptions(codec="ffv1"))
     out = probe(dst)
     assert result.frames == 3
@@ -400,7 +400,7 @@ def test_each_bundled_encoder_writes_a_playable_file(clip, tmp_path, codec, suff
     src = clip("in.mkv", pts=pts, time_base=Fraction(1, 1000), colour=BT709,
                audio="flac" if suffix != ".webm" else False)
     dst = tmp_path / f"out{suffix}"
-    result = upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+    result = upscale_video(src, dst, model="nearest", scale=2, control=QUIET,
                            encode=EncodeOptions(codec=codec, crf=crf, preset=preset))
     info = probe(dst)
     assert result.frames == len(pts)
@@ -413,7 +413,7 @@ def test_an_output_that_is_a_device_is_never_replaced(clip, tmp_path):
     src = clip("in.mkv", frames=2)
     with pytest.raises(OutputError, match="is not a regular file"):
         upscale_video(src, Path("/dev/null"), model="nearest", scale=2,
-                      options=TranscodeOptions(progress=False, overwrite=True))
+                      control=RunControl(progress=False, overwrite=True))
     assert Path("/dev/null").is_char_device()
 
 
@@ -435,7 +435,7 @@ def test_cover_art_is_copied_as_cover_art_and_the_default_stream_upscaled(tmp_pa
     src = make_streams_clip(tmp_path / f"in.{source}", cover=True,
                             videos=[(64, 48, False), (96, 72, True)])
     dst = tmp_path / f"out.{output}"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     out = probe(dst)
     assert (out.width, out.height, out.stream_index) == (192, 144, 0)
     assert _pictures(dst) == [(1, cover_jpeg())]
@@ -445,7 +445,7 @@ def test_cover_art_is_copied_as_cover_art_and_the_default_stream_upscaled(tmp_pa
 
 def test_cover_art_a_container_cannot_keep_is_named(tmp_path, caplog):
     src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
-    upscale_video(src, tmp_path / "out.mov", model="nearest", scale=2, options=QUIET)
+    upscale_video(src, tmp_path / "out.mov", model="nearest", scale=2, control=QUIET)
     assert "dropping stream #1 (video, mjpeg): mov files keep no cover art" in caplog.text
     assert _pictures(tmp_path / "out.mov") == []
 
@@ -454,7 +454,7 @@ def test_video_stream_chooses_the_stream(tmp_path):
     src = make_streams_clip(tmp_path / "in.mp4", videos=[(64, 48, False), (96, 72, True)])
     dst = tmp_path / "out.mkv"
     upscale_video(src, dst, model="nearest", scale=2,
-                  options=TranscodeOptions(progress=False, video_stream=0))
+                  options=TranscodeOptions(video_stream=0), control=QUIET)
     assert (probe(dst).width, probe(dst).height) == (128, 96)
     luma = decode_planes(dst)[0][0]
     assert luma.min() == luma.max() == 50  # the first stream's grey (40 full range)
@@ -469,7 +469,7 @@ def test_cover_art_survives_the_ffmpeg_sink_unencoded(tmp_path, ext):
     src = make_streams_clip(tmp_path / "in.mp4", cover=True, videos=[(64, 48, True)])
     dst = tmp_path / f"out.{ext}"
     upscale_video(src, dst, model="nearest", scale=2,
-                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                  options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET)
     assert (probe(dst).width, probe(dst).codec) == (128, "h264")
     assert _pictures(dst) == [(1, cover_jpeg())]
 
@@ -487,7 +487,7 @@ def test_subtitle_packets_whose_decode_times_go_back_are_copied(clip, tmp_path, 
                     "-map", "1", "-c:v", "copy", "-c:a", "copy", "-c:s", "dvbsub", str(dvb)],
                    check=True)
     dst = tmp_path / f"out.{ext}"
-    upscale_video(dvb, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(dvb, dst, model="nearest", scale=2, control=QUIET)
 
     def subtitles(path: Path) -> list[tuple[int, int]]:
         with av.open(str(path)) as c:
@@ -517,13 +517,13 @@ def test_hdr10_metadata_is_written_by_x265_and_its_loss_is_named(clip, tmp_path,
     src = _hdr10_clip(clip)
     assert probe(src).hdr == HDR10
     kept = tmp_path / "kept.mp4"
-    upscale_video(src, kept, model="nearest", scale=2, options=QUIET,
+    upscale_video(src, kept, model="nearest", scale=2, control=QUIET,
                   encode=EncodeOptions(codec="libx265", quiet=True,
                                        encoder_opts=(("x265-params", "aq-mode=1"),)))
     assert (probe(kept).hdr, probe(kept).colour, probe(kept).pix_fmt) == (
         HDR10, PQ, "yuv420p10le")
     lost = tmp_path / "lost.mkv"
-    upscale_video(src, lost, model="nearest", scale=2, options=QUIET)
+    upscale_video(src, lost, model="nearest", scale=2, control=QUIET)
     assert probe(lost).hdr is None
     assert ("lost.mkv: libx264 cannot store the source's HDR10 metadata (mastering display"
             " 0.0001-1000 cd/m2, MaxCLL 1000, MaxFALL 400 cd/m2); the output will not have"
@@ -535,7 +535,7 @@ def test_hdr10_metadata_is_written_by_x265_and_its_loss_is_named(clip, tmp_path,
 def test_hdr10_metadata_survives_the_ffmpeg_sink(clip, tmp_path):
     dst = tmp_path / "out.mkv"
     upscale_video(_hdr10_clip(clip), dst, model="nearest", scale=2,
-                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"),
+                  options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET,
                   encode=EncodeOptions(codec="libx265", quiet=True))
     assert (probe(dst).hdr, probe(dst).colour) == (HDR10, PQ)
 
@@ -555,7 +555,7 @@ def test_closed_captions_are_written_with_their_frames(tmp_path, ext, codec):
     src = make_captioned_h264(tmp_path / "cc.h264")
     assert probe(src).captions
     dst = tmp_path / f"out.{ext}"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET,
                   encode=EncodeOptions(codec=codec, quiet=True))
     assert _captions(dst) == _captions(src) == [
         b"\xfc\x94\x20", b"\xfc\x94\x20", b"\xfc\xc8\x49", b"\xfc\x94\x2f", b"\xfc\x94\x2f",
@@ -565,7 +565,7 @@ def test_closed_captions_are_written_with_their_frames(tmp_path, ext, codec):
 def test_closed_captions_an_encoder_cannot_store_are_named(tmp_path, caplog):
     src = make_captioned_h264(tmp_path / "cc.h264")
     dst = tmp_path / "out.mkv"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET,
                   encode=EncodeOptions(codec="ffv1"))
     assert _captions(dst) == [None] * 12
     assert ("out.mkv: the source's closed captions (ATSC A53) will be lost: ffv1 cannot store"
@@ -595,7 +595,7 @@ def test_alpha_is_kept_where_the_output_holds_it(tmp_path, source, codec, pix_fm
     assert probe(src).alpha
     out_codec = "prores_ks" if ext == "mov" and source == "mkv" else codec
     dst = tmp_path / f"out.{ext}"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET,
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET,
                   encode=EncodeOptions(codec=out_codec,
                                        crf=0 if codec == "libvpx-vp9" else None,
                                        pix_fmt="yuva444p10le" if out_codec == "prores_ks"
@@ -614,7 +614,7 @@ def test_alpha_is_kept_where_the_output_holds_it(tmp_path, source, codec, pix_fm
 def test_alpha_an_output_cannot_hold_is_named(tmp_path, caplog):
     src = make_alpha_clip(tmp_path / "in.mkv", codec="ffv1")
     dst = tmp_path / "out.mp4"
-    upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     assert ("out.mp4: the source's alpha channel (transparency) will be lost: libx264 cannot"
             " write it with yuv420p; use e.g. --codec ffv1, png, qtrle, libvpx-vp9 (.webm) or"
             " prores_ks --pix-fmt yuva444p10le") in caplog.text
@@ -626,7 +626,7 @@ def test_alpha_survives_the_ffmpeg_sink(tmp_path):
     src = make_alpha_clip(tmp_path / "in.mkv", codec="ffv1")
     dst = tmp_path / "out.mkv"
     upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec="ffv1"),
-                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                  options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET)
     for alpha in _alpha_planes(dst):
         assert np.unique(alpha[:, :62]).tolist() == [255]
         assert np.unique(alpha[:, 66:]).tolist() == [64]

@@ -127,13 +127,13 @@ def _add_file_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    from vidsr.transcode import plan_upscale, upscale_video
+    from vidsr.transcode import RunControl, plan_upscale, upscale_video
 
     if args.json and not args.dry_run:
         raise OptionsError("--json goes with --dry-run (the plan as JSON)")
-    arguments = options.upscale_arguments(
-        vars(args), quiet=args.quiet, overwrite=args.overwrite,
-        progress=False if args.no_progress else None, ffmpeg=args.ffmpeg)
+    arguments = options.upscale_arguments(vars(args), quiet=args.quiet, ffmpeg=args.ffmpeg)
+    arguments["control"] = RunControl(overwrite=args.overwrite,
+                                      progress=False if args.no_progress else None)
     if args.dry_run:
         plan = plan_upscale(args.input, args.output, **arguments)
         print(plan.to_json() if args.json else plan.to_text())
@@ -399,7 +399,7 @@ def run_bench(args: argparse.Namespace) -> int:
                             allow_unsafe=args.allow_unsafe_weights, container=args.container,
                             frames=args.frames, crop=args.crop, repeats=args.repeats,
                             serial=not args.no_serial,
-                            run=options.transcode_options(values, progress=False))
+                            run=options.transcode_options(values))
     # Several runtimes: the same clip and arguments, one runtime after the other.
     reports = []
     for runtime in args.runtime:

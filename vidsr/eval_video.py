@@ -64,7 +64,7 @@ from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions
 from vidsr.plot import FRAME_COLOUR, Axes, draw_line, line_colour
 from vidsr.precision import Precision
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, upscale_video
 
 log = logging.getLogger("vidsr")
 
@@ -386,7 +386,8 @@ def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
                 # The LR is progressive by construction; idet calls noisy, compressed
                 # LR interlaced (60 of 60 frames of foreman's x4 H.264 one), and bwdif
                 # would then blur every model's input.
-                options=TranscodeOptions(overwrite=True, progress=False, deinterlace="off"),
+                options=TranscodeOptions(deinterlace="off"),
+                control=RunControl(overwrite=True, progress=False),
             )
             width, height = run.width, run.height
             scores, temporal = _score_clip(model, hr_path, sr, options)

@@ -284,15 +284,14 @@ def encode_options(values: Mapping[str, Any], *, quiet: bool = False) -> EncodeO
                          encoder_opts=tuple(values["encoder_opt"]), quiet=quiet)
 
 
-def transcode_options(values: Mapping[str, Any], *, overwrite: bool = False,
-                      progress: bool | None = None,
+def transcode_options(values: Mapping[str, Any], *,
                       ffmpeg: str | None = None) -> TranscodeOptions:
-    """How a file is read and turned; ``overwrite``, ``progress`` and ``ffmpeg`` are only
-    ever the command line's (a preset or a manifest row may not set them)."""
+    """How a file is read and turned; ``ffmpeg`` is only ever the command line's (a preset
+    or a manifest row may not set it)."""
     from vidsr.transcode import TranscodeOptions
 
     return TranscodeOptions(
-        on_error=values["on_error"], overwrite=overwrite, progress=progress, ffmpeg=ffmpeg,
+        on_error=values["on_error"], ffmpeg=ffmpeg,
         autorotate=values["autorotate"], deinterlace=values["deinterlace"],
         field_order=values["field_order"], deinterlace_rate=values["deinterlace_rate"],
         height=values["height"], square_pixels=values["square_pixels"],
@@ -301,14 +300,13 @@ def transcode_options(values: Mapping[str, Any], *, overwrite: bool = False,
 
 
 def upscale_arguments(values: Mapping[str, Any], *, quiet: bool = False,
-                      overwrite: bool = False, progress: bool | None = None,
                       ffmpeg: str | None = None) -> dict[str, Any]:
     """The keyword arguments of :func:`vidsr.upscale_video` (and of a batch's
-    :class:`~vidsr.batch.FileRun`) that ``values`` give."""
+    :class:`~vidsr.batch.FileRun`) that ``values`` give: everything but the run's
+    :class:`~vidsr.transcode.RunControl`, which the caller sets."""
     return dict(
         model=values["model"], scale=values["scale"], weights=values["weights"],
         allow_unsafe_weights=values["allow_unsafe_weights"], engine=engine_options(values),
         encode=encode_options(values, quiet=quiet),
-        options=transcode_options(values, overwrite=overwrite, progress=progress,
-                                  ffmpeg=ffmpeg),
+        options=transcode_options(values, ffmpeg=ffmpeg),
     )

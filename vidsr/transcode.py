@@ -36,20 +36,13 @@ log = logging.getLogger("vidsr")
 
 @dataclass(frozen=True)
 class TranscodeOptions:
-    """Everything about one upscaling run that is not the model, the engine or the encoder.
+    """What shapes one upscaling run's output besides the model, the engine and the encoder.
 
-    Two kinds of field. What shapes the output (the same values give the same file, so a
-    batch's fingerprint and a preset may hold them): ``on_error``, ``ffmpeg``,
-    ``autorotate``, the deinterlacing, ``height``, ``square_pixels``, ``video_stream``.
-    Run control, which changes how the run goes but never a frame of the output:
-    ``overwrite``, ``progress``, ``queue_depth``, ``on_frames``; the command line alone
-    sets them (:mod:`vidsr.options`).
+    The same values give the same file, so a batch's fingerprint and a preset may hold
+    them; how the run goes (overwriting, progress) is :class:`RunControl`'s.
     """
 
     on_error: str = "fail"  # "fail" or "skip" undecodable frames
-    overwrite: bool = False
-    progress: bool | None = None  # None: only when stderr is a terminal
-    queue_depth: int = 3
     ffmpeg: str | None = None  # a system ffmpeg to encode with (name or path), or None for PyAV
     autorotate: bool = False  # turn rotated pictures upright instead of keeping the matrix
     # Interlaced sources (io/deinterlace.py): auto deinterlaces what is flagged or measured
@@ -61,6 +54,16 @@ class TranscodeOptions:
     height: int | None = None
     square_pixels: bool = False
     video_stream: int | None = None  # the input's stream to upscale (None: io/probe.py picks)
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How an upscaling run goes, never a frame of its output: the command line (or the
+    batch running the file) alone sets it, so no fingerprint or preset holds it."""
+
+    overwrite: bool = False
+    progress: bool | None = None  # None: only when stderr is a terminal
+    queue_depth: int = 3  # batches queued between the stages
     # Hears how many frames each batch wrote (vidsr batch's whole-batch bar); whatever it
     # raises stops the run as a failed stage does, so it also carries a stop request.
     on_frames: Callable[[int], object] | None = None
@@ -111,11 +114,11 @@ def upscale_video(src: str | Path, dst: str | Path, **options: Any) -> Transcode
 
     Audio, subtitles, chapters and metadata are carried over; every frame keeps
     its timestamp; colour tags and the sample aspect ratio survive. ``options``
-    are :func:`plan_file`'s. Every decision is made first, in the run plan
-    (:func:`plan_upscale` returns it without running).
+    are :func:`plan_file`'s, whose ``control`` also says how the run goes. Every decision
+    is made first, in the run plan (:func:`plan_upscale` returns it without running).
     """
     model, plan = plan_file(src, dst, **options)
-    return run_to_file(plan, model, options.get("options") or TranscodeOptions())
+    return run_to_file(plan, model, options.get("control") or RunControl())
 
 
 def plan_upscale(src: str | Path, dst: str | Path, **options: Any) -> RunPlan:
@@ -136,6 +139,7 @@ def plan_file(
     engine: EngineOptions | None = None,
     encode: EncodeOptions | None = None,
     options: TranscodeOptions | None = None,
+    control: RunControl | None = None,
 ) -> tuple[SRModel, RunPlan]:
     """Check the paths, load the model, probe the input and resolve the whole plan; the
     input is not opened for decoding (:func:`~vidsr.run.open_source` opens it as the plan
@@ -143,11 +147,12 @@ def plan_file(
 
     ``model``: a name from ``vidsr models``, a weights file, or a loaded ``SRModel``;
     ``engine``, ``encode`` and ``options``: what the user asked of the engine, the
-    encoder and the run.
+    encoder and the output; ``control``: how the run goes (an output that exists is
+    refused here, before any work, unless it may be overwritten).
     """
     src, dst = Path(src), Path(dst)
     options = options or TranscodeOptions()
-    check_paths(src, dst, options.overwrite)
+    check_paths(src, dst, (control or RunControl()).overwrite)
     if isinstance(model, SRModel):
         sr_model = model
     else:
@@ -173,7 +178,7 @@ def resolve_file_plan(model: SRModel, engine: EngineOptions, probe: InputProbe, 
         on_error=options.on_error, choose_runtime=faster_plan)
 
 
-def run_to_file(plan: RunPlan, model: SRModel, options: TranscodeOptions) -> TranscodeResult:
+def run_to_file(plan: RunPlan, model: SRModel, control: RunControl) -> TranscodeResult:
     """Run ``plan``: its source -> the engine -> its sink, into a temporary file published
     under ``plan.output.path`` when complete."""
     assert plan.source is not None and plan.output is not None
@@ -181,16 +186,16 @@ def run_to_file(plan: RunPlan, model: SRModel, options: TranscodeOptions) -> Tra
     announce(plan)
     dst = output.path
     started = time.perf_counter()
-    with output_written(dst, options.overwrite) as tmp, ExitStack() as stack:
+    with output_written(dst, control.overwrite) as tmp, ExitStack() as stack:
         source = stack.enter_context(open_source(plan))
         # Nothing may fail between building the engine and the `with` that closes it
         # (its executor's threads and the process's torch threads).
         runner = stack.enter_context(Engine(model, plan))
         sink = stack.enter_context(open_sink(tmp, output, source.streams_source))
         # The decoder's frames: twice the source's at field rate.
-        bar = stack.enter_context(progress_bar(source.info, options.progress))
-        written, timing = run_to_sink(plan, runner, source, sink, depth=options.queue_depth,
-                                      on_write=heard_by(bar.update, options.on_frames))
+        bar = stack.enter_context(progress_bar(source.info, control.progress))
+        written, timing = run_to_sink(plan, runner, source, sink, depth=control.queue_depth,
+                                      on_write=heard_by(bar.update, control.on_frames))
         if not written:
             # Inside the stack: the sink is abandoned, not finished into a file with
             # no video (MP4) or one no reader opens (Matroska).

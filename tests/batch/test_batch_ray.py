@@ -238,14 +238,13 @@ def test_one_plan_gives_the_same_frames_on_every_path(tmp_path, cluster):
     from vidsr.io.encode_options import EncodeOptions
     from vidsr.io.keyframes import scan_keyframes
     from vidsr.plan import RunPlan
-    from vidsr.transcode import TranscodeOptions, plan_file, run_to_file
+    from vidsr.transcode import RunControl, plan_file, run_to_file
 
     src = tmp_path / "in.mkv"
     make_clip(src, width=64, height=48, frames=24, content="moving", gop=6)
-    options = TranscodeOptions(progress=False)
     model, plan = plan_file(src, tmp_path / "whole.mkv", model="espcn", scale=2,
                             engine=EngineOptions(device="cpu", precision="fp32"),
-                            encode=EncodeOptions(codec="ffv1"), options=options)
+                            encode=EncodeOptions(codec="ffv1"))
     assert plan.source is not None and plan.output is not None
 
     def planned_to(name: str) -> RunPlan:
@@ -257,7 +256,7 @@ def test_one_plan_gives_the_same_frames_on_every_path(tmp_path, cluster):
             batches = list(decoder)
         return [np.concatenate([b.planes[p] for b in batches]) for p in range(3)]
 
-    run_to_file(plan, model, options)
+    run_to_file(plan, model, RunControl(progress=False))
     whole = planes(tmp_path / "whole.mkv")
     assert whole[0].shape == (24, 96, 128)
 
@@ -292,7 +291,8 @@ def test_one_plan_gives_the_same_frames_on_every_path(tmp_path, cluster):
     try:
         actor = ray.remote(SegmentWorker).options(num_cpus=1).remote()
         sent = RunPlan.from_json(planned_to("ray.mkv").to_json())
-        ray.get(actor.run_whole.remote(FileRun(model="espcn", scale=2), sent, options),
+        ray.get(actor.run_whole.remote(FileRun(model="espcn", scale=2), sent,
+                                       RunControl(progress=False)),
                 timeout=600)
         ray.kill(actor)
     finally:

@@ -13,7 +13,7 @@ from vidsr.errors import OptionsError
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import plan_fit
 from vidsr.io.probe import probe
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, upscale_video
 
 
 @pytest.mark.parametrize(("source", "sar", "scale", "height", "square", "expected"), [
@@ -42,7 +42,8 @@ def test_an_anamorphic_clip_comes_out_square_at_the_height_asked(clip, tmp_path,
                content="gradient", lossless=True)
     dst = tmp_path / "out.mkv"
     upscale_video(src, dst, model="nearest", scale=2, encode=EncodeOptions(codec="ffv1"),
-                  options=TranscodeOptions(progress=False, height=36, square_pixels=True))
+                  options=TranscodeOptions(height=36, square_pixels=True),
+                  control=RunControl(progress=False))
     out = probe(dst)
     assert (out.width, out.height, out.sar) == (70, 36, 1)
     with av.open(str(dst)) as b:

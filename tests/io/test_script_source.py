@@ -14,7 +14,7 @@ from vidsr.errors import DecodeError, InputError  # noqa: E402
 from vidsr.io.encode_options import EncodeOptions  # noqa: E402
 from vidsr.io.probe import probe  # noqa: E402
 from vidsr.io.script_source import ScriptSource  # noqa: E402
-from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video  # noqa: E402
+from vidsr.transcode import RunControl, plan_upscale, upscale_video  # noqa: E402
 
 HEAD = "import vapoursynth as vs\ncore = vs.core\n"
 # 3 frames at 24 fps, then 2 at 30 fps: a VFR clip, tagged BT.709 limited, 4:3 pixels, TFF.
@@ -72,7 +72,7 @@ def test_vidsr_writes_a_vfr_script_with_its_timing_colour_and_audio(tmp_path):
     out = tmp_path / "out.mkv"
     result = upscale_video(script(tmp_path, VFR + AUDIO), out, model="nearest", scale=2,
                            encode=EncodeOptions(codec="ffv1"),
-                           options=TranscodeOptions(progress=False))
+                           control=RunControl(progress=False))
     assert result.frames == 5
     # The plan every sink writes from: the script's aspect ratio and field order.
     plan = plan_upscale(tmp_path / "clip.vpy", tmp_path / "other.mp4", model="nearest",
@@ -124,5 +124,5 @@ def test_a_frame_that_fails_stops_the_run_naming_it(tmp_path):
     with pytest.raises(DecodeError, match="frame 2: the script failed: RuntimeError: the"
                                           " deinterlacer gave up"):
         upscale_video(script(tmp_path, body), out, model="nearest", scale=2,
-                      options=TranscodeOptions(progress=False))
+                      control=RunControl(progress=False))
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["clip.vpy"]

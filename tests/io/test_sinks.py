@@ -15,13 +15,13 @@ import pytest
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.encode_options import EncodeOptions
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, upscale_video
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
     reason="needs a system ffmpeg and ffprobe (apt-get install ffmpeg)")
 
-QUIET = TranscodeOptions(progress=False)
+QUIET = RunControl(progress=False)
 BT709_FULL = ColourSpec("bt709", True, "bt709", "bt709")
 BT2020 = ColourSpec("bt2020nc", False, "bt2020", "smpte2084")
 
@@ -49,7 +49,7 @@ def test_ffmpeg_takes_only_the_encoders_options(clip, tmp_path, option):
                                                           (option, str(target))))
     with pytest.raises(OptionsError) as caught:
         upscale_video(src, dst, model="nearest", scale=2, encode=encode,
-                      options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                      options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET)
     ffmpeg = shutil.which("ffmpeg")  # the plan resolves the name
     assert str(caught.value) == (f"libx264 has no option {option!r} in {ffmpeg} (see `{ffmpeg}"
                                  " -h encoder=libx264`)")
@@ -57,7 +57,7 @@ def test_ffmpeg_takes_only_the_encoders_options(clip, tmp_path, option):
     # The encoder's own options go through.
     upscale_video(src, dst, model="nearest", scale=2,
                   encode=EncodeOptions(codec="libx264", encoder_opts=(("tune", "grain"),)),
-                  options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                  options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET)
     assert ffprobe(dst)[0]["pix_fmt"] == "yuv420p"
 
 
@@ -78,7 +78,7 @@ def test_pyav_and_ffmpeg_sinks_write_the_same_tags_and_timestamps(clip, tmp_path
     for sink, ffmpeg in (("pyav", None), ("ffmpeg", "ffmpeg")):
         dst = tmp_path / f"{sink}.mkv"
         upscale_video(src, dst, model="nearest", scale=2, encode=encode,
-                      options=TranscodeOptions(progress=False, ffmpeg=ffmpeg))
+                      options=TranscodeOptions(ffmpeg=ffmpeg), control=QUIET)
         outputs[sink] = ffprobe(dst)
     assert outputs["pyav"] == outputs["ffmpeg"]
     tags, times = outputs["pyav"]

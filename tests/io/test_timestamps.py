@@ -16,9 +16,9 @@ from vidsr.errors import EncodeError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.pixfmt import planes_to_frame, source_format
 from vidsr.io.probe import probe
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.transcode import RunControl, TranscodeOptions, upscale_video
 
-QUIET = TranscodeOptions(progress=False)
+QUIET = RunControl(progress=False)
 MS = Fraction(1, 1000)
 
 
@@ -93,7 +93,7 @@ def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
     assert probe(src).duration == pytest.approx(3600.48)
     for name in ("out.mp4", "out.mkv"):
         dst = tmp_path / name
-        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+        upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
         with av.open(str(dst)) as out:
             frames = list(out.decode(video=0))
             # The last frame lasts 40 ms, as in the source: not 3600.48 s / 12 frames.
@@ -103,7 +103,7 @@ def test_an_hour_long_gap_keeps_every_frame_and_its_40_ms(tmp_path):
     # one line, and nothing is left (FFmpeg's own word was a bare "Invalid argument").
     dst = tmp_path / "out.avi"
     with pytest.raises(EncodeError) as caught:
-        upscale_video(src, dst, model="nearest", scale=2, options=QUIET)
+        upscale_video(src, dst, model="nearest", scale=2, control=QUIET)
     assert str(caught.value) == (f"{dst}: AVI cannot hold the source's gap of 90000 frames"
                                  " (at most 60000) after 0.200 s; write .mkv or .mp4 instead")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gap.mp4", "out.mkv", "out.mp4"]
@@ -132,7 +132,7 @@ def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp
     assert stamps == [512 * i for i in range(17)]  # 1/12800: 40 ms frames from 0
     assert [_nearest_frame(y) for y in luma] == [i % 16 for i in range(13, 30)]
     dst = tmp_path / "out.mp4"
-    upscale_video(cut, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(cut, dst, model="nearest", scale=2, control=QUIET)
     with av.open(str(dst)) as out:
         video, audio = out.streams.video[0], out.streams.audio[0]
         assert (video.frames, video.start_time, audio.start_time) == (17, 0, 0)
@@ -141,7 +141,7 @@ def test_a_copy_cut_mp4_starts_at_its_edit_list_in_sync_with_its_audio(clip, tmp
     for source, first in ((cut, -29), (src, -21)):
         dst = tmp_path / "out.mkv"
         upscale_video(source, dst, model="nearest", scale=2,
-                      options=TranscodeOptions(progress=False, overwrite=True))
+                      control=RunControl(progress=False, overwrite=True))
         with av.open(str(dst)) as out:
             assert min(p.pts for p in out.demux(audio=0) if p.size) == first  # ms
 
@@ -151,14 +151,15 @@ def test_a_copy_cut_mp4_is_refused_up_front_for_ffmpeg_into_matroska(clip, tmp_p
     # ffmpeg would copy the 0.52 s of sound the edit list hides; MP4 keeps it hidden.
     src = clip("src.mp4", frames=30, gop=25, audio=True)
     cut = _copy_cut(src, tmp_path / "cut.mp4")
-    ffmpeg = TranscodeOptions(progress=False, ffmpeg="ffmpeg")
+    ffmpeg = TranscodeOptions(ffmpeg="ffmpeg")
     with pytest.raises(OptionsError, match=r"cut\.mp4: stream #1 starts before the edit list"
                                            r" .* into the \.mkv file"):
-        upscale_video(cut, tmp_path / "out.mkv", model="nearest", scale=2, options=ffmpeg)
+        upscale_video(cut, tmp_path / "out.mkv", model="nearest", scale=2, options=ffmpeg,
+                      control=QUIET)
     assert not (tmp_path / "out.mkv").exists()
     for source, name in ((cut, "out.mp4"), (src, "src.mkv")):  # an AAC's one primer is fine
         assert upscale_video(source, tmp_path / name, model="nearest", scale=2,
-                             options=ffmpeg).frames == (17 if source == cut else 30)
+                             options=ffmpeg, control=QUIET).frames == (17 if source == cut else 30)
 
 
 def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):
@@ -169,7 +170,7 @@ def test_an_average_rate_of_one_per_tick_is_not_a_frame_rate(tmp_path):
     _, stamps, _ = _decode(path)  # not "video ends at 0.441 s ... (file truncated?)"
     assert stamps == [40 * k for k in range(12)]
     dst = tmp_path / "out.mkv"
-    upscale_video(path, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(path, dst, model="nearest", scale=2, control=QUIET)
     with av.open(str(dst)) as out:
         assert (out.streams.video[0].guessed_rate, out.duration) == (25, 480_000)
 
@@ -224,7 +225,7 @@ def test_joined_mpeg_ts_follows_on_in_sync(clip, tmp_path, caplog):
                         " 0.480 s was due: recordings joined into one file?); what follows"
                         " is moved to follow on"]
     dst = tmp_path / "out.mkv"
-    upscale_video(joined, dst, model="nearest", scale=2, options=QUIET)
+    upscale_video(joined, dst, model="nearest", scale=2, control=QUIET)
     with av.open(str(dst)) as out:
         audio = [p.pts for p in out.demux(audio=0) if p.size]
     with av.open(str(dst)) as out:
@@ -242,5 +243,5 @@ def test_joined_mpeg_ts_is_refused_up_front_for_ffmpeg(clip, tmp_path):
     with pytest.raises(OptionsError, match=r"^\S+joined\.ts: its time restarts at 0\.000 s"
                                            r" where 0\.480 s was due .* drop --ffmpeg"):
         upscale_video(joined, dst, model="nearest", scale=2,
-                      options=TranscodeOptions(progress=False, ffmpeg="ffmpeg"))
+                      options=TranscodeOptions(ffmpeg="ffmpeg"), control=QUIET)
     assert not dst.exists()

@@ -17,7 +17,7 @@ vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip ins
 from vidsr.io.colour import ColourSpec  # noqa: E402
 from vidsr.io.encode_options import EncodeOptions  # noqa: E402
 from vidsr.plan import EngineOptions  # noqa: E402
-from vidsr.transcode import TranscodeOptions, upscale_video  # noqa: E402
+from vidsr.transcode import RunControl, upscale_video  # noqa: E402
 
 BIN = Path(sys.executable).parent
 VSPIPE = BIN / "vspipe"
@@ -102,7 +102,7 @@ def test_vspipe_runs_vsvidsr_and_vidsr_reads_the_same_script(vspipe, vfr_file, t
     # What `vidsr plain.vpy out.mkv --model espcn --scale 2 --precision fp32 --codec ffv1` runs.
     upscale_video(plain, out, model="espcn", scale=2,
                   engine=EngineOptions(device="cpu", precision="fp32"),
-                  encode=EncodeOptions(codec="ffv1"), options=TranscodeOptions(progress=False))
+                  encode=EncodeOptions(codec="ffv1"), control=RunControl(progress=False))
     with av.open(str(out)) as written:
         stream = written.streams.video[0]
         frames = list(written.decode(stream))

@@ -19,7 +19,7 @@ from vidsr.batch.sources import SourceFile
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions, RunPlan
-from vidsr.transcode import TranscodeOptions
+from vidsr.transcode import RunControl, TranscodeOptions
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ModelCache:
 class FileJob:
     """One file ready to run, as the runner resolved it: what an executor needs.
 
-    ``run`` carries the worker's device; ``options`` the batch's overwrite, progress and
+    ``run`` carries the worker's device; ``control`` the batch's overwrite, progress and
     frame counter (which raises Cancelled once the batch is stopped); ``segments`` is None
     for a file run whole.
     """
@@ -66,7 +66,7 @@ class FileJob:
     run: FileRun
     plan: RunPlan
     model: SRModel
-    options: TranscodeOptions
+    control: RunControl
     fingerprint: str
     segments: SegmentState | None
     record: Callable[..., None]  # writes the file's job entry: record(state, **fields)
@@ -88,7 +88,7 @@ class FileJob:
     def join(self) -> tuple[int, float]:
         """Mux every segment into the output: (frames written, seconds it took)."""
         started = time.perf_counter()
-        frames = join_segments(self.plan, self.segment_paths(), self.options.overwrite)
+        frames = join_segments(self.plan, self.segment_paths(), self.control.overwrite)
         return frames, time.perf_counter() - started
 
 

@@ -36,7 +36,7 @@ from vidsr.plan import EngineOptions, RunPlan
 
 if TYPE_CHECKING:
     from vidsr.batch.segments import Segment, SegmentResult
-    from vidsr.transcode import TranscodeOptions
+    from vidsr.transcode import RunControl
 
 log = logging.getLogger("vidsr")
 
@@ -90,11 +90,11 @@ class SegmentWorker:
         return run_segment(self._engine, plan, segment, Path(path), depth=depth)
 
     def run_whole(self, run: FileRun, plan: RunPlan,
-                  options: TranscodeOptions) -> tuple[int, float]:
+                  control: RunControl) -> tuple[int, float]:
         from vidsr.transcode import run_to_file
 
         self._close_engine()
-        result = run_to_file(plan, self._model(run, plan), options)
+        result = run_to_file(plan, self._model(run, plan), control)
         return result.frames, result.wall_s
 
     def _model(self, run: FileRun, plan: RunPlan) -> Any:
@@ -215,11 +215,11 @@ class RayFiles:
 
     def run_file(self, job: FileJob) -> FileRan:
         started = time.perf_counter()
-        tell = job.options.on_frames or (lambda n: None)
+        tell = job.control.on_frames or (lambda n: None)
         if job.segments is None:
             # What crosses to the actor: the plan and plain options, not the frame counter.
-            options = replace(job.options, progress=False, on_frames=None)
-            (frames, _), retries = self._call(tell, "run_whole", job.run, job.plan, options)
+            control = replace(job.control, progress=False, on_frames=None)
+            (frames, _), retries = self._call(tell, "run_whole", job.run, job.plan, control)
             tell(frames)
             return FileRan(frames, time.perf_counter() - started, retries)
         retries = self._segments(job, tell)
@@ -237,7 +237,7 @@ class RayFiles:
         def submit(segment: Segment, attempt: int) -> None:
             ref, actor = self._pool.submit("run_segment", job.run, job.plan, segment,
                                            str(folder / segment.file_name),
-                                           job.options.queue_depth)
+                                           job.control.queue_depth)
             pending[ref] = (segment, actor, attempt)
 
         for segment in job.todo():

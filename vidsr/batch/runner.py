@@ -52,7 +52,14 @@ from vidsr.machine import this_machine
 from vidsr.options import upscale_arguments, with_overrides
 from vidsr.pipeline import join_launched, start_all
 from vidsr.plan import EngineOptions, RunPlan
-from vidsr.transcode import announce, heard_by, plan_file, progress_bar, run_to_file
+from vidsr.transcode import (
+    RunControl,
+    announce,
+    heard_by,
+    plan_file,
+    progress_bar,
+    run_to_file,
+)
 
 if TYPE_CHECKING:
     from vidsr.batch.ray_engine import RayOptions
@@ -272,12 +279,12 @@ class _Runner:
         run = self.resolve(f.overrides)
         engine = run.engine if device is None else replace(run.engine, device=device)
         engine = self.executor.engine_options(engine)
-        options = replace(run.options, overwrite=overwrite, progress=self.batch.progress,
-                          on_frames=self._on_frames)
+        control = RunControl(overwrite=overwrite, progress=self.batch.progress,
+                             on_frames=self._on_frames)
         dst.parent.mkdir(parents=True, exist_ok=True)
         model, plan = plan_file(f.path, dst, model=self.models.get(run), engine=engine,
-                                encode=run.encode, options=options)
-        resolved = run_options(plan, model, options.on_error, self.digests)
+                                encode=run.encode, options=run.options, control=control)
+        resolved = run_options(plan, model, run.options.on_error, self.digests)
         digest = fingerprint(resolved)
         if entry is not None and entry.get("state") == "done":
             changed = ("its options changed" if entry.get("fingerprint") != digest
@@ -294,7 +301,7 @@ class _Runner:
         record("running", **({"segments": segments.to_json()} if segments else {}))
         ran = self.executor.run_file(FileJob(
             source=f, run=replace(run, engine=engine), plan=plan, model=model,
-            options=options, fingerprint=digest, segments=segments, record=record))
+            control=control, fingerprint=digest, segments=segments, record=record))
         size, sha256 = dst.stat().st_size, file_digest(dst)
         video_s = f.seconds or 0.0
         record.fields.pop("segments", None)
@@ -390,9 +397,9 @@ class LocalFiles:
 
     def run_file(self, job: FileJob) -> FileRan:
         if job.segments is None:
-            result = run_to_file(job.plan, job.model, job.options)
+            result = run_to_file(job.plan, job.model, job.control)
             return FileRan(result.frames, result.wall_s)
-        plan, options, state = job.plan, job.options, job.segments
+        plan, control, state = job.plan, job.control, job.segments
         assert plan.source is not None
         started = time.perf_counter()
         announce(plan)
@@ -400,12 +407,12 @@ class LocalFiles:
             log.info("%s: resuming at segment %d of %d", job.source.path,
                      len(state.done) + 1, len(state.segments))
         before = sum(int(d["frames"]) for d in state.done.values())
-        with Engine(job.model, plan) as runner, progress_bar(plan.source, options.progress,
+        with Engine(job.model, plan) as runner, progress_bar(plan.source, control.progress,
                                                                initial=before) as bar:
             for segment in job.todo():
                 result = run_segment(runner, plan, segment, state.folder / segment.file_name,
-                                     depth=options.queue_depth,
-                                     on_write=heard_by(bar.update, options.on_frames))
+                                     depth=control.queue_depth,
+                                     on_write=heard_by(bar.update, control.on_frames))
                 job.segment_done(segment, result)
         frames, join_s = job.join()
         return FileRan(frames, time.perf_counter() - started, join_s=join_s)
