@@ -31,7 +31,7 @@ from vidsr.batch import BatchOptions, FileRun, run_batch  # noqa: E402
 from vidsr.batch.jobfile import JobFile  # noqa: E402
 from vidsr.batch.ray_engine import RayOptions  # noqa: E402
 from vidsr.machine import this_machine  # noqa: E402
-from vidsr.plan import EngineOptions  # noqa: E402
+from vidsr.plan import CpuOptions, EngineOptions  # noqa: E402
 
 
 def _job(root: Path, files: int, frames: int, width: int, height: int) -> Path:
@@ -73,7 +73,7 @@ def main() -> None:
     machine = this_machine()
     print(f"machine: {machine.describe_cpu()}")
     run = FileRun(model=args.model, scale=args.scale,
-                  engine=EngineOptions(precision="fp32", cpu_workers=1, cpu_threads=1))
+                  engine=EngineOptions(precision="fp32", cpu=CpuOptions(workers=1, threads=1)))
     root = Path(tempfile.mkdtemp(prefix="vrs", dir="/tmp"))
     rows = []
     try:

@@ -6,7 +6,7 @@ import json
 
 from vidsr.bench import BenchOptions, make_bench_clip, run_bench
 from vidsr.io.probe import probe
-from vidsr.plan import EngineOptions
+from vidsr.plan import CpuOptions, EngineOptions
 
 
 def test_bench_report_has_every_figure_with_sane_values(clip):
@@ -14,7 +14,7 @@ def test_bench_report_has_every_figure_with_sane_values(clip):
     # One torch thread: on a loaded 2-core machine, waking a second OpenMP thread
     # costs more than these tiny batches take, and the figures would only show that.
     report = run_bench(src, BenchOptions(model="nearest", scale=2, repeats=3),
-                       EngineOptions(device="cpu", cpu_threads=1, batch_size=4))
+                       EngineOptions(device="cpu", batch_size=4, cpu=CpuOptions(threads=1)))
     assert report.frames == 12
     assert report.size == "32x32 -> 64x64"
     assert set(report.alone_s) == set(report.busy_s) == {"decode", "infer", "encode"}

@@ -184,12 +184,12 @@ def test_a_script_is_deinterlaced_in_the_script(tmp_path, capsys, mode):
 def test_bench_measures_the_deinterlaced_run(tmp_path):
     # The same decisions as `vidsr` with the same options: one frame per field here.
     from vidsr.bench import BenchOptions, run_bench
-    from vidsr.plan import EngineOptions
+    from vidsr.plan import CpuOptions, EngineOptions
 
     src = make_interlaced(tmp_path / "in.mkv", "tff", "tt")
     report = run_bench(src, BenchOptions(model="nearest", scale=2, serial=False,
                                          run=TranscodeOptions(deinterlace_rate="field")),
-                       EngineOptions(device="cpu", cpu_threads=1))
+                       EngineOptions(device="cpu", cpu=CpuOptions(threads=1)))
     assert report.frames == 2 * FRAMES
     assert report.plan["deinterlace"]["rate"] == "field"
     assert "deinterlace" in report.to_text()

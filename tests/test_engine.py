@@ -24,7 +24,14 @@ from vidsr.io.colour import ColourSpec
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.models import SRModel, load_model
 from vidsr.pipeline import InFlight, run_pipeline
-from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, EngineOptions, SyncPlan, resolve_plan
+from vidsr.plan import (
+    CpuOptions,
+    CpuWorkersPlan,
+    CudaSlotsPlan,
+    EngineOptions,
+    SyncPlan,
+    resolve_plan,
+)
 
 YUV420 = PlaneLayout("yuv", 8, 1, 1, "yuv420p")
 YUV420_10 = PlaneLayout("yuv", 10, 1, 1, "yuv420p10le")
@@ -178,7 +185,8 @@ def test_bf16_non_finite_fallback_also_covers_decoded_batches(caplog, workers):
     batch = _yuv_batch(2, 16, 24)
     with caplog.at_level(logging.WARNING, logger="vidsr"), \
             engine_for(_sr_model(NonFiniteBelowFp32(), space="y"),
-                   EngineOptions(device="cpu", precision="bf16", cpu_workers=workers)) as engine:
+                   EngineOptions(device="cpu", precision="bf16",
+                                 cpu=CpuOptions(workers=workers))) as engine:
         out = engine.upscale_batch(batch, BT709, YUV420)
     assert "frames 0-1" in caplog.text
     expected = np.repeat(np.repeat(batch.planes[0], 2, 1), 2, 2)
@@ -389,8 +397,8 @@ def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
     expected = [single.upscale_batch(b, BT709, YUV420) for b in batches]
     threads = torch.get_num_threads()
     with engine_for(_sr_model(ConvStack()),
-                EngineOptions(device="cpu", precision="fp32", cpu_workers=3,
-                              cpu_threads=1)) as engine:
+                EngineOptions(device="cpu", precision="fp32",
+                              cpu=CpuOptions(workers=3, threads=1))) as engine:
         assert engine.in_flight == 3 and torch.get_num_threads() == 1
         seen: list[FrameBatch] = []
         run_pipeline(iter(batches), [("infer", engine.infer_stage(BT709, YUV420))],
@@ -406,7 +414,7 @@ def test_cpu_workers_keep_frame_order_and_match_one_batch_at_a_time():
 
 def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
     with engine_for(_sr_model(FailsOnBatch(3), space="y"),
-                EngineOptions(device="cpu", cpu_workers=2)) as engine:
+                EngineOptions(device="cpu", cpu=CpuOptions(workers=2))) as engine:
         with pytest.raises(FloatingPointError, match="model broke"):
             run_pipeline((_yuv_batch(1, 8, 8, first=i) for i in range(1000)),
                          [("infer", engine.infer_stage(BT709, YUV420))], lambda _: None,
@@ -417,7 +425,7 @@ def test_failure_in_a_cpu_worker_stops_the_run_with_the_original_error():
 def test_negative_cpu_workers_are_refused():
     with pytest.raises(OptionsError, match="must be at least 1"):
         engine_for(load_model("nearest", scale=2),
-                         EngineOptions(device="cpu", cpu_workers=-1))
+                         EngineOptions(device="cpu", cpu=CpuOptions(workers=-1)))
 
 
 # -- CUDA -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from vidsr.machine import Machine, this_machine
 from vidsr.models import card_network, load_model, model_cards, register_card, unregister_card
 from vidsr.plan import (
     OVERLAP_CAP,
+    CpuOptions,
     CpuWorkersPlan,
     EngineOptions,
     RunPlan,
@@ -135,7 +136,7 @@ def test_images_get_every_core_in_one_synchronous_batch():
 
 def test_the_callers_workers_and_threads_are_kept():
     model = load_model("nearest", scale=2)
-    mine = resolve_plan(model, EngineOptions(cpu_workers=3, cpu_threads=2), machine=AMX,
+    mine = resolve_plan(model, EngineOptions(cpu=CpuOptions(workers=3, threads=2)), machine=AMX,
                     overlapped=True)
     assert mine.executor == CpuWorkersPlan(workers=3, threads=2)
 

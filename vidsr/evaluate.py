@@ -208,14 +208,14 @@ def evaluate_folder(
     """
     from vidsr.engine import Engine
     from vidsr.executors.openvino import faster_plan
-    from vidsr.plan import EngineOptions, resolve_plan
+    from vidsr.plan import EngineOptions, OpenVinoOptions, resolve_plan
 
     if scale != model.scale:
         raise ModelError(f"model {model.name!r} is loaded for x{model.scale}, not x{scale}")
     paths = list_images(Path(folder))
     plan = resolve_plan(model, EngineOptions(device=device, precision=precision, runtime=runtime,
-                                             calibration=calibration), measuring=True,
-                        choose_runtime=faster_plan)
+                                             openvino=OpenVinoOptions(calibration=calibration)),
+                        measuring=True, choose_runtime=faster_plan)
     scores = []
     with Engine(model, plan) as engine:
         for path in paths:

@@ -257,7 +257,7 @@ def with_overrides(values: Mapping[str, Any], overrides: Mapping[str, str]) -> d
 def engine_options(values: Mapping[str, Any], runtime: str | None = None) -> EngineOptions:
     """What the engine is asked; ``runtime`` replaces the values' (`vidsr bench` runs each
     of several in turn), which must otherwise name one."""
-    from vidsr.plan import EngineOptions
+    from vidsr.plan import CpuOptions, CudaOptions, EngineOptions, OpenVinoOptions
 
     if runtime is None:
         if len(values["runtime"]) > 1:
@@ -268,10 +268,11 @@ def engine_options(values: Mapping[str, Any], runtime: str | None = None) -> Eng
         device=values["device"], precision=values["precision"],
         batch_size=values["batch_size"], channels_last=not values["no_channels_last"],
         tile=values["tile"], tile_overlap=values["tile_overlap"], compile=values["compile"],
-        in_flight=values["in_flight"], cpu_workers=values["cpu_workers"],
-        cpu_threads=values["threads"], strict=values["strict"],
-        runtime=runtime, force_int8=values["force_int8"],  # type: ignore[arg-type]
-        calibration=values["calibration"],
+        strict=values["strict"], runtime=runtime,  # type: ignore[arg-type]
+        cpu=CpuOptions(workers=values["cpu_workers"], threads=values["threads"]),
+        cuda=CudaOptions(in_flight=values["in_flight"]),
+        openvino=OpenVinoOptions(force_int8=values["force_int8"],
+                                 calibration=values["calibration"]),
     )
 
 

@@ -55,22 +55,50 @@ OVERLAP_CAP = 64
 
 
 @dataclass(frozen=True)
+class CpuOptions:
+    """What the user asked of a run on the CPU, torch's or OpenVINO's: ``workers`` batches
+    at once, each on ``threads`` threads. None leaves each to the plan, which splits the
+    cores (:func:`plan_cpu_threads`)."""
+
+    workers: int | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class CudaOptions:
+    """What the user asked of a run on CUDA: ``in_flight`` batches per device, each on its
+    own stream."""
+
+    in_flight: int = 2
+
+
+@dataclass(frozen=True)
+class OpenVinoOptions:
+    """What the user asked of OpenVINO's int8: ``force_int8`` runs it whatever its measured
+    loss; ``calibration`` is the clip or image folder it is calibrated on (None: the run's
+    own clip)."""
+
+    force_int8: bool = False
+    calibration: Path | None = None
+
+
+@dataclass(frozen=True)
 class EngineOptions:
     """What the user asked of the engine. ``None`` (and ``auto``) leave it to the plan.
 
     ``device``: auto, cpu, cuda, cuda:N, or a list of CUDA devices (``cuda:0,cuda:1``)
     that take batches in turn. ``tile`` 0 runs whole frames (tiles only if memory runs
     out, down to ``min_tile``); ``tile_overlap`` defaults to the model's receptive radius.
-    ``in_flight``: batches in flight per CUDA device. ``cpu_workers`` x ``cpu_threads``:
-    batches the CPU runs at once, and torch threads for each. The executor itself follows
-    from the device; a caller who wants another (one batch at a time, or the CUDA slots'
-    code on the CPU's stand-in streams) replaces the plan's own, which is public data:
-    ``replace(plan, executor=SyncPlan(0))``. ``strict`` refuses what would only be
-    warned about (bf16 on a CPU without native bf16). ``runtime``: torch, openvino (CPU
-    only) or auto (OpenVINO where it is installed and measured faster for the model).
-    ``force_int8`` runs int8
-    whatever its measured loss; ``calibration`` is the clip or image folder int8 is
-    calibrated on (default: the run's own clip).
+    The executor itself follows from the device; a caller who wants another (one batch
+    at a time, or the CUDA slots' code on the CPU's stand-in streams) replaces the plan's
+    own, which is public data: ``replace(plan, executor=SyncPlan(0))``. ``strict``
+    refuses what would only be warned about (bf16 on a CPU without native bf16).
+    ``runtime``: torch, openvino (CPU only) or auto (OpenVINO where it is installed and
+    measured faster for the model).
+
+    Each backend's own options are apart, as each applies only where its backend runs:
+    ``cpu`` (:class:`CpuOptions`), ``cuda`` (:class:`CudaOptions`) and ``openvino``
+    (:class:`OpenVinoOptions`).
     """
 
     device: str = "auto"
@@ -81,13 +109,11 @@ class EngineOptions:
     tile_overlap: int | None = None
     min_tile: int = 32
     compile: bool = False
-    in_flight: int = 2
-    cpu_workers: int | None = None
-    cpu_threads: int | None = None
     strict: bool = False
     runtime: Runtime = "torch"
-    force_int8: bool = False
-    calibration: Path | None = None
+    cpu: CpuOptions = CpuOptions()
+    cuda: CudaOptions = CudaOptions()
+    openvino: OpenVinoOptions = OpenVinoOptions()
 
 
 @dataclass(frozen=True)
@@ -490,7 +516,8 @@ def _plan_on(runtime: RuntimeChoice, model: SRModel, options: EngineOptions, mac
                 else UNMEASURED)
     precision = choose_precision(options.precision, device_type, machine, measured,
                                  strict=options.strict, measuring=measuring,
-                                 runtime=runtime.name, force_int8=options.force_int8)
+                                 runtime=runtime.name,
+                                 force_int8=options.openvino.force_int8)
     executor, decoder_threads = _executor(options, devices, machine, split)
     if runtime.name == "openvino":
         executor = _openvino_executor(executor, precision.name, options)
@@ -549,15 +576,17 @@ def _openvino_executor(torch_plan: ExecutorPlan, precision: str,
             workers = 1
         case _:
             raise AssertionError(f"OpenVINO planned beside {torch_plan!r}")
-    calibration = str(options.calibration) if options.calibration is not None else None
+    asked = options.openvino.calibration
+    calibration = str(asked) if asked is not None else None
     return OpenVinoPlan(workers, threads, precision,
                         calibration if precision == "int8" else None)
 
 
 def _check_counts(options: EngineOptions) -> None:
-    for name, value in (("batch size", options.batch_size), ("CPU workers", options.cpu_workers),
-                        ("CPU threads", options.cpu_threads), ("in-flight batches",
-                                                               options.in_flight)):
+    for name, value in (("batch size", options.batch_size),
+                        ("CPU workers", options.cpu.workers),
+                        ("CPU threads", options.cpu.threads),
+                        ("in-flight batches", options.cuda.in_flight)):
         if value is not None and value < 1:
             raise OptionsError(f"{name} must be at least 1, got {value}")
 
@@ -577,16 +606,16 @@ def _executor(options: EngineOptions, devices: tuple[str, ...], machine: Machine
     """The executor and the decoder's threads; ``split``: how a CPU run that decodes and
     encodes beside the network shares the cores (None: nothing else runs)."""
     if devices[0] != "cpu":
-        return CudaSlotsPlan(options.in_flight), 0
+        return CudaSlotsPlan(options.cuda.in_flight), 0
     if split is None:
         # Nothing else to feed: every core goes to the network.
-        threads = options.cpu_threads or machine.cores
-        workers = options.cpu_workers or 1
+        threads = options.cpu.threads or machine.cores
+        workers = options.cpu.workers or 1
         if workers > 1:
             return CpuWorkersPlan(workers, threads), 0
         return SyncPlan(threads), 0
-    workers = options.cpu_workers or split.workers
-    threads = options.cpu_threads or split.torch
+    workers = options.cpu.workers or split.workers
+    threads = options.cpu.threads or split.torch
     if workers > 1:
         return CpuWorkersPlan(workers, threads), split.decoder
     return SyncPlan(threads), split.decoder

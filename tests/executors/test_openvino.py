@@ -22,7 +22,7 @@ from vidsr.export import SAMPLE_CLIP
 from vidsr.io.decode import Decoder
 from vidsr.machine import this_machine
 from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, OpenVinoPlan, resolve_plan
+from vidsr.plan import EngineOptions, OpenVinoOptions, OpenVinoPlan, resolve_plan
 from vidsr.precision import MeasuredLoss, choose_precision
 
 pytest.importorskip("openvino", reason="the OpenVINO executor needs vidsr[openvino]")
@@ -118,8 +118,8 @@ def test_engine_goes_back_to_torch_when_closed():
 def test_int8_is_calibrated_on_the_clip_cached_and_close_to_fp32(clip, cache):
     src = clip("calibration.mkv", width=64, height=48, frames=8, content="moving")
     model = load_model("compact", scale=2)
-    int8 = EngineOptions(device="cpu", precision="int8", runtime="openvino", force_int8=True,
-                         calibration=src)
+    int8 = EngineOptions(device="cpu", precision="int8", runtime="openvino",
+                         openvino=OpenVinoOptions(force_int8=True, calibration=src))
     fp32 = _upscaled(model, FP32_OV, src)
     quantised = _upscaled(model, int8, src)
     xml = sorted((cache / "openvino").glob("compact-*-int8-*.xml"))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidsr.batch.file_job import FileJob, FileRan, FileRun, ModelCache
 from vidsr.errors import OptionsError, VidsrError
-from vidsr.plan import EngineOptions, RunPlan
+from vidsr.plan import CpuOptions, EngineOptions, RunPlan
 
 if TYPE_CHECKING:
     from vidsr.batch.segments import Segment, SegmentResult
@@ -208,9 +208,9 @@ class RayFiles:
         self._cpus = None if gpus else cpus
 
     def engine_options(self, engine: EngineOptions) -> EngineOptions:
-        if self._cpus is not None and engine.cpu_workers is None and engine.cpu_threads is None:
+        if self._cpus is not None and engine.cpu == CpuOptions():
             # A CPU actor runs on its share of a node, not on all of the driver's cores.
-            engine = replace(engine, cpu_workers=1, cpu_threads=max(1, int(self._cpus)))
+            engine = replace(engine, cpu=CpuOptions(workers=1, threads=max(1, int(self._cpus))))
         return engine
 
     def run_file(self, job: FileJob) -> FileRan:

@@ -47,7 +47,7 @@ from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_pla
 from vidsr.model_space import float_layout
 from vidsr.models import SRModel, load_model
 from vidsr.options import defaults, preset_values
-from vidsr.plan import EngineOptions, RunPlan, Runtime, resolve_plan
+from vidsr.plan import CpuOptions, CudaOptions, EngineOptions, RunPlan, Runtime, resolve_plan
 from vidsr.precision import Precision
 from vidsr.run_presets import load_preset
 from vsvidsr.gather import Gatherer, Request
@@ -125,7 +125,8 @@ def upscale(
                 device=device or "auto", precision=precision or "auto",
                 runtime=runtime or EngineOptions.runtime, batch_size=batch_size,
                 tile=tile or 0, tile_overlap=tile_overlap,
-                in_flight=num_streams or EngineOptions.in_flight, cpu_workers=num_streams)
+                cuda=CudaOptions(in_flight=num_streams or CudaOptions.in_flight),
+                cpu=CpuOptions(workers=num_streams))
             # Overlapped: in a script the source filter, the other filters and the encoder
             # at the end of vspipe's pipe share the cores with the network, as decoding and
             # encoding do in a vidsr run; on a CPU that plans workers of few threads, which
