@@ -1,0 +1,183 @@
+"""``vidsr export``: any vidsr network to ONNX, checked against torch on a real frame.
+
+The file holds the network alone, in its own space (the ``spec``'s input space,
+values in [0, 1], unclamped output): input ``input`` (N, C, H, W) float32, output
+``output`` (N, C, H*s, W*s), batch, height and width dynamic. Colour conversion,
+padding to the size multiple and tiling stay in the program that runs it (VDSR-like
+networks, ``pre_upsampled``, take the picture bicubic-upscaled to the output size);
+:class:`~vidsr.engine.model_space.ModelSpace` is where vidsr does both.
+
+Opset :data:`OPSET` (17), written by torch's TorchScript exporter: it exports every
+vidsr architecture in well under a second, and opset 17 is read by ONNX Runtime
+1.13+, OpenVINO 2022.3+ and TensorRT 8.6+ (vs-mlrt). torch's newer dynamo exporter
+(``dynamo=True``, needs ``onnxscript``) writes opset 18 and takes seconds per network.
+
+Verification runs the exported file on ONNX Runtime (OpenVINO where ONNX Runtime is
+not installed) on a real frame, the first of the bundled sample clip, and reports the
+largest difference from torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vidsr.archs.spec import ArchSpec
+from vidsr.engine.model_space import ModelSpace
+from vidsr.errors import ModelError, OptionsError
+from vidsr.models.zoo import SRModel
+
+log = logging.getLogger("vidsr")
+
+OPSET = 17
+DYNAMO_OPSET = 18
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_2s.mp4"
+# Side of the centre crop of the sample frame the export is checked on: large enough to
+# be a real picture, small enough that a 16M-parameter RRDB runs it in seconds.
+VERIFY_SIDE = 96
+# fp32 against fp32 on another runtime: reordered sums differ by ~1e-6; a wrong graph
+# differs by whole code values (1/255).
+VERIFY_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What ``vidsr export`` wrote and how it was checked."""
+
+    path: Path
+    opset: int
+    input_shape: str  # e.g. "N x 3 x H x W"
+    output_shape: str
+    verified_on: str | None  # the runtime that ran the check, None when not checked
+    max_difference: float | None  # largest |onnx - torch| on the check frame, model space
+
+    def to_text(self) -> str:
+        text = (f"wrote {self.path} (ONNX opset {self.opset}; input {self.input_shape},"
+                f" output {self.output_shape}, float32, [0, 1])")
+        if self.verified_on is not None and self.max_difference is not None:
+            text += (f"; checked on {self.verified_on} against torch on a real frame: max"
+                     f" difference {self.max_difference:.2e}")
+        return text
+
+
+def plain_module(module: nn.Module) -> nn.Module:
+    """The module itself when ``torch.compile`` wrapped it (export traces the original)."""
+    return getattr(module, "_orig_mod", module)
+
+
+def export_network(module: nn.Module, spec: ArchSpec, path: Path, *,
+                   dynamo: bool = False) -> Path:
+    """Write ``module`` to ``path`` as ONNX with dynamic batch, height and width."""
+    module = plain_module(module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = 16 * spec.size_multiple
+    example = torch.rand(1, spec.channels, side, side)
+    if dynamo:
+        if importlib.util.find_spec("onnxscript") is None:
+            raise OptionsError("--dynamo needs onnxscript: pip install onnxscript")
+        batch = torch.export.Dim("batch", min=1)
+        height = torch.export.Dim("height", min=2)
+        width = torch.export.Dim("width", min=2)
+        torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=DYNAMO_OPSET,
+                          input_names=["input"], output_names=["output"], external_data=False,
+                          dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
+        return path
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # torch marks the TorchScript exporter deprecated; it is chosen on purpose (module text).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"},
+                                        "output": {0: "N", 2: "Hs", 3: "Ws"}})
+    return path
+
+
+def sample_frame(spec: ArchSpec, scale: int, side: int = VERIFY_SIDE) -> torch.Tensor:
+    """A real frame to check a network on: the centre of the bundled sample clip's first
+    frame, as the network takes it (1, C, h, w), ``side`` pixels square (a pre-upsampling
+    network's crop is ``side`` once upscaled)."""
+    from vidsr.io.decode import Decoder
+
+    space = ModelSpace.of(spec, scale)
+    if spec.pre_upsampled:
+        side = max(1, side // scale)
+
+    with Decoder(SAMPLE_CLIP, batch_size=1) as decoder:
+        batch = next(iter(decoder))
+        picture = space.picture_of(batch, decoder.info.colour)
+    return space.network_input(centre_crop(picture, side))
+
+
+def centre_crop(picture: torch.Tensor, side: int) -> torch.Tensor:
+    """The centre ``side`` x ``side`` pixels of ``picture`` (all of a smaller side)."""
+    h, w = picture.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return picture[..., top : top + side, left : left + side]
+
+
+def run_onnx(path: Path, x: np.ndarray, runtime: str) -> np.ndarray:
+    """``path`` run on ``runtime`` (onnxruntime or openvino) with input ``x``."""
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled.create_infer_request().infer({0: x})[0]
+
+
+def verification_runtime() -> str | None:
+    """The runtime the export is checked on: ONNX Runtime, else OpenVINO, else none."""
+    for name in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return None
+
+
+def verify_export(path: Path, module: nn.Module, x: torch.Tensor, runtime: str) -> float:
+    """Largest |ONNX - torch| of ``module`` on ``x``, the ONNX file run on ``runtime``."""
+    with torch.inference_mode():
+        expected = plain_module(module)(x.float()).float().numpy()
+    got = run_onnx(path, x.float().numpy(), runtime)
+    if got.shape != expected.shape:
+        raise ModelError(f"{path}: the ONNX model gives {got.shape} where torch gives"
+                         f" {expected.shape}")
+    return float(np.abs(got - expected).max())
+
+
+def export_model(model: SRModel, path: Path, *, verify: bool = True,
+                 dynamo: bool = False) -> ExportReport:
+    """Export ``model``'s network to ``path`` and, with ``verify``, check it against torch."""
+    spec = model.spec
+    if model.parameter_count == 0:
+        raise ModelError(f"{model.name} is an exact resizer with no network to export")
+    path = Path(path)
+    export_network(model.module, spec, path, dynamo=dynamo)
+    c = spec.channels
+    s = "" if spec.pre_upsampled else f"*{model.scale}"
+    report = ExportReport(path=path, opset=DYNAMO_OPSET if dynamo else OPSET,
+                          input_shape=f"N x {c} x H x W", output_shape=f"N x {c} x H{s} x W{s}",
+                          verified_on=None, max_difference=None)
+    if not verify:
+        return report
+    runtime = verification_runtime()
+    if runtime is None:
+        raise OptionsError(f"wrote {path}, but nothing here runs ONNX to check it: pip install"
+                           " 'vidsr[onnx]' (ONNX Runtime), or pass --no-verify")
+    difference = verify_export(path, model.module, sample_frame(spec, model.scale), runtime)
+    if not difference <= VERIFY_TOLERANCE:
+        raise ModelError(f"{path}: the ONNX model differs from torch by {difference:.3g} on a"
+                         f" real frame (more than {VERIFY_TOLERANCE}); do not use it")
+    log.info("%s: max difference from torch %.2e on %s", path, difference, runtime)
+    return replace(report, verified_on=runtime, max_difference=difference)
