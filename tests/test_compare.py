@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.compare import (
     CAPTION_HEIGHT,
     GAP,

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.degrade_video import ArchivalOptions, archival_lr, bicubic_lr
 from vidsr.eval_video import (
     PLOT_HEIGHT,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vidsr.archs import ARCHITECTURES, create_arch
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.errors import ModelError
 from vidsr.export import OPSET, export_model, export_network, run_onnx, sample_frame
 from vidsr.models import SRModel, load_model
