@@ -60,6 +60,7 @@ from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output_file import check_output_path, write_small_output
 from vidsr.io.pixfmt import planes_to_frame, source_format
+from vidsr.model_space import ModelSpace
 from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions
 from vidsr.plot import FRAME_COLOUR, Axes, draw_line, line_colour
@@ -272,14 +273,19 @@ def luma_planes(rgb: torch.Tensor) -> list[np.ndarray]:
     return [luma_of_uint8(rgb).to(torch.uint8).numpy()]
 
 
+def takes_rgb(model: SRModel) -> bool:
+    """Whether the model's network takes RGB (else one channel: luma, or each plane)."""
+    return ModelSpace.of(model.spec, model.scale).channels == 3
+
+
 def lr_format(model: SRModel) -> str:
     """The pixel format of the LR clip the model reads (see the module's docstring)."""
-    return "gbrp" if model.spec.input_space == "rgb" else "gray"
+    return "gbrp" if takes_rgb(model) else "gray"
 
 
 def output_format(model: SRModel) -> str:
     """The pixel format the model's output clip is written in (see the module's docstring)."""
-    return "gbrp" if model.spec.input_space == "rgb" else "gray16le"
+    return "gbrp" if takes_rgb(model) else "gray16le"
 
 
 def output_luma(batch: FrameBatch) -> torch.Tensor:
