@@ -35,7 +35,6 @@ from pathlib import Path
 import torch
 
 from vidsr.bench import BenchOptions, run_bench
-from vidsr.evaluate import evaluate_folder
 from vidsr.executors.openvino import OpenVinoNetwork
 from vidsr.executors.replica import Replica
 from vidsr.io.decode import Decoder
@@ -43,6 +42,7 @@ from vidsr.machine import this_machine
 from vidsr.model_space import ModelSpace
 from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions, resolve_plan
+from vidsr.scoring import evaluate_folder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FRAME_CLIP = SHARED / "videos" / "foreman_cif.mp4"

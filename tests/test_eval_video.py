@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from vidsr.archs.spec import ArchSpec
 from vidsr.__main__ import main
-from vidsr.degrade_video import ArchivalOptions, archival_lr, bicubic_lr
+from vidsr.archs.spec import ArchSpec
+from vidsr.degrade_clip import ArchivalOptions, archival_lr, bicubic_lr
 from vidsr.eval_video import (
     PLOT_HEIGHT,
     PLOT_WIDTH,
@@ -22,8 +22,8 @@ from vidsr.eval_video import (
     frames_rgb,
     write_psnr_plot,
 )
-from vidsr.evaluate import evaluate_folder, luma_of_uint8, make_lr, mod_crop, score_luma
 from vidsr.models import SRModel, load_model
+from vidsr.scoring import evaluate_folder, luma_of_uint8, make_lr, mod_crop, score_luma
 
 
 @pytest.fixture

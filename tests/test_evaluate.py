@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 from vidsr.errors import InputError
-from vidsr.evaluate import (
+from vidsr.evaluate import run_eval
+from vidsr.scoring import (
     EvalReport,
     ImageScore,
     evaluate_folder,
     luma_of_uint8,
     make_lr,
     mod_crop,
-    run_eval,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

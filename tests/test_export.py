@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from vidsr.archs import ARCHITECTURES, create_arch
 from vidsr.__main__ import main
+from vidsr.archs import ARCHITECTURES, create_arch
 from vidsr.errors import ModelError
-from vidsr.export import OPSET, export_model, export_network, run_onnx, sample_frame
+from vidsr.export import export_model, run_onnx, sample_frame
 from vidsr.models import SRModel, load_model
+from vidsr.onnx_export import OPSET, export_network
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra (vidsr[onnx])")
 pytest.importorskip("onnxruntime", reason="the check runs ONNX Runtime (vidsr[onnx])")

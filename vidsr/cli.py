@@ -344,7 +344,7 @@ def eval_video_parser() -> argparse.ArgumentParser:
 
 
 def run_eval_video(args: argparse.Namespace) -> int:
-    from vidsr.degrade_video import ArchivalOptions
+    from vidsr.degrade_clip import ArchivalOptions
     from vidsr.eval_video import EvalVideoOptions
     from vidsr.eval_video import run_eval_video as evaluate
 

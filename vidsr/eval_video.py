@@ -6,7 +6,7 @@ pipeline, the engine, the encoder):
 
 1. Every HR frame is decoded and turned into 8-bit RGB with the stream's own
    matrix and range (:func:`frames_rgb`), then mod-cropped to the scale.
-2. Its LR is made by :mod:`vidsr.degrade_video` (``vidsr eval``'s bicubic, or
+2. Its LR is made by :mod:`vidsr.degrade_clip` (``vidsr eval``'s bicubic, or
    the archival degradation) and written as a lossless clip: RGB (``gbrp``) for
    RGB models, and for luma and plane-wise models the LR's rounded BT.601 Y as
    a ``gray`` clip, which is what ``vidsr eval`` feeds them and what a luma
@@ -17,7 +17,7 @@ pipeline, the engine, the encoder):
    their output is scored as ``vidsr eval`` scores it, before any rounding to
    8 bits (within 1/256 of a code value).
 4. PSNR and SSIM on Y against the HR's rounded Y, ``scale`` border pixels
-   cropped (:func:`vidsr.evaluate.score_luma`), per frame; the temporal
+   cropped (:func:`vidsr.scoring.score_luma`), per frame; the temporal
    figure is the mean absolute change of the error (output Y minus HR Y, in
    code values, same border) from one frame to the next: flicker that a
    still picture cannot show, 0 for an error that holds still.
@@ -44,17 +44,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vidsr.degrade_video import ArchivalOptions, Degradation, degraded_lr
+from vidsr.degrade_clip import ArchivalOptions, Degradation, degraded_lr
 from vidsr.errors import InputError, OptionsError
-from vidsr.evaluate import (
-    MAX_CODE,
-    finite_or_none,
-    luma_of_uint8,
-    mod_crop,
-    round_half_up,
-    score_luma,
-)
-from vidsr.io.colour import ColourSpec, planes_to_rgb
+from vidsr.io.colour import batch_rgb
 from vidsr.io.decode import Decoder
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
@@ -65,6 +57,7 @@ from vidsr.models import SRModel, load_model
 from vidsr.plan import EngineOptions
 from vidsr.plot import FRAME_COLOUR, Axes, draw_line, line_colour
 from vidsr.precision import Precision
+from vidsr.scoring import MAX_CODE, finite_or_none, luma_of_uint8, mod_crop, score_luma
 from vidsr.transcode import TranscodeOptions, upscale_video
 
 log = logging.getLogger("vidsr")
@@ -201,15 +194,6 @@ def _db(value: float) -> str:
 
 
 # -- frames in and out --------------------------------------------------------------------
-
-
-def batch_rgb(batch: FrameBatch, colour: ColourSpec) -> torch.Tensor:
-    """A batch of decoded planes as (N, 3, H, W) uint8 RGB, converted with the stream's own
-    matrix and range (the same conversion the engine makes), rounded as MATLAB does."""
-    planes = [torch.from_numpy(p.astype(np.float32)) for p in batch.planes]
-    y, u, v = (planes + [None, None])[:3]
-    rgb = planes_to_rgb(y, u, v, colour, batch.layout).to(torch.float64)
-    return round_half_up(rgb * MAX_CODE).to(torch.uint8)
 
 
 def frames_rgb(path: str | Path, limit: int | None = None) -> Iterator[torch.Tensor]:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from engines import engine_for
 
+from vidsr.__main__ import main
 from vidsr.archs import create_arch
 from vidsr.bench import BenchOptions, run_bench, runtime_comparison
-from vidsr.__main__ import main
 from vidsr.errors import OptionsError
 from vidsr.executors.openvino import faster_plan
 from vidsr.export import SAMPLE_CLIP

@@ -66,8 +66,8 @@ def seconds_per_frame(model: nn.Module, width: int = 352, height: int = 288,
 
 
 def _evaluate(module: nn.Module, folder: Path, scale: int) -> tuple[float, float]:
-    from vidsr.evaluate import evaluate_folder
     from vidsr.models import SRModel
+    from vidsr.scoring import evaluate_folder
 
     report = evaluate_folder(SRModel.from_module(module, scale), folder, scale)
     return report.mean_psnr, report.mean_ssim
