@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    from vidsr.machine import this_machine
+    from vidsr.plan.machine import this_machine
 
     base = args.models.split(",")
     print(f"machine: {this_machine().describe_cpu()}")

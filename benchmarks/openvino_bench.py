@@ -19,7 +19,7 @@ work on a shared machine only ever adds time, and interleaving spreads it evenly
 protocol) of OpenVINO int8 against torch fp32, calibrated on images that are not Set5.
 ``bf16-loss`` prints the ``openvino-bf16`` entry: OpenVINO's bf16, which casts the whole
 network (torch's autocast keeps the picture layers in fp32), against torch fp32; ``auto``
-runs OpenVINO in bf16 only where it is at most 0.02 dB (vidsr/precision.py).
+runs OpenVINO in bf16 only where it is at most 0.02 dB (vidsr/plan/precision.py).
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ from pathlib import Path
 
 import torch
 
-from vidsr.bench import BenchOptions, run_bench
+from vidsr.commands.bench import BenchOptions, run_bench
+from vidsr.engine.model_space import ModelSpace
 from vidsr.executors.openvino import OpenVinoNetwork
 from vidsr.executors.replica import Replica
+from vidsr.imaging.scoring import evaluate_folder
 from vidsr.io.decode import Decoder
-from vidsr.machine import this_machine
-from vidsr.model_space import ModelSpace
-from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, resolve_plan
-from vidsr.scoring import evaluate_folder
+from vidsr.models.zoo import SRModel, load_model
+from vidsr.plan.machine import this_machine
+from vidsr.plan.run_plan import EngineOptions, resolve_plan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FRAME_CLIP = SHARED / "videos" / "foreman_cif.mp4"

@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vidsr.machine import this_machine
-from vidsr.models import load_model, model_cards
-from vidsr.scoring import evaluate_folder
+from vidsr.imaging.scoring import evaluate_folder
+from vidsr.models.zoo import load_model, model_cards
+from vidsr.plan.machine import this_machine
 
 
 def main(folder: Path, names: list[str]) -> None:

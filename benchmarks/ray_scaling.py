@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from clipgen import make_clip  # noqa: E402
 
-from vidsr.batch import BatchOptions, FileRun, run_batch  # noqa: E402
-from vidsr.batch.jobfile import JobFile  # noqa: E402
-from vidsr.batch.ray_engine import RayOptions  # noqa: E402
-from vidsr.machine import this_machine  # noqa: E402
-from vidsr.plan import EngineOptions  # noqa: E402
+from vidsr.commands.batch import BatchOptions, FileRun, run_batch  # noqa: E402
+from vidsr.commands.batch.jobfile import JobFile  # noqa: E402
+from vidsr.commands.batch.ray_engine import RayOptions  # noqa: E402
+from vidsr.plan.machine import this_machine  # noqa: E402
+from vidsr.plan.run_plan import EngineOptions  # noqa: E402
 
 
 def _job(root: Path, files: int, frames: int, width: int, height: int) -> Path:

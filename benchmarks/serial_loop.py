@@ -17,7 +17,7 @@ import av
 import numpy as np
 import torch
 
-from vidsr.models import load_model
+from vidsr.models.zoo import load_model
 
 
 def serial_upscale(src: Path, dst: Path, model_name: str, scale: int | None) -> int:

@@ -65,7 +65,7 @@ def upscale(module: torch.nn.Module, lr: torch.Tensor, batch: int = 8) -> torch.
 
 def score(sr: torch.Tensor, hr: list[torch.Tensor], scale: int) -> dict[str, float]:
     """eval-video's figures: mean PSNR and SSIM on Y, and the flicker of the error."""
-    from vidsr.scoring import luma_of_uint8, score_luma
+    from vidsr.imaging.scoring import luma_of_uint8, score_luma
 
     psnrs, ssims, changes = [], [], []
     previous = None
@@ -84,9 +84,9 @@ def score(sr: torch.Tensor, hr: list[torch.Tensor], scale: int) -> dict[str, flo
 
 def evaluate(clip: Path, scale: int, codec: str, models: dict[str, torch.nn.Module],
              frames: int, seed: int) -> dict[str, dict[str, float]]:
-    from vidsr.degrade_clip import ArchivalOptions, degraded_lr
-    from vidsr.eval_video import frames_rgb
-    from vidsr.scoring import mod_crop
+    from vidsr.commands.eval_video import frames_rgb
+    from vidsr.imaging.scoring import mod_crop
+    from vidsr.train.degrade_clip import ArchivalOptions, degraded_lr
 
     hr = [mod_crop(frame, scale) for frame in frames_rgb(clip, frames)]
     options = ArchivalOptions(seed=seed, codec=CODECS[codec])
@@ -106,8 +106,8 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     from vidsr.archs import load_arch_from_state_dict
-    from vidsr.models import load_model
-    from vidsr.weights_file import read_state_dict
+    from vidsr.models.weights_file import read_state_dict
+    from vidsr.models.zoo import load_model
 
     torch.set_num_threads(args.threads)
     results = []

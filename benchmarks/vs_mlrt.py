@@ -21,7 +21,7 @@ runs the four back to back, so a ratio is taken within a round; the medians of t
 of the per-round ratios are printed with the spread, and the CPU is named. vsvidsr's
 processes get OpenVINO's Python library preloaded: vs-mlrt's plugin brings its own build,
 which VapourSynth loads before the script and the Python module refuses
-(:func:`vidsr.machine.openvino_unusable`).
+(:func:`vidsr.plan.machine.openvino_unusable`).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vidsr.commands.export import export_model
 from vidsr.executors.openvino import faster_plan
-from vidsr.export import export_model
-from vidsr.machine import openvino_available, openvino_library, this_machine
-from vidsr.models import load_model
-from vidsr.plan import EngineOptions, resolve_plan
+from vidsr.models.zoo import load_model
+from vidsr.plan.machine import openvino_available, openvino_library, this_machine
+from vidsr.plan.run_plan import EngineOptions, resolve_plan
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 600  # a clip of a few dozen frames takes seconds; more is a hang

@@ -30,8 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vidsr.machine import this_machine
-from vidsr.models import load_model
+from vidsr.models.zoo import load_model
+from vidsr.plan.machine import this_machine
 
 BIN = Path(sys.executable).parent
 
@@ -49,11 +49,11 @@ clip = vsvidsr.upscale(clip, {model!r}, scale={scale})
 # callbacks one after another.
 _ONE_AT_A_TIME = """from fractions import Fraction
 import numpy as np
-from vidsr.engine import Engine
+from vidsr.engine.engine import Engine
 from vidsr.io.frames import FrameBatch
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
-from vidsr.models import load_model
-from vidsr.plan import resolve_plan
+from vidsr.models.zoo import load_model
+from vidsr.plan.run_plan import resolve_plan
 model = load_model({model!r}, scale={scale})
 engine = Engine(model, resolve_plan(model))
 blank = core.std.BlankClip(clip, width=clip.width * {scale}, height=clip.height * {scale})

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vidsr.bench import make_bench_clip
-from vidsr.machine import this_machine
+from vidsr.commands.bench import make_bench_clip
+from vidsr.plan.machine import this_machine
 
 HERE = Path(__file__).resolve().parent
 

@@ -3,7 +3,7 @@
 #
 #   scripts/stress.sh [-n RUNS] [-b BUSY_LOOPS] [pytest arguments...]
 #
-# Defaults: 10 runs of tests/batch with a busy loop on each core (as CI's machine may be
+# Defaults: 10 runs of tests/commands/batch with a busy loop on each core (as CI's machine may be
 # loaded). Each run's output is kept under ${STRESS_LOGS:-/tmp/vidsr-stress}/run-N.log;
 # the summary names every failed test and how many runs it failed. Exits 1 if any run
 # failed. Uses the project's .venv (scripts/setup.sh makes it).
@@ -20,7 +20,7 @@ while getopts "n:b:" opt; do
     esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || set -- tests/batch
+[ $# -gt 0 ] || set -- tests/commands/batch
 logs="${STRESS_LOGS:-/tmp/vidsr-stress}"
 mkdir -p "$logs"
 rm -f "$logs"/run-*.log

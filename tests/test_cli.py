@@ -278,7 +278,7 @@ def test_train_then_resume_then_interpolate(tmp_path, capsys):
     code = main(["interpolate", str(ESPCN_X2), str(ESPCN_X2), "--alpha", "0.3", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     from vidsr.archs import load_arch_from_state_dict
-    from vidsr.weights_file import read_state_dict
+    from vidsr.models.weights_file import read_state_dict
 
     blended = load_arch_from_state_dict(read_state_dict(out)).state_dict()
     original = load_arch_from_state_dict(read_state_dict(ESPCN_X2)).state_dict()

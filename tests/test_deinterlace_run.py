@@ -20,7 +20,7 @@ from vidsr.io.decode import Decoder
 from vidsr.io.deinterlace import DeinterlacePlan, comb_score
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.probe import probe
-from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video
+from vidsr.run.transcode import TranscodeOptions, plan_upscale, upscale_video
 
 FLAGS = {"tff": "tt", "bff": "bb"}
 # The woven clip combs about half its pixels; bwdif's output none (tests/io/test_deinterlace.py).
@@ -181,8 +181,8 @@ def test_a_script_is_deinterlaced_in_the_script(tmp_path, capsys, mode):
 
 def test_bench_measures_the_deinterlaced_run(tmp_path):
     # The same decisions as `vidsr` with the same options: one frame per field here.
-    from vidsr.bench import BenchOptions, run_bench
-    from vidsr.plan import EngineOptions
+    from vidsr.commands.bench import BenchOptions, run_bench
+    from vidsr.plan.run_plan import EngineOptions
 
     src = make_interlaced(tmp_path / "in.mkv", "tff", "tt")
     report = run_bench(src, BenchOptions(model="nearest", scale=2, serial=False,

@@ -21,7 +21,7 @@ from clipgen import content_planes
 from vidsr.errors import DecodeError, InputError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.encode_options import EncodeOptions
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.run.transcode import TranscodeOptions, upscale_video
 
 QUIET = TranscodeOptions(progress=False)
 needs_ffmpeg = pytest.mark.skipif(

@@ -19,7 +19,7 @@ import pytest
 from vidsr_process import SLOW_RUN, start_vidsr, temporaries, wait_for
 
 from vidsr.__main__ import main
-from vidsr.io.output_file import (
+from vidsr.io.safe_output import (
     claimed_temporary,
     remove_orphaned_temporaries,
     temporary_output_path,

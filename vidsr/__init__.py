@@ -15,17 +15,17 @@ __version__ = "0.1.0"
 __all__ = ["VidsrError", "load_model", "upscale_video", "__version__"]
 
 if TYPE_CHECKING:
-    from vidsr.models import load_model
-    from vidsr.transcode import upscale_video
+    from vidsr.models.zoo import load_model
+    from vidsr.run.transcode import upscale_video
 
 
 def __getattr__(name: str) -> Any:
     if name == "upscale_video":
-        from vidsr.transcode import upscale_video
+        from vidsr.run.transcode import upscale_video
 
         return upscale_video
     if name == "load_model":
-        from vidsr.models import load_model
+        from vidsr.models.zoo import load_model
 
         return load_model
     raise AttributeError(f"module 'vidsr' has no attribute {name!r}")

@@ -127,7 +127,7 @@ def _add_file_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    from vidsr.transcode import plan_upscale, upscale_video
+    from vidsr.run.transcode import plan_upscale, upscale_video
 
     if args.json and not args.dry_run:
         raise OptionsError("--json goes with --dry-run (the plan as JSON)")
@@ -151,7 +151,7 @@ def models_parser() -> argparse.ArgumentParser:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from vidsr.models import card_network, count_flops_per_pixel, model_cards
+    from vidsr.models.zoo import card_network, count_flops_per_pixel, model_cards
 
     rows = [("name", "arch", "scales", "params", "GFLOP/Mpx", "input", "weights")]
     for card in model_cards().values():
@@ -201,7 +201,7 @@ def eval_parser() -> argparse.ArgumentParser:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from vidsr.evaluate import run_eval as evaluate
+    from vidsr.commands.evaluate import run_eval as evaluate
 
     print(evaluate(args.model, args.folder, args.scale, weights=args.weights,
                    device=args.device, precision=args.precision, as_json=args.json,
@@ -231,8 +231,8 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from vidsr.export import export_model
-    from vidsr.models import load_model
+    from vidsr.commands.export import export_model
+    from vidsr.models.zoo import load_model
 
     model = load_model(args.model, scale=args.scale, weights=args.weights,
                        allow_unsafe=args.allow_unsafe_weights)
@@ -300,8 +300,8 @@ def compare_parser() -> argparse.ArgumentParser:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from vidsr.compare import CompareOptions
-    from vidsr.compare import run_compare as compare
+    from vidsr.commands.compare import CompareOptions
+    from vidsr.commands.compare import run_compare as compare
 
     options = CompareOptions(
         scale=args.scale, frame=args.frame, time=args.time, crop=args.crop, zoom=args.zoom,
@@ -344,9 +344,9 @@ def eval_video_parser() -> argparse.ArgumentParser:
 
 
 def run_eval_video(args: argparse.Namespace) -> int:
-    from vidsr.degrade_clip import ArchivalOptions
-    from vidsr.eval_video import EvalVideoOptions
-    from vidsr.eval_video import run_eval_video as evaluate
+    from vidsr.commands.eval_video import EvalVideoOptions
+    from vidsr.commands.eval_video import run_eval_video as evaluate
+    from vidsr.train.degrade_clip import ArchivalOptions
 
     options = EvalVideoOptions(
         scale=args.scale, degradation=args.degrade, frames=args.frames, device=args.device,
@@ -388,8 +388,8 @@ def bench_parser() -> argparse.ArgumentParser:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from vidsr.bench import BenchOptions, runtime_comparison
-    from vidsr.bench import run_bench as bench
+    from vidsr.commands.bench import BenchOptions, runtime_comparison
+    from vidsr.commands.bench import run_bench as bench
 
     if args.ffmpeg is not None:
         raise OptionsError("vidsr bench measures the in-process encoder; drop --ffmpeg")
@@ -471,7 +471,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
 
 def batch_parser() -> argparse.ArgumentParser:
-    from vidsr.batch.segments import DEFAULT_SEGMENT_SECONDS
+    from vidsr.commands.batch.segments import DEFAULT_SEGMENT_SECONDS
 
     p = argparse.ArgumentParser(
         prog="vidsr batch",
@@ -519,21 +519,21 @@ def batch_parser() -> argparse.ArgumentParser:
 
 
 def _batch_columns() -> tuple[str, ...]:
-    from vidsr.batch.sources import OVERRIDE_COLUMNS
+    from vidsr.commands.batch.sources import OVERRIDE_COLUMNS
 
     return OVERRIDE_COLUMNS
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    from vidsr.batch import BatchOptions, run_batch, write_report
-    from vidsr.batch.runner import manifest_runs
+    from vidsr.commands.batch import BatchOptions, run_batch, write_report
+    from vidsr.commands.batch.runner import manifest_runs
 
     # The batch decides overwriting and progress for every file itself.
     file_run = manifest_runs(vars(args), quiet=args.quiet, ffmpeg=args.ffmpeg)
     file_run({})  # the command's own options are checked before any file is touched
     ray = None
     if args.engine == "ray":
-        from vidsr.batch.ray_engine import RayOptions, import_ray
+        from vidsr.commands.batch.ray_engine import RayOptions, import_ray
 
         import_ray()  # without Ray: one line, before any file is touched
         ray = RayOptions(address=args.address, actors=args.ray_actors,

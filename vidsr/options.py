@@ -30,9 +30,9 @@ from vidsr.errors import OptionsError
 
 if TYPE_CHECKING:
     from vidsr.io.encode_options import EncodeOptions
-    from vidsr.plan import EngineOptions
+    from vidsr.plan.run_plan import EngineOptions
+    from vidsr.run.transcode import TranscodeOptions
     from vidsr.run_presets import RunPreset
-    from vidsr.transcode import TranscodeOptions
 
 RUNTIMES = ("torch", "openvino", "auto")
 
@@ -118,7 +118,7 @@ ALLOW_UNSAFE_WEIGHTS = Option(
 DEVICE = Option("device", "cpu, cuda, cuda:N (default: auto)", default="auto")
 MODEL_OPTIONS = (MODEL, SCALE, WEIGHTS, ALLOW_UNSAFE_WEIGHTS, DEVICE)
 
-# What the engine is asked (vidsr.plan.EngineOptions).
+# What the engine is asked (vidsr.plan.run_plan.EngineOptions).
 ENGINE_OPTIONS = (
     Option("batch-size", "frames per batch (default: 1 on a CPU, 4 on CUDA)", read=whole_number),
     Option("in-flight", "batches in flight per CUDA device, each on its own stream"
@@ -162,7 +162,7 @@ ENCODER_OPTIONS = (
 )
 
 # Which picture of the input is upscaled, and how it is turned into the delivered one
-# (vidsr.transcode.TranscodeOptions).
+# (vidsr.run.transcode.TranscodeOptions).
 PICTURE_OPTIONS = (
     Option("video-stream", "upscale stream #N of the input (its index in the file, as the"
            " messages and --dry-run name it; default: the default video stream, else the"
@@ -257,7 +257,7 @@ def with_overrides(values: Mapping[str, Any], overrides: Mapping[str, str]) -> d
 def engine_options(values: Mapping[str, Any], runtime: str | None = None) -> EngineOptions:
     """What the engine is asked; ``runtime`` replaces the values' (`vidsr bench` runs each
     of several in turn), which must otherwise name one."""
-    from vidsr.plan import EngineOptions
+    from vidsr.plan.run_plan import EngineOptions
 
     if runtime is None:
         if len(values["runtime"]) > 1:
@@ -289,7 +289,7 @@ def transcode_options(values: Mapping[str, Any], *, overwrite: bool = False,
                       ffmpeg: str | None = None) -> TranscodeOptions:
     """How a file is read and turned; ``overwrite``, ``progress`` and ``ffmpeg`` are only
     ever the command line's (a preset or a manifest row may not set them)."""
-    from vidsr.transcode import TranscodeOptions
+    from vidsr.run.transcode import TranscodeOptions
 
     return TranscodeOptions(
         on_error=values["on_error"], overwrite=overwrite, progress=progress, ffmpeg=ffmpeg,
@@ -304,7 +304,7 @@ def upscale_arguments(values: Mapping[str, Any], *, quiet: bool = False,
                       overwrite: bool = False, progress: bool | None = None,
                       ffmpeg: str | None = None) -> dict[str, Any]:
     """The keyword arguments of :func:`vidsr.upscale_video` (and of a batch's
-    :class:`~vidsr.batch.FileRun`) that ``values`` give."""
+    :class:`~vidsr.commands.batch.FileRun`) that ``values`` give."""
     return dict(
         model=values["model"], scale=values["scale"], weights=values["weights"],
         allow_unsafe_weights=values["allow_unsafe_weights"], engine=engine_options(values),

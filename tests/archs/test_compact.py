@@ -8,8 +8,8 @@ import torch
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.compact import SRVGGNetCompact
-from vidsr.resize import imresize
-from vidsr.weights_file import read_state_dict
+from vidsr.imaging.resize import imresize
+from vidsr.models.weights_file import read_state_dict
 
 
 def test_animevideov3_loads_unchanged_as_compact_x4(weights_dir: Path) -> None:

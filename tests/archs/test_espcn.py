@@ -9,8 +9,8 @@ import torch
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.espcn import ESPCN
-from vidsr.resize import imresize
-from vidsr.weights_file import read_state_dict
+from vidsr.imaging.resize import imresize
+from vidsr.models.weights_file import read_state_dict
 
 
 def test_opencv_layout_maps_to_canonical() -> None:

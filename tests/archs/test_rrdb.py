@@ -10,8 +10,8 @@ import torch
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.rrdb import RRDBNet
-from vidsr.resize import imresize
-from vidsr.weights_file import read_state_dict
+from vidsr.imaging.resize import imresize
+from vidsr.models.weights_file import read_state_dict
 
 TINY = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4}
 

@@ -12,8 +12,8 @@ from vidsr.archs import ARCHITECTURES, create_arch, load_arch_from_state_dict
 from vidsr.archs.compact import SRVGGNetCompact
 from vidsr.archs.temporal import WindowCompact, from_frame_model, grow
 from vidsr.errors import ModelError
-from vidsr.models import WEIGHTS_DIR
-from vidsr.weights_file import read_state_dict
+from vidsr.models.weights_file import read_state_dict
+from vidsr.models.zoo import WEIGHTS_DIR
 
 SMALL = {"num_feat": 8, "num_conv": 2, "num_refine": 1, "radius": 1, "scale": 2}
 

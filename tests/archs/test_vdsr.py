@@ -9,8 +9,8 @@ import torch
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.vdsr import VDSR
-from vidsr.resize import imresize
-from vidsr.weights_file import read_state_dict
+from vidsr.imaging.resize import imresize
+from vidsr.models.weights_file import read_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""vidsr.weights_file: safe reading of weight files, containers, and our own writers.
+"""vidsr.models.weights_file: safe reading of weight files, containers, and our own writers.
 
 (Kept beside the archs tests: loading weights is part of the model zoo.)
 """
@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.errors import UnsafeCheckpointError, WeightsError
-from vidsr.weights_file import read_state_dict, save_pth_params, save_state_dict
+from vidsr.models.weights_file import read_state_dict, save_pth_params, save_state_dict
 
 
 def _tensors() -> dict[str, torch.Tensor]:

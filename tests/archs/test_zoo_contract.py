@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from vidsr.archs import ARCHITECTURES, create_arch, load_arch_from_state_dict
 from vidsr.errors import ModelError
-from vidsr.weights_file import read_state_dict, save_state_dict
+from vidsr.models.weights_file import read_state_dict, save_state_dict
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def test_output_shape_and_spec(case: Case) -> None:
 def test_picture_layers_exist_and_reduced_precision_stays_close(case: Case) -> None:
     from engines import engine_for
 
-    from vidsr.models import SRModel
-    from vidsr.plan import EngineOptions
+    from vidsr.models.zoo import SRModel
+    from vidsr.plan.run_plan import EngineOptions
 
     model = _build(case)
     # The first and last layers, that read and write the picture, are named by the spec.
@@ -147,7 +147,7 @@ def test_detected_by_exactly_its_own_architecture(case: Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_builds_on_meta_device_with_same_shapes(case: Case) -> None:
-    # models.py sizes networks this way without allocating their weights.
+    # models/zoo.py sizes networks this way without allocating their weights.
     with torch.device("meta"):
         meta = create_arch(case.arch, **case.config)
     real = _build(case).state_dict()

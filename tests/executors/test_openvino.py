@@ -15,15 +15,15 @@ from engines import engine_for
 
 from vidsr.__main__ import main
 from vidsr.archs import create_arch
-from vidsr.bench import BenchOptions, run_bench, runtime_comparison
+from vidsr.commands.bench import BenchOptions, run_bench, runtime_comparison
+from vidsr.commands.export import SAMPLE_CLIP
 from vidsr.errors import OptionsError
 from vidsr.executors.openvino import faster_plan
-from vidsr.export import SAMPLE_CLIP
 from vidsr.io.decode import Decoder
-from vidsr.machine import this_machine
-from vidsr.models import SRModel, load_model
-from vidsr.plan import EngineOptions, OpenVinoPlan, resolve_plan
-from vidsr.precision import MeasuredLoss, choose_precision
+from vidsr.models.zoo import SRModel, load_model
+from vidsr.plan.machine import this_machine
+from vidsr.plan.precision import MeasuredLoss, choose_precision
+from vidsr.plan.run_plan import EngineOptions, OpenVinoPlan, resolve_plan
 
 pytest.importorskip("openvino", reason="the OpenVINO executor needs vidsr[openvino]")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from clipgen import bar_values, content_planes, damage_clip
 
-from vidsr.bench import make_bench_clip
+from vidsr.commands.bench import make_bench_clip
 from vidsr.errors import DecodeError
 from vidsr.io.decode import Decoder
 from vidsr.io.probe import probe

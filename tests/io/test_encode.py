@@ -16,7 +16,7 @@ from vidsr.io.encode_options import (
     encoder_formats,
 )
 from vidsr.io.frames import FrameBatch, PlaneLayout
-from vidsr.io.output import plan_output
+from vidsr.io.output_plan import plan_output
 from vidsr.io.pixfmt import nearest_format, source_format
 from vidsr.io.probe import probe
 

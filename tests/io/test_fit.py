@@ -13,7 +13,7 @@ from vidsr.errors import OptionsError
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import plan_fit
 from vidsr.io.probe import probe
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.run.transcode import TranscodeOptions, upscale_video
 
 
 @pytest.mark.parametrize(("source", "sar", "scale", "height", "square", "expected"), [

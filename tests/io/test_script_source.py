@@ -14,7 +14,7 @@ from vidsr.errors import DecodeError, InputError  # noqa: E402
 from vidsr.io.encode_options import EncodeOptions  # noqa: E402
 from vidsr.io.probe import probe  # noqa: E402
 from vidsr.io.script_source import ScriptSource  # noqa: E402
-from vidsr.transcode import TranscodeOptions, plan_upscale, upscale_video  # noqa: E402
+from vidsr.run.transcode import TranscodeOptions, plan_upscale, upscale_video  # noqa: E402
 
 HEAD = "import vapoursynth as vs\ncore = vs.core\n"
 # 3 frames at 24 fps, then 2 at 30 fps: a VFR clip, tagged BT.709 limited, 4:3 pixels, TFF.

@@ -15,7 +15,7 @@ import pytest
 from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.encode_options import EncodeOptions
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.run.transcode import TranscodeOptions, upscale_video
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,

@@ -16,7 +16,7 @@ from vidsr.errors import EncodeError, OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.pixfmt import planes_to_frame, source_format
 from vidsr.io.probe import probe
-from vidsr.transcode import TranscodeOptions, upscale_video
+from vidsr.run.transcode import TranscodeOptions, upscale_video
 
 QUIET = TranscodeOptions(progress=False)
 MS = Fraction(1, 1000)

@@ -1,7 +1,7 @@
 """OpenVINO's Python module is imported before any VapourSynth core exists: vs-mlrt's
 OpenVINO plugin (vapoursynth-mlrt-ov), where installed, brings its own build of OpenVINO's
 library, which a core loads and the Python module then refuses
-(:func:`vidsr.machine.openvino_unusable`)."""
+(:func:`vidsr.plan.machine.openvino_unusable`)."""
 
 import importlib.util
 

@@ -16,8 +16,8 @@ vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip ins
 
 from vidsr.io.colour import ColourSpec  # noqa: E402
 from vidsr.io.encode_options import EncodeOptions  # noqa: E402
-from vidsr.plan import EngineOptions  # noqa: E402
-from vidsr.transcode import TranscodeOptions, upscale_video  # noqa: E402
+from vidsr.plan.run_plan import EngineOptions  # noqa: E402
+from vidsr.run.transcode import TranscodeOptions, upscale_video  # noqa: E402
 
 BIN = Path(sys.executable).parent
 VSPIPE = BIN / "vspipe"
@@ -117,7 +117,7 @@ def test_vspipe_runs_vsvidsr_and_vidsr_reads_the_same_script(vspipe, vfr_file, t
 def test_vspipe_survives_a_failing_frame(vspipe, tmp_path):
     """A fault inside a request ends vspipe with an error, not a crash or a hang."""
     script = _script(tmp_path / "nan.vpy", (
-        "from vidsr.models import load_model\n"
+        "from vidsr.models.zoo import load_model\n"
         "model = load_model('compact', scale=2)\n"
         "model.module.body[0].weight.data.fill_(float('nan'))\n"
         "clip = core.std.BlankClip(width=32, height=24, format=vs.RGBS, length=4)\n"

@@ -18,8 +18,8 @@ from engines import engine_for  # noqa: E402
 
 from vidsr.io.frames import FrameBatch  # noqa: E402
 from vidsr.io.script_source import colour_of, layout_of  # noqa: E402
-from vidsr.models import SRModel, load_model  # noqa: E402
-from vidsr.plan import EngineOptions  # noqa: E402
+from vidsr.models.zoo import SRModel, load_model  # noqa: E402
+from vidsr.plan.run_plan import EngineOptions  # noqa: E402
 
 CPU_FP32 = EngineOptions(device="cpu", precision="fp32")
 
@@ -82,7 +82,7 @@ def test_rgb_model_equals_the_engine_in_fp32(core):
 
 def test_runtime_openvino_gives_the_engines_frames_and_auto_plans_as_vidsr(core, monkeypatch,
                                                                            tmp_path):
-    from vidsr.machine import openvino_unusable as unusable
+    from vidsr.plan.machine import openvino_unusable as unusable
 
     if unusable():
         pytest.skip(f"runtime='openvino': {unusable()}")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vidsr.errors import InputError, OptionsError
-from vidsr.scoring import make_lr
+from vidsr.imaging.scoring import make_lr
 from vidsr.train.config import DataOptions, DegradeOptions, load_config
 from vidsr.train.data import (
     PairSampler,

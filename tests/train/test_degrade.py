@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidsr.metrics import psnr
+from vidsr.imaging.metrics import psnr
 from vidsr.train.config import DegradeOptions
 from vidsr.train.degrade import (
     add_gaussian_noise,

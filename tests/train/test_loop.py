@@ -9,13 +9,13 @@ from safetensors.torch import save_file
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.errors import OptionsError
+from vidsr.models.weights_file import read_state_dict, save_state_dict
 from vidsr.train import run_training
 from vidsr.train.config import load_config
 from vidsr.train.data import PairSampler, collect_sources
 from vidsr.train.loop import StepLosses, build_generator, fit, to_model_space
 from vidsr.train.losses import VGG19Features
 from vidsr.train.schedule import learning_rate
-from vidsr.weights_file import read_state_dict, save_state_dict
 
 # Tiny versions of each bundled recipe: the recipe's loss, optimiser and
 # schedule, with a network and crops small enough for a few CPU steps.

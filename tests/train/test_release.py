@@ -5,10 +5,10 @@ import shutil
 import torch
 
 from vidsr.archs import load_arch_from_state_dict
+from vidsr.models.weights_file import read_state_dict
 from vidsr.train.data import PairSampler, collect_sources
 from vidsr.train.loop import build_generator, fit
 from vidsr.train.release import release_run
-from vidsr.weights_file import read_state_dict
 
 
 def _trained(cfg, image_folder, run):

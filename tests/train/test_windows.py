@@ -76,9 +76,9 @@ def test_training_on_windows_grows_from_compact_and_resumes_bit_exactly(sources,
     from safetensors.torch import save_file
 
     from vidsr.archs.compact import SRVGGNetCompact
+    from vidsr.models.weights_file import read_state_dict
     from vidsr.train.config import config_from_dict
     from vidsr.train.loop import build_generator, fit
-    from vidsr.weights_file import read_state_dict
 
     torch.manual_seed(0)
     frame_model = SRVGGNetCompact(num_feat=8, num_conv=2, scale=2)

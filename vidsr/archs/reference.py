@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.resize import imresize
+from vidsr.imaging.resize import imresize
 
 
 class NearestUpscaler(nn.Module):

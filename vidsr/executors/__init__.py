@@ -1,6 +1,6 @@
 """Executors: how batches reach the network, one class per kind behind one protocol.
 
-The run plan picks the kind and its options (:class:`~vidsr.plan.ExecutorPlan`);
+The run plan picks the kind and its options (:class:`~vidsr.plan.run_plan.ExecutorPlan`);
 :func:`open_executor` builds it over the engine's replicas.
 """
 
@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from vidsr.executors.base import Compute, Done, Executor, Flags, Forward, Pending, PendingBatch
+from vidsr.executors.base import Done, Executor, Pending, PendingBatch
 from vidsr.executors.cpu_workers import CpuWorkersExecutor
 from vidsr.executors.cuda_slots import CudaSlotsExecutor
-from vidsr.executors.replica import Replica
+from vidsr.executors.replica import Compute, Flags, Forward, Replica
 from vidsr.executors.sync import SyncExecutor
 
 if TYPE_CHECKING:
-    from vidsr.plan import ExecutorPlan
+    from vidsr.plan.run_plan import ExecutorPlan
 
 __all__ = ["Compute", "Done", "Executor", "Flags", "Forward", "Pending", "PendingBatch",
            "Replica", "open_executor"]
@@ -23,7 +23,7 @@ __all__ = ["Compute", "Done", "Executor", "Flags", "Forward", "Pending", "Pendin
 
 def open_executor(plan: ExecutorPlan, replicas: tuple[Replica, ...]) -> Executor:
     """The executor ``plan`` names, over ``replicas`` (one per device)."""
-    from vidsr.plan import CpuWorkersPlan, CudaSlotsPlan, OpenVinoPlan, SyncPlan
+    from vidsr.plan.run_plan import CpuWorkersPlan, CudaSlotsPlan, OpenVinoPlan, SyncPlan
 
     match plan:
         case OpenVinoPlan():

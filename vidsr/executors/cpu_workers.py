@@ -4,7 +4,7 @@ On a CPU shared with the decoder and the encoder, independent one-thread
 batches beat one batch on a thread team: a team waits at every layer for its
 slowest member, so the encoder taking one core stalls all of it, while
 independent batches only lose the time it takes (measured in
-benchmarks/RESULTS.md; the split is :func:`vidsr.plan.plan_cpu_threads`).
+benchmarks/RESULTS.md; the split is :func:`vidsr.plan.run_plan.plan_cpu_threads`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from vidsr.devices import TorchThreads
-from vidsr.executors.base import Compute
-from vidsr.executors.replica import Replica
+from vidsr.executors.replica import Compute, Replica
 from vidsr.io.frames import FrameBatch
+from vidsr.plan.devices import TorchThreads
 
 
 class FuturePending:

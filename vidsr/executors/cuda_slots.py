@@ -18,8 +18,7 @@ from contextlib import AbstractContextManager, ExitStack
 import numpy as np
 import torch
 
-from vidsr.executors.base import Compute, Flags
-from vidsr.executors.replica import Replica, frames_text
+from vidsr.executors.replica import Compute, Flags, Replica, frames_text
 from vidsr.io.frames import FrameBatch
 
 

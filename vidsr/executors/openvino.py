@@ -6,7 +6,7 @@ OpenVINO runs convolution networks on Intel and AMD CPUs faster than torch does
 colour, padding, tiles, frame order and the fp32 redo are the engine's and the
 replica's, exactly as for torch.
 
-- The network is exported to ONNX once per weights and scale (:mod:`vidsr.onnx_export`),
+- The network is exported to ONNX once per weights and scale (:mod:`vidsr.executors.onnx_export`),
   under the cache dir, keyed by the sha256 of its tensors. Each input size a run
   meets (whole frames; edge and core tiles) gets the model reshaped to that static
   size and compiled for the CPU once; OpenVINO's model cache keeps the compiled
@@ -44,22 +44,22 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from vidsr.devices import TorchThreads, torch_threads
-from vidsr.download import cache_dir
+from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import OptionsError
-from vidsr.executors.base import Compute, Done, Flags, Pending, usable_output
+from vidsr.executors.base import Done, Pending
 from vidsr.executors.cpu_workers import FuturePending
-from vidsr.executors.replica import Replica
+from vidsr.executors.onnx_export import centre_crop, export_network, plain_module
+from vidsr.executors.replica import Compute, Flags, Replica, usable_output
 from vidsr.io.atomic_write import atomic_write
 from vidsr.io.frames import FrameBatch
-from vidsr.machine import openvino_unusable
-from vidsr.model_space import ModelSpace
-from vidsr.onnx_export import centre_crop, export_network, plain_module
+from vidsr.models.download import cache_dir
+from vidsr.plan.devices import TorchThreads, torch_threads
+from vidsr.plan.machine import openvino_unusable
 
 if TYPE_CHECKING:
     from vidsr.archs.spec import ArchSpec
-    from vidsr.models import SRModel
-    from vidsr.plan import OpenVinoPlan, RunPlan
+    from vidsr.models.zoo import SRModel
+    from vidsr.plan.run_plan import OpenVinoPlan, RunPlan
 
 log = logging.getLogger("vidsr")
 
@@ -90,7 +90,7 @@ def weights_key(module: torch.nn.Module, scale: int) -> str:
     """The cache key of a network: the sha256 of its tensors (shapes and fp32 values, in
     order) and the scale. Names are left out: a replica wraps its picture layers, which
     renames their tensors but changes nothing exported."""
-    from vidsr.models import tensor_digest
+    from vidsr.models.zoo import tensor_digest
 
     return f"{tensor_digest(plain_module(module), with_names=False)[:20]}-x{scale}"
 
@@ -318,7 +318,7 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
     it) on a worker's threads, measured once per weights, scale, CPU, threads and
     precisions and kept in the cache (``runtime-choices.json``). The chosen plan's
     runtime reason gives the figures. The plan calls it for ``--runtime auto`` (the caller
-    hands it to :func:`~vidsr.plan.resolve_plan`), so the plan never imports executors."""
+    hands it to :func:`~vidsr.plan.run_plan.resolve_plan`), so the plan never imports executors."""
     threads = on_openvino.executor.threads
     torch_precision, openvino_precision = on_torch.precision.name, on_openvino.precision.name
     key = (f"{weights_key(model.module, model.scale)} {on_torch.machine.cpu} {threads}t"

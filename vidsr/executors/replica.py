@@ -2,7 +2,7 @@
 
 A :class:`Replica` holds its own copy of the network in the plan's precision
 and memory format, pads inputs to the network's size multiple (through its
-:class:`~vidsr.model_space.ModelSpace`), runs large
+:class:`~vidsr.engine.model_space.ModelSpace`), runs large
 frames in overlapping tiles, and owns the only copies of the two recovery
 paths every executor shares:
 
@@ -36,16 +36,35 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.devices import is_out_of_memory
+from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import ModelError, OutOfMemoryError
-from vidsr.executors.base import OUTPUT_LIMIT, Compute, Flags, Forward, usable_output
 from vidsr.io.frames import FrameBatch
-from vidsr.model_space import ModelSpace
+from vidsr.plan.devices import is_out_of_memory
 
 if TYPE_CHECKING:
-    from vidsr.plan import RunPlan
+    from vidsr.plan.run_plan import RunPlan
 
 log = logging.getLogger("vidsr")
+
+# Whether each forward gave a picture (see usable_output), as device tensors (reading
+# them as bools would make the host wait for the device).
+Flags = list[torch.Tensor]
+# A working network overshoots its [0, 1] picture by a fraction (ringing at edges); this
+# many full ranges out, it is broken (damaged weights), and its frames would be clamped
+# into flat colour.
+OUTPUT_LIMIT = 16.0
+# compute(replica, device planes, fp32, flags) -> quantised device planes of the output.
+Compute = Callable[["Replica", list[torch.Tensor], bool, Flags], list[torch.Tensor]]
+# forward(padded float32 batch in model space, fp32, flags) -> the network's float32 output:
+# what a runtime other than torch supplies (Replica.use_runtime).
+Forward = Callable[[torch.Tensor, bool, Flags], torch.Tensor]
+
+
+def usable_output(y: torch.Tensor) -> torch.Tensor:
+    """Whether the network's output ``y`` is a picture: finite and within
+    ±:data:`OUTPUT_LIMIT`, as a device tensor (NaN propagates and compares false)."""
+    low, high = torch.aminmax(y)  # no copy of the output, unlike abs()
+    return (low >= -OUTPUT_LIMIT) & (high <= OUTPUT_LIMIT)
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -7,10 +7,10 @@ threads.
 
 from __future__ import annotations
 
-from vidsr.devices import TorchThreads
-from vidsr.executors.base import Compute, Done
-from vidsr.executors.replica import Replica
+from vidsr.executors.base import Done
+from vidsr.executors.replica import Compute, Replica
 from vidsr.io.frames import FrameBatch
+from vidsr.plan.devices import TorchThreads
 
 
 class SyncExecutor:

@@ -4,7 +4,7 @@ the final one, then renamed over it in one step.
 A reader (another run, a resumed batch, a user's file browser) never sees a half-written
 cache entry, checkpoint, job file or plot, and an interrupted write leaves the old file
 as it was. The videos a user asks for are written with more care still (a lock, and no
-replacing without ``overwrite``): :mod:`vidsr.io.output_file`.
+replacing without ``overwrite``): :mod:`vidsr.io.safe_output`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Encode frame batches and mux them, with the source's other streams copied alongside.
 
 The encoder choices (pixel format, codec options) are made in :mod:`vidsr.io.encode_options`;
-which of them a run uses is decided once, in its :class:`~vidsr.io.output.OutputPlan`,
+which of them a run uses is decided once, in its :class:`~vidsr.io.output_plan.OutputPlan`,
 which the encoder here only reads.
 """
 
@@ -31,7 +31,7 @@ from vidsr.io.pixfmt import (
 )
 
 if TYPE_CHECKING:
-    from vidsr.io.output import OutputPlan
+    from vidsr.io.output_plan import OutputPlan
 
 log = logging.getLogger("vidsr")
 

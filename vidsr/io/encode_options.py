@@ -1,7 +1,7 @@
 """How the video stream is encoded: the options a user gives (:class:`EncodeOptions`) and
 what they mean for each encoder (pixel formats, codec options, quality ranges).
 
-These are decisions, made once while the output is planned (:mod:`vidsr.io.output`); the
+These are decisions, made once while the output is planned (:mod:`vidsr.io.output_plan`); the
 :class:`~vidsr.io.encode.Encoder` that writes the frames only reads their outcome.
 """
 

@@ -25,7 +25,7 @@ from vidsr.io.child import killed_with_parent
 from vidsr.io.colour import ColourSpec
 from vidsr.io.encode import FrameStamps, output_frame
 from vidsr.io.frames import FrameBatch
-from vidsr.io.output import OutputPlan
+from vidsr.io.output_plan import OutputPlan
 from vidsr.io.passthrough import attached_picture, attaches_pictures
 from vidsr.io.pixfmt import alpha_format
 

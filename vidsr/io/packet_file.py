@@ -1,6 +1,6 @@
 """A segment's encoded video, stored as the encoder gave it, to be muxed later.
 
-A long file is upscaled in segments (:mod:`vidsr.batch.segments`); each segment's
+A long file is upscaled in segments (:mod:`vidsr.commands.batch.segments`); each segment's
 packets wait in a file of this format until every segment is done and one output is
 muxed from them all. Any media container would change what it stores (NUT rebuilds
 decode timestamps, Matroska rounds to milliseconds), so this keeps exactly what the

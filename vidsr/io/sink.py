@@ -1,6 +1,6 @@
 """Where upscaled frames go: the one protocol every sink implements.
 
-A sink is opened from the run's :class:`~vidsr.io.output.OutputPlan` and takes
+A sink is opened from the run's :class:`~vidsr.io.output_plan.OutputPlan` and takes
 batches in the output layout whose pts count in the plan's time base; it takes
 colour tags, aspect ratio and timing from the plan, never from the frames.
 ``close()`` finishes the file; ``abort()`` (or leaving its ``with`` block by an
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, Self
 
 from vidsr.io.frames import FrameBatch, PlaneLayout
-from vidsr.io.output import OutputPlan
+from vidsr.io.output_plan import OutputPlan
 
 
 class Sink(Protocol):

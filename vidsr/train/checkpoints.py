@@ -62,7 +62,7 @@ def save_checkpoint(state: TrainingState, root: Path, cfg: TrainConfig) -> Path:
 
 def _write_checkpoint(state: TrainingState, folder: Path, cfg: TrainConfig) -> None:
     """The files of a checkpoint, into the empty ``folder``."""
-    from vidsr.weights_file import save_pth_params
+    from vidsr.models.weights_file import save_pth_params
 
     meta = {"step": str(state.step), "arch": cfg.model.arch}
     save_file(_tensors(state.generator), str(folder / "params.safetensors"), metadata=meta)
@@ -157,7 +157,7 @@ def weights_metadata(spec: ArchSpec, recipe: str, step: int, **results: str) -> 
 def export_weights(model: nn.Module, path: Path, cfg: TrainConfig, step: int,
                    scores: Mapping[str, float]) -> Path:
     """Save a trained network's weights as safetensors with their provenance."""
-    from vidsr.weights_file import save_state_dict
+    from vidsr.models.weights_file import save_state_dict
 
     metadata = weights_metadata(model.spec, cfg.name, step, scores=json.dumps(dict(scores)))
     with atomic_write(path) as tmp:

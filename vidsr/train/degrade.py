@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vidsr.errors import EncodeError
+from vidsr.imaging.resize import imresize
 from vidsr.io.encode_options import constant_quantiser
-from vidsr.resize import imresize
 from vidsr.train.config import DegradeOptions, ResizeKernel, VideoCodec
 
 

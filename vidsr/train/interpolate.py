@@ -49,13 +49,14 @@ def interpolate_state_dicts(a: Mapping[str, torch.Tensor], b: Mapping[str, torch
 
 def interpolate_checkpoints(a: Path | str, b: Path | str, alpha: float,
                             out: Path | str) -> Path:
-    """Blend two weights files (any format ``vidsr.weights_file`` reads) into ``out`` (safetensors).
+    """Blend two weights files (any format ``vidsr.models.weights_file`` reads) into
+    ``out`` (safetensors).
 
     Both must be one architecture with one config, which is checked by loading
     both through the architecture detection, not just by comparing keys.
     """
     from vidsr.archs import load_arch_from_state_dict
-    from vidsr.weights_file import read_state_dict, save_state_dict
+    from vidsr.models.weights_file import read_state_dict, save_state_dict
 
     sd_a, sd_b = read_state_dict(Path(a)), read_state_dict(Path(b))
     spec_a = load_arch_from_state_dict(sd_a).spec

@@ -27,9 +27,9 @@ from torch import nn
 from tqdm import tqdm
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.devices import resolve_device, torch_threads
+from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import Cancelled, OptionsError, with_article
-from vidsr.model_space import ModelSpace
+from vidsr.plan.devices import resolve_device, torch_threads
 from vidsr.train.checkpoints import (
     TrainingState,
     export_weights,
@@ -68,7 +68,7 @@ class TrainResult:
 
 def init_weights_path(init: str) -> Path:
     """``model.init`` as a path: a file, else the name of a bundled weights file."""
-    from vidsr.models import WEIGHTS_DIR
+    from vidsr.models.zoo import WEIGHTS_DIR
 
     path = Path(init)
     bundled = WEIGHTS_DIR / init
@@ -78,7 +78,7 @@ def init_weights_path(init: str) -> Path:
 def build_generator(cfg: TrainConfig) -> nn.Module:
     """The generator named by the preset, fresh or from ``model.init`` weights."""
     from vidsr.archs import ARCHITECTURES, create_arch, load_arch_from_state_dict
-    from vidsr.weights_file import read_state_dict
+    from vidsr.models.weights_file import read_state_dict
 
     if cfg.model.init:
         model = load_arch_from_state_dict(read_state_dict(init_weights_path(cfg.model.init)))
@@ -260,8 +260,8 @@ def train_step(state: TrainingState, batch: Batch, cfg: TrainConfig, losses: Ste
 
 def validate(model: nn.Module, folder: Path, scales: Sequence[int]) -> dict[str, float]:
     """Y-channel PSNR/SSIM on a folder of HR images (``vidsr eval``'s protocol), per scale."""
-    from vidsr.models import SRModel
-    from vidsr.scoring import evaluate_folder
+    from vidsr.imaging.scoring import evaluate_folder
+    from vidsr.models.zoo import SRModel
 
     # A copy in eval mode: the training module stays in train mode.
     module = copy.deepcopy(model).eval()

@@ -1,4 +1,5 @@
-"""A PNG of training progress (loss, validation PSNR): two line charts (:mod:`vidsr.plot`)."""
+"""A PNG of training progress (loss, validation PSNR): two line charts
+(:mod:`vidsr.imaging.plot`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from vidsr.imaging.plot import FRAME_COLOUR, Axes, draw_line, line_colour
 from vidsr.io.atomic_write import atomic_write
-from vidsr.plot import FRAME_COLOUR, Axes, draw_line, line_colour
 
 WIDTH, PANEL_HEIGHT, MARGIN = 720, 260, 56
 

@@ -20,11 +20,11 @@ from torch import nn
 
 from vidsr.archs import load_arch_from_state_dict
 from vidsr.archs.reference import BicubicUpscaler
-from vidsr.devices import torch_threads
 from vidsr.errors import InputError
-from vidsr.machine import this_machine
+from vidsr.models.weights_file import read_state_dict, save_state_dict
+from vidsr.plan.devices import torch_threads
+from vidsr.plan.machine import this_machine
 from vidsr.train.checkpoints import latest_checkpoint, weights_metadata
-from vidsr.weights_file import read_state_dict, save_state_dict
 
 log = logging.getLogger("vidsr")
 
@@ -66,8 +66,8 @@ def seconds_per_frame(model: nn.Module, width: int = 352, height: int = 288,
 
 
 def _evaluate(module: nn.Module, folder: Path, scale: int) -> tuple[float, float]:
-    from vidsr.models import SRModel
-    from vidsr.scoring import evaluate_folder
+    from vidsr.imaging.scoring import evaluate_folder
+    from vidsr.models.zoo import SRModel
 
     report = evaluate_folder(SRModel.from_module(module, scale), folder, scale)
     return report.mean_psnr, report.mean_ssim

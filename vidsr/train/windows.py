@@ -18,11 +18,11 @@ import av
 import numpy as np
 import torch
 
-from vidsr.download import cache_dir
 from vidsr.errors import DecodeError, InputError
 from vidsr.io.atomic_write import atomic_write
 from vidsr.io.file_digest import file_digest
 from vidsr.io.images import read_rgb
+from vidsr.models.download import cache_dir
 from vidsr.train.config import DataOptions, DegradeOptions
 from vidsr.train.data import (
     VIDEO_SUFFIXES,

@@ -1,9 +1,9 @@
 """``vsvidsr.upscale``: vidsr's models as a VapourSynth filter.
 
 One more front end over vidsr's run plan and engine, not a second engine: the
-keyword arguments become :class:`~vidsr.plan.EngineOptions`, :func:`resolve_plan`
+keyword arguments become :class:`~vidsr.plan.run_plan.EngineOptions`, :func:`resolve_plan`
 decides device, precision, executor, batch and tiles, and an
-:class:`~vidsr.engine.Engine` runs the batches through the plan's executor
+:class:`~vidsr.engine.engine.Engine` runs the batches through the plan's executor
 (CPU workers, or CUDA slots with pinned buffers) on its replicas, which own
 padding, tiles, the fp32 redo and the out-of-memory fallback.
 
@@ -38,17 +38,17 @@ from typing import Any, Literal
 import numpy as np
 import vapoursynth as vs
 
-from vidsr.engine import Engine
+from vidsr.engine.engine import Engine
+from vidsr.engine.model_space import float_layout
 from vidsr.errors import InputError, OptionsError, VidsrError
 from vidsr.executors import PendingBatch
 from vidsr.executors.openvino import faster_plan
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
-from vidsr.model_space import float_layout
-from vidsr.models import SRModel, load_model
+from vidsr.models.zoo import SRModel, load_model
 from vidsr.options import defaults, preset_values
-from vidsr.plan import EngineOptions, RunPlan, Runtime, resolve_plan
-from vidsr.precision import Precision
+from vidsr.plan.precision import Precision
+from vidsr.plan.run_plan import EngineOptions, RunPlan, Runtime, resolve_plan
 from vidsr.run_presets import load_preset
 from vsvidsr.gather import Gatherer, Request
 
@@ -86,7 +86,7 @@ def upscale(
     - ``device``: ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N``, ``cuda:0,cuda:1``.
     - ``precision``: ``auto`` (default), ``fp32``, ``fp16``, ``bf16``, as ``vidsr --precision``.
     - ``runtime``: what runs the network, as ``vidsr --runtime``: ``torch``, ``openvino`` (on
-      the CPU) or ``auto``; by default the run plan's (:class:`~vidsr.plan.EngineOptions`).
+      the CPU) or ``auto``; by default the run plan's (:class:`~vidsr.plan.run_plan.EngineOptions`).
     - ``batch_size``: frames per batch (default: 1 on a CPU, 4 on CUDA).
     - ``num_streams``: batches in flight: CUDA slots per device, or CPU workers.
     - ``tile``, ``tile_overlap``: tile size in pixels (default whole frames, tiles only when
@@ -95,7 +95,7 @@ def upscale(
       options are the defaults of the arguments above; its encoding, deinterlacing and
       resizing options are the script's to do and are left out (logged).
     - ``plan``: a run plan made elsewhere for ``model`` (``vidsr IN OUT --dry-run --json``
-      read back with :meth:`~vidsr.plan.RunPlan.from_json`): the filter runs its engine
+      read back with :meth:`~vidsr.plan.run_plan.RunPlan.from_json`): the filter runs its engine
       part (devices, precision, executor, batch, tiles) instead of planning its own from
       the arguments above.
 
