@@ -5,13 +5,12 @@ Each model upscales the frame along the transcoder's own path
 a video's frame is decoded as the plan says from the stretch of the stream it occupies
 (:func:`vidsr.run.source_to_sink.open_source`; a model that sees neighbouring frames will
 need only a wider stretch); decoded planes in the source's own layout and colour go in,
-the same layout comes out (a luma model runs on Y and the
-chroma is resized, an RGB model runs on RGB). The panel is that output turned into
-8-bit RGB. Its label gives the model, the time of a run for the frame (median of
-``repeats`` runs after one warm-up run: colour conversion, the network and
-quantisation, not decoding or encoding), and, against a reference, PSNR / SSIM
-of the whole frame on Y with ``vidsr eval``'s conventions (rounded BT.601 Y of
-the 8-bit RGB, ``scale`` border pixels cropped).
+the same layout comes out (a luma model runs on Y and the chroma is resized, an RGB model
+runs on RGB). The panel is that output turned into 8-bit RGB. Its label gives the model,
+the time of a run for the frame (median of ``repeats`` runs after one warm-up run: colour
+conversion, the network and quantisation, not decoding or encoding), and, against a
+reference, PSNR / SSIM of the whole frame on Y with ``vidsr eval``'s conventions (rounded
+BT.601 Y of the 8-bit RGB, ``scale`` border pixels cropped).
 
 With ``self_test`` the frame itself is the reference: it is downscaled first with
 ``vidsr eval``'s bicubic, and that LR is what the models get (as RGB for RGB and

@@ -36,7 +36,7 @@ from vidsr.models.zoo import SRModel
 
 log = logging.getLogger("vidsr")
 
-SAMPLE_CLIP = Path(__file__).resolve().parent / "samples" / "bbb_2s.mp4"
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_2s.mp4"
 # Side of the centre crop of the sample frame the export is checked on: large enough to
 # be a real picture, small enough that a 16M-parameter RRDB runs it in seconds.
 VERIFY_SIDE = 96

@@ -4,7 +4,7 @@ Every run of a video goes through these functions, whatever started it: ``vidsr`
 (one file), a batch's segments and whole files (here or on a Ray worker), ``vidsr
 bench`` and ``vidsr eval-video`` write to a sink (:func:`run_to_sink`); ``vidsr compare``
 keeps its frames in memory (:func:`run_frames`, which the sink's run is made of). Nothing
-here decides anything: the plan (:func:`~vidsr.plan.resolve_video_plan`) already has.
+here decides anything: the plan (:func:`~vidsr.plan.run_plan.resolve_video_plan`) already has.
 """
 
 from __future__ import annotations
