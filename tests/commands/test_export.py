@@ -31,8 +31,19 @@ TINY = [
 ]
 
 
+# Architectures that see a window of frames; export refuses them (their own test below).
+WINDOWED = {"temporal"}
+
+
 def test_every_architecture_has_a_case() -> None:
-    assert {arch for arch, _ in TINY} == set(ARCHITECTURES)
+    assert {arch for arch, _ in TINY} | WINDOWED == set(ARCHITECTURES)
+
+
+def test_a_model_that_sees_several_frames_is_refused_by_name(tmp_path) -> None:
+    module = create_arch("temporal", num_feat=8, num_conv=2, scale=2)
+    with pytest.raises(ModelError, match="temporal sees 5 frames at once"):
+        export_network(module, module.spec, tmp_path / "t.onnx")
+    assert not (tmp_path / "t.onnx").exists()
 
 
 @pytest.mark.parametrize(("arch", "config"), TINY,

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from vidsr.archs.spec import ArchSpec
-from vidsr.errors import OptionsError
+from vidsr.errors import ModelError, OptionsError
 
 OPSET = 17
 DYNAMO_OPSET = 18
@@ -33,6 +33,11 @@ def plain_module(module: nn.Module) -> nn.Module:
 def export_network(module: nn.Module, spec: ArchSpec, path: Path, *,
                    dynamo: bool = False) -> Path:
     """Write ``module`` to ``path`` as ONNX with dynamic batch, height and width."""
+    if spec.window > 1:
+        # Its graph would take (N, T, C, H, W); no runtime of vidsr feeds that layout yet,
+        # so an export would be a file nothing here can check or run.
+        raise ModelError(f"{spec.arch} sees {spec.window} frames at once: ONNX export takes"
+                         " frame-wise models only")
     module = plain_module(module)
     path.parent.mkdir(parents=True, exist_ok=True)
     side = 16 * spec.size_multiple
