@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 
 from vidsr.commands.bench import BenchOptions, run_bench
-from vidsr.commands.evaluate import evaluate_folder
 from vidsr.engine.model_space import ModelSpace
 from vidsr.executors.openvino import OpenVinoNetwork
 from vidsr.executors.replica import Replica
+from vidsr.imaging.scoring import evaluate_folder
 from vidsr.io.decode import Decoder
 from vidsr.models.zoo import SRModel, load_model
 from vidsr.plan.machine import this_machine

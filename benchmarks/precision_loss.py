@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vidsr.commands.evaluate import evaluate_folder
+from vidsr.imaging.scoring import evaluate_folder
 from vidsr.models.zoo import load_model, model_cards
 from vidsr.plan.machine import this_machine
 

@@ -65,7 +65,7 @@ def upscale(module: torch.nn.Module, lr: torch.Tensor, batch: int = 8) -> torch.
 
 def score(sr: torch.Tensor, hr: list[torch.Tensor], scale: int) -> dict[str, float]:
     """eval-video's figures: mean PSNR and SSIM on Y, and the flicker of the error."""
-    from vidsr.commands.evaluate import luma_of_uint8, score_luma
+    from vidsr.imaging.scoring import luma_of_uint8, score_luma
 
     psnrs, ssims, changes = [], [], []
     previous = None
@@ -84,9 +84,9 @@ def score(sr: torch.Tensor, hr: list[torch.Tensor], scale: int) -> dict[str, flo
 
 def evaluate(clip: Path, scale: int, codec: str, models: dict[str, torch.nn.Module],
              frames: int, seed: int) -> dict[str, dict[str, float]]:
-    from vidsr.commands.degrade_video import ArchivalOptions, degraded_lr
     from vidsr.commands.eval_video import frames_rgb
-    from vidsr.commands.evaluate import mod_crop
+    from vidsr.imaging.scoring import mod_crop
+    from vidsr.train.degrade_clip import ArchivalOptions, degraded_lr
 
     hr = [mod_crop(frame, scale) for frame in frames_rgb(clip, frames)]
     options = ArchivalOptions(seed=seed, codec=CODECS[codec])

@@ -16,7 +16,7 @@ from clipgen import damage_clip, make_audio_only, make_streams_clip
 from safetensors.torch import load_file, save_file
 from vidsr_process import SLOW_RUN, start_vidsr, temporaries, wait_for
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

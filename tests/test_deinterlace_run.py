@@ -14,7 +14,7 @@ import pytest
 from clipgen import INTERLACED_FRAMES as FRAMES
 from clipgen import damage_clip, field_picture, make_interlaced, woven
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.errors import OptionsError
 from vidsr.io.decode import Decoder
 from vidsr.io.deinterlace import DeinterlacePlan, comb_score

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.errors import OptionsError
 from vidsr.options import preset_values
 from vidsr.run_presets import bundled_presets, load_preset

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from vidsr_process import SLOW_RUN, start_vidsr, temporaries, wait_for
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.io.safe_output import (
     claimed_temporary,
     remove_orphaned_temporaries,

@@ -344,9 +344,9 @@ def eval_video_parser() -> argparse.ArgumentParser:
 
 
 def run_eval_video(args: argparse.Namespace) -> int:
-    from vidsr.commands.degrade_video import ArchivalOptions
     from vidsr.commands.eval_video import EvalVideoOptions
     from vidsr.commands.eval_video import run_eval_video as evaluate
+    from vidsr.train.degrade_clip import ArchivalOptions
 
     options = EvalVideoOptions(
         scale=args.scale, degradation=args.degrade, frames=args.frames, device=args.device,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.commands.compare import (
     CAPTION_HEIGHT,
     GAP,
@@ -18,15 +18,17 @@ from vidsr.commands.compare import (
     caption_strip,
     grid_shape,
     grid_size,
+    model_frames,
     panel_captions,
     read_still,
     run_compare,
 )
-from vidsr.commands.eval_video import batch_rgb
-from vidsr.commands.evaluate import evaluate_folder
 from vidsr.errors import InputError
+from vidsr.imaging.scoring import evaluate_folder
+from vidsr.io.colour import batch_rgb
 from vidsr.io.decode import Decoder
 from vidsr.models.zoo import load_model
+from vidsr.plan.run_plan import EngineOptions, resolve_plan
 
 
 def _sheet(path):
@@ -143,6 +145,20 @@ def test_time_picks_the_frame_shown_then(video):
     assert read_still(video, seconds=0.0).index == 0
     assert read_still(video, seconds=0.21).index == 5
     assert read_still(video, frame=4).index == 4
+
+
+@pytest.mark.parametrize("index", [0, 4, 7, 11])
+def test_the_models_decode_exactly_the_chosen_frame_from_its_span(clip, index):
+    # B-frames and a keyframe every 5 frames: the span holds the frame and nothing else,
+    # decoded as the plan says, equal to the frame read_still found.
+    video = clip("gop.mp4", width=32, height=24, frames=12, content="noise", gop=5)
+    still = read_still(video, frame=index)
+    plan = resolve_plan(load_model("nearest", scale=2), EngineOptions(device="cpu"))
+    frames = model_frames(plan, still)
+    assert [len(batch) for batch in frames] == [1]
+    assert frames[0].pts == still.batch.pts
+    for got, expected in zip(frames[0].planes, still.batch.planes, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_the_last_frame_after_a_gap_is_shown_one_frame_long(clip):

@@ -11,9 +11,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vidsr.__main__ import main
 from vidsr.archs.spec import ArchSpec
-from vidsr.cli import main
-from vidsr.commands.degrade_video import ArchivalOptions, archival_lr, bicubic_lr
 from vidsr.commands.eval_video import (
     PLOT_HEIGHT,
     PLOT_WIDTH,
@@ -22,8 +21,9 @@ from vidsr.commands.eval_video import (
     frames_rgb,
     write_psnr_plot,
 )
-from vidsr.commands.evaluate import evaluate_folder, luma_of_uint8, make_lr, mod_crop, score_luma
+from vidsr.imaging.scoring import evaluate_folder, luma_of_uint8, make_lr, mod_crop, score_luma
 from vidsr.models.zoo import SRModel, load_model
+from vidsr.train.degrade_clip import ArchivalOptions, archival_lr, bicubic_lr
 
 
 @pytest.fixture

@@ -7,16 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from vidsr.commands.evaluate import (
+from vidsr.commands.evaluate import run_eval
+from vidsr.errors import InputError
+from vidsr.imaging.scoring import (
     EvalReport,
     ImageScore,
     evaluate_folder,
     luma_of_uint8,
     make_lr,
     mod_crop,
-    run_eval,
 )
-from vidsr.errors import InputError
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SET5 = SHARED_DATA / "images" / "Set5"

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from vidsr.__main__ import main
 from vidsr.archs import ARCHITECTURES, create_arch
-from vidsr.cli import main
-from vidsr.commands.export import OPSET, export_model, export_network, run_onnx, sample_frame
+from vidsr.commands.export import export_model, run_onnx, sample_frame
 from vidsr.errors import ModelError
+from vidsr.executors.onnx_export import OPSET, export_network
 from vidsr.models.zoo import SRModel, load_model
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the onnx extra (vidsr[onnx])")
@@ -30,8 +31,19 @@ TINY = [
 ]
 
 
+# Architectures that see a window of frames; export refuses them (their own test below).
+WINDOWED = {"temporal"}
+
+
 def test_every_architecture_has_a_case() -> None:
-    assert {arch for arch, _ in TINY} == set(ARCHITECTURES)
+    assert {arch for arch, _ in TINY} | WINDOWED == set(ARCHITECTURES)
+
+
+def test_a_model_that_sees_several_frames_is_refused_by_name(tmp_path) -> None:
+    module = create_arch("temporal", num_feat=8, num_conv=2, scale=2)
+    with pytest.raises(ModelError, match="temporal sees 5 frames at once"):
+        export_network(module, module.spec, tmp_path / "t.onnx")
+    assert not (tmp_path / "t.onnx").exists()
 
 
 @pytest.mark.parametrize(("arch", "config"), TINY,

@@ -13,8 +13,8 @@ import pytest
 import torch
 from engines import engine_for
 
+from vidsr.__main__ import main
 from vidsr.archs import create_arch
-from vidsr.cli import main
 from vidsr.commands.bench import BenchOptions, run_bench, runtime_comparison
 from vidsr.commands.export import SAMPLE_CLIP
 from vidsr.errors import OptionsError

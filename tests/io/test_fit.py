@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 from vidsr.errors import OptionsError
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.fit import plan_fit

@@ -131,7 +131,7 @@ def test_vspipe_survives_a_failing_frame(vspipe, tmp_path):
 
 
 def test_vidsr_models_shows_the_vapoursynth_usage_next_to_the_cli(capsys):
-    from vidsr.cli import main
+    from vidsr.__main__ import main
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidsr.commands.evaluate import make_lr
 from vidsr.errors import InputError, OptionsError
+from vidsr.imaging.scoring import make_lr
 from vidsr.train.config import DataOptions, DegradeOptions, load_config
 from vidsr.train.data import (
     PairSampler,

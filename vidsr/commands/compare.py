@@ -1,14 +1,16 @@
 """``vidsr compare``: one frame (or a crop of it) from several models, side by side in a PNG.
 
-Each model upscales the frame with the engine, exactly as the transcoder would:
-decoded planes in the source's own layout and colour in, the same layout out
-(a luma model runs on Y and the chroma is resized, an RGB model runs on RGB),
-under the run plan's device and precision. The panel is that output turned into
-8-bit RGB. Its label gives the model, the engine's time for the frame (median of
-``repeats`` runs after one warm-up run: colour conversion, the network and
-quantisation, not decoding or encoding), and, against a reference, PSNR / SSIM
-of the whole frame on Y with ``vidsr eval``'s conventions (rounded BT.601 Y of
-the 8-bit RGB, ``scale`` border pixels cropped).
+Each model upscales the frame along the transcoder's own path
+(:func:`vidsr.run.source_to_sink.run_frames`), under the run plan's device and precision:
+a video's frame is decoded as the plan says from the stretch of the stream it occupies
+(:func:`vidsr.run.source_to_sink.open_source`; a model that sees neighbouring frames will
+need only a wider stretch); decoded planes in the source's own layout and colour go in,
+the same layout comes out (a luma model runs on Y and the chroma is resized, an RGB model
+runs on RGB). The panel is that output turned into 8-bit RGB. Its label gives the model,
+the time of a run for the frame (median of ``repeats`` runs after one warm-up run: colour
+conversion, the network and quantisation, not decoding or encoding), and, against a
+reference, PSNR / SSIM of the whole frame on Y with ``vidsr eval``'s conventions (rounded
+BT.601 Y of the 8-bit RGB, ``scale`` border pixels cropped).
 
 With ``self_test`` the frame itself is the reference: it is downscaled first with
 ``vidsr eval``'s bicubic, and that LR is what the models get (as RGB for RGB and
@@ -26,45 +28,40 @@ import json
 import logging
 import math
 import statistics
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from vidsr.commands.eval_video import batch_rgb
-from vidsr.commands.evaluate import (
-    MAX_CODE,
-    luma_of_uint8,
-    make_lr,
-    mod_crop,
-    round_half_up,
-    score_luma,
-)
 from vidsr.engine.engine import Engine
 from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import InputError, OptionsError
+from vidsr.imaging.scoring import MAX_CODE, luma_of_uint8, make_lr, mod_crop, score_luma
 from vidsr.io.colour import (
     MATRIX_NAMES,
     PRIMARIES_NAMES,
     RANGE_FULL,
     TRANSFER_NAMES,
     ColourSpec,
+    batch_rgb,
     code_of,
     resolve_colour,
     rgb_to_planes,
+    round_half_up,
 )
-from vidsr.io.decode import Decoder
-from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.decode import Decoder, Window
+from vidsr.io.frames import FrameBatch
 from vidsr.io.images import IMAGE_SUFFIXES, read_rgb
 from vidsr.io.pixfmt import source_format
 from vidsr.io.safe_output import check_output_path, write_small_output
+from vidsr.io.video_info import VideoInfo
 from vidsr.models.zoo import SRModel, load_model
 from vidsr.plan.precision import Precision
-from vidsr.plan.run_plan import EngineOptions, resolve_plan
+from vidsr.plan.run_plan import EngineOptions, RunPlan, resolve_plan
+from vidsr.run.source_to_sink import open_source, run_frames
 
 log = logging.getLogger("vidsr")
 
@@ -118,12 +115,16 @@ class CompareOptions:
 
 @dataclass(frozen=True)
 class Still:
-    """One decoded frame: its planes as a batch of one, its colour, and where it was."""
+    """One frame: its planes as a batch of one, its colour, and where it was. A video's
+    frame also names its video and the stretch of the stream it occupies, which the
+    models decode as their plan says; a picture (an image, a self-test's LR) has neither."""
 
     batch: FrameBatch
     colour: ColourSpec
     index: int
     seconds: float
+    video: VideoInfo | None = None
+    span: Window | None = None
 
     def rgb(self) -> torch.Tensor:
         return batch_rgb(self.batch, self.colour)[0]
@@ -179,21 +180,27 @@ def read_still(path: str | Path, *, frame: int | None = None,
             first_pts = batch.pts[0] if first_pts is None else first_pts
             at = float((batch.pts[0] - first_pts) * batch.time_base)
             if seconds is None and count == (frame or 0):
-                return Still(batch, info.colour, count, at)
+                return video_still(batch, info, count, at)
             if seconds is not None and at > seconds:
                 assert previous is not None  # the first frame is at 0
-                return Still(previous[0], info.colour, count - 1, previous[1])
+                return video_still(previous[0], info, count - 1, previous[1])
             previous = (batch, at)
             count += 1
     if seconds is not None and previous is not None:
         last = previous[1]
         duration = float(info.frame_time) if info.frame_time else 0.0
         if seconds < last + duration:
-            return Still(previous[0], info.colour, count - 1, last)
+            return video_still(previous[0], info, count - 1, last)
         raise InputError(f"{path}: --time {seconds:g} is past the end (the last frame starts"
                          f" at {last:.3f} s)")
     raise InputError(f"{path}: --frame {frame} is past the end ({count} frames, 0 to"
                      f" {count - 1})")
+
+
+def video_still(batch: FrameBatch, info: VideoInfo, index: int, seconds: float) -> Still:
+    """Frame ``index`` of a video, decoded as ``batch``; its span is its own pts."""
+    pts = batch.pts[0]
+    return Still(batch, info.colour, index, seconds, info, Window(start=pts, end=pts + 1))
 
 
 # The colour of an image file's RGB: what the decoder resolves for untagged gbrp video.
@@ -223,28 +230,42 @@ def luma_batch(rgb: torch.Tensor) -> tuple[FrameBatch, ColourSpec]:
 # -- upscaling -----------------------------------------------------------------------------
 
 
-def upscale_still(model: SRModel, batch: FrameBatch, colour: ColourSpec,
+def model_frames(plan: RunPlan, still: Still) -> list[FrameBatch]:
+    """The frames the model is given for ``still``: a video's, its span decoded as the
+    plan says; a picture's, the picture."""
+    if still.span is None:
+        return [still.batch]
+    with open_source(replace(plan, source=still.video), span=still.span) as source:
+        return list(source)
+
+
+def upscale_still(model: SRModel, still: Still,
                   options: CompareOptions) -> tuple[torch.Tensor, float, str]:
     """``model``'s output for one frame as (3, H, W) uint8 RGB, the engine's median time
     for it in ms, and the plan's precision."""
     plan = resolve_plan(model, EngineOptions(device=options.device, precision=options.precision))
-    layout: PlaneLayout = batch.layout
+    frames = model_frames(plan, still)
+    layout = still.batch.layout  # out in the source's own layout, as the transcoder keeps it
     with Engine(model, plan) as engine:
-        engine.upscale_batch(batch, colour, layout)  # warm-up: allocations, kernel choice
-        times, out = [], None
-        for _ in range(options.repeats):
-            started = time.perf_counter()
-            out = engine.upscale_batch(batch, colour, layout)
-            times.append(time.perf_counter() - started)
-    assert out is not None
-    return batch_rgb(out, colour)[0], 1000 * statistics.median(times), plan.precision.name
+        times: list[float] = []
+        for run in range(1 + options.repeats):  # run 0 warms up: allocations, kernel choice
+            out: list[FrameBatch] = []
+            timing = run_frames(engine, frames, still.colour, layout, out.append)
+            if run:
+                times.append(timing.wall_s)
+    assert len(out) == 1 and len(out[0]) == 1, "one frame in, one frame out"
+    return (batch_rgb(out[0], still.colour)[0], 1000 * statistics.median(times),
+            plan.precision.name)
 
 
-def model_input(model: SRModel, lr_rgb: torch.Tensor) -> tuple[FrameBatch, ColourSpec]:
-    """The self-test LR as the model should get it (see the module's docstring)."""
+def model_input(model: SRModel, lr_rgb: torch.Tensor, still: Still) -> Still:
+    """The self-test LR of ``still`` as the model should get it (see the module's
+    docstring)."""
     if ModelSpace.of(model.spec, model.scale).native_family == "yuv":
-        return luma_batch(lr_rgb)
-    return rgb_batch(lr_rgb), RGB_COLOUR
+        batch, colour = luma_batch(lr_rgb)
+    else:
+        batch, colour = rgb_batch(lr_rgb), RGB_COLOUR
+    return Still(batch, colour, still.index, still.seconds)
 
 
 def build_panels(input_path: str | Path, models: Sequence[SRModel], options: CompareOptions
@@ -281,11 +302,8 @@ def build_panels(input_path: str | Path, models: Sequence[SRModel], options: Com
         panels.append(Panel("reference", reference, note=f"{options.reference.name}, {where}"))
     box = crop_box(options, still, reference)  # a bad crop is refused before any model runs
     for model in models:
-        if options.self_test:
-            batch, colour = model_input(model, lr)
-        else:
-            batch, colour = still.batch, still.colour
-        image, ms, precision = upscale_still(model, batch, colour, options)
+        given = model_input(model, lr, still) if options.self_test else still
+        image, ms, precision = upscale_still(model, given, options)
         score: tuple[float | None, float | None] = (None, None)
         if reference is not None:
             score = score_luma(luma_of_uint8(image), luma_of_uint8(reference), options.scale)

@@ -6,7 +6,7 @@ pipeline, the engine, the encoder):
 
 1. Every HR frame is decoded and turned into 8-bit RGB with the stream's own
    matrix and range (:func:`frames_rgb`), then mod-cropped to the scale.
-2. Its LR is made by :mod:`vidsr.commands.degrade_video` (``vidsr eval``'s bicubic, or
+2. Its LR is made by :mod:`vidsr.train.degrade_clip` (``vidsr eval``'s bicubic, or
    the archival degradation) and written as a lossless clip: RGB (``gbrp``) for
    RGB models, and for luma and plane-wise models the LR's rounded BT.601 Y as
    a ``gray`` clip, which is what ``vidsr eval`` feeds them and what a luma
@@ -17,7 +17,7 @@ pipeline, the engine, the encoder):
    their output is scored as ``vidsr eval`` scores it, before any rounding to
    8 bits (within 1/256 of a code value).
 4. PSNR and SSIM on Y against the HR's rounded Y, ``scale`` border pixels
-   cropped (:func:`vidsr.commands.evaluate.score_luma`), per frame; the temporal
+   cropped (:func:`vidsr.imaging.scoring.score_luma`), per frame; the temporal
    figure is the mean absolute change of the error (output Y minus HR Y, in
    code values, same border) from one frame to the next: flicker that a
    still picture cannot show, 0 for an error that holds still.
@@ -44,18 +44,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vidsr.commands.degrade_video import ArchivalOptions, Degradation, degraded_lr
-from vidsr.commands.evaluate import (
-    MAX_CODE,
-    finite_or_none,
-    luma_of_uint8,
-    mod_crop,
-    round_half_up,
-    score_luma,
-)
+from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import InputError, OptionsError
 from vidsr.imaging.plot import FRAME_COLOUR, Axes, draw_line, line_colour
-from vidsr.io.colour import ColourSpec, planes_to_rgb
+from vidsr.imaging.scoring import MAX_CODE, finite_or_none, luma_of_uint8, mod_crop, score_luma
+from vidsr.io.colour import batch_rgb
 from vidsr.io.decode import Decoder
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
@@ -65,6 +58,7 @@ from vidsr.models.zoo import SRModel, load_model
 from vidsr.plan.precision import Precision
 from vidsr.plan.run_plan import EngineOptions
 from vidsr.run.transcode import RunControl, TranscodeOptions, upscale_video
+from vidsr.train.degrade_clip import ArchivalOptions, Degradation, degraded_lr
 
 log = logging.getLogger("vidsr")
 
@@ -202,15 +196,6 @@ def _db(value: float) -> str:
 # -- frames in and out --------------------------------------------------------------------
 
 
-def batch_rgb(batch: FrameBatch, colour: ColourSpec) -> torch.Tensor:
-    """A batch of decoded planes as (N, 3, H, W) uint8 RGB, converted with the stream's own
-    matrix and range (the same conversion the engine makes), rounded as MATLAB does."""
-    planes = [torch.from_numpy(p.astype(np.float32)) for p in batch.planes]
-    y, u, v = (planes + [None, None])[:3]
-    rgb = planes_to_rgb(y, u, v, colour, batch.layout).to(torch.float64)
-    return round_half_up(rgb * MAX_CODE).to(torch.uint8)
-
-
 def frames_rgb(path: str | Path, limit: int | None = None) -> Iterator[torch.Tensor]:
     """The first ``limit`` frames (all when None) of a video file as (3, H, W) uint8 RGB."""
     if limit is not None and limit < 1:
@@ -272,14 +257,19 @@ def luma_planes(rgb: torch.Tensor) -> list[np.ndarray]:
     return [luma_of_uint8(rgb).to(torch.uint8).numpy()]
 
 
+def takes_rgb(model: SRModel) -> bool:
+    """Whether the model's network takes RGB (else one channel: luma, or each plane)."""
+    return ModelSpace.of(model.spec, model.scale).channels == 3
+
+
 def lr_format(model: SRModel) -> str:
     """The pixel format of the LR clip the model reads (see the module's docstring)."""
-    return "gbrp" if model.spec.input_space == "rgb" else "gray"
+    return "gbrp" if takes_rgb(model) else "gray"
 
 
 def output_format(model: SRModel) -> str:
     """The pixel format the model's output clip is written in (see the module's docstring)."""
-    return "gbrp" if model.spec.input_space == "rgb" else "gray16le"
+    return "gbrp" if takes_rgb(model) else "gray16le"
 
 
 def output_luma(batch: FrameBatch) -> torch.Tensor:

@@ -1,16 +1,10 @@
 """``vidsr export``: any vidsr network to ONNX, checked against torch on a real frame.
 
-The file holds the network alone, in its own space (the ``spec``'s input space,
-values in [0, 1], unclamped output): input ``input`` (N, C, H, W) float32, output
-``output`` (N, C, H*s, W*s), batch, height and width dynamic. Colour conversion,
-padding to the size multiple and tiling stay in the program that runs it (VDSR-like
-networks, ``pre_upsampled``, take the picture bicubic-upscaled to the output size);
+The file is :mod:`vidsr.executors.onnx_export`'s: the network alone, in its own space.
+Colour conversion, padding to the size multiple and tiling stay in the program that runs
+it (VDSR-like networks, ``pre_upsampled``, take the picture bicubic-upscaled to the output
+size);
 :class:`~vidsr.engine.model_space.ModelSpace` is where vidsr does both.
-
-Opset :data:`OPSET` (17), written by torch's TorchScript exporter: it exports every
-vidsr architecture in well under a second, and opset 17 is read by ONNX Runtime
-1.13+, OpenVINO 2022.3+ and TensorRT 8.6+ (vs-mlrt). torch's newer dynamo exporter
-(``dynamo=True``, needs ``onnxscript``) writes opset 18 and takes seconds per network.
 
 Verification runs the exported file on ONNX Runtime (OpenVINO where ONNX Runtime is
 not installed) on a real frame, the first of the bundled sample clip, and reports the
@@ -21,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,12 +25,17 @@ from torch import nn
 from vidsr.archs.spec import ArchSpec
 from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import ModelError, OptionsError
+from vidsr.executors.onnx_export import (
+    DYNAMO_OPSET,
+    OPSET,
+    centre_crop,
+    export_network,
+    plain_module,
+)
 from vidsr.models.zoo import SRModel
 
 log = logging.getLogger("vidsr")
 
-OPSET = 17
-DYNAMO_OPSET = 18
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "samples" / "bbb_2s.mp4"
 # Side of the centre crop of the sample frame the export is checked on: large enough to
 # be a real picture, small enough that a 16M-parameter RRDB runs it in seconds.
@@ -67,38 +65,6 @@ class ExportReport:
         return text
 
 
-def plain_module(module: nn.Module) -> nn.Module:
-    """The module itself when ``torch.compile`` wrapped it (export traces the original)."""
-    return getattr(module, "_orig_mod", module)
-
-
-def export_network(module: nn.Module, spec: ArchSpec, path: Path, *,
-                   dynamo: bool = False) -> Path:
-    """Write ``module`` to ``path`` as ONNX with dynamic batch, height and width."""
-    module = plain_module(module)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    side = 16 * spec.size_multiple
-    example = torch.rand(1, spec.channels, side, side)
-    if dynamo:
-        if importlib.util.find_spec("onnxscript") is None:
-            raise OptionsError("--dynamo needs onnxscript: pip install onnxscript")
-        batch = torch.export.Dim("batch", min=1)
-        height = torch.export.Dim("height", min=2)
-        width = torch.export.Dim("width", min=2)
-        torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=DYNAMO_OPSET,
-                          input_names=["input"], output_names=["output"], external_data=False,
-                          dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
-        return path
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        # torch marks the TorchScript exporter deprecated; it is chosen on purpose (module text).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"},
-                                        "output": {0: "N", 2: "Hs", 3: "Ws"}})
-    return path
-
-
 def sample_frame(spec: ArchSpec, scale: int, side: int = VERIFY_SIDE) -> torch.Tensor:
     """A real frame to check a network on: the centre of the bundled sample clip's first
     frame, as the network takes it (1, C, h, w), ``side`` pixels square (a pre-upsampling
@@ -113,13 +79,6 @@ def sample_frame(spec: ArchSpec, scale: int, side: int = VERIFY_SIDE) -> torch.T
         batch = next(iter(decoder))
         picture = space.picture_of(batch, decoder.info.colour)
     return space.network_input(centre_crop(picture, side))
-
-
-def centre_crop(picture: torch.Tensor, side: int) -> torch.Tensor:
-    """The centre ``side`` x ``side`` pixels of ``picture`` (all of a smaller side)."""
-    h, w = picture.shape[-2:]
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return picture[..., top : top + side, left : left + side]
 
 
 def run_onnx(path: Path, x: np.ndarray, runtime: str) -> np.ndarray:

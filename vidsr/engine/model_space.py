@@ -141,6 +141,14 @@ class ModelSpace:
         s = self.network_scale
         return y[..., : height * s, : width * s]
 
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of what the network takes for a ``width`` x ``height`` picture:
+        :meth:`network_input`'s size, without making the input."""
+        factor = self.scale if self.pre_upsampled else 1
+        multiple = self.size_multiple
+        return (-(-height * factor // multiple) * multiple,
+                -(-width * factor // multiple) * multiple)
+
     def network_input(self, picture: torch.Tensor) -> torch.Tensor:
         """``picture`` in model space made what the network itself takes: pre-upsampled
         where the network asks, padded to the size multiple."""

@@ -6,7 +6,7 @@ OpenVINO runs convolution networks on Intel and AMD CPUs faster than torch does
 colour, padding, tiles, frame order and the fp32 redo are the engine's and the
 replica's, exactly as for torch.
 
-- The network is exported to ONNX once per weights and scale (:mod:`vidsr.commands.export`),
+- The network is exported to ONNX once per weights and scale (:mod:`vidsr.executors.onnx_export`),
   under the cache dir, keyed by the sha256 of its tensors. Each input size a run
   meets (whole frames; edge and core tiles) gets the model reshaped to that static
   size and compiled for the CPU once; OpenVINO's model cache keeps the compiled
@@ -48,6 +48,7 @@ from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import OptionsError
 from vidsr.executors.base import Done, Pending
 from vidsr.executors.cpu_workers import FuturePending
+from vidsr.executors.onnx_export import centre_crop, export_network, plain_module
 from vidsr.executors.replica import Compute, Flags, Replica, usable_output
 from vidsr.io.atomic_write import atomic_write
 from vidsr.io.frames import FrameBatch
@@ -89,7 +90,6 @@ def weights_key(module: torch.nn.Module, scale: int) -> str:
     """The cache key of a network: the sha256 of its tensors (shapes and fp32 values, in
     order) and the scale. Names are left out: a replica wraps its picture layers, which
     renames their tensors but changes nothing exported."""
-    from vidsr.commands.export import plain_module
     from vidsr.models.zoo import tensor_digest
 
     return f"{tensor_digest(plain_module(module), with_names=False)[:20]}-x{scale}"
@@ -97,7 +97,6 @@ def weights_key(module: torch.nn.Module, scale: int) -> str:
 
 def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
     """The network's ONNX file in the cache, exported now if it is not there yet."""
-    from vidsr.commands.export import export_network
 
     path = runtime_cache() / f"{spec.arch}-{weights_key(module, scale)}.onnx"
     if not path.is_file():
@@ -126,7 +125,6 @@ def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
                        count: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
     """Up to ``count`` frames of ``source`` (a clip, or a folder of images) spread over it,
     as the network takes them (centre crop, model space, padded)."""
-    from vidsr.commands.export import centre_crop
     from vidsr.io.images import list_images, read_rgb
 
     space = ModelSpace.of(spec, scale)

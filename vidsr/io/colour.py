@@ -14,12 +14,15 @@ from fractions import Fraction
 from functools import cache
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidsr.io.frames import PlaneLayout
+from vidsr.io.frames import FrameBatch, PlaneLayout
 
 log = logging.getLogger("vidsr")
+
+MAX_CODE_8BIT = 255.0
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,20 @@ def planes_to_rgb(
     b = luma + 2.0 * (1.0 - kb) * cb
     g = (luma - kr * r - kb * b) / kg
     return torch.stack((r, g, b), dim=1)
+
+
+def round_half_up(values: torch.Tensor) -> torch.Tensor:
+    """Round to whole codes in 0..255 as MATLAB's uint8 conversion does (halves go up)."""
+    return torch.floor(values + 0.5).clamp(0, MAX_CODE_8BIT)
+
+
+def batch_rgb(batch: FrameBatch, colour: ColourSpec) -> torch.Tensor:
+    """A batch of decoded planes as (N, 3, H, W) uint8 RGB, converted with the stream's own
+    matrix and range (the same conversion the engine makes), rounded as MATLAB does."""
+    planes = [torch.from_numpy(p.astype(np.float32)) for p in batch.planes]
+    y, u, v = (planes + [None, None])[:3]
+    rgb = planes_to_rgb(y, u, v, colour, batch.layout).to(torch.float64)
+    return round_half_up(rgb * MAX_CODE_8BIT).to(torch.uint8)
 
 
 def rgb_to_planes(rgb: torch.Tensor, spec: ColourSpec, layout: PlaneLayout) -> list[torch.Tensor]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from vidsr.archs.reference import BicubicUpscaler, NearestUpscaler
 from vidsr.archs.spec import ArchSpec
+from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import ModelChoiceError, ModelError, WeightsError, with_article
 from vidsr.models.download import fetch_weights
 from vidsr.plan.precision import UNMEASURED, MeasuredLoss
@@ -328,10 +329,9 @@ def count_flops_per_pixel(module: nn.Module, spec: ArchSpec, scale: int, size: i
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    side = size * scale if spec.pre_upsampled else size
-    side = -(-side // spec.size_multiple) * spec.size_multiple
+    space = ModelSpace.of(spec, scale)
     device = next((p.device for p in module.parameters()), torch.device("meta"))
-    x = torch.zeros(1, spec.channels, side, side, device=device)
+    x = torch.zeros(1, space.channels, *space.network_size(size, size), device=device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         module(x)
     return counter.get_total_flops() / float(size * size)

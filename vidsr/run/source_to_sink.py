@@ -1,19 +1,21 @@
 """Running a plan: open the input as the plan says, then source -> engine -> sink.
 
-Every run of a video goes through these two functions, whatever started it: ``vidsr``
+Every run of a video goes through these functions, whatever started it: ``vidsr``
 (one file), a batch's segments and whole files (here or on a Ray worker), ``vidsr
-bench`` and ``vidsr eval-video``. Nothing here decides anything: the plan
-(:func:`~vidsr.plan.run_plan.resolve_video_plan`) already has.
+bench`` and ``vidsr eval-video`` write to a sink (:func:`run_to_sink`); ``vidsr compare``
+keeps its frames in memory (:func:`run_frames`, which the sink's run is made of). Nothing
+here decides anything: the plan (:func:`~vidsr.plan.run_plan.resolve_video_plan`) already has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from vidsr.engine.engine import Engine
 from vidsr.errors import OptionsError
+from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder, Window
-from vidsr.io.frames import FrameBatch
+from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.script_source import ScriptSource, is_script
 from vidsr.io.sink import Sink
 from vidsr.plan.run_plan import RunPlan
@@ -26,20 +28,23 @@ def open_source(plan: RunPlan, window: int | None = None, *,
     decoder threads, deinterlacing, alpha and damage handling.
 
     ``window``: the frames each output frame is made from; None (or 1) for the frame-wise
-    models vidsr runs. ``span``: only one segment's stretch of the stream.
+    models vidsr runs. ``span``: only one stretch of the stream (a segment's, or the
+    frames ``vidsr compare`` shows). A plan without an output (frames kept in memory)
+    decodes no alpha.
     """
-    assert plan.source is not None and plan.output is not None, "not a video's plan"
+    assert plan.source is not None, "not a video's plan"
     if window not in (None, 1):
         raise OptionsError(f"a model that sees {window} frames at once: vidsr runs models"
                            " that see one frame")
     source = plan.source
+    alpha = plan.output is not None and bool(plan.output.alpha_depth)
     if is_script(source.path):
         # The script deinterlaces and selects itself, and is read from its start.
-        assert span is None and plan.deinterlace is None and not plan.output.alpha_depth
+        assert span is None and plan.deinterlace is None and not alpha
         return ScriptSource(source.path, batch_size=plan.batch_size)
     return Decoder(source.path, batch_size=plan.batch_size, on_error=plan.on_error,
                    threads=plan.decoder_threads, deinterlace=plan.deinterlace, window=span,
-                   video_stream=source.stream_index, alpha=bool(plan.output.alpha_depth))
+                   video_stream=source.stream_index, alpha=alpha)
 
 
 def run_to_sink(
@@ -59,6 +64,17 @@ def run_to_sink(
         if on_write is not None:
             on_write(len(batch))
 
-    infer = engine.infer_stage(plan.source.colour, plan.output.layout)
-    timing = run_pipeline(source, [("infer", infer)], write, depth=depth)
+    timing = run_frames(engine, source, plan.source.colour, plan.output.layout, write,
+                        depth=depth)
     return written, timing
+
+
+def run_frames(
+    engine: Engine, source: Iterable[FrameBatch], colour: ColourSpec, layout: PlaneLayout,
+    write: Callable[[FrameBatch], object], *, depth: int = 3,
+) -> StageTiming:
+    """Frames of ``colour`` -> upscaled into ``layout`` -> ``write``, overlapped in the
+    pipeline's stages; each stage's busy time. The path of every run: :func:`run_to_sink`
+    writes to a sink, ``vidsr compare`` keeps the frames."""
+    infer = engine.infer_stage(colour, layout)
+    return run_pipeline(source, [("infer", infer)], write, depth=depth)

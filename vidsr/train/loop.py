@@ -260,7 +260,7 @@ def train_step(state: TrainingState, batch: Batch, cfg: TrainConfig, losses: Ste
 
 def validate(model: nn.Module, folder: Path, scales: Sequence[int]) -> dict[str, float]:
     """Y-channel PSNR/SSIM on a folder of HR images (``vidsr eval``'s protocol), per scale."""
-    from vidsr.commands.evaluate import evaluate_folder
+    from vidsr.imaging.scoring import evaluate_folder
     from vidsr.models.zoo import SRModel
 
     # A copy in eval mode: the training module stays in train mode.

@@ -66,7 +66,7 @@ def seconds_per_frame(model: nn.Module, width: int = 352, height: int = 288,
 
 
 def _evaluate(module: nn.Module, folder: Path, scale: int) -> tuple[float, float]:
-    from vidsr.commands.evaluate import evaluate_folder
+    from vidsr.imaging.scoring import evaluate_folder
     from vidsr.models.zoo import SRModel
 
     report = evaluate_folder(SRModel.from_module(module, scale), folder, scale)

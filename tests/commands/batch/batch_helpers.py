@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from clipgen import make_clip
 
-from vidsr.cli import main
+from vidsr.__main__ import main
 
 FAST = ("--model", "nearest", "--scale", "2", "--no-progress")
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None,

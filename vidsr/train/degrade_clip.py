@@ -1,6 +1,8 @@
-"""The LR side of a clip for ``vidsr eval-video``: the papers' bicubic, or an archival one.
+"""A clip's LR frames, degraded frame by frame: the papers' bicubic, or an archival one.
 
-``bicubic``: every frame is ``vidsr eval``'s LR (:func:`vidsr.commands.evaluate.make_lr`),
+``vidsr eval-video`` scores models on these frames; the benchmarks reuse them.
+
+``bicubic``: every frame is ``vidsr eval``'s LR (:func:`vidsr.imaging.scoring.make_lr`),
 so a clip's figures are those of its frames as images.
 
 ``archival``: what old footage went through, built from training's degradations
@@ -21,8 +23,8 @@ from typing import Literal
 
 import torch
 
-from vidsr.commands.evaluate import MAX_CODE, make_lr
 from vidsr.errors import OptionsError
+from vidsr.imaging.scoring import MAX_CODE, make_lr
 from vidsr.train.config import VideoCodec
 from vidsr.train.degrade import (
     add_gaussian_noise,

@@ -1,0 +1,69 @@
+"""A network to ONNX: the export ``vidsr export`` writes and the OpenVINO runtime caches.
+
+The file holds the network alone, in its own space (the ``spec``'s input space, values in
+[0, 1], unclamped output): input ``input`` (N, C, H, W) float32, output ``output``
+(N, C, H*s, W*s), batch, height and width dynamic. Opset :data:`OPSET` (17), written by
+torch's TorchScript exporter: it exports every vidsr architecture in well under a second,
+and opset 17 is read by ONNX Runtime 1.13+, OpenVINO 2022.3+ and TensorRT 8.6+ (vs-mlrt).
+torch's newer dynamo exporter (``dynamo=True``, needs ``onnxscript``) writes opset 18 and
+takes seconds per network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidsr.archs.spec import ArchSpec
+from vidsr.errors import ModelError, OptionsError
+
+OPSET = 17
+DYNAMO_OPSET = 18
+
+
+def plain_module(module: nn.Module) -> nn.Module:
+    """The module itself when ``torch.compile`` wrapped it (export traces the original)."""
+    return getattr(module, "_orig_mod", module)
+
+
+def export_network(module: nn.Module, spec: ArchSpec, path: Path, *,
+                   dynamo: bool = False) -> Path:
+    """Write ``module`` to ``path`` as ONNX with dynamic batch, height and width."""
+    if spec.window > 1:
+        # Its graph would take (N, T, C, H, W); no runtime of vidsr feeds that layout yet,
+        # so an export would be a file nothing here can check or run.
+        raise ModelError(f"{spec.arch} sees {spec.window} frames at once: ONNX export takes"
+                         " frame-wise models only")
+    module = plain_module(module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = 16 * spec.size_multiple
+    example = torch.rand(1, spec.channels, side, side)
+    if dynamo:
+        if importlib.util.find_spec("onnxscript") is None:
+            raise OptionsError("--dynamo needs onnxscript: pip install onnxscript")
+        batch = torch.export.Dim("batch", min=1)
+        height = torch.export.Dim("height", min=2)
+        width = torch.export.Dim("width", min=2)
+        torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=DYNAMO_OPSET,
+                          input_names=["input"], output_names=["output"], external_data=False,
+                          dynamic_shapes={"x": {0: batch, 2: height, 3: width}})
+        return path
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # torch marks the TorchScript exporter deprecated; it is chosen on purpose (module text).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"},
+                                        "output": {0: "N", 2: "Hs", 3: "Ws"}})
+    return path
+
+
+def centre_crop(picture: torch.Tensor, side: int) -> torch.Tensor:
+    """The centre ``side`` x ``side`` pixels of ``picture`` (all of a smaller side)."""
+    h, w = picture.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return picture[..., top : top + side, left : left + side]
