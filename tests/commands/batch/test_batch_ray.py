@@ -4,6 +4,7 @@ holds a segment, and a driver killed mid-job."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -286,6 +287,16 @@ def test_one_plan_gives_the_same_frames_on_every_path(tmp_path, cluster):
     clip = vs.core.std.ModifyFrame(blank, blank, filled)
     up = vsvidsr.upscale(clip, model, plan=RunPlan.from_json(plan.to_json()))
     filtered = [np.stack([np.asarray(f[p]) for f in up.frames()]) for p in range(3)]
+    # The filter's engine ends with its clip; the clip's frame callback makes a reference
+    # cycle, so only a collection frees it, and later tests count the engine threads left.
+    del up, clip
+    gc.collect()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and any(
+            t.name.startswith(("vsvidsr-dispatch", "vidsr-cpu-worker"))
+            for t in threading.enumerate()):
+        time.sleep(0.02)
+    assert not [t for t in threading.enumerate() if t.name.startswith("vidsr-cpu-worker")]
 
     ray.init(address=cluster, logging_level=logging.WARNING)
     try:
