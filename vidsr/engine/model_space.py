@@ -25,6 +25,7 @@ each side of the output frame: ``to_model`` would lay a batch of windows out as
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -178,7 +179,7 @@ def _route(space: ModelSpace, source: PlaneLayout, output: PlaneLayout) -> Frame
 
 
 @dataclass(frozen=True)
-class FrameRoute:
+class FrameRoute(ABC):
     """One way from device planes of ``source`` (float, (N, h, w) each) through the network
     to float planes of ``output`` at ``scale`` times the size, unrounded."""
 
@@ -192,15 +193,15 @@ class FrameRoute:
         outputs = [net(x) for x in self.to_model(planes, colour)]
         return self.from_model(outputs, planes, colour)
 
+    @abstractmethod
     def to_model(self, planes: list[torch.Tensor],
                  colour: ColourSpec | None) -> list[torch.Tensor]:
         """The network's inputs for ``planes``: one tensor per call of the network."""
-        raise NotImplementedError
 
+    @abstractmethod
     def from_model(self, outputs: list[torch.Tensor], planes: list[torch.Tensor],
                    colour: ColourSpec | None) -> list[torch.Tensor]:
         """The network's ``outputs`` (for the inputs :meth:`to_model` gave) as planes."""
-        raise NotImplementedError
 
     def output_size(self, planes: list[torch.Tensor]) -> tuple[int, int]:
         """(width, height) of the upscaled frames."""
