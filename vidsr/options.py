@@ -168,8 +168,9 @@ PICTURE_OPTIONS = (
            " messages and --dry-run name it; default: the default video stream, else the"
            " largest; cover art never)", read=whole_number, metavar="N"),
     Option("deinterlace", "deinterlace with bwdif before the model (default auto: streams"
-           " flagged interlaced, or unflagged and measured interlaced by idet)",
-           choices=("auto", "on", "off"), default="auto"),
+           " flagged interlaced, or unflagged and measured interlaced by idet); ivtc: inverse"
+           " telecine, film frames back from 3:2 pulldown at 4/5 of the rate",
+           choices=("auto", "on", "off", "ivtc"), default="auto"),
     Option("field-order", "field order to deinterlace with (default auto: the stream's flag,"
            " else measured)", choices=("auto", "tff", "bff"), default="auto"),
     Option("deinterlace-rate", "one output frame per frame (default) or per field (double"
