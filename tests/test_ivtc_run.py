@@ -105,3 +105,14 @@ def test_dry_run_says_what_inverse_telecine_does(tmp_path, capsys):
     assert plan["output"]["rate"] == "24000/1001"
     assert main([*args, "--deinterlace-rate", "field"]) != 0
     assert "--deinterlace-rate field does not apply" in capsys.readouterr().err
+
+
+def test_a_script_is_never_inverse_telecined(tmp_path, capsys):
+    script = tmp_path / "in.vpy"
+    script.write_text(
+        "import vapoursynth as vs\n"
+        "vs.core.std.BlankClip(width=32, height=24, format=vs.YUV420P8, length=2).set_output()\n")
+    assert main([str(script), str(tmp_path / "out.mkv"), "--model", "nearest",
+                 "--deinterlace", "ivtc", "--no-progress"]) != 0
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("vidsr: error: ") and "core.vivtc.VFM" in line
