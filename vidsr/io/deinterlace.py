@@ -31,7 +31,16 @@ from vidsr.io.video_info import VideoInfo
 log = logging.getLogger("vidsr")
 
 DeinterlaceMode = Literal["auto", "on", "off", "ivtc"]
+DeinterlacerName = Literal["bwdif", "qtgmc"]
+DEINTERLACERS: tuple[DeinterlacerName, ...] = ("bwdif", "qtgmc")
 FieldOrderChoice = Literal["auto", "tff", "bff"]
+# The plugins QTGMC runs on (VapourSynth namespace -> the PyPI package of the qtgmc extra):
+# the source filter, motion search and compensation, the bobber, expressions, resizing
+# and the repair/removegrain kernels.
+QTGMC_PLUGINS = {"bs": "vapoursynth-bestsource", "mv": "vapoursynth-mvtools",
+                 "mvu": "vapoursynth-mvutensils", "znedi3": "vapoursynth-znedi3",
+                 "akarin": "vapoursynth-akarin", "resize2": "vapoursynth-resize2",
+                 "zsmooth": "vapoursynth-zsmooth"}
 FieldRate = Literal["frame", "field"]
 FieldOrder = Literal["tff", "bff"]
 
@@ -89,6 +98,7 @@ class DeinterlacePlan:
     rate: FieldRate
     reason: str
     method: Literal["deinterlace", "ivtc"] = "deinterlace"
+    deinterlacer: DeinterlacerName = "bwdif"
 
     def to_text(self) -> str:
         if self.method == "ivtc":
@@ -96,7 +106,8 @@ class DeinterlacePlan:
                     f" on frames left combed), the repeated frame of each cycle of"
                     f" {IVTC_CYCLE} dropped ({self.reason})")
         rate = "a frame per field (double rate)" if self.rate == "field" else "a frame per frame"
-        return f"bwdif, {self.order}, {rate} ({self.reason})"
+        name = "QTGMC (VapourSynth)" if self.deinterlacer == "qtgmc" else "bwdif"
+        return f"{name}, {self.order}, {rate} ({self.reason})"
 
 
 def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES,
@@ -133,8 +144,10 @@ def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES,
                        counted("undetermined"))
 
 
-def check_choices(mode: str, order: str, rate: str) -> None:
+def check_choices(mode: str, order: str, rate: str, deinterlacer: str = "bwdif") -> None:
     """Refuse a deinterlacing choice that does not exist (from Python: the CLI checks too)."""
+    if deinterlacer not in DEINTERLACERS:
+        raise OptionsError(f"--deinterlacer must be bwdif or qtgmc, got {deinterlacer!r}")
     if mode not in ("auto", "on", "off", "ivtc"):
         raise OptionsError(f"--deinterlace must be auto, on, off or ivtc, got {mode!r}")
     if order not in ("auto", "tff", "bff"):
@@ -144,7 +157,8 @@ def check_choices(mode: str, order: str, rate: str) -> None:
 
 
 def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice,
-                     rate: FieldRate) -> DeinterlacePlan | None:
+                     rate: FieldRate, deinterlacer: DeinterlacerName = "bwdif",
+                     ) -> DeinterlacePlan | None:
     """Decide whether and how a source is deinterlaced; None keeps its frames as they are.
 
     ``auto`` trusts the stream's flag and measures only an unflagged stream; ``on``
@@ -152,9 +166,11 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     puts film frames back together from 3:2 pulldown, with the field order found as for
     ``on`` (idet counts a telecined stream's combed frames as a minority, so there one
     clear order suffices); ``order`` other than ``auto`` overrides the flag and the
-    measurement.
+    measurement. ``deinterlacer``: bwdif (FFmpeg's, always there) or qtgmc (the ``qtgmc``
+    extra's, checked here when a source is to be deinterlaced, so a progressive file never
+    needs it); inverse telecine deinterlaces its few frames left combed with bwdif.
     """
-    check_choices(mode, order, rate)
+    check_choices(mode, order, rate, deinterlacer)
     if mode == "off":
         return None
     if mode == "ivtc" and rate == "field":
@@ -190,8 +206,39 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
             chosen, reason = order, "asked"
     if order != "auto" and order != chosen:
         chosen, reason = order, f"asked; {reason}"
-    method = "ivtc" if mode == "ivtc" else "deinterlace"
-    return DeinterlacePlan(chosen, rate, reason, method=method)
+    if mode == "ivtc":
+        # Frames fieldmatch leaves combed are few and alone: bwdif deinterlaces them.
+        return DeinterlacePlan(chosen, rate, reason, method="ivtc")
+    return DeinterlacePlan(chosen, rate, reason, deinterlacer=available(deinterlacer, info))
+
+
+def available(deinterlacer: DeinterlacerName, info: VideoInfo) -> DeinterlacerName:
+    """``deinterlacer``, once it is known to run here on ``info`` 's video."""
+    if deinterlacer == "qtgmc":
+        missing = qtgmc_missing()
+        if missing is not None:
+            raise OptionsError(f"--deinterlacer qtgmc needs {missing}: pip install"
+                               " 'vidsr[qtgmc]'")
+        if info.alpha:
+            raise OptionsError(f"{info.path}: QTGMC would drop the pictures' alpha channel;"
+                               " deinterlace it with --deinterlacer bwdif")
+    return deinterlacer
+
+
+def qtgmc_missing() -> str | None:
+    """What of the ``qtgmc`` extra this Python lacks (named for a message), or None."""
+    try:
+        import vapoursynth as vs
+    except ImportError:
+        return "VapourSynth"
+    try:
+        import vsdeinterlace  # noqa: F401 - vsjetpack's QTempGaussMC
+    except ImportError:
+        return "vsjetpack"
+    absent = [name for name in QTGMC_PLUGINS if not hasattr(vs.core, name)]
+    if absent:
+        return "the VapourSynth plugin(s) " + ", ".join(QTGMC_PLUGINS[name] for name in absent)
+    return None
 
 
 def deinterlaced_info(info: VideoInfo, plan: DeinterlacePlan) -> VideoInfo:

@@ -21,7 +21,7 @@ from vidsr.engine.engine import Engine
 from vidsr.errors import InputError
 from vidsr.executors.openvino import faster_plan
 from vidsr.io.decode import InputProbe, probe_media
-from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
+from vidsr.io.deinterlace import DeinterlaceMode, DeinterlacerName, FieldOrderChoice, FieldRate
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.safe_output import check_paths, output_written
@@ -51,6 +51,7 @@ class TranscodeOptions:
     deinterlace: DeinterlaceMode = "auto"
     field_order: FieldOrderChoice = "auto"
     deinterlace_rate: FieldRate = "frame"
+    deinterlacer: DeinterlacerName = "bwdif"  # bwdif, or qtgmc (the qtgmc extra)
     # The delivered picture (io/fit.py): a target height, and square pixels from the SAR.
     height: int | None = None
     square_pixels: bool = False
@@ -175,7 +176,8 @@ def resolve_file_plan(model: SRModel, engine: EngineOptions, probe: InputProbe, 
         model, engine, probe, output=dst, encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
         autorotate=options.autorotate, deinterlace=options.deinterlace,
         field_order=options.field_order, deinterlace_rate=options.deinterlace_rate,
-        height=options.height, square_pixels=options.square_pixels,
+        deinterlacer=options.deinterlacer, height=options.height,
+        square_pixels=options.square_pixels,
         on_error=options.on_error, choose_runtime=faster_plan)
 
 

@@ -195,6 +195,8 @@ def run_options(plan: RunPlan, model: SRModel, on_error: str,
         "deinterlace": (None if plan.deinterlace is None
                         else {"order": plan.deinterlace.order, "rate": plan.deinterlace.rate,
                               # Named only when not bwdif's, so earlier fingerprints hold.
+                              **({"deinterlacer": plan.deinterlace.deinterlacer}
+                                 if plan.deinterlace.deinterlacer != "bwdif" else {}),
                               **({"method": plan.deinterlace.method}
                                  if plan.deinterlace.method != "deinterlace" else {})}),
         "on_error": on_error,
