@@ -75,6 +75,7 @@ class FieldVerdict:
     kind: FieldKind
     order: FieldOrder | None
     evidence: str
+    film: bool = False  # a pulldown cadence was seen (an unsure verdict may still be film)
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,11 @@ def judge(measures: FieldMeasures) -> FieldVerdict:
         order = (f"{'top' if m.cadence_order == 'tff' else 'bottom'} field first"
                  f" (order bias {m.bias:+.2f})")
         if m.order == m.cadence_order or abs(m.bias) < TELECINE_BIAS:
-            return FieldVerdict("telecined", m.cadence_order, f"{head}: {cadence}; {order}")
+            return FieldVerdict("telecined", m.cadence_order, f"{head}: {cadence}; {order}",
+                                film=True)
         return FieldVerdict("unsure", None, f"{head}: {cadence}, but the fields match across"
-                                            f" frames in the other order ({m.bias:+.2f})")
+                                            f" frames in the other order ({m.bias:+.2f})",
+                            film=True)
     if m.still:
         return FieldVerdict("progressive", None, f"{head}: nothing moves between fields")
     if m.fit >= PROGRESSIVE_FIT and abs(m.bias) < PROGRESSIVE_BIAS:
