@@ -167,9 +167,14 @@ PICTURE_OPTIONS = (
     Option("video-stream", "upscale stream #N of the input (its index in the file, as the"
            " messages and --dry-run name it; default: the default video stream, else the"
            " largest; cover art never)", read=whole_number, metavar="N"),
-    Option("deinterlace", "deinterlace with bwdif before the model (default auto: streams"
-           " flagged interlaced, or unflagged and measured interlaced by idet)",
-           choices=("auto", "on", "off"), default="auto"),
+    Option("deinterlace", "deinterlace before the model (default auto: the pictures are"
+           " measured and weighed with the flag: interlaced ones deinterlaced, telecined film"
+           " inverse telecined, progressive ones kept); ivtc: inverse telecine, film frames"
+           " back from 3:2 pulldown at 4/5 of the rate",
+           choices=("auto", "on", "off", "ivtc"), default="auto"),
+    Option("deinterlacer", "what deinterlaces: bwdif (default, FFmpeg's) or qtgmc (QTGMC"
+           " through VapourSynth: sharper, slower; pip install 'vidsr[qtgmc]')",
+           choices=("bwdif", "qtgmc"), default="bwdif"),
     Option("field-order", "field order to deinterlace with (default auto: the stream's flag,"
            " else measured)", choices=("auto", "tff", "bff"), default="auto"),
     Option("deinterlace-rate", "one output frame per frame (default) or per field (double"
@@ -295,7 +300,8 @@ def transcode_options(values: Mapping[str, Any], *,
         on_error=values["on_error"], ffmpeg=ffmpeg,
         autorotate=values["autorotate"], deinterlace=values["deinterlace"],
         field_order=values["field_order"], deinterlace_rate=values["deinterlace_rate"],
-        height=values["height"], square_pixels=values["square_pixels"],
+        deinterlacer=values["deinterlacer"], height=values["height"],
+        square_pixels=values["square_pixels"],
         video_stream=values["video_stream"],
     )
 

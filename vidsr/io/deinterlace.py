@@ -2,12 +2,14 @@
 
 An SR network trained on progressive pictures turns the comb of two woven fields
 into sharp stripes, so interlaced archive footage is deinterlaced before it is
-upscaled, and telecined film is planned for inverse telecine. ``auto`` reads the
-stream's flag and what :func:`~vidsr.io.field_detect.detect_fields` measures on the
-pictures (see :func:`plan_deinterlace`). Deinterlacing is FFmpeg's ``bwdif`` through
-a PyAV filter graph: one frame per frame, or one per field (the frame rate doubles and
-each field gets its exact time: the graph halves the time base, so no timestamp is
-rounded).
+upscaled. ``auto`` reads the stream's flag and what
+:func:`~vidsr.io.field_detect.detect_fields` measures on the pictures (see
+:func:`plan_deinterlace`). Deinterlacing is FFmpeg's ``bwdif`` through a PyAV filter
+graph: one frame per frame, or one per field (the frame rate doubles and each field gets
+its exact time: the graph halves the time base, so no timestamp is rounded).
+
+Film on video (3:2 pulldown) is not deinterlaced but put back together: a plan whose
+``method`` is ``"ivtc"`` is carried out by :mod:`vidsr.io.ivtc`.
 """
 
 from __future__ import annotations
@@ -27,42 +29,61 @@ from vidsr.io.video_info import VideoInfo
 
 log = logging.getLogger("vidsr")
 
-DeinterlaceMode = Literal["auto", "on", "off"]
+DeinterlaceMode = Literal["auto", "on", "off", "ivtc"]
+DeinterlacerName = Literal["bwdif", "qtgmc"]
+DEINTERLACERS: tuple[DeinterlacerName, ...] = ("bwdif", "qtgmc")
 FieldOrderChoice = Literal["auto", "tff", "bff"]
+# The plugins QTGMC runs on (VapourSynth namespace -> the PyPI package of the qtgmc extra):
+# the source filter, motion search and compensation, the bobber, expressions, resizing
+# and the repair/removegrain kernels.
+QTGMC_PLUGINS = {"bs": "vapoursynth-bestsource", "mv": "vapoursynth-mvtools",
+                 "mvu": "vapoursynth-mvutensils", "znedi3": "vapoursynth-znedi3",
+                 "akarin": "vapoursynth-akarin", "resize2": "vapoursynth-resize2",
+                 "zsmooth": "vapoursynth-zsmooth"}
 FieldRate = Literal["frame", "field"]
 
 # The stream flags FFmpeg reads (probe's field_order). "tb" and "bt" are documented as
 # coded in one order and shown in the other, but FFmpeg's own tools write "tb" for
 # top-field-first pictures (an x264 +ildct encode of top-field-first frames is flagged "tb"),
-# so in the files people have the first letter is the field shown first; idet has the last
-# word on those two (see plan_deinterlace).
+# so in the files people have the first letter is the field shown first; the pictures have
+# the last word on those two (see plan_deinterlace).
 FLAGGED_ORDER: dict[str, FieldOrder] = {"tt": "tff", "tb": "tff", "bb": "bff", "bt": "bff"}
+SWAPPED_FLAGS = frozenset({"tb", "bt"})
 # A pixel is combed when it stands out from both vertical neighbours, in the same
 # direction, by more than this share of the code range.
 COMB_STEP = 0.05
+# Inverse telecine keeps 4 frames of every 5 in a steady 3:2 cadence (30000/1001 to
+# 24000/1001), and times them in 1/60 of the stream's time base: the k frames kept from a
+# cycle split its span exactly for any k from 1 to 6 (see vidsr.io.ivtc).
+IVTC_CYCLE, IVTC_KEPT, IVTC_TICKS = 5, 4, 60
 
 
 @dataclass(frozen=True)
 class DeinterlacePlan:
-    """How a run deinterlaces: the field order, one frame per frame or per field, and why;
-    ``method`` ivtc: telecined film, its fields matched back into film frames."""
+    """How a run deinterlaces: the field order, one frame per frame or per field, and why."""
 
     order: FieldOrder
     rate: FieldRate
     reason: str
     method: Literal["deinterlace", "ivtc"] = "deinterlace"
+    deinterlacer: DeinterlacerName = "bwdif"
 
     def to_text(self) -> str:
         if self.method == "ivtc":
-            return f"inverse telecine, {self.order} ({self.reason})"
+            return (f"inverse telecine, {self.order}: fields matched into film frames (bwdif"
+                    f" on frames left combed), the repeated frame of each cycle of"
+                    f" {IVTC_CYCLE} dropped ({self.reason})")
         rate = "a frame per field (double rate)" if self.rate == "field" else "a frame per frame"
-        return f"bwdif, {self.order}, {rate} ({self.reason})"
+        name = "QTGMC (VapourSynth)" if self.deinterlacer == "qtgmc" else "bwdif"
+        return f"{name}, {self.order}, {rate} ({self.reason})"
 
 
-def check_choices(mode: str, order: str, rate: str) -> None:
+def check_choices(mode: str, order: str, rate: str, deinterlacer: str = "bwdif") -> None:
     """Refuse a deinterlacing choice that does not exist (from Python: the CLI checks too)."""
-    if mode not in ("auto", "on", "off"):
-        raise OptionsError(f"--deinterlace must be auto, on or off, got {mode!r}")
+    if deinterlacer not in DEINTERLACERS:
+        raise OptionsError(f"--deinterlacer must be bwdif or qtgmc, got {deinterlacer!r}")
+    if mode not in ("auto", "on", "off", "ivtc"):
+        raise OptionsError(f"--deinterlace must be auto, on, off or ivtc, got {mode!r}")
     if order not in ("auto", "tff", "bff"):
         raise OptionsError(f"--field-order must be auto, tff or bff, got {order!r}")
     if rate not in ("frame", "field"):
@@ -70,25 +91,38 @@ def check_choices(mode: str, order: str, rate: str) -> None:
 
 
 def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice,
-                     rate: FieldRate) -> DeinterlacePlan | None:
+                     rate: FieldRate, deinterlacer: DeinterlacerName = "bwdif",
+                     ) -> DeinterlacePlan | None:
     """Decide whether and how a source is deinterlaced; None keeps its frames as they are.
 
     ``auto`` measures the pictures (:func:`~vidsr.io.field_detect.detect_fields`) and
     weighs the stream's flag: progressive pictures are kept, interlaced ones deinterlaced
-    in the measured order, telecined film planned for inverse telecine. A stream flagged
-    progressive is changed only when the pictures show a pulldown cadence; where the
-    measure is unsure, a stream flagged interlaced follows its flag and an unflagged one is
-    kept, with one warning naming the option that forces it. ``on`` deinterlaces whatever
-    the flag says (a source wrongly flagged progressive); ``order`` other than ``auto``
-    overrides the flag and the measurement.
+    in the measured order, telecined film put back together (inverse telecine). A stream
+    flagged progressive is changed only when the pictures show a pulldown cadence; where
+    the measure is unsure, a stream flagged interlaced follows its flag and an unflagged
+    one is kept, with one warning naming the option that forces it. ``on`` deinterlaces
+    whatever the flag says (a source wrongly flagged progressive); ``ivtc`` puts film
+    frames back together from 3:2 pulldown, with the field order found as for ``on``;
+    ``order`` other than ``auto`` overrides the flag and the measurement. ``deinterlacer``:
+    bwdif (FFmpeg's, always there) or qtgmc (the ``qtgmc`` extra's, checked here when a
+    source is to be deinterlaced, so a progressive file never needs it); inverse telecine
+    deinterlaces its few frames left combed with bwdif.
     """
-    check_choices(mode, order, rate)
+    check_choices(mode, order, rate, deinterlacer)
     if mode == "off":
         return None
-    plan = (_auto_plan(info, rate) if mode == "auto" else _forced_plan(info, order, rate))
-    if plan is not None and order != "auto" and order != plan.order:
+    if mode == "ivtc" and rate == "field":
+        raise OptionsError(f"{info.path}: --deinterlace ivtc gives one frame per film frame;"
+                           " --deinterlace-rate field does not apply to it")
+    plan = _auto_plan(info, rate) if mode == "auto" else _forced_plan(info, mode, order, rate)
+    if plan is None:
+        return None
+    if order != "auto" and order != plan.order:
         plan = replace(plan, order=order, reason=f"asked; {plan.reason}")
-    return plan
+    if plan.method == "ivtc":
+        # Frames fieldmatch leaves combed are few and alone: bwdif deinterlaces them.
+        return plan
+    return replace(plan, deinterlacer=available(deinterlacer, info))
 
 
 def _auto_plan(info: VideoInfo, rate: FieldRate) -> DeinterlacePlan | None:
@@ -100,6 +134,9 @@ def _auto_plan(info: VideoInfo, rate: FieldRate) -> DeinterlacePlan | None:
             else "no field order flag")
     if verdict.kind == "telecined":
         assert verdict.order is not None
+        if rate == "field":  # film frames cannot come at field rate: a frame per field
+            return DeinterlacePlan(verdict.order, rate, f"{flag}; {verdict.evidence};"
+                                   " --deinterlace-rate field: deinterlaced, not matched")
         return DeinterlacePlan(verdict.order, rate, f"{flag}; {verdict.evidence}",
                                method="ivtc")
     if info.field_order == "progressive":
@@ -129,32 +166,74 @@ def _forcing_option(verdict: FieldVerdict) -> str:
     return "--deinterlace on deinterlaces it"
 
 
-def _forced_plan(info: VideoInfo, order: FieldOrderChoice,
+def _forced_plan(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice,
                  rate: FieldRate) -> DeinterlacePlan:
+    """``on`` or ``ivtc``: the field order from the flag, else from the pictures, else
+    ``order``."""
+    method: Literal["deinterlace", "ivtc"] = "ivtc" if mode == "ivtc" else "deinterlace"
     flagged = FLAGGED_ORDER.get(info.field_order)
-    if flagged is not None and info.field_order not in ("tb", "bt"):
-        return DeinterlacePlan(flagged, rate, f"the stream is flagged {info.field_order}")
+    if flagged is not None and info.field_order not in SWAPPED_FLAGS:
+        return DeinterlacePlan(flagged, rate, f"the stream is flagged {info.field_order}",
+                               method=method)
     verdict = detect_fields(info.path, info.stream_index)
+    log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
+             verdict.evidence)
     if flagged is not None:  # tb, bt: FFmpeg's own writers flag them either way
         return DeinterlacePlan(verdict.order or flagged, rate,
-                               f"the stream is flagged {info.field_order}; {verdict.evidence}")
+                               f"the stream is flagged {info.field_order}; {verdict.evidence}",
+                               method=method)
     if verdict.order is not None:
-        return DeinterlacePlan(verdict.order, rate, verdict.evidence)
+        return DeinterlacePlan(verdict.order, rate, verdict.evidence, method=method)
     if order == "auto":
-        raise OptionsError(f"{info.path}: --deinterlace on, but the stream has no field order"
-                           f" and {verdict.evidence}; give --field-order tff or bff")
-    return DeinterlacePlan(order, rate, "asked")
+        raise OptionsError(f"{info.path}: --deinterlace {mode}, but the stream has no field"
+                           f" order and {verdict.evidence}; give --field-order tff or bff")
+    return DeinterlacePlan(order, rate, "asked", method=method)
+
+
+def available(deinterlacer: DeinterlacerName, info: VideoInfo) -> DeinterlacerName:
+    """``deinterlacer``, once it is known to run here on ``info`` 's video."""
+    if deinterlacer == "qtgmc":
+        missing = qtgmc_missing()
+        if missing is not None:
+            raise OptionsError(f"--deinterlacer qtgmc needs {missing}: pip install"
+                               " 'vidsr[qtgmc]'")
+        if info.alpha:
+            raise OptionsError(f"{info.path}: QTGMC would drop the pictures' alpha channel;"
+                               " deinterlace it with --deinterlacer bwdif")
+    return deinterlacer
+
+
+def qtgmc_missing() -> str | None:
+    """What of the ``qtgmc`` extra this Python lacks (named for a message), or None."""
+    try:
+        import vapoursynth as vs
+    except ImportError:
+        return "VapourSynth"
+    try:
+        import vsdeinterlace  # noqa: F401 - vsjetpack's QTempGaussMC
+    except ImportError:
+        return "vsjetpack"
+    absent = [name for name in QTGMC_PLUGINS if not hasattr(vs.core, name)]
+    if absent:
+        return "the VapourSynth plugin(s) " + ", ".join(QTGMC_PLUGINS[name] for name in absent)
+    return None
 
 
 def deinterlaced_info(info: VideoInfo, plan: DeinterlacePlan) -> VideoInfo:
-    """``info`` as the :class:`Deinterlacer` 's output: progressive, timestamps in half the
-    time base, at field rate twice the frames at twice the rate (the same duration)."""
-    per_frame = 2 if plan.rate == "field" else 1
+    """``info`` as the plan's output: progressive. The :class:`Deinterlacer` 's timestamps
+    are in half the time base, at field rate twice the frames at twice the rate (the same
+    duration); inverse telecine's in 1/60 of it, 4 frames for every 5 at 4/5 of the rate
+    (the frame count is then an estimate: a cadence break keeps more or fewer)."""
+    if plan.method == "ivtc":
+        per_frame, time_base = Fraction(IVTC_KEPT, IVTC_CYCLE), info.time_base / IVTC_TICKS
+    else:
+        per_frame, time_base = Fraction(2 if plan.rate == "field" else 1), info.time_base / 2
     return replace(
-        info, time_base=info.time_base / 2, field_order="progressive",
+        info, time_base=time_base, field_order="progressive",
         average_rate=info.average_rate * per_frame if info.average_rate else None,
         base_rate=info.base_rate * per_frame if info.base_rate else None,
-        frame_count=info.frame_count * per_frame if info.frame_count is not None else None)
+        frame_count=(round(info.frame_count * per_frame) if info.frame_count is not None
+                     else None))
 
 
 class Deinterlacer:
@@ -177,14 +256,14 @@ class Deinterlacer:
             self._graph = _graph(frame, self._in_time_base, "bwdif",
                                  f"mode={mode}:parity={self.plan.order}:deint=all")
         self._graph.push(frame)
-        return _pull_all(self._graph)
+        return pull_all(self._graph)
 
     def flush(self) -> list[av.VideoFrame]:
         """The frames bwdif still holds at the end of the stream."""
         if self._graph is None:
             return []
         self._graph.push(None)
-        frames = _pull_all(self._graph)
+        frames = pull_all(self._graph)
         self._graph = None
         return frames
 
@@ -203,18 +282,27 @@ def comb_score(luma: np.ndarray, max_value: float = 255.0) -> float:
 
 def _graph(template: av.VideoFrame, time_base: Fraction, name: str,
            args: str) -> av.filter.Graph:
+    return filter_chain(template, time_base, [(name, args)])
+
+
+def filter_chain(template: av.VideoFrame, time_base: Fraction,
+                 filters: list[tuple[str, str]]) -> av.filter.Graph:
+    """A configured graph taking frames like ``template`` (timestamps in ``time_base``)
+    through ``filters`` (FFmpeg name, arguments) one after the other."""
     graph = av.filter.Graph()
-    source = graph.add_buffer(width=template.width, height=template.height,
-                              format=template.format.name, time_base=time_base)
-    node = graph.add(name, args)
-    sink = graph.add("buffersink")
-    source.link_to(node)
-    node.link_to(sink)
+    node = graph.add_buffer(width=template.width, height=template.height,
+                            format=template.format.name, time_base=time_base)
+    for name, args in filters:
+        following = graph.add(name, args)
+        node.link_to(following)
+        node = following
+    node.link_to(graph.add("buffersink"))
     graph.configure()
     return graph
 
 
-def _pull_all(graph: av.filter.Graph) -> list[av.VideoFrame]:
+def pull_all(graph: av.filter.Graph) -> list[av.VideoFrame]:
+    """Every frame ``graph`` can give now."""
     frames = []
     while True:
         try:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -66,11 +66,15 @@ def is_script(path: str | Path) -> bool:
 
 
 def refuse_deinterlace(path: str | Path, mode: str) -> None:
-    """A script's frames are what the script makes them: ``--deinterlace on`` is refused,
-    ``auto`` and ``off`` leave them alone."""
+    """A script's frames are what the script makes them: ``--deinterlace on`` and ``ivtc``
+    are refused, ``auto`` and ``off`` leave them alone."""
     if mode == "on":
         raise OptionsError(f"{path}: --deinterlace on does not apply to a VapourSynth script;"
                            " deinterlace in the script (e.g. core.bwdif.Bwdif) instead")
+    if mode == "ivtc":
+        raise OptionsError(f"{path}: --deinterlace ivtc does not apply to a VapourSynth script;"
+                           " match fields and decimate in the script (e.g. core.vivtc.VFM and"
+                           " core.vivtc.VDecimate) instead")
 
 
 # -- formats and properties, shared with the vsvidsr filter ---------------------------------
@@ -356,45 +360,62 @@ class ScriptSource:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __iter__(self) -> Iterator[FrameBatch]:
-        info = self.info
-        layout = info.layout
-        clip = self._clip
-        fps = clip_rate(clip)
+        return node_batches(self._timed_frames(), self.info, self.batch_size)
+
+    def _timed_frames(self) -> Iterator[tuple[vs.VideoFrame, int]]:
+        """Each frame with its timestamp: the running sum of the frames' durations."""
+        time_base = self.info.time_base
+        fps = clip_rate(self._clip)
         start = Fraction(0)  # seconds, exact: rounding each pts alone never drifts
-        planes: list[list[np.ndarray]] = []
-        pts: list[int] = []
-        first_index = 0
-        for index, frame in enumerate(self._frames()):
-            planes.append(frame_planes(frame, layout))
-            pts.append(round(start / info.time_base))
+        for index, frame in enumerate(render_frames(self._clip, self.path,
+                                                    prefetch=self._prefetch)):
+            yield frame, round(start / time_base)
             try:
                 start += frame_duration(frame.props, fps)
             except InputError as exc:
                 raise InputError(f"{self.path}: frame {index}: {exc}") from None
-            if len(pts) == self.batch_size:
-                yield _batch(planes, pts, info.time_base, first_index, layout)
-                first_index += len(pts)
-                planes, pts = [], []
-        if pts:
+
+
+# -- from a VapourSynth node to batches: scripts' and QTGMC's (vidsr.io.qtgmc) ---------------
+
+
+def render_frames(clip: vs.VideoNode, path: Path, *, prefetch: int = 0,
+                  failing: str = "the script") -> Iterator[vs.VideoFrame]:
+    """``clip`` 's frames in order, rendered ahead by VapourSynth's threads; a filter's
+    error is a DecodeError naming ``path``, the frame and what ``failing`` (the script)."""
+    import vapoursynth as vs
+
+    frames = clip.frames(prefetch=prefetch or None, close=True)
+    index = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except vs.Error as exc:
+            raise DecodeError(f"{path}: frame {index}: {failing} failed:"
+                              f" {_last_line(exc)}") from None
+        yield frame
+        index += 1
+
+
+def node_batches(frames: Iterable[tuple[vs.VideoFrame, int]], info: VideoInfo,
+                 batch_size: int) -> Iterator[FrameBatch]:
+    """(frame, timestamp in ``info.time_base``) pairs as batches of ``batch_size`` frames
+    in ``info.layout``, as :class:`~vidsr.io.decode.Decoder` yields them."""
+    layout = info.layout
+    planes: list[list[np.ndarray]] = []
+    pts: list[int] = []
+    first_index = 0
+    for frame, stamp in frames:
+        planes.append(frame_planes(frame, layout))
+        pts.append(stamp)
+        if len(pts) == batch_size:
             yield _batch(planes, pts, info.time_base, first_index, layout)
-
-    def _frames(self) -> Iterator[vs.VideoFrame]:
-        """The clip's frames in order, rendered ahead by VapourSynth's threads; a filter's
-        error is a DecodeError naming the frame."""
-        import vapoursynth as vs
-
-        frames = self._clip.frames(prefetch=self._prefetch or None, close=True)
-        index = 0
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                return
-            except vs.Error as exc:
-                raise DecodeError(f"{self.path}: frame {index}: the script failed:"
-                                  f" {_last_line(exc)}") from None
-            yield frame
-            index += 1
+            first_index += len(pts)
+            planes, pts = [], []
+    if pts:
+        yield _batch(planes, pts, info.time_base, first_index, layout)
 
 
 def _batch(planes: list[list[np.ndarray]], pts: list[int], time_base: Fraction,

@@ -27,6 +27,7 @@ from vidsr.io.decode import InputProbe, OnError
 from vidsr.io.deinterlace import (
     DeinterlaceMode,
     DeinterlacePlan,
+    DeinterlacerName,
     FieldOrderChoice,
     FieldRate,
     check_choices,
@@ -259,7 +260,8 @@ class RunPlan:
     source: VideoInfo | None = None
     output: OutputPlan | None = None
     runtime: RuntimeChoice = TORCH_RUNTIME
-    # bwdif before the model; the output is then progressive (see io/deinterlace.py)
+    # bwdif or inverse telecine before the model; the output is then progressive (see
+    # io/deinterlace.py, io/ivtc.py)
     deinterlace: DeinterlacePlan | None = None
     # The engine's resize after the model to a height and/or square pixels (io/fit.py);
     # None delivers scale x the frames.
@@ -412,8 +414,9 @@ def resolve_video_plan(
     model: SRModel, options: EngineOptions, probe: InputProbe, *, output: Path,
     encode: EncodeOptions, ffmpeg: str | None = None, autorotate: bool = False,
     deinterlace: DeinterlaceMode = "off", field_order: FieldOrderChoice = "auto",
-    deinterlace_rate: FieldRate = "frame", height: int | None = None,
-    square_pixels: bool = False, on_error: OnError = "fail", machine: Machine | None = None,
+    deinterlace_rate: FieldRate = "frame", deinterlacer: DeinterlacerName = "bwdif",
+    height: int | None = None, square_pixels: bool = False, on_error: OnError = "fail",
+    machine: Machine | None = None,
     choose_runtime: RuntimeChooser | None = None,
 ) -> RunPlan:
     """The whole plan to upscale the probed input into ``output``, made before anything
@@ -424,19 +427,25 @@ def resolve_video_plan(
     ``autorotate`` turns the pixels upright instead of keeping the display matrix.
     ``height`` and ``square_pixels`` fit the upscaled picture to a height and to square
     pixels at the same display aspect (:func:`~vidsr.io.fit.plan_fit`). ``deinterlace``
-    (auto, on, off), ``field_order`` and ``deinterlace_rate``: see
+    (auto, on, off, ivtc), ``field_order``, ``deinterlace_rate`` and ``deinterlacer``: see
     :func:`~vidsr.io.deinterlace.plan_deinterlace`; a VapourSynth script is deinterlaced
-    in the script, never here. ``on_error``: what the decoder does with a damaged frame.
+    in the script, never here. ``on_error``: what the decoder does with a damaged frame
+    (QTGMC's source, BestSource, cannot replace one: ``skip`` with QTGMC is refused).
     """
     from vidsr.io.script_source import is_script, refuse_deinterlace
 
     source = probe.info
     if is_script(source.path):
-        check_choices(deinterlace, field_order, deinterlace_rate)
+        check_choices(deinterlace, field_order, deinterlace_rate, deinterlacer)
         refuse_deinterlace(source.path, deinterlace)
         fields = None
     else:
-        fields = plan_deinterlace(source, deinterlace, field_order, deinterlace_rate)
+        fields = plan_deinterlace(source, deinterlace, field_order, deinterlace_rate,
+                                  deinterlacer)
+    if fields is not None and fields.deinterlacer == "qtgmc" and on_error == "skip":
+        raise OptionsError(f"{source.path}: --on-error skip replaces damaged frames as the"
+                           " decoder meets them; QTGMC reads the file through BestSource,"
+                           " which cannot: use --deinterlacer bwdif or --on-error fail")
     plan, codec_threads = _engine_plan(model, options, machine or this_machine(),
                                        overlapped=True, measuring=False,
                                        choose_runtime=choose_runtime)

@@ -16,6 +16,7 @@ from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder, Window
 from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.qtgmc import QtgmcSource
 from vidsr.io.script_source import ScriptSource, is_script
 from vidsr.io.sink import Sink
 from vidsr.plan.run_plan import RunPlan
@@ -23,7 +24,7 @@ from vidsr.run.pipeline import StageTiming, run_pipeline
 
 
 def open_source(plan: RunPlan, window: int | None = None, *,
-                span: Window | None = None) -> Decoder | ScriptSource:
+                span: Window | None = None) -> Decoder | ScriptSource | QtgmcSource:
     """The plan's input, open for decoding as the plan says: its stream, batch size,
     decoder threads, deinterlacing, alpha and damage handling.
 
@@ -42,13 +43,18 @@ def open_source(plan: RunPlan, window: int | None = None, *,
         # The script deinterlaces and selects itself, and is read from its start.
         assert span is None and plan.deinterlace is None and not alpha
         return ScriptSource(source.path, batch_size=plan.batch_size)
+    if plan.deinterlace is not None and plan.deinterlace.deinterlacer == "qtgmc":
+        # Read whole (segments.unsegmentable), alpha refused by the plan.
+        assert span is None and not alpha
+        return QtgmcSource(source.path, plan.deinterlace, batch_size=plan.batch_size,
+                           video_stream=source.stream_index)
     return Decoder(source.path, batch_size=plan.batch_size, on_error=plan.on_error,
                    threads=plan.decoder_threads, deinterlace=plan.deinterlace, window=span,
                    video_stream=source.stream_index, alpha=alpha)
 
 
 def run_to_sink(
-    plan: RunPlan, engine: Engine, source: Decoder | ScriptSource, sink: Sink, *,
+    plan: RunPlan, engine: Engine, source: Decoder | ScriptSource | QtgmcSource, sink: Sink, *,
     depth: int = 3, on_write: Callable[[int], object] | None = None,
 ) -> tuple[int, StageTiming]:
     """Decode -> upscale -> write, overlapped in the pipeline's stages; the frames written

@@ -21,7 +21,7 @@ from vidsr.engine.engine import Engine
 from vidsr.errors import InputError
 from vidsr.executors.openvino import faster_plan
 from vidsr.io.decode import InputProbe, probe_media
-from vidsr.io.deinterlace import DeinterlaceMode, FieldOrderChoice, FieldRate
+from vidsr.io.deinterlace import DeinterlaceMode, DeinterlacerName, FieldOrderChoice, FieldRate
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.safe_output import check_paths, output_written
@@ -46,10 +46,12 @@ class TranscodeOptions:
     ffmpeg: str | None = None  # a system ffmpeg to encode with (name or path), or None for PyAV
     autorotate: bool = False  # turn rotated pictures upright instead of keeping the matrix
     # Interlaced sources (io/deinterlace.py): auto deinterlaces what is flagged or measured
-    # interlaced; field_order auto, tff or bff; deinterlace_rate frame or field (double rate).
+    # interlaced, ivtc puts film frames back together from 3:2 pulldown (io/ivtc.py);
+    # field_order auto, tff or bff; deinterlace_rate frame or field (double rate).
     deinterlace: DeinterlaceMode = "auto"
     field_order: FieldOrderChoice = "auto"
     deinterlace_rate: FieldRate = "frame"
+    deinterlacer: DeinterlacerName = "bwdif"  # bwdif, or qtgmc (the qtgmc extra)
     # The delivered picture (io/fit.py): a target height, and square pixels from the SAR.
     height: int | None = None
     square_pixels: bool = False
@@ -174,7 +176,8 @@ def resolve_file_plan(model: SRModel, engine: EngineOptions, probe: InputProbe, 
         model, engine, probe, output=dst, encode=encode or EncodeOptions(), ffmpeg=ffmpeg,
         autorotate=options.autorotate, deinterlace=options.deinterlace,
         field_order=options.field_order, deinterlace_rate=options.deinterlace_rate,
-        height=options.height, square_pixels=options.square_pixels,
+        deinterlacer=options.deinterlacer, height=options.height,
+        square_pixels=options.square_pixels,
         on_error=options.on_error, choose_runtime=faster_plan)
 
 

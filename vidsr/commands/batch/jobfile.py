@@ -193,7 +193,12 @@ def run_options(plan: RunPlan, model: SRModel, on_error: str,
         **({"video_stream": plan.source.stream_index}
            if any(s.type == "video" for s in plan.source.other_streams) else {}),
         "deinterlace": (None if plan.deinterlace is None
-                        else {"order": plan.deinterlace.order, "rate": plan.deinterlace.rate}),
+                        else {"order": plan.deinterlace.order, "rate": plan.deinterlace.rate,
+                              # Named only when not bwdif's, so earlier fingerprints hold.
+                              **({"deinterlacer": plan.deinterlace.deinterlacer}
+                                 if plan.deinterlace.deinterlacer != "bwdif" else {}),
+                              **({"method": plan.deinterlace.method}
+                                 if plan.deinterlace.method != "deinterlace" else {})}),
         "on_error": on_error,
         "output": {
             "container": out.container, "width": out.width, "height": out.height,

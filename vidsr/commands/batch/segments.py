@@ -141,11 +141,16 @@ def unsegmentable(plan: RunPlan) -> str | None:
     assert plan.source is not None and plan.output is not None
     if is_script(plan.source.path):
         return "a VapourSynth script is read from its start"
+    if plan.deinterlace is not None and plan.deinterlace.deinterlacer == "qtgmc":
+        return "QTGMC reads the file through BestSource, which indexes all of it on opening"
     with open_input(plan.source.path) as container:  # its headers only
         if timestamp_mode(container) != "pts":
             return f"{container.format.name} keeps no presentation times to seek by"
     if plan.output.sink != "pyav":
         return "a system ffmpeg (--ffmpeg) writes the whole file itself"
+    if plan.deinterlace is not None and plan.deinterlace.method == "ivtc":
+        return ("inverse telecine counts its cycles of 5 frames from the stream's first, so a"
+                " segment alone would drop other frames")
     return None
 
 

@@ -36,7 +36,8 @@ MANIFEST_SUFFIXES = frozenset({".csv", ".txt", ".lst", ".list"})
 # (`scale` is --scale, `encoder_preset` is --encoder-preset).
 OVERRIDE_COLUMNS = (
     "model", "scale", "weights", "precision", "tile", "codec", "crf", "encoder_preset",
-    "pix_fmt", "deinterlace", "field_order", "deinterlace_rate", "video_stream",
+    "pix_fmt", "deinterlace", "field_order", "deinterlace_rate", "deinterlacer",
+    "video_stream",
 )
 # FFmpeg reads a lone picture as a one-frame video; a folder's photos are not what a batch
 # of videos means.
