@@ -4,6 +4,7 @@ as a progressive H.264 file, decoded back into film frames."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from fractions import Fraction
 from pathlib import Path
@@ -148,3 +149,18 @@ def test_field_rate_and_stretches_are_refused(tmp_path, pictures):
         Decoder(dvd, batch_size=1, deinterlace=IVTC, window=Window(start=3003))
     with Decoder(dvd, batch_size=4, deinterlace=IVTC, window=Window()) as whole:
         assert sum(len(b.pts) for b in whole) == 8
+
+
+def test_auto_finds_film_flagged_progressive_only_at_pulldown_rates(tmp_path, pictures,
+                                                                     caplog):
+    frames = telecine(pictures[:40])
+    ntsc = make_video_clip(tmp_path / "ntsc.mkv", frames, codec="libx264")
+    plan = plan_deinterlace(probe(ntsc), "auto", "auto", "frame")
+    assert plan is not None and plan.method == "ivtc" and plan.order == "tff"
+    # The same pictures at 25 fps: no pulldown makes that rate, so the flag stands unmeasured.
+    pal = make_video_clip(tmp_path / "pal.mkv", telecine(pictures[:40]), codec="libx264",
+                          rate=Fraction(25))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vidsr"):
+        assert plan_deinterlace(probe(pal), "auto", "auto", "frame") is None
+    assert "flagged progressive" not in caplog.text  # what a measurement logs

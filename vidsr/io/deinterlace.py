@@ -47,6 +47,10 @@ FieldRate = Literal["frame", "field"]
 # top-field-first pictures (an x264 +ildct encode of top-field-first frames is flagged "tb"),
 # so in the files people have the first letter is the field shown first; the pictures have
 # the last word on those two (see plan_deinterlace).
+# Film on NTSC video: the rates a telecined stream has, nominally (a flagged-progressive
+# stream at another rate is not measured: pulldown cannot be in it).
+PULLDOWN_RATES = (Fraction(30000, 1001), Fraction(30))
+PULLDOWN_TOLERANCE = 0.01
 FLAGGED_ORDER: dict[str, FieldOrder] = {"tt": "tff", "tb": "tff", "bb": "bff", "bt": "bff"}
 SWAPPED_FLAGS = frozenset({"tb", "bt"})
 # A pixel is combed when it stands out from both vertical neighbours, in the same
@@ -126,6 +130,9 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
 
 
 def _auto_plan(info: VideoInfo, rate: FieldRate) -> DeinterlacePlan | None:
+    if info.field_order == "progressive" and not _pulldown_rate(info):
+        # Flagged progressive, and no 3:2 pulldown makes this rate: nothing to measure for.
+        return None
     verdict = detect_fields(info.path, info.stream_index)
     log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
              verdict.evidence)
@@ -158,6 +165,13 @@ def _auto_plan(info: VideoInfo, rate: FieldRate) -> DeinterlacePlan | None:
     log.warning("%s: %s; kept as it is (%s)", info.path, verdict.evidence,
                 _forcing_option(verdict))
     return None
+
+
+def _pulldown_rate(info: VideoInfo) -> bool:
+    """Whether the stream's rate is one 3:2 pulldown makes (film on 29.97 or 30 fps video)."""
+    nominal = info.average_rate or info.base_rate
+    return nominal is not None and any(abs(nominal / r - 1) < PULLDOWN_TOLERANCE
+                                       for r in PULLDOWN_RATES)
 
 
 def _forcing_option(verdict: FieldVerdict) -> str:
