@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.filter
 import numpy as np
 
 from vidsr.io.colour import (
@@ -487,3 +488,99 @@ def make_alpha_clip(path: str | Path, *, codec: str, pix_fmt: str = "yuva420p",
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+# -- telecined film ------------------------------------------------------------------------
+
+FILM_WIDTH, FILM_HEIGHT = 96, 64
+FILM_RATE, VIDEO_RATE = Fraction(24000, 1001), Fraction(30000, 1001)
+
+
+def film_picture(index: int) -> np.ndarray:
+    """Film frame ``index`` (luma): a smooth random texture panned 3 px right and 2 px down a
+    frame, with a bright bar crossing it 5 px a frame; no two frames of a clip alike."""
+    rng = np.random.default_rng(7)
+    texture = rng.integers(0, 256, (2 * FILM_HEIGHT + 8, 4 * FILM_WIDTH + 8)).astype(np.float64)
+    kernel = np.ones(5) / 5
+    for axis in (0, 1):
+        texture = np.apply_along_axis(np.convolve, axis, texture, kernel, "same")
+    texture = (texture - texture.min()) / np.ptp(texture) * 180 + 30
+    x, y = (3 * index) % (3 * FILM_WIDTH), (2 * index) % FILM_HEIGHT
+    picture = texture[y: y + FILM_HEIGHT, x: x + FILM_WIDTH].copy()
+    bar = (5 * index) % (FILM_WIDTH - 12)
+    picture[FILM_HEIGHT // 3: FILM_HEIGHT // 3 + 16, bar: bar + 12] = 235
+    return picture.round().astype(np.uint8)
+
+
+def telecine(pictures: list[np.ndarray], pattern: str = "23") -> list[av.VideoFrame]:
+    """Film pictures (luma) at 24000/1001 through FFmpeg's ``telecine`` (top field first):
+    the 29.97 fps video frames, flagged interlaced top field first."""
+    height, width = pictures[0].shape
+    graph = av.filter.Graph()
+    node = graph.add("buffer", f"video_size={width}x{height}:pix_fmt=yuv420p:time_base="
+                               f"{1 / FILM_RATE}:frame_rate={FILM_RATE}:pixel_aspect=1/1")
+    for name, args in (("telecine", f"first_field=t:pattern={pattern}"), ("setfield", "tff")):
+        following = graph.add(name, args)
+        node.link_to(following)
+        node = following
+    node.link_to(graph.add("buffersink"))
+    graph.configure()
+    frames: list[av.VideoFrame] = []
+
+    def pull() -> None:
+        while True:
+            try:
+                frames.append(graph.pull())
+            except (av.BlockingIOError, av.EOFError):
+                return
+
+    for index, picture in enumerate(pictures):
+        frame = av.VideoFrame.from_ndarray(picture, format="gray").reformat(format="yuv420p")
+        frame.pts = index
+        graph.push(frame)
+        pull()
+    graph.push(None)
+    pull()
+    return frames
+
+
+def make_video_clip(path: str | Path, frames: list[av.VideoFrame], *, codec: str,
+                    rate: Fraction = VIDEO_RATE, audio: bool = False) -> Path:
+    """``frames`` encoded at ``rate`` from time 0: ``mpeg2video`` coded interlaced and flagged
+    top field first as on a DVD, anything else as the encoder takes it (x264: progressive);
+    ``audio`` adds an AAC 440 Hz tone as long as the video."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        if codec == "mpeg2video":
+            flags = av.codec.context.Flags
+            stream.codec_context.flags |= flags.interlaced_dct | flags.interlaced_me
+            stream.codec_context.bit_rate = 4_000_000
+        elif codec == "libx264":
+            stream.codec_context.options = {"crf": "12"}
+        elif codec == "ffv1":
+            stream.codec_context.time_base = 1 / rate
+        sound = out.add_stream("aac", rate=48000, layout="mono") if audio else None
+        for index, frame in enumerate(frames):
+            frame.pts, frame.time_base = index, 1 / rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+        if sound is not None:
+            count = round(48000 * len(frames) / rate)
+            tone = 0.25 * np.sin(2 * np.pi * 440 * np.arange(count) / 48000)
+            for start in range(0, count, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    tone[start: start + 1024].astype(np.float32)[None], format="fltp",
+                    layout="mono")
+                chunk.sample_rate, chunk.pts = 48000, start
+                chunk.time_base = Fraction(1, 48000)
+                out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+    return path
+
+
+def film_frames(pictures: list[np.ndarray]) -> list[av.VideoFrame]:
+    """Film pictures (luma) as progressive yuv420p frames."""
+    return [av.VideoFrame.from_ndarray(p, format="gray").reformat(format="yuv420p")
+            for p in pictures]

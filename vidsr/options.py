@@ -168,8 +168,9 @@ PICTURE_OPTIONS = (
            " messages and --dry-run name it; default: the default video stream, else the"
            " largest; cover art never)", read=whole_number, metavar="N"),
     Option("deinterlace", "deinterlace before the model (default auto: streams"
-           " flagged interlaced, or unflagged and measured interlaced by idet)",
-           choices=("auto", "on", "off"), default="auto"),
+           " flagged interlaced, or unflagged and measured interlaced by idet); ivtc: inverse"
+           " telecine, film frames back from 3:2 pulldown at 4/5 of the rate",
+           choices=("auto", "on", "off", "ivtc"), default="auto"),
     Option("deinterlacer", "what deinterlaces: bwdif (default, FFmpeg's) or qtgmc (QTGMC"
            " through VapourSynth: sharper, slower; pip install 'vidsr[qtgmc]')",
            choices=("bwdif", "qtgmc"), default="bwdif"),

@@ -209,6 +209,8 @@ def test_the_last_frame_after_a_gap_is_shown_one_frame_long(clip):
     (["{image}", "--models", "nearest", "--frame", "1"], "an image has one frame"),
     (["{video}", "--models", "nearest", "--self-test", "--deinterlace", "on"],
      "--self-test scores the frame as stored; drop --deinterlace"),
+    (["{video}", "--models", "nearest", "--deinterlace", "ivtc"],
+     "inverse telecine regroups the fields of several"),
 ])
 def test_bad_input_is_one_line(video, image, tmp_path, capsys, args, message):
     out = tmp_path / "bad.png"

@@ -123,6 +123,10 @@ class CompareOptions:
             raise OptionsError("give --reference or --self-test, not both")
         if self.self_test and self.deinterlace != "off":
             raise OptionsError("--self-test scores the frame as stored; drop --deinterlace")
+        if self.deinterlace == "ivtc":
+            # Film frames are rebuilt from fields of several stored frames, one in five dropped.
+            raise OptionsError("vidsr compare shows one stored frame; inverse telecine"
+                               " regroups the fields of several: use --deinterlace on or auto")
         if self.crop is not None:
             x, y, w, h = self.crop
             if x < 0 or y < 0 or w < 1 or h < 1:

@@ -23,6 +23,8 @@ Deinterlacing. Given a :class:`~vidsr.io.deinterlace.DeinterlacePlan`, every fra
 (stand-ins included, each with its own timestamp) goes through bwdif, which is flushed
 at the end: the batches then carry bwdif's progressive frames, timed in half the
 stream's time base, and ``info`` describes them (``source_info`` keeps the stream's).
+A plan for inverse telecine gives film frames instead (:mod:`vidsr.io.ivtc`), timed in
+1/60 of the stream's time base; it reads the whole stream (no :class:`Window`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 from vidsr.errors import DecodeError, OptionsError, option
 from vidsr.io.deinterlace import DeinterlacePlan, Deinterlacer, deinterlaced_info
 from vidsr.io.frames import FrameBatch
+from vidsr.io.ivtc import InverseTelecine
 from vidsr.io.pixfmt import alpha_format, copy_frame_planes, source_format
 from vidsr.io.probe import ALPHA_DECODERS, CARRIED_SIDE_DATA, describe, open_input
 from vidsr.io.timestamps import LATE, Continuity, Timeline, TimestampMode, timestamp_mode
@@ -137,6 +140,12 @@ class Decoder:
 
     def deinterlace(self, plan: DeinterlacePlan) -> None:
         """Yield ``plan``'s progressive frames instead of the stream's (before iterating)."""
+        if plan.method == "ivtc" and (self._window.start is not None
+                                      or self._window.end is not None):
+            # Cycles of 5 count from the stream's first frame: a stretch decoded alone
+            # would drop other frames than the whole file does.
+            raise OptionsError(f"{self.path}: inverse telecine reads the whole stream; it"
+                               " cannot decode a stretch of it")
         self._deinterlace = plan
         self.info = deinterlaced_info(self.source_info, plan)
 
@@ -215,11 +224,13 @@ class Decoder:
                 yield frame, stamp
 
     def _all_frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
-        """The stream's frames, or bwdif's output from them."""
+        """The stream's frames, or bwdif's (or inverse telecine's) output from them."""
         if self._deinterlace is None:
             yield from self._stream_frames()
             return
-        deinterlacer = Deinterlacer(self._deinterlace, self.source_info.time_base)
+        plan, time_base = self._deinterlace, self.source_info.time_base
+        deinterlacer = (InverseTelecine(plan, time_base, self.source_info.frame_duration)
+                        if plan.method == "ivtc" else Deinterlacer(plan, time_base))
         for frame, stamp in self._stream_frames():
             # A stand-in is a good frame handed again: it takes the lost frame's time.
             frame.pts = stamp

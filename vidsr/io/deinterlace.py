@@ -7,6 +7,9 @@ nothing, FFmpeg's ``idet`` measures it on the first frames. Deinterlacing is
 FFmpeg's ``bwdif`` through a PyAV filter graph: one frame per frame, or one per
 field (the frame rate doubles and each field gets its exact time: the graph
 halves the time base, so no timestamp is rounded).
+
+Film on video (3:2 pulldown) is not deinterlaced but put back together: a plan whose
+``method`` is ``"ivtc"`` is carried out by :mod:`vidsr.io.ivtc`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from vidsr.io.video_info import VideoInfo
 
 log = logging.getLogger("vidsr")
 
-DeinterlaceMode = Literal["auto", "on", "off"]
+DeinterlaceMode = Literal["auto", "on", "off", "ivtc"]
 DeinterlacerName = Literal["bwdif", "qtgmc"]
 DEINTERLACERS: tuple[DeinterlacerName, ...] = ("bwdif", "qtgmc")
 FieldOrderChoice = Literal["auto", "tff", "bff"]
@@ -52,6 +55,10 @@ MEASURED_FRAMES = 60
 # A pixel is combed when it stands out from both vertical neighbours, in the same
 # direction, by more than this share of the code range.
 COMB_STEP = 0.05
+# Inverse telecine keeps 4 frames of every 5 in a steady 3:2 cadence (30000/1001 to
+# 24000/1001), and times them in 1/60 of the stream's time base: the k frames kept from a
+# cycle split its span exactly for any k from 1 to 6 (see vidsr.io.ivtc).
+IVTC_CYCLE, IVTC_KEPT, IVTC_TICKS = 5, 4, 60
 
 
 @dataclass(frozen=True)
@@ -90,9 +97,14 @@ class DeinterlacePlan:
     order: FieldOrder
     rate: FieldRate
     reason: str
+    method: Literal["deinterlace", "ivtc"] = "deinterlace"
     deinterlacer: DeinterlacerName = "bwdif"
 
     def to_text(self) -> str:
+        if self.method == "ivtc":
+            return (f"inverse telecine, {self.order}: fields matched into film frames (bwdif"
+                    f" on frames left combed), the repeated frame of each cycle of"
+                    f" {IVTC_CYCLE} dropped ({self.reason})")
         rate = "a frame per field (double rate)" if self.rate == "field" else "a frame per frame"
         name = "QTGMC (VapourSynth)" if self.deinterlacer == "qtgmc" else "bwdif"
         return f"{name}, {self.order}, {rate} ({self.reason})"
@@ -113,7 +125,7 @@ def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES,
                 if graph is None:
                     graph = _graph(frame, stream.time_base or Fraction(1, 90000), "idet", "")
                 graph.push(frame)
-                for out in _pull_all(graph):
+                for out in pull_all(graph):
                     last = dict(out.metadata)
         except (av.FFmpegError, ValueError) as exc:
             # A damaged packet or a change of frame size: the frames measured so far
@@ -122,7 +134,7 @@ def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES,
                       path, exc)
         if graph is not None:
             graph.push(None)
-            for out in _pull_all(graph):
+            for out in pull_all(graph):
                 last = dict(out.metadata)
 
     def counted(key: str) -> int:
@@ -136,8 +148,8 @@ def check_choices(mode: str, order: str, rate: str, deinterlacer: str = "bwdif")
     """Refuse a deinterlacing choice that does not exist (from Python: the CLI checks too)."""
     if deinterlacer not in DEINTERLACERS:
         raise OptionsError(f"--deinterlacer must be bwdif or qtgmc, got {deinterlacer!r}")
-    if mode not in ("auto", "on", "off"):
-        raise OptionsError(f"--deinterlace must be auto, on or off, got {mode!r}")
+    if mode not in ("auto", "on", "off", "ivtc"):
+        raise OptionsError(f"--deinterlace must be auto, on, off or ivtc, got {mode!r}")
     if order not in ("auto", "tff", "bff"):
         raise OptionsError(f"--field-order must be auto, tff or bff, got {order!r}")
     if rate not in ("frame", "field"):
@@ -150,14 +162,20 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     """Decide whether and how a source is deinterlaced; None keeps its frames as they are.
 
     ``auto`` trusts the stream's flag and measures only an unflagged stream; ``on``
-    deinterlaces whatever the flag says (a source wrongly flagged progressive);
-    ``order`` other than ``auto`` overrides the flag and the measurement.
-    ``deinterlacer``: bwdif (FFmpeg's, always there) or qtgmc (the ``qtgmc`` extra's, checked
-    here when a source is to be deinterlaced, so a progressive file never needs it).
+    deinterlaces whatever the flag says (a source wrongly flagged progressive); ``ivtc``
+    puts film frames back together from 3:2 pulldown, with the field order found as for
+    ``on`` (idet counts a telecined stream's combed frames as a minority, so there one
+    clear order suffices); ``order`` other than ``auto`` overrides the flag and the
+    measurement. ``deinterlacer``: bwdif (FFmpeg's, always there) or qtgmc (the ``qtgmc``
+    extra's, checked here when a source is to be deinterlaced, so a progressive file never
+    needs it); inverse telecine deinterlaces its few frames left combed with bwdif.
     """
     check_choices(mode, order, rate, deinterlacer)
     if mode == "off":
         return None
+    if mode == "ivtc" and rate == "field":
+        raise OptionsError(f"{info.path}: --deinterlace ivtc gives one frame per film frame;"
+                           " --deinterlace-rate field does not apply to it")
     flagged = FLAGGED_ORDER.get(info.field_order)
     if mode == "auto" and info.field_order == "progressive":
         return None
@@ -171,7 +189,7 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     else:
         counts = measure_field_order(info.path, stream_index=info.stream_index)
         log.info("%s: %s", info.path, counts.to_text())
-        if counts.interlaced:
+        if counts.interlaced or (mode == "ivtc" and counts.decided):
             chosen, reason = counts.order, counts.to_text()
             if mode == "auto":
                 # A guess acts on the picture: say so where the run is seen, not only in
@@ -182,12 +200,15 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
         elif mode == "auto":
             return None
         elif order == "auto":
-            raise OptionsError(f"{info.path}: --deinterlace on, but the stream has no field order"
-                               f" and {counts.to_text()}; give --field-order tff or bff")
+            raise OptionsError(f"{info.path}: --deinterlace {mode}, but the stream has no field"
+                               f" order and {counts.to_text()}; give --field-order tff or bff")
         else:
             chosen, reason = order, "asked"
     if order != "auto" and order != chosen:
         chosen, reason = order, f"asked; {reason}"
+    if mode == "ivtc":
+        # Frames fieldmatch leaves combed are few and alone: bwdif deinterlaces them.
+        return DeinterlacePlan(chosen, rate, reason, method="ivtc")
     return DeinterlacePlan(chosen, rate, reason, deinterlacer=available(deinterlacer, info))
 
 
@@ -221,14 +242,20 @@ def qtgmc_missing() -> str | None:
 
 
 def deinterlaced_info(info: VideoInfo, plan: DeinterlacePlan) -> VideoInfo:
-    """``info`` as the :class:`Deinterlacer` 's output: progressive, timestamps in half the
-    time base, at field rate twice the frames at twice the rate (the same duration)."""
-    per_frame = 2 if plan.rate == "field" else 1
+    """``info`` as the plan's output: progressive. The :class:`Deinterlacer` 's timestamps
+    are in half the time base, at field rate twice the frames at twice the rate (the same
+    duration); inverse telecine's in 1/60 of it, 4 frames for every 5 at 4/5 of the rate
+    (the frame count is then an estimate: a cadence break keeps more or fewer)."""
+    if plan.method == "ivtc":
+        per_frame, time_base = Fraction(IVTC_KEPT, IVTC_CYCLE), info.time_base / IVTC_TICKS
+    else:
+        per_frame, time_base = Fraction(2 if plan.rate == "field" else 1), info.time_base / 2
     return replace(
-        info, time_base=info.time_base / 2, field_order="progressive",
+        info, time_base=time_base, field_order="progressive",
         average_rate=info.average_rate * per_frame if info.average_rate else None,
         base_rate=info.base_rate * per_frame if info.base_rate else None,
-        frame_count=info.frame_count * per_frame if info.frame_count is not None else None)
+        frame_count=(round(info.frame_count * per_frame) if info.frame_count is not None
+                     else None))
 
 
 class Deinterlacer:
@@ -251,14 +278,14 @@ class Deinterlacer:
             self._graph = _graph(frame, self._in_time_base, "bwdif",
                                  f"mode={mode}:parity={self.plan.order}:deint=all")
         self._graph.push(frame)
-        return _pull_all(self._graph)
+        return pull_all(self._graph)
 
     def flush(self) -> list[av.VideoFrame]:
         """The frames bwdif still holds at the end of the stream."""
         if self._graph is None:
             return []
         self._graph.push(None)
-        frames = _pull_all(self._graph)
+        frames = pull_all(self._graph)
         self._graph = None
         return frames
 
@@ -277,18 +304,27 @@ def comb_score(luma: np.ndarray, max_value: float = 255.0) -> float:
 
 def _graph(template: av.VideoFrame, time_base: Fraction, name: str,
            args: str) -> av.filter.Graph:
+    return filter_chain(template, time_base, [(name, args)])
+
+
+def filter_chain(template: av.VideoFrame, time_base: Fraction,
+                 filters: list[tuple[str, str]]) -> av.filter.Graph:
+    """A configured graph taking frames like ``template`` (timestamps in ``time_base``)
+    through ``filters`` (FFmpeg name, arguments) one after the other."""
     graph = av.filter.Graph()
-    source = graph.add_buffer(width=template.width, height=template.height,
-                              format=template.format.name, time_base=time_base)
-    node = graph.add(name, args)
-    sink = graph.add("buffersink")
-    source.link_to(node)
-    node.link_to(sink)
+    node = graph.add_buffer(width=template.width, height=template.height,
+                            format=template.format.name, time_base=time_base)
+    for name, args in filters:
+        following = graph.add(name, args)
+        node.link_to(following)
+        node = following
+    node.link_to(graph.add("buffersink"))
     graph.configure()
     return graph
 
 
-def _pull_all(graph: av.filter.Graph) -> list[av.VideoFrame]:
+def pull_all(graph: av.filter.Graph) -> list[av.VideoFrame]:
+    """Every frame ``graph`` can give now."""
     frames = []
     while True:
         try:

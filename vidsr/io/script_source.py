@@ -66,11 +66,15 @@ def is_script(path: str | Path) -> bool:
 
 
 def refuse_deinterlace(path: str | Path, mode: str) -> None:
-    """A script's frames are what the script makes them: ``--deinterlace on`` is refused,
-    ``auto`` and ``off`` leave them alone."""
+    """A script's frames are what the script makes them: ``--deinterlace on`` and ``ivtc``
+    are refused, ``auto`` and ``off`` leave them alone."""
     if mode == "on":
         raise OptionsError(f"{path}: --deinterlace on does not apply to a VapourSynth script;"
                            " deinterlace in the script (e.g. core.bwdif.Bwdif) instead")
+    if mode == "ivtc":
+        raise OptionsError(f"{path}: --deinterlace ivtc does not apply to a VapourSynth script;"
+                           " match fields and decimate in the script (e.g. core.vivtc.VFM and"
+                           " core.vivtc.VDecimate) instead")
 
 
 # -- formats and properties, shared with the vsvidsr filter ---------------------------------

@@ -260,7 +260,8 @@ class RunPlan:
     source: VideoInfo | None = None
     output: OutputPlan | None = None
     runtime: RuntimeChoice = TORCH_RUNTIME
-    # bwdif before the model; the output is then progressive (see io/deinterlace.py)
+    # bwdif or inverse telecine before the model; the output is then progressive (see
+    # io/deinterlace.py, io/ivtc.py)
     deinterlace: DeinterlacePlan | None = None
     # The engine's resize after the model to a height and/or square pixels (io/fit.py);
     # None delivers scale x the frames.
@@ -426,7 +427,7 @@ def resolve_video_plan(
     ``autorotate`` turns the pixels upright instead of keeping the display matrix.
     ``height`` and ``square_pixels`` fit the upscaled picture to a height and to square
     pixels at the same display aspect (:func:`~vidsr.io.fit.plan_fit`). ``deinterlace``
-    (auto, on, off), ``field_order``, ``deinterlace_rate`` and ``deinterlacer``: see
+    (auto, on, off, ivtc), ``field_order``, ``deinterlace_rate`` and ``deinterlacer``: see
     :func:`~vidsr.io.deinterlace.plan_deinterlace`; a VapourSynth script is deinterlaced
     in the script, never here. ``on_error``: what the decoder does with a damaged frame
     (QTGMC's source, BestSource, cannot replace one: ``skip`` with QTGMC is refused).

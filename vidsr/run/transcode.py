@@ -46,7 +46,8 @@ class TranscodeOptions:
     ffmpeg: str | None = None  # a system ffmpeg to encode with (name or path), or None for PyAV
     autorotate: bool = False  # turn rotated pictures upright instead of keeping the matrix
     # Interlaced sources (io/deinterlace.py): auto deinterlaces what is flagged or measured
-    # interlaced; field_order auto, tff or bff; deinterlace_rate frame or field (double rate).
+    # interlaced, ivtc puts film frames back together from 3:2 pulldown (io/ivtc.py);
+    # field_order auto, tff or bff; deinterlace_rate frame or field (double rate).
     deinterlace: DeinterlaceMode = "auto"
     field_order: FieldOrderChoice = "auto"
     deinterlace_rate: FieldRate = "frame"

@@ -23,7 +23,7 @@ from batch_helpers import (
     report,
     same_frames,
 )
-from clipgen import make_clip, woven
+from clipgen import film_picture, make_clip, make_video_clip, telecine, woven
 from vidsr_process import start_vidsr, wait_for
 
 from vidsr.commands.batch.segments import plan_segments
@@ -274,3 +274,21 @@ def test_a_qtgmc_job_runs_each_file_whole_as_the_transcoder_does(tmp_path, capsy
                   control=RunControl(progress=False))
     assert same_frames(tmp_path / "out" / "in.mkv", single)
     assert packet_times(tmp_path / "out" / "in.mkv") == packet_times(single)
+
+
+def test_an_inverse_telecined_file_runs_whole_and_its_job_names_the_method(tmp_path, capsys):
+    # Cycles of 5 count from the stream's first frame: a segment alone would drop others.
+    src = tmp_path / "src"
+    src.mkdir()
+    make_video_clip(src / "film.mpg", telecine([film_picture(i) for i in range(24)]),
+                    codec="mpeg2video")
+    out = tmp_path / "out"
+    code, err = batch(capsys, src, out, *FAST, "--deinterlace", "ivtc",
+                      "--segment-seconds", "0.2")
+    assert code == 0, err
+    assert report(out)["files"][0]["segments"] == 0
+    entry = next(iter(job(out).values()))
+    assert entry["options"]["deinterlace"] == {"order": "tff", "rate": "frame",
+                                               "method": "ivtc"}
+    with av.open(str(out / "film.mkv")) as output:
+        assert len(list(output.decode(video=0))) == 24

@@ -194,9 +194,11 @@ def run_options(plan: RunPlan, model: SRModel, on_error: str,
            if any(s.type == "video" for s in plan.source.other_streams) else {}),
         "deinterlace": (None if plan.deinterlace is None
                         else {"order": plan.deinterlace.order, "rate": plan.deinterlace.rate,
-                              # bwdif's runs keep the fingerprints they had before QTGMC
+                              # Named only when not bwdif's, so earlier fingerprints hold.
                               **({"deinterlacer": plan.deinterlace.deinterlacer}
-                                 if plan.deinterlace.deinterlacer != "bwdif" else {})}),
+                                 if plan.deinterlace.deinterlacer != "bwdif" else {}),
+                              **({"method": plan.deinterlace.method}
+                                 if plan.deinterlace.method != "deinterlace" else {})}),
         "on_error": on_error,
         "output": {
             "container": out.container, "width": out.width, "height": out.height,

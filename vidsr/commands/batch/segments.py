@@ -148,6 +148,9 @@ def unsegmentable(plan: RunPlan) -> str | None:
             return f"{container.format.name} keeps no presentation times to seek by"
     if plan.output.sink != "pyav":
         return "a system ffmpeg (--ffmpeg) writes the whole file itself"
+    if plan.deinterlace is not None and plan.deinterlace.method == "ivtc":
+        return ("inverse telecine counts its cycles of 5 frames from the stream's first, so a"
+                " segment alone would drop other frames")
     return None
 
 
