@@ -309,10 +309,11 @@ def woven(index: int, order: str) -> np.ndarray:
 
 def make_interlaced(path: str | Path, order: str, flag: str | None, *,
                     frames: int = INTERLACED_FRAMES, first_frame: int = 0,
-                    audio_start: int | None = None) -> Path:
+                    audio_start: int | None = None, pts: list[int] | None = None) -> Path:
     """A lossless (FFV1) 25 fps clip of woven frames; ``flag`` (tt, bb, tb, bt, progressive) is
     written on the stream. ``first_frame``: the video starts that many frames late;
-    ``audio_start``: adds a mono FLAC track (440 Hz) starting at that sample (48 kHz)."""
+    ``audio_start``: adds a mono FLAC track (440 Hz) starting at that sample (48 kHz);
+    ``pts``: each frame's time in 1/25 s instead (gaps make a variable frame rate)."""
     path = Path(path)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("ffv1", rate=25)
@@ -327,7 +328,7 @@ def make_interlaced(path: str | Path, order: str, flag: str | None, *,
         for index in range(frames):
             frame = av.VideoFrame.from_ndarray(woven(index, order), format="gray")
             frame = frame.reformat(format="yuv420p")
-            frame.pts = first_frame + index
+            frame.pts = first_frame + index if pts is None else pts[index]
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
         if sound is not None and audio_start is not None:

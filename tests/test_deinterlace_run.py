@@ -89,7 +89,9 @@ def test_field_order_given_overrides_the_flag(tmp_path):
     plan = plan_upscale(src, tmp_path / "out.mkv", model="nearest", scale=2,
                         options=TranscodeOptions(field_order="bff"),
                         control=RunControl(progress=False))
-    assert plan.deinterlace == DeinterlacePlan("bff", "frame", "asked; the stream is flagged tt")
+    assert plan.deinterlace is not None
+    assert (plan.deinterlace.order, plan.deinterlace.rate) == ("bff", "frame")
+    assert plan.deinterlace.reason.startswith("asked; the stream is flagged tt; measured")
     upscale(src, tmp_path / "out.mkv", field_order="bff", deinterlace_rate="field")
     lumas, _ = decoded(tmp_path / "out.mkv")
     assert field_times_shown(lumas) == [(k ^ 1) % 16 for k in range(2 * FRAMES)]
@@ -129,7 +131,8 @@ def test_dry_run_shows_the_deinterlacing(tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if line.startswith("deinterlace"))
-    assert "bwdif, bff, a frame per field (double rate)" in row and "12 bff" in row
+    assert "bwdif, bff, a frame per field (double rate)" in row
+    assert "measured 11 frame pairs" in row and "bottom field first" in row
     assert "50.000 fps, time base 1/2000" in text
     assert main([*args, "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)

@@ -281,6 +281,12 @@ def compare_parser() -> argparse.ArgumentParser:
     which.add_argument("--time", type=float, help="the frame shown at this many seconds")
     p.add_argument("--crop", type=_crop, metavar="X,Y,W,H",
                    help="show only this region, in the input's pixels")
+    picture = {option.name: option for option in options.PICTURE_OPTIONS}
+    _add_option(p, picture["deinterlace"], default="off",
+                help="deinterlace the frame before the models, at frame rate, as vidsr"
+                " would (default off: the frame as stored, as the reference is)")
+    for name in ("deinterlacer", "field-order"):
+        _add_option(p, picture[name])
     p.add_argument("--zoom", type=int, default=1,
                    help="enlarge the panels K times with nearest neighbours (default: 1)")
     ref = p.add_mutually_exclusive_group()
@@ -304,8 +310,9 @@ def run_compare(args: argparse.Namespace) -> int:
     from vidsr.commands.compare import run_compare as compare
 
     options = CompareOptions(
-        scale=args.scale, frame=args.frame, time=args.time, crop=args.crop, zoom=args.zoom,
-        reference=args.reference, self_test=args.self_test, device=args.device,
+        scale=args.scale, frame=args.frame, time=args.time, deinterlace=args.deinterlace,
+        deinterlacer=args.deinterlacer, field_order=args.field_order, crop=args.crop,
+        zoom=args.zoom, reference=args.reference, self_test=args.self_test, device=args.device,
         precision=args.precision, repeats=args.repeats,
     )
     panels = compare(args.input, args.models, options, args.output, weights=args.weights,

@@ -167,9 +167,10 @@ PICTURE_OPTIONS = (
     Option("video-stream", "upscale stream #N of the input (its index in the file, as the"
            " messages and --dry-run name it; default: the default video stream, else the"
            " largest; cover art never)", read=whole_number, metavar="N"),
-    Option("deinterlace", "deinterlace before the model (default auto: streams"
-           " flagged interlaced, or unflagged and measured interlaced by idet); ivtc: inverse"
-           " telecine, film frames back from 3:2 pulldown at 4/5 of the rate",
+    Option("deinterlace", "deinterlace before the model (default auto: the pictures are"
+           " measured and weighed with the flag: interlaced ones deinterlaced, telecined film"
+           " inverse telecined, progressive ones kept); ivtc: inverse telecine, film frames"
+           " back from 3:2 pulldown at 4/5 of the rate",
            choices=("auto", "on", "off", "ivtc"), default="auto"),
     Option("deinterlacer", "what deinterlaces: bwdif (default, FFmpeg's) or qtgmc (QTGMC"
            " through VapourSynth: sharper, slower; pip install 'vidsr[qtgmc]')",

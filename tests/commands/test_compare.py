@@ -1,4 +1,5 @@
-"""vidsr compare: the grid's size, panels, labels and crops, scores, and bad input."""
+"""vidsr compare: the grid's size, panels, labels and crops, scores, deinterlacing, and bad
+input."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from clipgen import make_interlaced
 from PIL import Image
 
 from vidsr.__main__ import main
@@ -27,6 +29,8 @@ from vidsr.errors import InputError
 from vidsr.imaging.scoring import evaluate_folder
 from vidsr.io.colour import batch_rgb
 from vidsr.io.decode import Decoder
+from vidsr.io.deinterlace import DeinterlacePlan, qtgmc_missing
+from vidsr.io.qtgmc import QtgmcSource
 from vidsr.models.zoo import load_model
 from vidsr.plan.run_plan import EngineOptions, resolve_plan
 
@@ -81,6 +85,29 @@ def test_grid_has_one_labelled_panel_per_model(video, tmp_path, capsys):
     np.testing.assert_array_equal(picture, expected)
     np.testing.assert_array_equal(strip, np.asarray(caption_strip(captions[0], 64)))
     assert not np.array_equal(_panel(sheet, 1, 64, 48, 2)[0], expected)
+
+
+@pytest.mark.skipif(qtgmc_missing() is not None,
+                    reason="the qtgmc extra is not installed: pip install 'vidsr[qtgmc]'")
+def test_an_interlaced_frame_deinterlaced_by_qtgmc_is_the_whole_runs_frame(tmp_path, capsys):
+    src = make_interlaced(tmp_path / "in.mkv", "tff", "tt")
+    out = tmp_path / "qtgmc.png"
+    assert main(["compare", str(src), "--models", "nearest", "--scale", "2", "--frame", "4",
+                 "--deinterlace", "auto", "--deinterlacer", "qtgmc", "--device", "cpu",
+                 "-o", str(out)]) == 0, capsys.readouterr().err
+    # The panel is frame 4 of QTGMC's run through the whole file, its pixels doubled.
+    with QtgmcSource(src, DeinterlacePlan("tff", "frame", "flag", deinterlacer="qtgmc"),
+                     batch_size=1) as whole:
+        batch = list(whole)[4]
+        colour = whole.info.colour
+    batch.planes = [p.repeat(2, axis=1).repeat(2, axis=2) for p in batch.planes]
+    expected = batch_rgb(batch, colour)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(_panel(_sheet(out), 0, 128, 96, 1)[0], expected)
+    # Not the woven frame as stored (the default, --deinterlace off).
+    stored = tmp_path / "stored.png"
+    assert main(["compare", str(src), "--models", "nearest", "--scale", "2", "--frame", "4",
+                 "--device", "cpu", "-o", str(stored)]) == 0
+    assert not np.array_equal(_panel(_sheet(stored), 0, 128, 96, 1)[0], expected)
 
 
 def test_same_model_twice_gives_identical_panels(video, tmp_path):
@@ -180,6 +207,10 @@ def test_the_last_frame_after_a_gap_is_shown_one_frame_long(clip):
      "--crop 20,10,16,8 is outside the 32x24 frame"),
     (["{video}", "--models", "nearest,nosuchmodel"], "unknown model 'nosuchmodel'"),
     (["{image}", "--models", "nearest", "--frame", "1"], "an image has one frame"),
+    (["{video}", "--models", "nearest", "--self-test", "--deinterlace", "on"],
+     "--self-test scores the frame as stored; drop --deinterlace"),
+    (["{video}", "--models", "nearest", "--deinterlace", "ivtc"],
+     "inverse telecine regroups the fields of several"),
 ])
 def test_bad_input_is_one_line(video, image, tmp_path, capsys, args, message):
     out = tmp_path / "bad.png"

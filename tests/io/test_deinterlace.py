@@ -19,9 +19,9 @@ from vidsr.io.deinterlace import (
     DeinterlacePlan,
     Deinterlacer,
     comb_score,
-    measure_field_order,
     plan_deinterlace,
 )
+from vidsr.io.field_detect import detect_fields
 from vidsr.io.probe import probe
 
 
@@ -51,9 +51,10 @@ def test_auto_finds_the_field_order_flagged_or_measured(tmp_path: Path, order: s
     assert ("flagged" in plan.reason) == flagged
 
 
-def test_idet_counts_every_measured_frame(tmp_path: Path):
-    counts = measure_field_order(make_interlaced(tmp_path / "b.mkv", "bff", None))
-    assert (counts.tff, counts.bff, counts.progressive) == (0, FRAMES, 0)
+def test_the_pictures_name_the_field_order(tmp_path: Path):
+    verdict = detect_fields(make_interlaced(tmp_path / "b.mkv", "bff", None))
+    assert (verdict.kind, verdict.order) == ("interlaced", "bff")
+    assert verdict.evidence.startswith(f"measured {FRAMES - 1} frame pairs")
 
 
 def test_progressive_sources_are_left_alone(tmp_path: Path):

@@ -4,6 +4,7 @@ as a progressive H.264 file, decoded back into film frames."""
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from fractions import Fraction
 from pathlib import Path
@@ -133,7 +134,7 @@ def test_plan_finds_the_field_order_flagged_or_measured(tmp_path, pictures):
     info = probe(flat)
     assert info.field_order == "progressive"
     measured = plan_deinterlace(info, "ivtc", "auto", "frame")
-    assert measured is not None and measured.order == "tff" and "idet" in measured.reason
+    assert measured is not None and measured.order == "tff" and "measured" in measured.reason
     assert plan_deinterlace(info, "ivtc", "bff", "frame").order == "bff"
     film = deinterlaced_info(probe(dvd), plan)
     assert film.average_rate == Fraction(24000, 1001) and film.frame_count in (None, 24)
@@ -168,3 +169,18 @@ def test_cadence_follows_its_phase_through_codec_noise():
     noisy = Cadence()
     assert noisy.drops([3.64, 1.76, 2.18, 1.99, 3.07], [3.53, 1.92, 2.28, 2.05, 3.21]) == (1,)
     assert noisy.drops([2.67, 2.42, 3.55, 1.24, 9.11], [16.3, 2.36, 9.88, 3.08, 5.25]) == (1,)
+
+
+def test_auto_finds_film_flagged_progressive_only_at_pulldown_rates(tmp_path, pictures,
+                                                                     caplog):
+    frames = telecine(pictures[:40])
+    ntsc = make_video_clip(tmp_path / "ntsc.mkv", frames, codec="libx264")
+    plan = plan_deinterlace(probe(ntsc), "auto", "auto", "frame")
+    assert plan is not None and plan.method == "ivtc" and plan.order == "tff"
+    # The same pictures at 25 fps: no pulldown makes that rate, so the flag stands unmeasured.
+    pal = make_video_clip(tmp_path / "pal.mkv", telecine(pictures[:40]), codec="libx264",
+                          rate=Fraction(25))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vidsr"):
+        assert plan_deinterlace(probe(pal), "auto", "auto", "frame") is None
+    assert "flagged progressive" not in caplog.text  # what a measurement logs

@@ -1,7 +1,8 @@
 """QTGMC as the deinterlacer (``--deinterlacer qtgmc``): woven clips of moving bars through
 the transcoder with the exact ``nearest`` x2 resizer, compared with the progressive fields
-they were woven from and with bwdif's timestamps. The missing-extra message is checked in a
-Python where vsjetpack cannot be imported, so it runs without the extra too."""
+they were woven from and with bwdif's timestamps; a span of the stream (what ``vidsr compare``
+decodes) against the whole run, and a variable-rate clip's times. The missing-extra message is
+checked in a Python where vsjetpack cannot be imported, so it runs without the extra too."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from clipgen import INTERLACED_FRAMES as FRAMES
 from clipgen import field_picture, make_interlaced, woven
 
 from vidsr.errors import OptionsError
-from vidsr.io.decode import Decoder
+from vidsr.io import qtgmc
+from vidsr.io.decode import Decoder, Window
 from vidsr.io.deinterlace import DeinterlacePlan, plan_deinterlace, qtgmc_missing
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.probe import probe
+from vidsr.io.qtgmc import QtgmcSource, frame_times
 from vidsr.run.transcode import RunControl, TranscodeOptions, upscale_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +78,67 @@ def test_qtgmc_run_keeps_bwdifs_times_and_the_audio_and_restores_the_fields(
     ours = np.mean([psnr(luma, field) for luma, field in zip(lumas, fields, strict=True)])
     woven_psnr = np.mean([psnr(woven(i, order), field_picture(2 * i)) for i in range(FRAMES)])
     assert ours > woven_psnr + 10, (ours, woven_psnr)
+
+
+def frames_of(source: QtgmcSource) -> list[tuple[int, list[np.ndarray]]]:
+    """(time, planes) of every frame ``source`` yields."""
+    with source:
+        return [(batch.pts[k], [plane[k] for plane in batch.planes])
+                for batch in source for k in range(len(batch))]
+
+
+@needs_qtgmc
+@pytest.mark.parametrize("rate", ["frame", "field"])
+def test_a_span_renders_only_its_frames_and_they_are_the_whole_runs(tmp_path, monkeypatch,
+                                                                    rate):
+    src = make_interlaced(tmp_path / "in.mkv", "tff", "tt")
+    plan = DeinterlacePlan("tff", rate, "asked", deinterlacer="qtgmc")
+    whole = frames_of(QtgmcSource(src, plan, batch_size=4))
+    times = frame_times(src, probe(src))
+    rendered: list[int] = []
+    render = qtgmc.render_frames
+
+    def counting(clip, *args, **kwargs):
+        rendered.append(clip.num_frames)
+        return render(clip, *args, **kwargs)
+
+    monkeypatch.setattr(qtgmc, "render_frames", counting)
+    span = Window(start=times[5], end=times[8])
+    part = frames_of(QtgmcSource(src, plan, batch_size=4, window=span))
+    per_frame = 2 if rate == "field" else 1
+    # Frames 5, 6 and 7 (and their second fields), rendered alone, bit for bit the same.
+    assert rendered == [3 * per_frame]
+    assert [t for t, _ in part] == [t for t, _ in whole[5 * per_frame:8 * per_frame]]
+    for (_, got), (_, expected) in zip(part, whole[5 * per_frame:], strict=False):
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # One frame's span, as vidsr compare asks; a span past the end has no frames.
+    one = frames_of(QtgmcSource(src, plan, batch_size=1, window=Window(times[11],
+                                                                       times[11] + 1)))
+    assert [t for t, _ in one] == [whole[11 * per_frame][0]]
+    after = frames_of(QtgmcSource(src, plan, batch_size=1, window=Window(times[11] + 1, None)))
+    assert [t for t, _ in after] == ([] if rate == "frame" else [whole[-1][0]])
+
+
+@needs_qtgmc
+@pytest.mark.parametrize("rate", ["frame", "field"])
+def test_a_variable_rate_interlaced_clip_keeps_its_times(tmp_path, rate):
+    # Frames 40, 80 and 120 ms apart: each output frame at its frame's time (and its second
+    # field half way to the next frame), as bwdif times them.
+    pts = [0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 14, 15]
+    src = make_interlaced(tmp_path / "vfr.mkv", "bff", "bb", pts=pts)
+    dst = tmp_path / "out.mkv"
+    result = upscale(src, dst, deinterlace_rate=rate)
+    assert result.frames == len(pts) * (2 if rate == "field" else 1)
+    with av.open(str(dst)) as container:
+        times = [f.pts * f.time_base for f in container.decode(video=0)]
+    with Decoder(src, batch_size=4, deinterlace=DeinterlacePlan("bff", rate, "bwdif's")) as bwdif:
+        expected = [p * bwdif.info.time_base for batch in bwdif for p in batch.pts]
+    assert times == expected
+    if rate == "frame":
+        assert times == [Fraction(p, 25) for p in pts]
+    else:
+        assert times[6:8] == [Fraction(4, 25), Fraction(9, 50)]  # 160 ms, then half way to 200
 
 
 @needs_qtgmc

@@ -17,6 +17,11 @@ With ``self_test`` the frame itself is the reference: it is downscaled first wit
 plane-wise models; for luma models as BT.601 YUV 4:4:4 whose Y is ``vidsr
 eval``'s rounded Y, so they run on the luma they were made for).
 
+An interlaced video's frame is shown as stored unless ``deinterlace`` asks (the reference
+and self-test frames are the stored ones); then the models get it deinterlaced at frame
+rate as ``vidsr`` would (:func:`~vidsr.io.deinterlace.plan_deinterlace` decides), bwdif or
+QTGMC rendering only the frames of its span.
+
 A crop is given in the pixels of the input frame (with ``self_test``, of the
 frame before its downscale); every panel shows that region, enlarged by
 ``zoom`` with nearest neighbours so single pixels stay visible.
@@ -53,6 +58,13 @@ from vidsr.io.colour import (
     round_half_up,
 )
 from vidsr.io.decode import Decoder, Window
+from vidsr.io.deinterlace import (
+    DeinterlaceMode,
+    DeinterlacePlan,
+    DeinterlacerName,
+    FieldOrderChoice,
+    plan_deinterlace,
+)
 from vidsr.io.frames import FrameBatch
 from vidsr.io.images import IMAGE_SUFFIXES, read_rgb
 from vidsr.io.pixfmt import source_format
@@ -83,6 +95,9 @@ class CompareOptions:
     scale: int
     frame: int | None = None
     time: float | None = None
+    deinterlace: DeinterlaceMode = "off"
+    deinterlacer: DeinterlacerName = "bwdif"
+    field_order: FieldOrderChoice = "auto"
     crop: tuple[int, int, int, int] | None = None
     zoom: int = 1
     reference: Path | None = None
@@ -106,6 +121,12 @@ class CompareOptions:
             raise OptionsError(f"--repeats must be at least 1, got {self.repeats}")
         if self.reference is not None and self.self_test:
             raise OptionsError("give --reference or --self-test, not both")
+        if self.self_test and self.deinterlace != "off":
+            raise OptionsError("--self-test scores the frame as stored; drop --deinterlace")
+        if self.deinterlace == "ivtc":
+            # Film frames are rebuilt from fields of several stored frames, one in five dropped.
+            raise OptionsError("vidsr compare shows one stored frame; inverse telecine"
+                               " regroups the fields of several: use --deinterlace on or auto")
         if self.crop is not None:
             x, y, w, h = self.crop
             if x < 0 or y < 0 or w < 1 or h < 1:
@@ -117,7 +138,8 @@ class CompareOptions:
 class Still:
     """One frame: its planes as a batch of one, its colour, and where it was. A video's
     frame also names its video and the stretch of the stream it occupies, which the
-    models decode as their plan says; a picture (an image, a self-test's LR) has neither."""
+    models decode as their plan says, deinterlaced as ``deinterlace`` says (None: as
+    stored); a picture (an image, a self-test's LR) has neither."""
 
     batch: FrameBatch
     colour: ColourSpec
@@ -125,6 +147,7 @@ class Still:
     seconds: float
     video: VideoInfo | None = None
     span: Window | None = None
+    deinterlace: DeinterlacePlan | None = None
 
     def rgb(self) -> torch.Tensor:
         return batch_rgb(self.batch, self.colour)[0]
@@ -235,7 +258,8 @@ def model_frames(plan: RunPlan, still: Still) -> list[FrameBatch]:
     plan says; a picture's, the picture."""
     if still.span is None:
         return [still.batch]
-    with open_source(replace(plan, source=still.video), span=still.span) as source:
+    frames_plan = replace(plan, source=still.video, deinterlace=still.deinterlace)
+    with open_source(frames_plan, span=still.span) as source:
         return list(source)
 
 
@@ -279,6 +303,13 @@ def build_panels(input_path: str | Path, models: Sequence[SRModel], options: Com
                                f" not x{options.scale}")
     still = read_still(input_path, frame=options.frame, seconds=options.time)
     where = f"frame {still.index}" + (f" ({still.seconds:.2f} s)" if still.seconds else "")
+    if still.video is not None and options.deinterlace != "off":
+        fields = plan_deinterlace(still.video, options.deinterlace, options.field_order,
+                                  "frame", options.deinterlacer)
+        if fields is not None:
+            log.info("%s: the models get %s deinterlaced: %s", input_path, where,
+                     fields.to_text())
+        still = replace(still, deinterlace=fields)
     panels: list[Panel] = []
     reference: torch.Tensor | None = None
     if options.self_test:

@@ -2,11 +2,11 @@
 
 An SR network trained on progressive pictures turns the comb of two woven fields
 into sharp stripes, so interlaced archive footage is deinterlaced before it is
-upscaled. The field order comes from the stream's flag; where the container says
-nothing, FFmpeg's ``idet`` measures it on the first frames. Deinterlacing is
-FFmpeg's ``bwdif`` through a PyAV filter graph: one frame per frame, or one per
-field (the frame rate doubles and each field gets its exact time: the graph
-halves the time base, so no timestamp is rounded).
+upscaled. ``auto`` reads the stream's flag and what
+:func:`~vidsr.io.field_detect.detect_fields` measures on the pictures (see
+:func:`plan_deinterlace`). Deinterlacing is FFmpeg's ``bwdif`` through a PyAV filter
+graph: one frame per frame, or one per field (the frame rate doubles and each field gets
+its exact time: the graph halves the time base, so no timestamp is rounded).
 
 Film on video (3:2 pulldown) is not deinterlaced but put back together: a plan whose
 ``method`` is ``"ivtc"`` is carried out by :mod:`vidsr.io.ivtc`.
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from pathlib import Path
 from typing import Literal
 
 import av
@@ -25,7 +24,7 @@ import av.filter
 import numpy as np
 
 from vidsr.errors import OptionsError
-from vidsr.io.probe import open_input, video_stream
+from vidsr.io.field_detect import FieldOrder, FieldVerdict, detect_fields
 from vidsr.io.video_info import VideoInfo
 
 log = logging.getLogger("vidsr")
@@ -42,16 +41,18 @@ QTGMC_PLUGINS = {"bs": "vapoursynth-bestsource", "mv": "vapoursynth-mvtools",
                  "akarin": "vapoursynth-akarin", "resize2": "vapoursynth-resize2",
                  "zsmooth": "vapoursynth-zsmooth"}
 FieldRate = Literal["frame", "field"]
-FieldOrder = Literal["tff", "bff"]
 
 # The stream flags FFmpeg reads (probe's field_order). "tb" and "bt" are documented as
 # coded in one order and shown in the other, but FFmpeg's own tools write "tb" for
 # top-field-first pictures (an x264 +ildct encode of top-field-first frames is flagged "tb"),
-# so in the files people have the first letter is the field shown first; idet has the last
-# word on those two (see plan_deinterlace).
+# so in the files people have the first letter is the field shown first; the pictures have
+# the last word on those two (see plan_deinterlace).
+# Film on NTSC video: the rates a telecined stream has, nominally (a flagged-progressive
+# stream at another rate is not measured: pulldown cannot be in it).
+PULLDOWN_RATES = (Fraction(30000, 1001), Fraction(30))
+PULLDOWN_TOLERANCE = 0.01
 FLAGGED_ORDER: dict[str, FieldOrder] = {"tt": "tff", "tb": "tff", "bb": "bff", "bt": "bff"}
 SWAPPED_FLAGS = frozenset({"tb", "bt"})
-MEASURED_FRAMES = 60
 # A pixel is combed when it stands out from both vertical neighbours, in the same
 # direction, by more than this share of the code range.
 COMB_STEP = 0.05
@@ -59,35 +60,6 @@ COMB_STEP = 0.05
 # 24000/1001), and times them in 1/60 of the stream's time base: the k frames kept from a
 # cycle split its span exactly for any k from 1 to 6 (see vidsr.io.ivtc).
 IVTC_CYCLE, IVTC_KEPT, IVTC_TICKS = 5, 4, 60
-
-
-@dataclass(frozen=True)
-class FieldCounts:
-    """What ``idet`` (its multi-frame detector) said about the measured frames."""
-
-    tff: int
-    bff: int
-    progressive: int
-    undetermined: int
-
-    @property
-    def interlaced(self) -> bool:
-        """Whether interlaced frames outnumber progressive ones among those it could tell."""
-        return self.tff + self.bff > self.progressive
-
-    @property
-    def decided(self) -> bool:
-        """Whether one order clearly wins: at least twice the frames of the other."""
-        return max(self.tff, self.bff) >= 2 * min(self.tff, self.bff) and self.tff != self.bff
-
-    @property
-    def order(self) -> FieldOrder:
-        return "tff" if self.tff >= self.bff else "bff"
-
-    def to_text(self) -> str:
-        return (f"idet on {self.tff + self.bff + self.progressive + self.undetermined} frames:"
-                f" {self.tff} tff, {self.bff} bff, {self.progressive} progressive,"
-                f" {self.undetermined} undetermined")
 
 
 @dataclass(frozen=True)
@@ -110,40 +82,6 @@ class DeinterlacePlan:
         return f"{name}, {self.order}, {rate} ({self.reason})"
 
 
-def measure_field_order(path: str | Path, frames: int = MEASURED_FRAMES,
-                        stream_index: int | None = None) -> FieldCounts:
-    """Run ``idet`` on the first ``frames`` decoded frames of ``path``'s video (stream
-    ``stream_index``, default the one vidsr upscales)."""
-    with open_input(Path(path)) as container:
-        stream = video_stream(container, Path(path), stream_index)
-        graph: av.filter.Graph | None = None
-        last: dict[str, str] = {}
-        try:
-            for count, frame in enumerate(container.decode(stream)):
-                if count >= frames:
-                    break
-                if graph is None:
-                    graph = _graph(frame, stream.time_base or Fraction(1, 90000), "idet", "")
-                graph.push(frame)
-                for out in pull_all(graph):
-                    last = dict(out.metadata)
-        except (av.FFmpegError, ValueError) as exc:
-            # A damaged packet or a change of frame size: the frames measured so far
-            # decide; the decoder deals with the damage itself when the run reads it.
-            log.debug("%s: field order measured up to a frame it could not take: %s",
-                      path, exc)
-        if graph is not None:
-            graph.push(None)
-            for out in pull_all(graph):
-                last = dict(out.metadata)
-
-    def counted(key: str) -> int:
-        return round(float(last.get(f"lavfi.idet.multiple.{key}", "0")))
-
-    return FieldCounts(counted("tff"), counted("bff"), counted("progressive"),
-                       counted("undetermined"))
-
-
 def check_choices(mode: str, order: str, rate: str, deinterlacer: str = "bwdif") -> None:
     """Refuse a deinterlacing choice that does not exist (from Python: the CLI checks too)."""
     if deinterlacer not in DEINTERLACERS:
@@ -161,14 +99,18 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
                      ) -> DeinterlacePlan | None:
     """Decide whether and how a source is deinterlaced; None keeps its frames as they are.
 
-    ``auto`` trusts the stream's flag and measures only an unflagged stream; ``on``
-    deinterlaces whatever the flag says (a source wrongly flagged progressive); ``ivtc``
-    puts film frames back together from 3:2 pulldown, with the field order found as for
-    ``on`` (idet counts a telecined stream's combed frames as a minority, so there one
-    clear order suffices); ``order`` other than ``auto`` overrides the flag and the
-    measurement. ``deinterlacer``: bwdif (FFmpeg's, always there) or qtgmc (the ``qtgmc``
-    extra's, checked here when a source is to be deinterlaced, so a progressive file never
-    needs it); inverse telecine deinterlaces its few frames left combed with bwdif.
+    ``auto`` measures the pictures (:func:`~vidsr.io.field_detect.detect_fields`) and
+    weighs the stream's flag: progressive pictures are kept, interlaced ones deinterlaced
+    in the measured order, telecined film put back together (inverse telecine). A stream
+    flagged progressive is changed only when the pictures show a pulldown cadence; where
+    the measure is unsure, a stream flagged interlaced follows its flag and an unflagged
+    one is kept, with one warning naming the option that forces it. ``on`` deinterlaces
+    whatever the flag says (a source wrongly flagged progressive); ``ivtc`` puts film
+    frames back together from 3:2 pulldown, with the field order found as for ``on``;
+    ``order`` other than ``auto`` overrides the flag and the measurement. ``deinterlacer``:
+    bwdif (FFmpeg's, always there) or qtgmc (the ``qtgmc`` extra's, checked here when a
+    source is to be deinterlaced, so a progressive file never needs it); inverse telecine
+    deinterlaces its few frames left combed with bwdif.
     """
     check_choices(mode, order, rate, deinterlacer)
     if mode == "off":
@@ -176,40 +118,90 @@ def plan_deinterlace(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderCh
     if mode == "ivtc" and rate == "field":
         raise OptionsError(f"{info.path}: --deinterlace ivtc gives one frame per film frame;"
                            " --deinterlace-rate field does not apply to it")
-    flagged = FLAGGED_ORDER.get(info.field_order)
-    if mode == "auto" and info.field_order == "progressive":
+    plan = _auto_plan(info, rate) if mode == "auto" else _forced_plan(info, mode, order, rate)
+    if plan is None:
         return None
-    if flagged is not None:
-        chosen, reason = flagged, f"the stream is flagged {info.field_order}"
-        if info.field_order in SWAPPED_FLAGS:
-            counts = measure_field_order(info.path, stream_index=info.stream_index)
-            log.info("%s: flagged %s; %s", info.path, info.field_order, counts.to_text())
-            if counts.interlaced and counts.decided:
-                chosen, reason = counts.order, f"{reason}; {counts.to_text()}"
-    else:
-        counts = measure_field_order(info.path, stream_index=info.stream_index)
-        log.info("%s: %s", info.path, counts.to_text())
-        if counts.interlaced or (mode == "ivtc" and counts.decided):
-            chosen, reason = counts.order, counts.to_text()
-            if mode == "auto":
-                # A guess acts on the picture: say so where the run is seen, not only in
-                # --dry-run (a progressive file idet misjudges is blurred by bwdif).
-                log.warning("%s: no field order flag, but %s: deinterlacing it"
-                            " (--deinterlace off keeps the frames as they are)",
-                            info.path, counts.to_text())
-        elif mode == "auto":
-            return None
-        elif order == "auto":
-            raise OptionsError(f"{info.path}: --deinterlace {mode}, but the stream has no field"
-                               f" order and {counts.to_text()}; give --field-order tff or bff")
-        else:
-            chosen, reason = order, "asked"
-    if order != "auto" and order != chosen:
-        chosen, reason = order, f"asked; {reason}"
-    if mode == "ivtc":
+    if order != "auto" and order != plan.order:
+        plan = replace(plan, order=order, reason=f"asked; {plan.reason}")
+    if plan.method == "ivtc":
         # Frames fieldmatch leaves combed are few and alone: bwdif deinterlaces them.
-        return DeinterlacePlan(chosen, rate, reason, method="ivtc")
-    return DeinterlacePlan(chosen, rate, reason, deinterlacer=available(deinterlacer, info))
+        return plan
+    return replace(plan, deinterlacer=available(deinterlacer, info))
+
+
+def _auto_plan(info: VideoInfo, rate: FieldRate) -> DeinterlacePlan | None:
+    if info.field_order == "progressive" and not _pulldown_rate(info):
+        # Flagged progressive, and no 3:2 pulldown makes this rate: nothing to measure for.
+        return None
+    verdict = detect_fields(info.path, info.stream_index)
+    log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
+             verdict.evidence)
+    flagged = FLAGGED_ORDER.get(info.field_order)
+    flag = (f"the stream is flagged {info.field_order}" if info.field_order != "unknown"
+            else "no field order flag")
+    if verdict.kind == "telecined":
+        assert verdict.order is not None
+        if rate == "field":  # film frames cannot come at field rate: a frame per field
+            return DeinterlacePlan(verdict.order, rate, f"{flag}; {verdict.evidence};"
+                                   " --deinterlace-rate field: deinterlaced, not matched")
+        return DeinterlacePlan(verdict.order, rate, f"{flag}; {verdict.evidence}",
+                               method="ivtc")
+    if info.field_order == "progressive":
+        if verdict.kind == "interlaced":
+            # The flag wins over a measure that could be wrong; say what the pictures show.
+            log.warning("%s: flagged progressive, but %s: kept as it is (--deinterlace on"
+                        " deinterlaces it)", info.path, verdict.evidence)
+        return None
+    if verdict.kind == "interlaced":
+        assert verdict.order is not None
+        return DeinterlacePlan(verdict.order, rate, f"{flag}; {verdict.evidence}")
+    if verdict.kind == "progressive":
+        if flagged is not None:
+            log.warning("%s: flagged %s, but %s: kept as it is (--deinterlace on"
+                        " deinterlaces it)", info.path, info.field_order, verdict.evidence)
+        return None
+    if flagged is not None:  # unsure: the flag decides
+        return DeinterlacePlan(flagged, rate, f"{flag}; {verdict.evidence}")
+    log.warning("%s: %s; kept as it is (%s)", info.path, verdict.evidence,
+                _forcing_option(verdict))
+    return None
+
+
+def _pulldown_rate(info: VideoInfo) -> bool:
+    """Whether the stream's rate is one 3:2 pulldown makes (film on 29.97 or 30 fps video)."""
+    nominal = info.average_rate or info.base_rate
+    return nominal is not None and any(abs(nominal / r - 1) < PULLDOWN_TOLERANCE
+                                       for r in PULLDOWN_RATES)
+
+
+def _forcing_option(verdict: FieldVerdict) -> str:
+    if verdict.film:
+        return "--deinterlace ivtc matches the film frames"
+    return "--deinterlace on deinterlaces it"
+
+
+def _forced_plan(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice,
+                 rate: FieldRate) -> DeinterlacePlan:
+    """``on`` or ``ivtc``: the field order from the flag, else from the pictures, else
+    ``order``."""
+    method: Literal["deinterlace", "ivtc"] = "ivtc" if mode == "ivtc" else "deinterlace"
+    flagged = FLAGGED_ORDER.get(info.field_order)
+    if flagged is not None and info.field_order not in SWAPPED_FLAGS:
+        return DeinterlacePlan(flagged, rate, f"the stream is flagged {info.field_order}",
+                               method=method)
+    verdict = detect_fields(info.path, info.stream_index)
+    log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
+             verdict.evidence)
+    if flagged is not None:  # tb, bt: FFmpeg's own writers flag them either way
+        return DeinterlacePlan(verdict.order or flagged, rate,
+                               f"the stream is flagged {info.field_order}; {verdict.evidence}",
+                               method=method)
+    if verdict.order is not None:
+        return DeinterlacePlan(verdict.order, rate, verdict.evidence, method=method)
+    if order == "auto":
+        raise OptionsError(f"{info.path}: --deinterlace {mode}, but the stream has no field"
+                           f" order and {verdict.evidence}; give --field-order tff or bff")
+    return DeinterlacePlan(order, rate, "asked", method=method)
 
 
 def available(deinterlacer: DeinterlacerName, info: VideoInfo) -> DeinterlacerName:

@@ -14,9 +14,14 @@ bwdif plan, so the engine and the sinks do not know which deinterlacer ran:
   next frame (the last one's a frame spacing on). A variable-rate source keeps its times;
 - the other streams (audio, subtitles) are copied from the input file itself.
 
+A :class:`~vidsr.io.decode.Window` (the frame ``vidsr compare`` shows) yields only the
+output frames whose times fall in it, the same frames a run through the whole file yields
+there: VapourSynth renders a frame on request from its temporal neighbours, so the frames
+before the window are never rendered (BestSource still indexes the whole file).
+
 Damaged frames cannot be replaced as the decoder replaces them (``--on-error skip``): the
-plan refuses that pairing. A QTGMC plan runs whole (BestSource indexes the whole file
-each time it opens it, so a batch does not cut it into segments).
+plan refuses that pairing. A batch runs a QTGMC plan whole (BestSource indexes the whole
+file each time it opens it, so it is not cut into segments).
 
 vapoursynth is imported only when a QTGMC source is opened: the core never needs it.
 """
@@ -24,11 +29,13 @@ vapoursynth is imported only when a QTGMC source is opened: the core never needs
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vidsr.errors import DecodeError, OptionsError
+from vidsr.io.decode import Window
 from vidsr.io.deinterlace import DeinterlacePlan, deinterlaced_info, qtgmc_missing
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.probe import describe, open_input
@@ -86,6 +93,14 @@ def field_times(times: list[int], rate: str, step: int | None) -> list[int]:
     return out
 
 
+def in_window(stamps: list[int], window: Window) -> range:
+    """The indices of ``stamps`` (half the stream's time base, in order) that fall in
+    ``window`` (the stream's time base)."""
+    start = 0 if window.start is None else bisect_left(stamps, 2 * window.start)
+    end = len(stamps) if window.end is None else bisect_left(stamps, 2 * window.end)
+    return range(start, max(start, end))
+
+
 def qtgmc_clip(path: Path, info: VideoInfo, plan: DeinterlacePlan) -> vs.VideoNode:
     """QTGMC's progressive frames of ``info`` 's stream in ``path``: one per field at field
     rate, one per frame (its first field's) at frame rate; in ``info.layout``."""
@@ -128,10 +143,13 @@ class QtgmcSource:
     """A file's video deinterlaced by QTGMC, as batches of planes in the shape of
     :class:`~vidsr.io.decode.Decoder`: ``info`` (the progressive frames yielded),
     ``source_info`` (the stream as stored), ``streams_source`` (the input itself: the sinks
-    copy its other streams), ``skipped`` (always 0), iteration, ``close()``."""
+    copy its other streams), ``skipped`` (always 0), iteration, ``close()``.
+    ``window``: only the frames whose times fall in it (see :class:`~vidsr.io.decode.Window`;
+    its ``seek`` is not needed: QTGMC's neighbours are rendered on request)."""
 
     def __init__(self, path: str | Path, plan: DeinterlacePlan, *, batch_size: int,
-                 video_stream: int | None = None, prefetch: int = 0) -> None:
+                 video_stream: int | None = None, window: Window | None = None,
+                 prefetch: int = 0) -> None:
         if batch_size < 1:
             raise OptionsError(f"batch size must be at least 1, got {batch_size}")
         missing = qtgmc_missing()
@@ -142,6 +160,7 @@ class QtgmcSource:
         self.batch_size = batch_size
         self.skipped = 0
         self.plan = plan
+        self.window = window or Window()
         with open_input(self.path) as container:
             self.source_info: VideoInfo = describe(container, self.path, video_stream)
         self.info: VideoInfo = deinterlaced_info(self.source_info, plan)
@@ -179,6 +198,10 @@ class QtgmcSource:
         if any(b <= a for a, b in zip(stamps, stamps[1:], strict=False)):
             raise DecodeError(f"{self.path}: the video's timestamps do not go forward;"
                               " deinterlace it with --deinterlacer bwdif, which retimes them")
-        frames = render_frames(self._clip, self.path, prefetch=self._prefetch,
-                               failing="QTGMC")
-        yield from zip(frames, stamps, strict=False)
+        wanted = in_window(stamps, self.window)
+        if not wanted:
+            return
+        # Slicing the node asks only for these frames (and what QTGMC needs around them).
+        frames = render_frames(self._clip[wanted.start:wanted.stop], self.path,
+                               prefetch=self._prefetch, failing="QTGMC")
+        yield from zip(frames, stamps[wanted.start:wanted.stop], strict=True)

@@ -44,10 +44,9 @@ def open_source(plan: RunPlan, window: int | None = None, *,
         assert span is None and plan.deinterlace is None and not alpha
         return ScriptSource(source.path, batch_size=plan.batch_size)
     if plan.deinterlace is not None and plan.deinterlace.deinterlacer == "qtgmc":
-        # Read whole (segments.unsegmentable), alpha refused by the plan.
-        assert span is None and not alpha
+        assert not alpha, "the plan refuses alpha with QTGMC"
         return QtgmcSource(source.path, plan.deinterlace, batch_size=plan.batch_size,
-                           video_stream=source.stream_index)
+                           video_stream=source.stream_index, window=span)
     return Decoder(source.path, batch_size=plan.batch_size, on_error=plan.on_error,
                    threads=plan.decoder_threads, deinterlace=plan.deinterlace, window=span,
                    video_stream=source.stream_index, alpha=alpha)

@@ -29,9 +29,11 @@ from vidsr_process import start_vidsr, wait_for
 from vidsr.commands.batch.segments import plan_segments
 from vidsr.errors import InputError
 from vidsr.io.decode import Decoder
-from vidsr.io.deinterlace import DeinterlacePlan
+from vidsr.io.deinterlace import DeinterlacePlan, qtgmc_missing
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.keyframes import scan_keyframes
 from vidsr.io.packet_file import PacketWriter, read_packets
+from vidsr.run.transcode import RunControl, TranscodeOptions, upscale_video
 
 
 def _gop_clip(path, codec, options, *, interlaced=False, frames=40):
@@ -242,6 +244,36 @@ def test_a_file_whose_times_name_no_one_place_runs_whole(tmp_path, capsys, name,
     with av.open(str(tmp_path / "out" / Path(name).with_suffix(".mkv").name)) as out:
         times = sorted(f.pts for f in out.decode(video=0))
     assert times == [40 * i for i in range(24 if name == "joined.ts" else 12)]
+
+
+@pytest.mark.skipif(qtgmc_missing() is not None,
+                    reason="the qtgmc extra is not installed: pip install 'vidsr[qtgmc]'")
+def test_a_qtgmc_job_runs_each_file_whole_as_the_transcoder_does(tmp_path, capsys):
+    # About a second of interlaced H.264 with a keyframe every 6 frames and 0.2 s segments:
+    # bwdif cuts it, QTGMC runs it whole (BestSource indexes the whole file) and writes the
+    # single-file transcoder's frames.
+    src = tmp_path / "src"
+    src.mkdir()
+    clip = _gop_clip(src / "in.mkv", "libx264", {**X264_GOP, "flags": "+ildct+ilme"},
+                     interlaced=True, frames=24)
+    fields = ("--deinterlace", "on", "--field-order", "tff", "--codec", "ffv1",
+              "--segment-seconds", "0.2")
+    code, err = batch(capsys, src, tmp_path / "bwdif", *FAST, *fields)
+    assert code == 0, err
+    assert report(tmp_path / "bwdif")["files"][0]["segments"] > 1
+    code, err = batch(capsys, src, tmp_path / "out", *FAST, *fields, "--deinterlacer",
+                      "qtgmc", "--debug")  # --debug: the info lines too
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 0
+    assert ("in.mkv: run whole, not in segments: QTGMC reads the file through BestSource,"
+            " which indexes all of it on opening") in err
+    single = tmp_path / "single.mkv"
+    upscale_video(clip, single, model="nearest", scale=2, encode=EncodeOptions(codec="ffv1"),
+                  options=TranscodeOptions(deinterlace="on", field_order="tff",
+                                           deinterlacer="qtgmc"),
+                  control=RunControl(progress=False))
+    assert same_frames(tmp_path / "out" / "in.mkv", single)
+    assert packet_times(tmp_path / "out" / "in.mkv") == packet_times(single)
 
 
 def test_an_inverse_telecined_file_runs_whole_and_its_job_names_the_method(tmp_path, capsys):
