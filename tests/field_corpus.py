@@ -33,6 +33,7 @@ from typing import Literal
 import av
 import av.filter
 import numpy as np
+from clipgen import telecine
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "videos"
@@ -42,7 +43,6 @@ VERSION = "v1"
 WIDTH, HEIGHT = 320, 240  # small enough to build fast, large enough to hold real motion
 FRAMES = 60  # coded frames per clip
 VIDEO_RATE = Fraction(30000, 1001)
-FILM_RATE = Fraction(24000, 1001)
 
 Kind = Literal["progressive", "interlaced", "telecined"]
 
@@ -269,31 +269,9 @@ def _grain(picture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _telecine(film: list[np.ndarray], pattern: str, order: str) -> list[np.ndarray]:
-    """``film`` (taken as 23.976p) through FFmpeg's telecine filter."""
-    graph = av.filter.Graph()
-    height = film[0].shape[0] * 2 // 3
-    # telecine needs the input's frame rate, which add_buffer cannot give
-    source = graph.add("buffer", f"video_size={film[0].shape[1]}x{height}:pix_fmt=yuv420p"
-                       f":time_base={1 / FILM_RATE}:frame_rate={FILM_RATE}:pixel_aspect=1/1")
-    node = graph.add("telecine", f"first_field={order[0]}:pattern={pattern}")
-    sink = graph.add("buffersink")
-    source.link_to(node)
-    node.link_to(sink)
-    graph.configure()
-    out: list[np.ndarray] = []
-    for index, picture in enumerate([*film, None]):
-        if picture is None:
-            graph.push(None)
-        else:
-            frame = av.VideoFrame.from_ndarray(picture, format="yuv420p")
-            frame.pts = index
-            graph.push(frame)
-        while True:
-            try:
-                out.append(graph.pull().to_ndarray(format="yuv420p"))
-            except (av.BlockingIOError, av.EOFError):
-                break
-    return out
+    """``film`` (yuv420p pictures, taken as 23.976p) through the tests' telecine."""
+    frames = [av.VideoFrame.from_ndarray(picture, format="yuv420p") for picture in film]
+    return [frame.to_ndarray(format="yuv420p") for frame in telecine(frames, pattern, order[0])]
 
 
 # -- coding ----------------------------------------------------------------------------------
