@@ -196,8 +196,8 @@ def measure_fields(path: str | Path, stream_index: int | None = None) -> FieldMe
     fit = np.clip((near - own)[moving] / (far - own)[moving], -1, 1)
     bias = ((bottom_first - top_first) / np.maximum(top_first + bottom_first, 1e-9))[moving]
     # Each run keeps its own cycle phase; the first run's numbers name the phase.
-    tops = [_cadence(rows[:, 3]) for rows in pairs]
-    bottoms = [_cadence(rows[:, 4]) for rows in pairs]
+    tops = [cadence_of(rows[:, 3]) for rows in pairs]
+    bottoms = [cadence_of(rows[:, 4]) for rows in pairs]
     return FieldMeasures(len(every), int(moving.sum()),
                          float(np.median(fit)) if moving.any() else 0.0,
                          float(bias.mean()) if moving.any() else 0.0,
@@ -229,7 +229,7 @@ def _measure_run(container: av.container.InputContainer, stream: av.VideoStream,
         for count, frame in enumerate(container.decode(stream)):
             if count >= RUN_FRAMES:
                 break
-            luma = _luma(frame)
+            luma = measured_luma(frame)
             if previous is not None and previous.shape == luma.shape:
                 rows.append(_pair_measures(previous, luma))
             previous = luma
@@ -240,7 +240,9 @@ def _measure_run(container: av.container.InputContainer, stream: av.VideoStream,
     return np.array(rows, dtype=np.float64).reshape(-1, 5)
 
 
-def _luma(frame: av.VideoFrame) -> np.ndarray:
+def measured_luma(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's luma as the field measures take it: floats, an even number of rows,
+    narrowed to MAX_WIDTH."""
     width = min(frame.width, MAX_WIDTH)
     gray = frame.reformat(width=width, height=frame.height, format="gray")
     luma = gray.to_ndarray().astype(np.float32)
@@ -257,9 +259,14 @@ def _pair_measures(frame: np.ndarray, following: np.ndarray) -> tuple[float, ...
     bottom_first = _mismatch(top, next_bottom)
     best = np.minimum(np.minimum(own, top_first), bottom_first)
     return (float((own - best).mean()), float((top_first - best).mean()),
-            float((bottom_first - best).mean()),
-            _most_changed(_blocks(np.abs(_row_average(next_top - top)))),
-            _most_changed(_blocks(np.abs(_row_average(next_bottom - bottom)))))
+            float((bottom_first - best).mean()), *field_changes(frame, following))
+
+
+def field_changes(frame: np.ndarray, following: np.ndarray) -> tuple[float, float]:
+    """How much the top field and the bottom field change from ``frame`` to ``following``
+    (both from :func:`measured_luma`): a repeated field changes by the codec's noise only."""
+    return (_most_changed(_blocks(np.abs(_row_average(following[0::2] - frame[0::2])))),
+            _most_changed(_blocks(np.abs(_row_average(following[1::2] - frame[1::2])))))
 
 
 def _most_changed(blocks: np.ndarray) -> float:
@@ -294,7 +301,7 @@ def _blocks(values: np.ndarray) -> np.ndarray:
                                            columns).mean(axis=(1, 3))
 
 
-def _cadence(changes: np.ndarray) -> Cadence:
+def cadence_of(changes: np.ndarray) -> Cadence:
     """Where in each cycle of five a field changes least: the phase most cycles agree on."""
     votes = np.zeros(CYCLE, dtype=int)
     depths: list[list[float]] = [[] for _ in range(CYCLE)]

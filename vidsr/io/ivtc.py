@@ -59,6 +59,7 @@ from vidsr.io.deinterlace import (
     filter_chain,
     pull_all,
 )
+from vidsr.io.pulldown import FrameRole, PulldownTracker, weave
 
 log = logging.getLogger("vidsr")
 
@@ -218,13 +219,20 @@ class InverseTelecine:
         self.plan = plan
         self.time_base = time_base / IVTC_TICKS
         self.cadence = Cadence()
+        self.pulldown = PulldownTracker(plan.order)
         self._in_time_base = time_base
         self._frame_duration = frame_duration
         self._graph: av.filter.Graph | None = None
         self._previous: np.ndarray | None = None
         self._bits = 8
-        # Matched frames not yet given out: (frame, its input time, change from the last).
-        self._pending: list[tuple[av.VideoFrame, int, float]] = []
+        # Decoded frames waiting for their role, and the one before them.
+        self._decoded: deque[tuple[av.VideoFrame, int]] = deque()
+        self._last_decoded: av.VideoFrame | None = None
+        # fieldmatch + bwdif's frame for each input time, for frames of unknown role.
+        self._matched: dict[int, av.VideoFrame] = {}
+        # Frames not yet given out: (frame, input time, change from the last, drop/keep/None:
+        # the drop step decides).
+        self._pending: list[tuple[av.VideoFrame, int, float, bool | None]] = []
         self._last_spacing: int | None = None
         self.dropped = 0
 
@@ -237,16 +245,20 @@ class InverseTelecine:
                 ("fieldmatch", f"order={order}:combmatch=full"),
                 ("bwdif", f"mode=send_frame:parity={order}:deint=interlaced")])
             self._bits = frame.format.components[0].bits
+        self._decoded.append((frame, self._stamp(frame)))
+        self.pulldown.add(frame)
         self._graph.push(frame)
-        return self._matched(pull_all(self._graph))
+        self._take_matched()
+        return self._placed(self.pulldown.roles())
 
     def flush(self) -> list[av.VideoFrame]:
         """The film frames still held at the end of the stream."""
         if self._graph is None:
             return []
         self._graph.push(None)
-        frames = self._matched(pull_all(self._graph))
+        self._take_matched()
         self._graph = None
+        frames = self._placed(self.pulldown.roles(final=True))
         end = (self._pending[-1][1] + (self._frame_duration or self._last_spacing or 1)
                if self._pending else 0)
         while self._pending:
@@ -256,31 +268,71 @@ class InverseTelecine:
             del self._pending[:IVTC_CYCLE]
         return frames
 
-    def _matched(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+    def _stamp(self, frame: av.VideoFrame) -> int:
+        assert frame.time_base is not None and frame.pts is not None
+        return round(frame.pts * frame.time_base / self._in_time_base)
+
+    def _take_matched(self) -> None:
+        assert self._graph is not None
+        for frame in pull_all(self._graph):
+            self._matched[self._stamp(frame)] = frame
+
+    def _placed(self, roles: list[FrameRole]) -> list[av.VideoFrame]:
+        """The decoded frames given ``roles``, as film frames (or fieldmatch's where the
+        role is unknown) into the drop step."""
         out: list[av.VideoFrame] = []
-        for frame in frames:
-            assert frame.time_base is not None and frame.pts is not None
-            stamp = round(frame.pts * frame.time_base / self._in_time_base)
-            picture = _first_plane(frame, self._bits)
-            change = (float("inf") if self._previous is None else
-                      frame_difference(picture, self._previous, (1 << self._bits) - 1))
-            self._previous = picture
-            if self._pending:
-                self._last_spacing = stamp - self._pending[-1][1]
-            self._pending.append((frame, stamp, change))
-            if len(self._pending) > 2 * IVTC_CYCLE:
-                # The cycle after this one is complete: it confirms a break.
-                out += self._cycle(self._pending[:IVTC_CYCLE], self._pending[IVTC_CYCLE][1],
-                                   self._pending[IVTC_CYCLE:2 * IVTC_CYCLE])
-                del self._pending[:IVTC_CYCLE]
+        for role in roles:
+            frame, stamp = self._decoded.popleft()
+            matched = self._matched.pop(stamp, None)
+            before, self._last_decoded = self._last_decoded, frame
+            decision: bool | None = role != "repeat"
+            if role == "unknown":
+                assert matched is not None, "fieldmatch gives a frame per frame"
+                frame, decision = matched, None
+            elif role == "woven":
+                assert before is not None
+                # The film frame is the repeat's second field with this frame's first.
+                frame = (weave(frame, before) if self.plan.order == "tff"
+                         else weave(before, frame))
+            elif frame is before:
+                # A stand-in for a lost frame (the same frame again): a frame of its own,
+                # so that each takes its own time.
+                frame = weave(frame, frame)
+            out += self._queued(frame, stamp, decision)
         return out
 
-    def _cycle(self, cycle: list[tuple[av.VideoFrame, int, float]], end: int,
-               following: list[tuple[av.VideoFrame, int, float]]) -> list[av.VideoFrame]:
+    def _queued(self, frame: av.VideoFrame, stamp: int,
+                decision: bool | None) -> list[av.VideoFrame]:
+        picture = _first_plane(frame, self._bits)
+        change = (float("inf") if self._previous is None else
+                  frame_difference(picture, self._previous, (1 << self._bits) - 1))
+        if decision is not False:
+            self._previous = picture
+        if self._pending:
+            self._last_spacing = stamp - self._pending[-1][1]
+        self._pending.append((frame, stamp, change, decision))
+        if len(self._pending) > 2 * IVTC_CYCLE:
+            # The cycle after this one is complete: it confirms a break.
+            out = self._cycle(self._pending[:IVTC_CYCLE], self._pending[IVTC_CYCLE][1],
+                              self._pending[IVTC_CYCLE:2 * IVTC_CYCLE])
+            del self._pending[:IVTC_CYCLE]
+            return out
+        return []
+
+    def _cycle(self, cycle: list[tuple[av.VideoFrame, int, float, bool | None]], end: int,
+               following: list[tuple[av.VideoFrame, int, float, bool | None]],
+               ) -> list[av.VideoFrame]:
         """The kept frames of one cycle, retimed over its span ``[first stamp, end)``."""
-        dropped = self.cadence.drops([change for _, _, change in cycle],
-                                     [change for _, _, change in following])
-        kept = [frame for i, (frame, _, _) in enumerate(cycle) if i not in dropped]
+        decisions = [decision for *_, decision in cycle]
+        if None not in decisions or False in decisions:
+            # The cadence placed the repeats: drop exactly those.
+            dropped = tuple(i for i, decision in enumerate(decisions) if decision is False)
+            if len(dropped) == 1 and None not in decisions:
+                self.cadence.phase = dropped[0]
+        else:
+            dropped = self.cadence.drops([change for _, _, change, _ in cycle],
+                                         [change for _, _, change, _ in following])
+        kept = [frame for i, (frame, *_) in enumerate(cycle) if i not in dropped]
         if len(dropped) != 1:
             log.debug("cadence break at pts %d: %d frame(s) of %d dropped", cycle[0][1],
                       len(dropped), len(cycle))
