@@ -111,6 +111,11 @@ class PulldownTracker:
             # or an edit began at a woven pair, its first field an orphan.)
             self._last_repeat = index
             return "repeat"
+        if (ahead == 4 and self._edit_at(index, end)
+                and self._share(self._second, index + 1, end) <= REPEAT_SHARE):
+            # The second of a woven pair just after an edit: its first field is an orphan,
+            # its second the next frame shows again, whole.
+            return "repeat"
         if last is not None and index - last in (2, 3, 4) or ahead in (1, 2, 3):
             # Between a woven pair and the next repeat, every frame is whole.
             return "film"
