@@ -5,16 +5,22 @@ over 10 fields, the frames alternately 2 and 3 fields long: of every 5 video fra
 weave fields of two film frames together. Deinterlacing those gives 5 frames for 4, two
 of them interpolated; putting the fields back together gives the 4 film frames exactly.
 
-Two steps. Field matching is FFmpeg's ``fieldmatch`` (with ``combmatch=full``) through a
-PyAV filter graph: each frame is rebuilt from its own fields or its neighbours' so that
-no film frame is woven with another. A frame it cannot match (video-rate titles, an
-orphan field at an edit) stays combed and is flagged interlaced, and ``bwdif`` with
-``deint=interlaced`` deinterlaces exactly those. That leaves one repeat in every 5.
+Field matching is led by the cadence (:mod:`vidsr.io.pulldown`): where the repeated
+fields show where each cycle's woven pair sits, each film frame is built from the right
+fields (the pair's middle film frame from the first woven frame's second field and the
+second's first field) and the repeat is dropped directly. That holds on progressive H.264,
+where x264 quantises the comb of the woven frames away and a comb detector sees film
+frames in them. Where no cadence holds (video-rate titles, orphan fields at edits, no
+repeat seen yet) the frames come from FFmpeg's ``fieldmatch`` (with ``combmatch=full``)
+through a PyAV filter graph, which matches fields by their comb; a frame it cannot match
+stays combed and is flagged interlaced, and ``bwdif`` with ``deint=interlaced``
+deinterlaces exactly those. Both run on every frame, so either can serve any frame; the
+cadence looks 3 cycles ahead.
 
-Dropping the repeats is done here, not by FFmpeg's ``decimate``: ``decimate`` drops one
-frame of every 5 whatever happens, so at a cadence break (an edit between two telecined
-pieces, a scene with an odd number of film frames) it drops a film frame or keeps a
-repeat. Here, per cycle of 5 frames (counted from the stream's first), each frame is
+Where the cadence did not place the repeats, dropping them is done here, not by FFmpeg's
+``decimate``: ``decimate`` drops one frame of every 5 whatever happens, so at a cadence
+break (an edit between two telecined pieces, a scene with an odd number of film frames)
+it drops a film frame or keeps a repeat. Here, per cycle of 5 frames (counted from the stream's first), each frame is
 measured against the one before it (:func:`frame_difference`), and :class:`Cadence`
 decides (:meth:`Cadence.drops`):
 
