@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 import torch
 from clipgen import content_planes
-from safetensors.torch import save_file
 
-from vidsr.archs.temporal import WindowCompact
 from vidsr.errors import OptionsError
 from vidsr.executors.replica import Replica
 from vidsr.io.encode_options import EncodeOptions
@@ -27,16 +25,6 @@ from vidsr.run.transcode import RunControl, plan_upscale, upscale_video
 QUIET = RunControl(progress=False)
 FFV1 = EncodeOptions(codec="ffv1")
 YUV420 = source_format("yuv420p").layout
-
-
-@pytest.fixture
-def temporal(tmp_path) -> Path:
-    """A tiny temporal network (3-frame windows, x2) with fixed random weights."""
-    torch.manual_seed(7)
-    net = WindowCompact(num_feat=8, num_conv=2, num_refine=1, radius=1, scale=2)
-    path = tmp_path / "temporal.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path
 
 
 def shot(kind: str, frames: int, width: int = 64, height: int = 48) -> list[list[np.ndarray]]:
