@@ -512,43 +512,47 @@ def film_picture(index: int) -> np.ndarray:
     return picture.round().astype(np.uint8)
 
 
-def telecine(pictures: list[np.ndarray], pattern: str = "23") -> list[av.VideoFrame]:
-    """Film pictures (luma) at 24000/1001 through FFmpeg's ``telecine`` (top field first):
-    the 29.97 fps video frames, flagged interlaced top field first."""
-    height, width = pictures[0].shape
+def telecine(pictures: list[np.ndarray] | list[av.VideoFrame], pattern: str = "23",
+             first_field: str = "t") -> list[av.VideoFrame]:
+    """Film at 24000/1001 through FFmpeg's ``telecine``: the 29.97 fps video frames, flagged
+    interlaced with ``first_field`` (``t``: top field first, ``b``: bottom) first. The film is
+    luma pictures or yuv420p frames."""
+    frames = (film_frames(pictures) if isinstance(pictures[0], np.ndarray)  # type: ignore[arg-type]
+              else pictures)
+    width, height = frames[0].width, frames[0].height
     graph = av.filter.Graph()
     node = graph.add("buffer", f"video_size={width}x{height}:pix_fmt=yuv420p:time_base="
                                f"{1 / FILM_RATE}:frame_rate={FILM_RATE}:pixel_aspect=1/1")
-    for name, args in (("telecine", f"first_field=t:pattern={pattern}"), ("setfield", "tff")):
+    for name, args in (("telecine", f"first_field={first_field}:pattern={pattern}"),
+                       ("setfield", f"{first_field}ff")):
         following = graph.add(name, args)
         node.link_to(following)
         node = following
     node.link_to(graph.add("buffersink"))
     graph.configure()
-    frames: list[av.VideoFrame] = []
+    video: list[av.VideoFrame] = []
 
     def pull() -> None:
         while True:
             try:
-                frames.append(graph.pull())
+                video.append(graph.pull())
             except (av.BlockingIOError, av.EOFError):
                 return
 
-    for index, picture in enumerate(pictures):
-        frame = av.VideoFrame.from_ndarray(picture, format="gray").reformat(format="yuv420p")
+    for index, frame in enumerate(frames):
         frame.pts = index
         graph.push(frame)
         pull()
     graph.push(None)
     pull()
-    return frames
+    return video
 
 
 def make_video_clip(path: str | Path, frames: list[av.VideoFrame], *, codec: str,
-                    rate: Fraction = VIDEO_RATE, audio: bool = False) -> Path:
+                    rate: Fraction = VIDEO_RATE, audio: bool = False, crf: int = 12) -> Path:
     """``frames`` encoded at ``rate`` from time 0: ``mpeg2video`` coded interlaced and flagged
-    top field first as on a DVD, anything else as the encoder takes it (x264: progressive);
-    ``audio`` adds an AAC 440 Hz tone as long as the video."""
+    with the frames' field order as on a DVD, anything else as the encoder takes it (x264:
+    progressive, at ``crf``); ``audio`` adds an AAC 440 Hz tone as long as the video."""
     path = Path(path)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate)
@@ -558,7 +562,7 @@ def make_video_clip(path: str | Path, frames: list[av.VideoFrame], *, codec: str
             stream.codec_context.flags |= flags.interlaced_dct | flags.interlaced_me
             stream.codec_context.bit_rate = 4_000_000
         elif codec == "libx264":
-            stream.codec_context.options = {"crf": "12"}
+            stream.codec_context.options = {"crf": str(crf)}
         elif codec == "ffv1":
             stream.codec_context.time_base = 1 / rate
         sound = out.add_stream("aac", rate=48000, layout="mono") if audio else None

@@ -65,6 +65,9 @@ log = logging.getLogger("vidsr")
 # A repeat differs from its predecessor by at most this share of the cycle's typical
 # (median) change between frames: codec noise against motion.
 REPEAT_SHARE = 0.25
+# A frame at the established phase changed this share of the typical or less: still the
+# repeat, whatever the noise (motion in a repeat's codec noise).
+PHASE_SHARE = 0.7
 # A cycle moves when its typical change is this many times the repeats' noise; a break
 # is believed only within (two repeats) or beyond (none) that margin.
 MOTION_MARGIN = 3.0
@@ -116,7 +119,8 @@ class Cadence:
         least = ranked[0]
         repeats = _clear_repeats(changes)
         typical = changes[ranked[count // 2]]
-        noise = self.noise
+        # At the start, the next cycle's repeat tells the codec's noise.
+        noise = self.noise if self.noise is not None else _repeat_change(following)
         if noise is not None and typical <= MOTION_MARGIN * noise:
             # Nothing moves: every frame looks like a repeat. Keep the established rhythm.
             if self.phase is None:
@@ -131,17 +135,49 @@ class Cadence:
                 self.phase = moved[0]
                 self.repeats.extend(changes[i] for i in within)
                 return tuple(within)
-            if not repeats and changes[least] > MOTION_MARGIN * noise:
-                # Every frame is a new picture: the cadence moved on; learn it anew.
+            if (not repeats and changes[least] > MOTION_MARGIN * noise
+                    and not self._phase_stands_out(changes, typical)):
+                # Every frame is a new picture, the one at the phase too (fast motion raises
+                # the codec's noise, so a repeat may lie beyond it): the cadence moved on.
                 self.phase = None
                 return ()
-        # One repeat: the frame at the established phase where it looks like one (film that
-        # repeats a frame itself has a second, which is not the pulldown's), else the least.
-        dropped = self.phase if self.phase in repeats else least
+        if self.phase is not None and not self._moved(changes, least, noise):
+            # A steady cadence: slow motion near the codec's noise can make another frame
+            # look least changed; only a clear break moves the phase.
+            if self.phase >= count:
+                return ()
+            dropped = self.phase
+        elif self.phase is None and not repeats and following:
+            # No clear repeat yet (heavy codec noise): the place least changed over this
+            # cycle and the next is the likeliest phase; follow it from now on.
+            dropped = min(range(count), key=lambda i: changes[i] + (
+                following[i] if i < len(following) else changes[i]))
+            self.phase = dropped
+        else:
+            dropped = least
         if dropped in repeats:
             self.phase = dropped
             self.repeats.append(changes[dropped])
         return (dropped,)
+
+    def _phase_stands_out(self, changes: Sequence[float], typical: float) -> bool:
+        """Whether the frame at the phase changed clearly less than the cycle's typical."""
+        return (self.phase is not None and self.phase < len(changes)
+                and changes[self.phase] <= PHASE_SHARE * typical)
+
+    def _moved(self, changes: Sequence[float], least: int, noise: float | None) -> bool:
+        """Whether the cycle shows the cadence moved: its least changed frame is a repeat
+        within the noise, and the frame at the phase changed well beyond it."""
+        assert self.phase is not None
+        if least == self.phase:
+            return False
+        if noise is None:
+            # Nothing learnt yet: only a clear repeat away from an unclear phase.
+            repeats = _clear_repeats(changes)
+            return least in repeats and self.phase not in repeats
+        at_phase = changes[self.phase] if self.phase < len(changes) else float("inf")
+        return (changes[least] <= MOTION_MARGIN * noise < at_phase
+                and least in _clear_repeats(changes))
 
     def _confirmed(self, phase: int, following: Sequence[float]) -> bool:
         """Whether the next cycle's frame at ``phase`` changed least, and the one at the old
@@ -150,6 +186,12 @@ class Cadence:
             return False
         least = min(range(len(following)), key=lambda i: following[i])
         return least == phase and self.phase not in _clear_repeats(following)
+
+
+def _repeat_change(changes: Sequence[float]) -> float | None:
+    """How much a cycle's clear repeat changed (None: it has none)."""
+    repeats = _clear_repeats(changes)
+    return changes[repeats[0]] if repeats else None
 
 
 def _clear_repeats(changes: Sequence[float]) -> list[int]:
