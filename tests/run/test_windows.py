@@ -3,78 +3,43 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
-import av
 import numpy as np
 import pytest
 import torch
-from clipgen import content_planes
+from clipgen import decoded_frames, shot_frames, write_ffv1
 
+from vidsr.engine.model_space import RgbRoute
 from vidsr.errors import OptionsError
 from vidsr.executors.replica import Replica
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
-from vidsr.io.pixfmt import planes_to_frame, source_format
+from vidsr.io.pixfmt import source_format
 from vidsr.io.windows import WindowedSource
-from vidsr.plan.run_plan import EngineOptions, RunPlan
-from vidsr.run.transcode import RunControl, plan_upscale, upscale_video
+from vidsr.models.zoo import load_model
+from vidsr.plan.run_plan import CpuWorkersPlan, CudaSlotsPlan, EngineOptions, RunPlan, SyncPlan
+from vidsr.run.transcode import RunControl, plan_upscale, run_to_file, upscale_video
 
 QUIET = RunControl(progress=False)
 FFV1 = EncodeOptions(codec="ffv1")
-YUV420 = source_format("yuv420p").layout
-
-
-def shot(kind: str, frames: int, width: int = 64, height: int = 48) -> list[list[np.ndarray]]:
-    """A shot of slowly changing pictures: a moving square, or colour bars sliding."""
-    if kind == "square":
-        return [content_planes("moving", "yuv420p", width, height, i) for i in range(frames)]
-    bars = content_planes("bars", "yuv420p", width, height, 0)
-    return [[np.roll(p, 2 * i // (1 + (k > 0)), axis=1) for k, p in enumerate(bars)]
-            for i in range(frames)]
-
-
-def write_clip(path: Path, frames: list[list[np.ndarray]]) -> Path:
-    """A lossless (ffv1) clip of ``frames``."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("ffv1", rate=25)
-        stream.width, stream.height = frames[0][0].shape[1], frames[0][0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        for planes in frames:
-            for packet in stream.encode(planes_to_frame(planes, YUV420)):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def decoded(path: Path) -> list[list[np.ndarray]]:
-    with av.open(str(path)) as c:
-        return [[np.asarray(p) for p in _planes(f)] for f in c.decode(video=0)]
-
-
-def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
-    out = []
-    for plane in frame.planes:
-        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        out.append(rows[:, :plane.width].copy())
-    return out
 
 
 def upscale(src: Path, dst: Path, model: Path, **engine) -> tuple[list, object]:
     result = upscale_video(src, dst, model=model, encode=FFV1, control=QUIET,
                            engine=EngineOptions(device="cpu", **engine))
-    return decoded(dst), result
+    return decoded_frames(dst), result
 
 
 def test_a_cut_splits_windows_so_each_shot_comes_out_as_alone(temporal, tmp_path):
-    a, b = shot("square", 6), shot("bars", 6)
-    joined = write_clip(tmp_path / "ab.mkv", a + b)
+    a, b = shot_frames("square", 6), shot_frames("bars", 6)
+    joined = write_ffv1(tmp_path / "ab.mkv", a + b)
     out_ab, result = upscale(joined, tmp_path / "ab_x2.mkv", temporal)
-    out_a, alone_a = upscale(write_clip(tmp_path / "a.mkv", a), tmp_path / "a_x2.mkv", temporal)
-    out_b, alone_b = upscale(write_clip(tmp_path / "b.mkv", b), tmp_path / "b_x2.mkv", temporal)
+    out_a, alone_a = upscale(write_ffv1(tmp_path / "a.mkv", a), tmp_path / "a_x2.mkv", temporal)
+    out_b, alone_b = upscale(write_ffv1(tmp_path / "b.mkv", b), tmp_path / "b_x2.mkv", temporal)
     assert result.cuts == [6] and alone_a.cuts == [] and alone_b.cuts == []
     assert "1 scene cut(s) found" in result.summary()
     assert len(out_ab) == 12
@@ -86,9 +51,9 @@ def test_a_cut_splits_windows_so_each_shot_comes_out_as_alone(temporal, tmp_path
 def test_the_neighbours_change_the_output(temporal, tmp_path):
     """A window's neighbours count: the same frame between other frames comes out other than
     between copies of itself (so a window mixing two shots would show)."""
-    a = shot("square", 5)
-    out_a, _ = upscale(write_clip(tmp_path / "a.mkv", a), tmp_path / "a_x2.mkv", temporal)
-    still, _ = upscale(write_clip(tmp_path / "s.mkv", [a[2]] * 3), tmp_path / "s_x2.mkv",
+    a = shot_frames("square", 5)
+    out_a, _ = upscale(write_ffv1(tmp_path / "a.mkv", a), tmp_path / "a_x2.mkv", temporal)
+    still, _ = upscale(write_ffv1(tmp_path / "s.mkv", [a[2]] * 3), tmp_path / "s_x2.mkv",
                        temporal)
     assert np.abs(out_a[2][0].astype(int) - still[1][0].astype(int)).max() > 2
 
@@ -148,7 +113,7 @@ def test_a_window_repeats_its_own_shots_nearest_frame_at_a_cut():
 
 
 def test_every_frame_is_decoded_once(temporal, tmp_path, monkeypatch):
-    clip = write_clip(tmp_path / "c.mkv", shot("square", 9))
+    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 9))
     counted: list[int] = []
     original = WindowedSource.__iter__
 
@@ -161,8 +126,38 @@ def test_every_frame_is_decoded_once(temporal, tmp_path, monkeypatch):
     assert counted == [9] and result.frames == 9 and len(out) == 9
 
 
+@pytest.mark.parametrize("executor", [SyncPlan(1), CpuWorkersPlan(2, 1), CudaSlotsPlan(2)],
+                         ids=["sync", "cpu-workers", "cuda-slots"])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_every_frame_is_converted_once_and_outputs_do_not_change(temporal, tmp_path,
+                                                                   monkeypatch, executor,
+                                                                   batch_size):
+    """Neighbours a batch shares with the one before are not converted again: 9 frames,
+    9 conversions, whatever the batch and however many batches are in flight."""
+    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 9))
+    want, _ = upscale(clip, tmp_path / "want.mkv", temporal, batch_size=1)
+    converted: list[int] = []
+    original = RgbRoute.to_model
+
+    def counting(self, planes, colour):
+        converted.append(planes[0].shape[0])
+        return original(self, planes, colour)
+
+    monkeypatch.setattr(RgbRoute, "to_model", counting)
+    model = load_model(str(temporal))
+    plan = plan_upscale(clip, tmp_path / "x2.mkv", model=temporal, encode=FFV1,
+                        engine=EngineOptions(device="cpu", batch_size=batch_size))
+    if isinstance(executor, CudaSlotsPlan):
+        plan = replace(plan, devices=("cpu",))
+    result = run_to_file(replace(plan, executor=executor), model, QUIET)
+    assert result.frames == 9 and sum(converted) == 9
+    for got, w in zip(decoded_frames(tmp_path / "x2.mkv"), want, strict=True):
+        for gp, wp in zip(got, w, strict=True):
+            np.testing.assert_array_equal(gp, wp)
+
+
 def test_tiles_of_windows_match_whole_frames(temporal, tmp_path):
-    clip = write_clip(tmp_path / "c.mkv", shot("square", 4, width=96, height=64))
+    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 4, width=96, height=64))
     whole, _ = upscale(clip, tmp_path / "whole.mkv", temporal)
     tiled, _ = upscale(clip, tmp_path / "tiled.mkv", temporal, tile=32)
     for got, want in zip(tiled, whole, strict=True):
@@ -172,7 +167,7 @@ def test_tiles_of_windows_match_whole_frames(temporal, tmp_path):
 
 def test_a_window_that_gives_no_picture_in_bf16_is_redone_in_fp32(temporal, tmp_path,
                                                                   monkeypatch, caplog):
-    clip = write_clip(tmp_path / "c.mkv", shot("square", 3))
+    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 3))
     want, _ = upscale(clip, tmp_path / "fp32.mkv", temporal, precision="fp32")
     original = Replica.torch_forward
 
@@ -194,7 +189,7 @@ def test_a_window_that_gives_no_picture_in_bf16_is_redone_in_fp32(temporal, tmp_
 
 
 def test_the_plan_carries_the_window_in_text_and_json(temporal, tmp_path):
-    clip = write_clip(tmp_path / "c.mkv", shot("square", 2))
+    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 2))
     plan = plan_upscale(clip, tmp_path / "x2.mkv", model=temporal,
                         engine=EngineOptions(device="cpu"))
     assert plan.window == 3
@@ -205,7 +200,7 @@ def test_the_plan_carries_the_window_in_text_and_json(temporal, tmp_path):
 
 
 def test_openvino_refuses_a_window_model_in_one_line(temporal, tmp_path):
-    clip = write_clip(tmp_path / "c.mkv", shot("square", 2))
+    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 2))
     with pytest.raises(OptionsError, match="sees 3 frames at once.*not supported yet"):
         plan_upscale(clip, tmp_path / "x2.mkv", model=temporal,
                      engine=EngineOptions(device="cpu", runtime="openvino"))

@@ -19,16 +19,17 @@ scale (the engine makes it when it is built). It serves two kinds of caller:
   network's inputs (``to_model``) and the network's outputs into planes (``from_model``).
 
 Windows of frames (temporal models): a batch of windows holds each frame its windows need
-once (:class:`~vidsr.io.frames.FrameWindows`). :meth:`FrameRoute.run` converts those frames
-with the route's own per-frame ``to_model``, then lays the windows out as (N, T, C, h, w)
-from them (:func:`gather_windows`); ``from_model`` gets the output frames' own planes
-(the windows' centres), so every route serves windows as it is.
+once (:class:`~vidsr.io.frames.FrameWindows`). :meth:`FrameRoute.run_windows` converts the
+frames the replica has not converted before (:mod:`vidsr.engine.converted_frames`) with
+the route's own per-frame ``to_model``, then lays the windows out as (N, T, C, h, w) from
+them (:func:`gather_windows`); ``from_model`` gets the output frames' own planes (the
+windows' centres), so every route serves windows as it is.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cache
 
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from vidsr.archs.spec import ArchSpec, InputSpace
+from vidsr.engine.converted_frames import ConvertedFrames
 from vidsr.imaging.metrics import rgb_to_y_bt601
 from vidsr.imaging.resize import imresize
 from vidsr.io.colour import (
@@ -193,18 +195,31 @@ class FrameRoute(ABC):
     source: PlaneLayout
     output: PlaneLayout
 
-    def run(self, planes: list[torch.Tensor], colour: ColourSpec | None, net: Network,
-            windows: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """``planes`` through ``net`` into planes of the output layout. ``windows``: (N, T)
-        indices into the planes' frames, one window per output frame (see
-        :class:`~vidsr.io.frames.FrameWindows`); None when each frame is an output frame."""
-        inputs = self.to_model(planes, colour)
-        if windows is None:
-            return self.from_model([net(x) for x in inputs], planes, colour)
-        frames = planes[0].shape[0]
-        outputs = [net(gather_windows(x, windows, frames)) for x in inputs]
+    def run(self, planes: list[torch.Tensor], colour: ColourSpec | None,
+            net: Network) -> list[torch.Tensor]:
+        """Float ``planes`` through ``net`` into planes of the output layout."""
+        outputs = [net(x) for x in self.to_model(planes, colour)]
+        return self.from_model(outputs, planes, colour)
+
+    def run_windows(self, planes: list[torch.Tensor], colour: ColourSpec | None,
+                    net: Network, windows: torch.Tensor, converted: ConvertedFrames,
+                    keys: list[Hashable]) -> list[torch.Tensor]:
+        """A batch of windows through ``net`` into planes of the output layout.
+
+        ``planes``: every frame the windows need, each once, as decoded (code values or
+        floats); ``windows``: (N, T) indices into them, one window per output frame (see
+        :class:`~vidsr.io.frames.FrameWindows`); ``keys``: each frame's name in
+        ``converted``, so a frame the replica converted for an earlier batch is not
+        converted again.
+        """
+        def convert(rows: torch.Tensor) -> list[torch.Tensor]:
+            rows = rows.to(planes[0].device)
+            return self.to_model([p[rows].float() for p in planes], colour)
+
+        inputs = converted.inputs(keys, convert)
+        outputs = [net(gather_windows(x, windows, len(keys))) for x in inputs]
         centres = windows[:, windows.shape[1] // 2]
-        return self.from_model(outputs, [p[centres] for p in planes], colour)
+        return self.from_model(outputs, [p[centres].float() for p in planes], colour)
 
     @abstractmethod
     def to_model(self, planes: list[torch.Tensor],

@@ -7,6 +7,7 @@ transfer and do colour conversion there.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
@@ -59,11 +60,14 @@ class FrameWindows:
     The batch's planes then hold every frame its windows need, each once: the output
     frames' own and up to ``2r`` neighbours. ``index[k]`` lists, in display order, the
     planes' frames output frame ``k`` sees, its own at the centre; ``frames`` is the
-    stream index (from 0) of each frame the planes hold.
+    stream index (from 0) of each frame the planes hold, in the run ``stream`` names.
     """
 
     index: np.ndarray  # (N, 2r + 1) ints, into the planes' first axis
     frames: np.ndarray  # (M,) ints, M >= N
+    # Which run of the source the frames come from: with ``frames``, a frame's name for
+    # the engine's converted frames (vidsr.engine.converted_frames).
+    stream: Hashable = None
 
     @property
     def size(self) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +53,10 @@ class CutDetector:
 
     def change(self, luma: np.ndarray, layout: PlaneLayout) -> float:
         """How far the frame whose first plane is ``luma`` is from the one before (0 for
-        the first): the mean absolute difference of their thumbnails, in [0, 1]."""
-        thumb = _thumbnail(luma) / layout.max_code
+        the first): see :func:`thumbnail_change`."""
+        thumb = thumbnail(luma, layout)
         last, self._last = self._last, thumb
-        return 0.0 if last is None else float(np.abs(thumb - last).mean())
+        return 0.0 if last is None else thumbnail_change(last, thumb)
 
 
 def is_cut(before: float, change: float, after: float) -> bool:
@@ -65,14 +65,28 @@ def is_cut(before: float, change: float, after: float) -> bool:
     return change >= CUT_MIN_CHANGE and change >= CUT_RATIO * max(before, after)
 
 
-def _thumbnail(plane: np.ndarray) -> np.ndarray:
-    """``plane`` averaged in square blocks to about :data:`THUMB_WIDTH` wide, float32."""
+def thumbnail(plane: np.ndarray, layout: PlaneLayout) -> np.ndarray:
+    """What a cut is judged on: a frame's first plane averaged in square blocks to about
+    :data:`THUMB_WIDTH` wide, float32 in [0, 1] (code values over the layout's range)."""
     step = max(1, plane.shape[1] // THUMB_WIDTH)
     h, w = plane.shape[0] // step * step, plane.shape[1] // step * step
     if h == 0:
-        return plane.astype(np.float32)
-    blocks = plane[:h, :w].reshape(h // step, step, w // step, step)
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
+        blocks = plane.astype(np.float32)
+    else:
+        blocks = plane[:h, :w].reshape(h // step, step, w // step, step).mean(
+            axis=(1, 3), dtype=np.float32)
+    return blocks if np.issubdtype(plane.dtype, np.floating) else blocks / layout.max_code
+
+
+def thumbnail_change(before: np.ndarray, after: np.ndarray) -> float:
+    """How far two frames' thumbnails are apart: their mean absolute difference."""
+    return float(np.abs(after - before).mean())
+
+
+def window_indices(centre: int, radius: int, shot_first: int, shot_last: int) -> list[int]:
+    """The frames of ``centre``'s window, in display order: its ``radius`` neighbours on
+    each side, each side stopping at its shot's first or last frame and repeating it."""
+    return [min(max(centre + k, shot_first), shot_last) for k in range(-radius, radius + 1)]
 
 
 @dataclass
@@ -128,8 +142,9 @@ class WindowedSource:
         self.close()
 
     def __iter__(self) -> Iterator[FrameBatch]:
+        # A fresh name for this run's frames: the engine keeps converted frames by it.
         return windowed_batches(self._frames(self.source), self.radius, self.batch_size,
-                                self)
+                                object())
 
     def _frames(self, batches: Iterable[FrameBatch]) -> Iterator[tuple[_Frame, FrameBatch]]:
         """Each decoded frame once, with its shot, counted; a frame leaves once the next is
@@ -169,9 +184,10 @@ class WindowedSource:
 
 
 def windowed_batches(frames: Iterator[tuple[_Frame, FrameBatch]], radius: int,
-                     batch_size: int, owner: WindowedSource) -> Iterator[FrameBatch]:
+                     batch_size: int, stream: Hashable) -> Iterator[FrameBatch]:
     """Batches of windows from ``frames`` in display order: a batch leaves as soon as the
-    ring holds ``radius`` frames past its last output frame (or the stream has ended)."""
+    ring holds ``radius`` frames past its last output frame (or the stream has ended).
+    ``stream`` names the run in the batches' :class:`FrameWindows`."""
     ring: deque[_Frame] = deque()
     first = 0  # stream index of ring[0]
     next_out = 0  # stream index of the next output frame
@@ -181,7 +197,8 @@ def windowed_batches(frames: Iterator[tuple[_Frame, FrameBatch]], radius: int,
         model = batch
         last = first + len(ring) - 1
         while next_out + batch_size - 1 + radius <= last:
-            yield _batch(ring, first, next_out, batch_size, radius, last, False, model)
+            yield _batch(ring, first, next_out, batch_size, radius, last, False, model,
+                         stream)
             next_out += batch_size
             # What the next windows may still need: ``radius`` frames before the next output.
             while first < next_out - radius:
@@ -190,12 +207,12 @@ def windowed_batches(frames: Iterator[tuple[_Frame, FrameBatch]], radius: int,
     last = first + len(ring) - 1
     while model is not None and next_out <= last:
         count = min(batch_size, last - next_out + 1)
-        yield _batch(ring, first, next_out, count, radius, last, True, model)
+        yield _batch(ring, first, next_out, count, radius, last, True, model, stream)
         next_out += count
 
 
 def _batch(ring: deque[_Frame], first: int, start: int, count: int, radius: int, last: int,
-           ended: bool, model: FrameBatch) -> FrameBatch:
+           ended: bool, model: FrameBatch, stream: Hashable) -> FrameBatch:
     """The batch of output frames ``start``..``start + count - 1`` with their windows.
 
     A window stops at its own shot's ends: before the shot's first frame it repeats that
@@ -212,7 +229,7 @@ def _batch(ring: deque[_Frame], first: int, start: int, count: int, radius: int,
         while shot_end < min(out + radius, last) and at(shot_end + 1).shot_start == shot_start:
             shot_end += 1
         assert ended or shot_end == out + radius or shot_end < last, "window read too early"
-        rows.append([min(max(out + k, shot_start), shot_end) for k in range(-radius, radius + 1)])
+        rows.append(window_indices(out, radius, shot_start, shot_end))
     index = np.array(rows, dtype=np.int64)
     low, high = int(index.min()), int(index.max())
     held = [at(i) for i in range(low, high + 1)]
@@ -225,5 +242,5 @@ def _batch(ring: deque[_Frame], first: int, start: int, count: int, radius: int,
         first_index=start, layout=model.layout,
         side_data=side if any(s is not None for s in side) else None,
         alpha=np.stack(alphas) if alphas[0] is not None else None,
-        windows=FrameWindows(index - low, np.arange(low, high + 1)),
+        windows=FrameWindows(index - low, np.arange(low, high + 1), stream),
     )
