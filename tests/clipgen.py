@@ -600,10 +600,13 @@ def shot_frames(kind: str, frames: int, width: int = 64,
             for i in range(frames)]
 
 
-def write_ffv1(path: Path, frames: list[list[np.ndarray]]) -> Path:
-    """A lossless (ffv1) clip of ``frames``."""
+def write_ffv1(path: Path, frames: list[list[np.ndarray]], gop: int | None = None) -> Path:
+    """A lossless (ffv1) clip of ``frames`` at 25 fps; a keyframe every ``gop`` frames
+    when given."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("ffv1", rate=25)
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         stream.width, stream.height = frames[0][0].shape[1], frames[0][0].shape[0]
         stream.pix_fmt = "yuv420p"
         for planes in frames:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,7 @@ class _Frame:
     side_data: Any
     alpha: np.ndarray | None
     shot_start: int  # stream index of its shot's first frame
+    output: bool = True  # False: context beside a segment, only a neighbour of others
 
 
 class WindowedSource:
@@ -106,11 +107,16 @@ class WindowedSource:
     Stands in for the source it wraps: ``info``, ``source_info``, ``streams_source``,
     ``skipped`` and ``close()`` are the source's. After a run, ``decoded`` is how many
     frames the source gave and ``cuts`` the stream indices of the frames that start a shot.
+    ``is_context(pts)``: whether a frame the source gives is only context (a segment's
+    neighbours, :class:`~vidsr.io.decode.Window`): in windows and cut detection, never
+    an output frame.
     """
 
-    def __init__(self, source: Any, window: int, batch_size: int) -> None:
+    def __init__(self, source: Any, window: int, batch_size: int,
+                 is_context: Callable[[int], bool] | None = None) -> None:
         assert window >= 1 and window % 2 == 1, f"a window of {window} frames has no centre"
         self.source = source
+        self.is_context = is_context
         self.radius = window // 2
         self.batch_size = batch_size
         self.decoded = 0
@@ -174,7 +180,8 @@ class WindowedSource:
                 self.decoded += 1
                 if pending is not None:
                     yield judged(change)
-                pending = (_Frame(planes, batch.pts[k], side, alpha, 0), batch, change)
+                output = self.is_context is None or not self.is_context(batch.pts[k])
+                pending = (_Frame(planes, batch.pts[k], side, alpha, 0, output), batch, change)
         if pending is not None:
             yield judged(None)
         log.info("%s: %d scene cut(s) found%s", getattr(self.info, "path", "input"),
@@ -191,22 +198,31 @@ def windowed_batches(frames: Iterator[tuple[_Frame, FrameBatch]], radius: int,
     ring: deque[_Frame] = deque()
     first = 0  # stream index of ring[0]
     next_out = 0  # stream index of the next output frame
+    end_out: int | None = None  # past the last output frame, once context follows it
     model: FrameBatch | None = None
     for frame, batch in frames:
         ring.append(frame)
         model = batch
         last = first + len(ring) - 1
-        while next_out + batch_size - 1 + radius <= last:
-            yield _batch(ring, first, next_out, batch_size, radius, last, False, model,
-                         stream)
-            next_out += batch_size
+        if not frame.output and next_out == last:
+            next_out += 1  # context before the outputs: a neighbour only
+        elif not frame.output and end_out is None:
+            end_out = last
+        while True:
+            count = min(batch_size, (end_out if end_out is not None else next_out + batch_size)
+                        - next_out)
+            if count <= 0 or next_out + count - 1 + radius > last:
+                break
+            yield _batch(ring, first, next_out, count, radius, last, False, model, stream)
+            next_out += count
             # What the next windows may still need: ``radius`` frames before the next output.
             while first < next_out - radius:
                 ring.popleft()
                 first += 1
     last = first + len(ring) - 1
-    while model is not None and next_out <= last:
-        count = min(batch_size, last - next_out + 1)
+    end = end_out if end_out is not None else last + 1
+    while model is not None and next_out < end:
+        count = min(batch_size, end - next_out)
         yield _batch(ring, first, next_out, count, radius, last, True, model, stream)
         next_out += count
 

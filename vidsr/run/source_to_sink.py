@@ -10,6 +10,7 @@ here decides anything: the plan (:func:`~vidsr.plan.run_plan.resolve_video_plan`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from vidsr.engine.engine import Engine
 from vidsr.io.colour import ColourSpec
@@ -32,15 +33,26 @@ def open_source(plan: RunPlan, *, span: Window | None = None) -> Source:
     several frames (``plan.window``) batches of windows (:class:`WindowedSource`).
 
     ``span``: only one stretch of the stream (a segment's, or the frames ``vidsr compare``
-    shows); for windows, its ends are treated as the clip's. A plan without an output
-    (frames kept in memory) decodes no alpha.
+    shows). For windows the decoder also gives ``r + 1`` frames of context on each side
+    of it: ``r`` for the windows at its ends and one more to judge a cut at their edges
+    as a whole run does, so a segment's frames are a whole run's (the span's ``seek`` must
+    lie far enough back: :func:`window_context` frames). A plan without an output (frames kept in
+    memory) decodes no alpha.
     """
-    frames = _open_frames(plan, span)
     if plan.window == 1:
-        return frames
-    # A span's ends are a window's ends, as the clip's are: a batch's segment would need
-    # context decoded beyond them (vidsr batch runs such a file whole).
-    return WindowedSource(frames, plan.window, plan.batch_size)
+        return _open_frames(plan, span)
+    if span is not None:
+        span = replace(span, context=window_context(plan.window))
+    frames = _open_frames(plan, span)
+    is_context = frames.is_context if span is not None and isinstance(frames, Decoder) \
+        else None
+    return WindowedSource(frames, plan.window, plan.batch_size, is_context)
+
+
+def window_context(window: int) -> int:
+    """Frames of context a stretch of the stream needs on each side for windows of
+    ``window`` frames: the windows' radius, and one to judge a cut at their edges."""
+    return window // 2 + 1 if window > 1 else 0
 
 
 def _open_frames(plan: RunPlan, span: Window | None) -> Decoder | ScriptSource | QtgmcSource:
