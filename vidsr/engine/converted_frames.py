@@ -57,6 +57,12 @@ class ConvertedFrames:
                     mine[i].inputs, mine[i].event = inputs, event
                     frames[i] = inputs
         finally:
+            failed = [keys[i] for i, entry in mine.items() if entry.inputs is None]
+            if failed:  # not kept: a later batch converts them afresh
+                with self._lock:
+                    for key in failed:
+                        if key in self._entries and self._entries[key].inputs is None:
+                            del self._entries[key]
             for entry in mine.values():
                 entry.ready.set()  # after a failure without inputs: a reader converts its own
         for i, entry in theirs.items():
