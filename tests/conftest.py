@@ -35,3 +35,19 @@ def clip(tmp_path):
         return make_clip(tmp_path / name, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def temporal(tmp_path) -> Path:
+    """A tiny temporal network (3-frame windows, x2) with fixed random weights, as a
+    safetensors file: what ``--model FILE`` loads."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vidsr.archs.temporal import WindowCompact
+
+    torch.manual_seed(7)
+    net = WindowCompact(num_feat=8, num_conv=2, num_refine=1, radius=1, scale=2)
+    path = tmp_path / "temporal.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path

@@ -360,3 +360,10 @@ def test_a_preset_gives_the_model_and_engine_options_and_arguments_override_it(c
             for t in threading.enumerate()):
         time.sleep(0.02)
     assert not [t for t in threading.enumerate() if t.name.startswith("vidsr-cpu-worker")]
+
+
+def test_a_window_model_is_refused_in_one_line(core, temporal):
+    data = np.zeros((2, 3, 16, 16), dtype=np.float32)
+    clip = clip_of(core, vs.RGBS, [data[:, c] for c in range(3)])
+    with pytest.raises(vs.Error, match=r"sees 3 frames at once.*not supported yet"):
+        vsvidsr.upscale(clip, str(temporal), device="cpu")

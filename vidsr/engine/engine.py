@@ -111,7 +111,8 @@ class Engine:
     def _submit(self, batch: FrameBatch, colour: ColourSpec | None,
                 out_layout: PlaneLayout) -> PendingBatch:
         route = self.space.route(batch.layout, out_layout)
-        compute = partial(self._compute, route=route, colour=colour)
+        windows = None if batch.windows is None else torch.from_numpy(batch.windows.index)
+        compute = partial(self._compute, route=route, colour=colour, windows=windows)
         return PendingBatch(self.executor.submit(batch, compute), batch, out_layout)
 
     def upscale_batch(
@@ -129,12 +130,16 @@ class Engine:
     def _compute(
         self, replica: Replica, planes: list[torch.Tensor], fp32: bool,
         flags: Flags, *, route: FrameRoute, colour: ColourSpec | None,
+        windows: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """Device planes in -> device planes of the route's output layout: quantised code
-        values, or floats for a float layout."""
+        values, or floats for a float layout. ``windows``: the batch's windows (indices into
+        the planes' frames), for a model that sees several frames."""
         net = partial(replica.network, fp32=fp32, flags=flags)
         floats = [p.float() for p in planes]
-        out = route.run(floats, colour, net)
+        if windows is not None:
+            windows = windows.to(floats[0].device)
+        out = route.run(floats, colour, net, windows)
         out_layout = route.output
         if is_float_layout(out_layout):
             dtype = torch.float16 if out_layout.bit_depth == 16 else torch.float32

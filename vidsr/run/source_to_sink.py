@@ -12,31 +12,40 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from vidsr.engine.engine import Engine
-from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder, Window
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.qtgmc import QtgmcSource
 from vidsr.io.script_source import ScriptSource, is_script
 from vidsr.io.sink import Sink
+from vidsr.io.windows import WindowedSource
 from vidsr.plan.run_plan import RunPlan
 from vidsr.run.pipeline import StageTiming, run_pipeline
 
+# What open_source opens: frames, or windows of them for a model that sees several.
+Source = Decoder | ScriptSource | QtgmcSource | WindowedSource
 
-def open_source(plan: RunPlan, window: int | None = None, *,
-                span: Window | None = None) -> Decoder | ScriptSource | QtgmcSource:
+
+def open_source(plan: RunPlan, *, span: Window | None = None) -> Source:
     """The plan's input, open for decoding as the plan says: its stream, batch size,
-    decoder threads, deinterlacing, alpha and damage handling.
+    decoder threads, deinterlacing, alpha and damage handling, and for a model that sees
+    several frames (``plan.window``) batches of windows (:class:`WindowedSource`).
 
-    ``window``: the frames each output frame is made from; None (or 1) for the frame-wise
-    models vidsr runs. ``span``: only one stretch of the stream (a segment's, or the
-    frames ``vidsr compare`` shows). A plan without an output (frames kept in memory)
-    decodes no alpha.
+    ``span``: only one stretch of the stream (a segment's, or the frames ``vidsr compare``
+    shows); for windows, its ends are treated as the clip's. A plan without an output
+    (frames kept in memory) decodes no alpha.
     """
+    frames = _open_frames(plan, span)
+    if plan.window == 1:
+        return frames
+    # A span's ends are a window's ends, as the clip's are: a batch's segment would need
+    # context decoded beyond them (vidsr batch runs such a file whole).
+    return WindowedSource(frames, plan.window, plan.batch_size)
+
+
+def _open_frames(plan: RunPlan, span: Window | None) -> Decoder | ScriptSource | QtgmcSource:
+    """The plan's input as batches of frames."""
     assert plan.source is not None, "not a video's plan"
-    if window not in (None, 1):
-        raise OptionsError(f"a model that sees {window} frames at once: vidsr runs models"
-                           " that see one frame")
     source = plan.source
     alpha = plan.output is not None and bool(plan.output.alpha_depth)
     if is_script(source.path):
@@ -53,7 +62,7 @@ def open_source(plan: RunPlan, window: int | None = None, *,
 
 
 def run_to_sink(
-    plan: RunPlan, engine: Engine, source: Decoder | ScriptSource | QtgmcSource, sink: Sink, *,
+    plan: RunPlan, engine: Engine, source: Source, sink: Sink, *,
     depth: int = 3, on_write: Callable[[int], object] | None = None,
 ) -> tuple[int, StageTiming]:
     """Decode -> upscale -> write, overlapped in the pipeline's stages; the frames written

@@ -143,6 +143,10 @@ def upscale(
         elif (plan.model.name, plan.model.scale) != (sr.name, sr.scale):
             raise OptionsError(f"the plan runs {plan.model.name} x{plan.model.scale}, not"
                                f" {sr.name} x{sr.scale}")
+        if plan.window > 1:
+            raise OptionsError(f"{sr.name} sees {plan.window} frames at once; the filter runs"
+                               " frame-wise models (asking the clip for neighbouring frames"
+                               " is not supported yet): use vidsr on the script instead")
         engine = Engine(sr, plan)
     except VidsrError as exc:
         raise vs.Error(f"vsvidsr.upscale: {_one_line(exc)}") from None

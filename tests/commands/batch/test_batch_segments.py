@@ -292,3 +292,21 @@ def test_an_inverse_telecined_file_runs_whole_and_its_job_names_the_method(tmp_p
                                                "method": "ivtc"}
     with av.open(str(out / "film.mkv")) as output:
         assert len(list(output.decode(video=0))) == 24
+
+
+def test_a_window_model_runs_each_file_whole_as_the_transcoder_does(tmp_path, capsys,
+                                                                     temporal):
+    # Segments would need the neighbouring frames decoded as context at their ends.
+    src = tmp_path / "src"
+    src.mkdir()
+    clip = _gop_clip(src / "in.mkv", "libx264", X264_GOP, frames=24)
+    code, err = batch(capsys, src, tmp_path / "out", "--model", str(temporal),
+                      "--no-progress", "--codec", "ffv1", "--segment-seconds", "0.2",
+                      "--debug")
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 0
+    assert "in.mkv: run whole, not in segments: temporal sees 3 frames at once" in err
+    single = tmp_path / "single.mkv"
+    upscale_video(clip, single, model=temporal, encode=EncodeOptions(codec="ffv1"),
+                  control=RunControl(progress=False))
+    assert same_frames(tmp_path / "out" / "in.mkv", single)

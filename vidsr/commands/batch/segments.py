@@ -139,6 +139,9 @@ def plan_segments(index: KeyframeIndex, seconds: float) -> list[Segment]:
 def unsegmentable(plan: RunPlan) -> str | None:
     """Why this run cannot go in segments (it runs whole), or None."""
     assert plan.source is not None and plan.output is not None
+    if plan.window > 1:
+        return (f"{plan.model.name} sees {plan.window} frames at once, and segments with the"
+                " neighbouring frames as context are not supported yet")
     if is_script(plan.source.path):
         return "a VapourSynth script is read from its start"
     if plan.deinterlace is not None and plan.deinterlace.deinterlacer == "qtgmc":
