@@ -588,3 +588,44 @@ def film_frames(pictures: list[np.ndarray]) -> list[av.VideoFrame]:
     """Film pictures (luma) as progressive yuv420p frames."""
     return [av.VideoFrame.from_ndarray(p, format="gray").reformat(format="yuv420p")
             for p in pictures]
+
+
+def shot_frames(kind: str, frames: int, width: int = 64,
+                height: int = 48) -> list[list[np.ndarray]]:
+    """A shot of slowly changing pictures: a moving square, or colour bars sliding."""
+    if kind == "square":
+        return [content_planes("moving", "yuv420p", width, height, i) for i in range(frames)]
+    bars = content_planes("bars", "yuv420p", width, height, 0)
+    return [[np.roll(p, 2 * i // (1 + (k > 0)), axis=1) for k, p in enumerate(bars)]
+            for i in range(frames)]
+
+
+def write_ffv1(path: Path, frames: list[list[np.ndarray]], gop: int | None = None) -> Path:
+    """A lossless (ffv1) clip of ``frames`` at 25 fps; a keyframe every ``gop`` frames
+    when given."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+        stream.width, stream.height = frames[0][0].shape[1], frames[0][0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        for planes in frames:
+            for packet in stream.encode(planes_to_frame(planes, source_format("yuv420p").layout)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def decoded_frames(path: Path) -> list[list[np.ndarray]]:
+    """Every frame of ``path``'s video as its planes."""
+    with av.open(str(path)) as c:
+        return [[np.asarray(p) for p in _planes(f)] for f in c.decode(video=0)]
+
+
+def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    out = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        out.append(rows[:, :plane.width].copy())
+    return out

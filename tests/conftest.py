@@ -35,3 +35,31 @@ def clip(tmp_path):
         return make_clip(tmp_path / name, **kwargs)
 
     return make
+
+
+def _temporal_weights(path: Path, channels: int) -> Path:
+    """A tiny temporal network (3-frame windows, x2) with fixed random weights, as a
+    safetensors file: what ``--model FILE`` loads."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vidsr.archs.temporal import WindowCompact
+
+    torch.manual_seed(7)
+    net = WindowCompact(num_in_ch=channels, num_feat=8, num_conv=2, num_refine=1, radius=1,
+                        scale=2)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture
+def temporal(tmp_path) -> Path:
+    """An RGB temporal network's weights file (see :func:`_temporal_weights`)."""
+    return _temporal_weights(tmp_path / "temporal.safetensors", 3)
+
+
+@pytest.fixture
+def temporal_luma(tmp_path) -> Path:
+    """A luma temporal network's weights file: one that runs on Y, as vsvidsr and the
+    transcoder both take YUV for it."""
+    return _temporal_weights(tmp_path / "temporal_luma.safetensors", 1)

@@ -50,3 +50,12 @@ def test_bench_clip_is_cut_to_frames_and_centre_crop(clip, tmp_path):
                                          serial=False), EngineOptions(device="cpu"))
     assert report.frames == 6 and report.size == "16x16 -> 32x32"
     assert report.serial_fps is None and "first 6 frames" in report.notes[0]
+
+
+def test_bench_of_a_window_model_decodes_every_frame_once(clip, temporal):
+    src = clip("tiny.mkv", width=32, height=32, frames=7, content="moving")
+    report = run_bench(src, BenchOptions(model=str(temporal), serial=False),
+                       EngineOptions(device="cpu", batch_size=2, cpu=CpuOptions(threads=1)))
+    assert report.frames == 7 and report.decoded_frames == 7
+    assert report.plan["window"] == 3
+    assert "decoded    7 frames in the pipeline for 7 output frames" in report.to_text()

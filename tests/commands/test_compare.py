@@ -24,6 +24,7 @@ from vidsr.commands.compare import (
     panel_captions,
     read_still,
     run_compare,
+    upscale_still,
 )
 from vidsr.errors import InputError
 from vidsr.imaging.scoring import evaluate_folder
@@ -246,3 +247,19 @@ def test_an_existing_picture_is_replaced_only_with_overwrite(video, tmp_path, ca
     assert main([*argv, "--overwrite"]) == 0
     assert panel_captions(out)[0][0] == "nearest x2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["compare.png", "in.mkv"]
+
+
+def test_compare_gives_a_window_model_the_frames_neighbours(clip, temporal):
+    video = clip("moving.mkv", frames=6, content="moving", codec="ffv1")
+    model = load_model(temporal)
+    plan = resolve_plan(model, EngineOptions(device="cpu"))
+    still = read_still(video, frame=3)
+    (batch,) = model_frames(plan, still)
+    assert batch.pts == [still.batch.pts[0]] and batch.windows is not None
+    with Decoder(video, batch_size=1) as decoder:
+        frames = [b.planes[0][0] for b in decoder]
+    window = [batch.planes[0][i] for i in batch.windows.index[0]]
+    for got, want in zip(window, frames[2:5], strict=True):
+        np.testing.assert_array_equal(got, want)
+    image, _, _ = upscale_still(model, still, CompareOptions(scale=2, device="cpu"))
+    assert image.shape == (3, 96, 128)

@@ -14,12 +14,15 @@ import torch
 vs = pytest.importorskip("vapoursynth", reason="needs VapourSynth (pip install '.[vapoursynth]')")
 vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip install -e .")
 
+from clipgen import decoded_frames, shot_frames, write_ffv1  # noqa: E402
 from engines import engine_for  # noqa: E402
 
+from vidsr.io.encode_options import EncodeOptions  # noqa: E402
 from vidsr.io.frames import FrameBatch  # noqa: E402
 from vidsr.io.script_source import colour_of, layout_of  # noqa: E402
 from vidsr.models.zoo import SRModel, load_model  # noqa: E402
 from vidsr.plan.run_plan import EngineOptions  # noqa: E402
+from vidsr.run.transcode import RunControl, upscale_video  # noqa: E402
 
 CPU_FP32 = EngineOptions(device="cpu", precision="fp32")
 
@@ -360,3 +363,55 @@ def test_a_preset_gives_the_model_and_engine_options_and_arguments_override_it(c
             for t in threading.enumerate()):
         time.sleep(0.02)
     assert not [t for t in threading.enumerate() if t.name.startswith("vidsr-cpu-worker")]
+
+
+def _yuv_clip(core, frames: list[list[np.ndarray]], props=None) -> vs.VideoNode:
+    return clip_of(core, vs.YUV420P8, [np.stack(p) for p in zip(*frames, strict=True)],
+                   props=props)
+
+
+def _window_model(core, clip: vs.VideoNode, weights) -> list[list[np.ndarray]]:
+    up = vsvidsr.upscale(clip, str(weights), device="cpu", precision="fp32")
+    return [[np.asarray(f[p]).copy() for p in range(3)] for f in get_all(up)]
+
+
+def _assert_frames_equal(got, want) -> None:
+    assert len(got) == len(want)
+    for n, (g, w) in enumerate(zip(got, want, strict=True)):
+        for gp, wp in zip(g, w, strict=True):
+            np.testing.assert_array_equal(gp, wp, err_msg=f"frame {n}")
+
+
+def test_a_window_model_equals_the_transcoder_frame_for_frame_across_a_cut(core, tmp_path,
+                                                                            temporal_luma):
+    """The filter asks its clip for each frame's neighbours and finds the cut with the
+    transcoder's own detector: the same frames as ``vidsr`` on the same lossless clip."""
+    frames = shot_frames("square", 6) + shot_frames("bars", 6)
+    clip = write_ffv1(tmp_path / "ab.mkv", frames)
+    result = upscale_video(clip, tmp_path / "ab_x2.mkv", model=temporal_luma,
+                           encode=EncodeOptions(codec="ffv1"), control=RunControl(progress=False),
+                           engine=CPU_FP32)
+    assert result.cuts == [6]
+    _assert_frames_equal(_window_model(core, _yuv_clip(core, frames), temporal_luma),
+                         decoded_frames(tmp_path / "ab_x2.mkv"))
+
+
+def test_a_window_model_honours_the_scripts_scene_change_props(core, temporal_luma):
+    """A cut the script marks is a cut where the pictures show none (``_SceneChangePrev``
+    on the later frame or ``_SceneChangeNext`` on the earlier); props set to 0 mark that
+    there is none, where the pictures show one."""
+    one_shot = shot_frames("square", 8)
+    alone = (_window_model(core, _yuv_clip(core, one_shot[:4]), temporal_luma)
+             + _window_model(core, _yuv_clip(core, one_shot[4:]), temporal_luma))
+    through = _window_model(core, _yuv_clip(core, one_shot), temporal_luma)
+    assert np.abs(through[3][0].astype(int) - alone[3][0].astype(int)).max() > 2
+    for props in (lambda n: {"_SceneChangePrev": int(n == 4)},
+                  lambda n: {"_SceneChangeNext": int(n == 3)}):
+        marked = _yuv_clip(core, one_shot, props=props)
+        _assert_frames_equal(_window_model(core, marked, temporal_luma), alone)
+    frames = shot_frames("square", 4) + shot_frames("bars", 4)
+    found = _window_model(core, _yuv_clip(core, frames), temporal_luma)
+    none = _yuv_clip(core, frames, props=lambda n: {"_SceneChangePrev": 0})
+    unmarked = _window_model(core, none, temporal_luma)
+    assert np.abs(unmarked[3][0].astype(int) - found[3][0].astype(int)).max() > 2
+    _assert_frames_equal(unmarked[:2], found[:2])  # windows away from the cut

@@ -47,6 +47,7 @@ from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
 from vidsr.io.output_plan import plan_output
 from vidsr.io.sink import Sink, open_sink
+from vidsr.io.windows import WindowedSource
 from vidsr.models.zoo import SRModel, card_network, load_model, model_cards
 from vidsr.plan.run_plan import EngineOptions, RunPlan, SyncPlan, resolve_plan
 from vidsr.run.pipeline import StageTiming
@@ -112,6 +113,8 @@ class BenchReport:
     serial_fps: float | None  # Real-ESRGAN-style loop: fp32, NCHW, batch 1
     serial_same_settings_fps: float | None  # batch 1, the plan's precision and format
     notes: list[str] = field(default_factory=list)
+    # Frames the pipeline's decoder gave (a window model's neighbours are not decoded again).
+    decoded_frames: int | None = None
 
     @property
     def speedup_vs_serial(self) -> float | None:
@@ -156,6 +159,8 @@ class BenchReport:
             f"machine    {m.cpu}, torch {m.torch}, on {', '.join(m.devices)}"
             f" (load {m.load_average:.1f} at start)",
             f"clip       {self.clip}: {self.frames} frames, {self.size}",
+            *([f"decoded    {self.decoded_frames} frames in the pipeline for {self.frames}"
+               " output frames"] if self.decoded_frames is not None else []),
             f"model      {self.model}{init}, {self.parameters / 1e6:.2f}M parameters,"
             f" {self.precision}",
             "stage      alone s   CPU s alone   busy in pipeline s",
@@ -310,16 +315,18 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
         outputs.clear()
         batches.clear()
 
-        def pipeline() -> StageTiming:
+        def pipeline() -> tuple[StageTiming, int]:
             with open_source(plan) as decoder, sink_to("pipeline") as sink:
                 written, timing = run_to_sink(plan, runner, decoder, sink,
                                               depth=options.queue_depth)
             assert written == frames, f"pipeline wrote {written} frames of {frames}"
-            return timing
+            # A frame-wise source's batches are its frames, each decoded once.
+            decoded = decoder.decoded if isinstance(decoder, WindowedSource) else written
+            return timing, decoded
 
         # Timed like the stages alone, opening and closing included: closing flushes
         # the frames the encoder held back, which is real encoding work.
-        wall, _, timing = _best_of(repeats, pipeline)
+        wall, _, (timing, decoded) = _best_of(repeats, pipeline)
 
         serial = same = None
         if options.serial:
@@ -348,6 +355,7 @@ def _measure(clip: Path, plan: RunPlan, model: SRModel, work: Path,
         overlap_efficiency=wall / max(alone.values()),
         model_only_fps=frames / alone["infer"],
         serial_fps=serial, serial_same_settings_fps=same, notes=notes,
+        decoded_frames=decoded,
     )
 
 

@@ -23,6 +23,7 @@ from functools import partial
 
 import torch
 
+from vidsr.engine.converted_frames import ConvertedFrames
 from vidsr.engine.model_space import FrameRoute, ModelSpace, is_float_layout
 from vidsr.executors import Flags, PendingBatch, Replica, open_executor
 from vidsr.imaging.resize import imresize
@@ -52,6 +53,10 @@ class Engine:
             for name in plan.devices
         )
         self.executor = open_executor(plan.executor, self.replicas)
+        # A window model's converted frames, per replica: each frame converted once while
+        # the batches in flight may need it (a batch and 2r neighbours each).
+        keep = (plan.batch_size + plan.window - 1) * (self.executor.in_flight + 1)
+        self._converted = {id(r): ConvertedFrames(keep) for r in self.replicas}
         self.device = self.replicas[0].device
         self.dtype = self.replicas[0].dtype
         self.module = self.replicas[0].module
@@ -112,6 +117,11 @@ class Engine:
                 out_layout: PlaneLayout) -> PendingBatch:
         route = self.space.route(batch.layout, out_layout)
         compute = partial(self._compute, route=route, colour=colour)
+        if batch.windows is not None:
+            stream = batch.windows.stream
+            compute = partial(self._compute_windows, route=route, colour=colour,
+                              windows=torch.from_numpy(batch.windows.index),
+                              keys=[(stream, int(f)) for f in batch.windows.frames])
         return PendingBatch(self.executor.submit(batch, compute), batch, out_layout)
 
     def upscale_batch(
@@ -133,14 +143,32 @@ class Engine:
         """Device planes in -> device planes of the route's output layout: quantised code
         values, or floats for a float layout."""
         net = partial(replica.network, fp32=fp32, flags=flags)
-        floats = [p.float() for p in planes]
-        out = route.run(floats, colour, net)
+        out = route.run([p.float() for p in planes], colour, net)
+        return self._delivered(out, planes, route)
+
+    @torch.inference_mode()
+    def _compute_windows(
+        self, replica: Replica, planes: list[torch.Tensor], fp32: bool,
+        flags: Flags, *, route: FrameRoute, colour: ColourSpec | None,
+        windows: torch.Tensor, keys: list[tuple[object, int]],
+    ) -> list[torch.Tensor]:
+        """As :meth:`_compute` for a batch of windows: ``windows`` index the planes'
+        frames, ``keys`` name them among the replica's converted frames."""
+        net = partial(replica.network, fp32=fp32, flags=flags)
+        out = route.run_windows(planes, colour, net, windows.to(planes[0].device),
+                                self._converted[id(replica)], keys)
+        return self._delivered(out, planes, route)
+
+    def _delivered(self, out: list[torch.Tensor], planes: list[torch.Tensor],
+                   route: FrameRoute) -> list[torch.Tensor]:
+        """The route's float output as the output layout's planes: quantised code values
+        (resized first to the plan's fit), or floats for a float layout."""
         out_layout = route.output
         if is_float_layout(out_layout):
             dtype = torch.float16 if out_layout.bit_depth == 16 else torch.float32
             return [p.to(dtype) for p in out]
         fit_w, fit_h = self.output_size(planes[0].shape[-1], planes[0].shape[-2])
-        if (fit_w, fit_h) != route.output_size(floats):
+        if (fit_w, fit_h) != route.output_size(planes):
             # Before rounding: the resize works on the network's unrounded output.
             out = [imresize(p, size=out_layout.plane_shape(index, fit_w, fit_h))
                    for index, p in enumerate(out)]

@@ -18,15 +18,18 @@ scale (the engine makes it when it is built). It serves two kinds of caller:
   RGBS, GRAYH...) have routes of their own. A route turns device planes into the
   network's inputs (``to_model``) and the network's outputs into planes (``from_model``).
 
-Windows of frames (temporal models) are meant to be one more field here, the frames on
-each side of the output frame: ``to_model`` would lay a batch of windows out as
-(N, T, C, h, w) from the same per-frame conversion, and the routes stay as they are.
+Windows of frames (temporal models): a batch of windows holds each frame its windows need
+once (:class:`~vidsr.io.frames.FrameWindows`). :meth:`FrameRoute.run_windows` converts the
+frames the replica has not converted before (:mod:`vidsr.engine.converted_frames`) with
+the route's own per-frame ``to_model``, then lays the windows out as (N, T, C, h, w) from
+them (:func:`gather_windows`); ``from_model`` gets the output frames' own planes (the
+windows' centres), so every route serves windows as it is.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cache
 
@@ -35,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from vidsr.archs.spec import ArchSpec, InputSpace
+from vidsr.engine.converted_frames import ConvertedFrames
 from vidsr.imaging.metrics import rgb_to_y_bt601
 from vidsr.imaging.resize import imresize
 from vidsr.io.colour import (
@@ -127,12 +131,16 @@ class ModelSpace:
             return x
         if size is None:
             size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
+        if x.ndim == 5:  # windows: each frame on its own
+            return imresize(x.flatten(0, 1), size=size).unflatten(0, x.shape[:2])
         return imresize(x, size=size)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` padded at the bottom and right (edges replicated) to the size multiple."""
         multiple = self.size_multiple
         pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+        if (pad_h or pad_w) and x.ndim == 5:  # replicate pads a 4D tensor's last two dims
+            return self.pad(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         return x
@@ -189,9 +197,29 @@ class FrameRoute(ABC):
 
     def run(self, planes: list[torch.Tensor], colour: ColourSpec | None,
             net: Network) -> list[torch.Tensor]:
-        """``planes`` through ``net`` into planes of the output layout."""
+        """Float ``planes`` through ``net`` into planes of the output layout."""
         outputs = [net(x) for x in self.to_model(planes, colour)]
         return self.from_model(outputs, planes, colour)
+
+    def run_windows(self, planes: list[torch.Tensor], colour: ColourSpec | None,
+                    net: Network, windows: torch.Tensor, converted: ConvertedFrames,
+                    keys: list[Hashable]) -> list[torch.Tensor]:
+        """A batch of windows through ``net`` into planes of the output layout.
+
+        ``planes``: every frame the windows need, each once, as decoded (code values or
+        floats); ``windows``: (N, T) indices into them, one window per output frame (see
+        :class:`~vidsr.io.frames.FrameWindows`); ``keys``: each frame's name in
+        ``converted``, so a frame the replica converted for an earlier batch is not
+        converted again.
+        """
+        def convert(rows: torch.Tensor) -> list[torch.Tensor]:
+            rows = rows.to(planes[0].device)
+            return self.to_model([p[rows].float() for p in planes], colour)
+
+        inputs = converted.inputs(keys, convert)
+        outputs = [net(gather_windows(x, windows, len(keys))) for x in inputs]
+        centres = windows[:, windows.shape[1] // 2]
+        return self.from_model(outputs, [p[centres].float() for p in planes], colour)
 
     @abstractmethod
     def to_model(self, planes: list[torch.Tensor],
@@ -321,6 +349,14 @@ class ChannelsRoute(FrameRoute):
                    colour: ColourSpec | None) -> list[torch.Tensor]:
         y = _batch_as_channels(outputs[0], planes[0].shape[0])
         return [y[:, i] for i in range(y.shape[1])]
+
+
+def gather_windows(x: torch.Tensor, windows: torch.Tensor, frames: int) -> torch.Tensor:
+    """Per-frame network inputs ``x`` ((frames * k, C, h, w): k pictures per frame, k > 1
+    where a route runs each channel on its own) as windows (N * k, T, C, h, w)."""
+    per_frame = x.reshape(frames, -1, *x.shape[1:])  # (M, k, C, h, w)
+    gathered = per_frame[windows]  # (N, T, k, C, h, w)
+    return gathered.transpose(1, 2).reshape(-1, windows.shape[1], *x.shape[1:])
 
 
 def _channels_as_batch(x: torch.Tensor) -> torch.Tensor:

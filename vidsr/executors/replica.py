@@ -117,7 +117,7 @@ class Replica:
 
     def torch_forward(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
         """The torch module on a padded batch, in the replica's precision (or fp32)."""
-        if self.channels_last:
+        if self.channels_last and x.ndim == 4:  # a window network lays out its own input
             x = x.contiguous(memory_format=torch.channels_last)
         if fp32 or self.dtype == torch.float32:
             y = self.module(x).float()
@@ -178,7 +178,8 @@ class Replica:
     # -- the network -----------------------------------------------------------------
 
     def network(self, x: torch.Tensor, *, fp32: bool, flags: Flags) -> torch.Tensor:
-        """Run float ``x`` (N, C, h, w) in model space; (N, C, h*s, w*s) float32 out.
+        """Run float ``x`` (N, C, h, w) in model space, or windows (N, T, C, h, w) for a
+        network that sees several frames; (N, C, h*s, w*s) float32 out.
 
         ``flags`` collects whether each forward gave a picture.
         """
@@ -248,9 +249,10 @@ class Replica:
 
     def _run_tiled(self, x: torch.Tensor, tile: int, fp32: bool, flags: Flags) -> torch.Tensor:
         """Run overlapping tiles and keep only each tile's core: no seams when the
-        model's receptive radius fits in the overlap."""
+        model's receptive radius fits in the overlap. A window's tile is the same crop of
+        each of its frames."""
         s, overlap = self.space.network_scale, self.overlap
-        n, c, h, w = x.shape
+        n, c, (h, w) = x.shape[0], x.shape[-3], x.shape[-2:]
         out = torch.empty(n, c, h * s, w * s, device=x.device, dtype=torch.float32)
         for top in range(0, h, tile):
             for left in range(0, w, tile):

@@ -30,6 +30,7 @@ A plan for inverse telecine gives film frames instead (:mod:`vidsr.io.ivtc`), ti
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,11 +68,17 @@ class Window:
     gives the leading frames of an open GOP their references and bwdif its neighbours,
     so every frame yielded is the one a run through the whole file yields. What is
     decoded before ``start`` is context: its damage is neither reported nor replaced.
+
+    ``context``: frames also yielded on each side of ``[start, end)`` (where the stream has
+    them), the neighbours a model that sees a window of frames needs at the segment's
+    ends (:meth:`Decoder.is_context` tells them apart); ``seek`` must then lie far enough
+    back to decode them.
     """
 
     start: int | None = None
     end: int | None = None
     seek: int | None = None
+    context: int = 0
 
     def before(self, stamp: int | None) -> bool:
         """Whether ``stamp`` (None: not known yet) is context, before the window."""
@@ -208,19 +215,41 @@ class Decoder:
 
     # ------------------------------------------------------------ frames
 
+    def is_context(self, stamp: int) -> bool:
+        """Whether the frame yielded at ``stamp`` is context beside the window (see
+        :class:`Window`), not one of its own frames."""
+        start, end = self._window_stamps()
+        return (start is not None and stamp < start) or (end is not None and stamp >= end)
+
+    def _window_stamps(self) -> tuple[int | None, int | None]:
+        """The window's start and end in the yielded frames' time base."""
+        window = self._window
+        per_tick = 2 if self._deinterlace is not None else 1  # bwdif's half time base
+        return (None if window.start is None else window.start * per_tick,
+                None if window.end is None else window.end * per_tick)
+
     def _frames(self) -> Iterator[tuple[av.VideoFrame, int]]:
-        """What the batches hold: the window's frames of :meth:`_all_frames`."""
+        """What the batches hold: the window's frames of :meth:`_all_frames`, and its
+        context frames on either side."""
         window = self._window
         if window.start is None and window.end is None:
             yield from self._all_frames()
             return
-        per_tick = 2 if self._deinterlace is not None else 1  # bwdif's half time base
-        start = None if window.start is None else window.start * per_tick
-        end = None if window.end is None else window.end * per_tick
+        start, end = self._window_stamps()
+        before: deque[tuple[av.VideoFrame, int]] = deque(maxlen=window.context or 1)
+        after = 0
         for frame, stamp in self._all_frames():
             if end is not None and stamp >= end:
-                return  # frames leave in presentation order: the window is complete
-            if start is None or stamp >= start:
+                if after == window.context:
+                    return  # frames leave in presentation order: the window is complete
+                after += 1
+                yield frame, stamp
+            elif start is not None and stamp < start:
+                if window.context:
+                    before.append((frame, stamp))
+            else:
+                while before:
+                    yield before.popleft()
                 yield frame, stamp
 
     def _all_frames(self) -> Iterator[tuple[av.VideoFrame, int]]:

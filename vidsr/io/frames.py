@@ -7,6 +7,7 @@ transfer and do colour conversion there.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
@@ -52,6 +53,33 @@ class PlaneLayout:
         return (-(-height >> self.log2_chroma_h), -(-width >> self.log2_chroma_w))
 
 
+@dataclass(frozen=True)
+class FrameWindows:
+    """Which of a batch's frames each output frame is made from (models that see a window).
+
+    The batch's planes then hold every frame its windows need, each once: the output
+    frames' own and up to ``2r`` neighbours. ``index[k]`` lists, in display order, the
+    planes' frames output frame ``k`` sees, its own at the centre; ``frames`` is the
+    stream index (from 0) of each frame the planes hold, in the run ``stream`` names.
+    """
+
+    index: np.ndarray  # (N, 2r + 1) ints, into the planes' first axis
+    frames: np.ndarray  # (M,) ints, M >= N
+    # Which run of the source the frames come from: with ``frames``, a frame's name for
+    # the engine's converted frames (vidsr.engine.converted_frames).
+    stream: Hashable = None
+
+    @property
+    def size(self) -> int:
+        """Frames in each window: 2r + 1."""
+        return int(self.index.shape[1])
+
+    @property
+    def centres(self) -> np.ndarray:
+        """(N,) the planes' frame of each output frame."""
+        return self.index[:, self.size // 2]
+
+
 @dataclass
 class FrameBatch:
     """A run of consecutive frames as planes.
@@ -61,7 +89,9 @@ class FrameBatch:
     frame, a tiny frame carrying the source frame's side data (closed captions) for the
     encoder, or None; None for the whole batch when no frame has any. ``alpha``: the
     source frames' alpha planes (N, h, w) at the source's size and depth, where the
-    output keeps them.
+    output keeps them. ``windows``: for a model that sees several frames, which of the
+    planes' frames each output frame is made from (see :class:`FrameWindows`; the planes
+    then hold more frames than ``pts``); None for frame-wise models, one frame per output.
     """
 
     planes: list[np.ndarray]
@@ -71,6 +101,7 @@ class FrameBatch:
     layout: PlaneLayout
     side_data: list[av.VideoFrame | None] | None = None
     alpha: np.ndarray | None = None
+    windows: FrameWindows | None = None
 
     def __len__(self) -> int:
         return len(self.pts)

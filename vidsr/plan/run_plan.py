@@ -267,6 +267,10 @@ class RunPlan:
     # None delivers scale x the frames.
     fit: Fit | None = None
     on_error: OnError = "fail"  # a damaged frame: "fail", or "skip" (replaced by the last)
+    # Frames the model sees for each output frame: 2r + 1 centred on it (the model's
+    # ArchSpec.window); 1 for frame-wise models. The decode stage makes windows of it
+    # (io/windows.py), stopping at scene cuts and the clip's ends.
+    window: int = 1
 
     @property
     def on_cpu(self) -> bool:
@@ -309,7 +313,9 @@ class RunPlan:
             ("memory", ("channels_last" if self.channels_last else "NCHW")
              + (", torch.compile" if self.compile else "")),
             ("executor", self.executor.describe()),
-            ("batch", f"{self.batch_size} frame(s)"),
+            ("batch", f"{self.batch_size} frame(s)"
+                      + (f" (windows of {self.window})" if self.window > 1 else "")),
+            ("window", _window_text(self.window)),
             ("tiles", (f"{tile.size} px" if tile.size else
                        f"whole frames (tiles down to {tile.min_tile} px if memory runs out)")
              + f", overlap {tile.overlap} px: {tile.reason}"),
@@ -368,6 +374,14 @@ class RunPlan:
             rows += [("stream", str(copy)) for copy in o.streams]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _window_text(window: int) -> str:
+    if window == 1:
+        return "1 frame: frame-wise"
+    return (f"{window} frames centred on the output frame (radius {window // 2}); at a scene"
+            " cut (found on decoded luma) or the clip's ends it repeats its shot's nearest"
+            " frame")
 
 
 def _turn_text(mirror: bool, turn: int) -> str:
@@ -545,6 +559,7 @@ def _plan_on(runtime: RuntimeChoice, model: SRModel, options: EngineOptions, mac
         tile=_tiles(spec.receptive_radius, options),
         decoder_threads=decoder_threads,
         runtime=runtime,
+        window=spec.window,
     )
 
 
@@ -564,6 +579,9 @@ def _runtime(model: SRModel, options: EngineOptions,
         problem = f"OpenVINO runs on the CPU here, not {devices[0]}"
     elif model.parameter_count == 0:
         problem = f"{model.name} is an exact resizer with no network to compile"
+    elif model.spec.window > 1:
+        problem = (f"{model.name} sees {model.spec.window} frames at once, and vidsr's"
+                   " OpenVINO executor runs frame-wise models only (not supported yet)")
     else:
         problem = openvino_unusable()
     if asked == "openvino":

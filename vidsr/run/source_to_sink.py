@@ -10,33 +10,54 @@ here decides anything: the plan (:func:`~vidsr.plan.run_plan.resolve_video_plan`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from vidsr.engine.engine import Engine
-from vidsr.errors import OptionsError
 from vidsr.io.colour import ColourSpec
 from vidsr.io.decode import Decoder, Window
 from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.qtgmc import QtgmcSource
 from vidsr.io.script_source import ScriptSource, is_script
 from vidsr.io.sink import Sink
+from vidsr.io.windows import WindowedSource
 from vidsr.plan.run_plan import RunPlan
 from vidsr.run.pipeline import StageTiming, run_pipeline
 
+# What open_source opens: frames, or windows of them for a model that sees several.
+Source = Decoder | ScriptSource | QtgmcSource | WindowedSource
 
-def open_source(plan: RunPlan, window: int | None = None, *,
-                span: Window | None = None) -> Decoder | ScriptSource | QtgmcSource:
+
+def open_source(plan: RunPlan, *, span: Window | None = None) -> Source:
     """The plan's input, open for decoding as the plan says: its stream, batch size,
-    decoder threads, deinterlacing, alpha and damage handling.
+    decoder threads, deinterlacing, alpha and damage handling, and for a model that sees
+    several frames (``plan.window``) batches of windows (:class:`WindowedSource`).
 
-    ``window``: the frames each output frame is made from; None (or 1) for the frame-wise
-    models vidsr runs. ``span``: only one stretch of the stream (a segment's, or the
-    frames ``vidsr compare`` shows). A plan without an output (frames kept in memory)
-    decodes no alpha.
+    ``span``: only one stretch of the stream (a segment's, or the frames ``vidsr compare``
+    shows). For windows the decoder also gives ``r + 1`` frames of context on each side
+    of it: ``r`` for the windows at its ends and one more to judge a cut at their edges
+    as a whole run does, so a segment's frames are a whole run's (the span's ``seek`` must
+    lie far enough back: :func:`window_context` frames). A plan without an output (frames kept in
+    memory) decodes no alpha.
     """
+    if plan.window == 1:
+        return _open_frames(plan, span)
+    if span is not None:
+        span = replace(span, context=window_context(plan.window))
+    frames = _open_frames(plan, span)
+    is_context = frames.is_context if span is not None and isinstance(frames, Decoder) \
+        else None
+    return WindowedSource(frames, plan.window, plan.batch_size, is_context)
+
+
+def window_context(window: int) -> int:
+    """Frames of context a stretch of the stream needs on each side for windows of
+    ``window`` frames: the windows' radius, and one to judge a cut at their edges."""
+    return window // 2 + 1 if window > 1 else 0
+
+
+def _open_frames(plan: RunPlan, span: Window | None) -> Decoder | ScriptSource | QtgmcSource:
+    """The plan's input as batches of frames."""
     assert plan.source is not None, "not a video's plan"
-    if window not in (None, 1):
-        raise OptionsError(f"a model that sees {window} frames at once: vidsr runs models"
-                           " that see one frame")
     source = plan.source
     alpha = plan.output is not None and bool(plan.output.alpha_depth)
     if is_script(source.path):
@@ -53,7 +74,7 @@ def open_source(plan: RunPlan, window: int | None = None, *,
 
 
 def run_to_sink(
-    plan: RunPlan, engine: Engine, source: Decoder | ScriptSource | QtgmcSource, sink: Sink, *,
+    plan: RunPlan, engine: Engine, source: Source, sink: Sink, *,
     depth: int = 3, on_write: Callable[[int], object] | None = None,
 ) -> tuple[int, StageTiming]:
     """Decode -> upscale -> write, overlapped in the pipeline's stages; the frames written

@@ -27,6 +27,7 @@ from vidsr.io.ffmpeg_sink import find_ffmpeg
 from vidsr.io.safe_output import check_paths, output_written
 from vidsr.io.sink import open_sink
 from vidsr.io.video_info import VideoInfo
+from vidsr.io.windows import WindowedSource
 from vidsr.models.zoo import SRModel, load_model
 from vidsr.plan.run_plan import EngineOptions, RunPlan, resolve_video_plan
 from vidsr.run.pipeline import StageTiming
@@ -84,6 +85,8 @@ class TranscodeResult:
     height: int
     timing: StageTiming = field(default_factory=StageTiming)
     plan: RunPlan | None = None  # the plan that ran
+    # A window model's run: the frames that start a shot (io/windows.py); None frame-wise.
+    cuts: list[int] | None = None
 
     @property
     def fps(self) -> float:
@@ -97,6 +100,8 @@ class TranscodeResult:
         )
         if self.skipped:
             text += f"; {self.skipped} undecodable frames replaced by their predecessor"
+        if self.cuts is not None:
+            text += f"; {len(self.cuts)} scene cut(s) found"
         return text
 
 
@@ -204,10 +209,11 @@ def run_to_file(plan: RunPlan, model: SRModel, control: RunControl) -> Transcode
             # no video (MP4) or one no reader opens (Matroska).
             raise InputError(f"{plan.source.path}: has no frames; nothing written")
         skipped = source.skipped
+        cuts = source.cuts if isinstance(source, WindowedSource) else None
     return TranscodeResult(
         output=dst, frames=written, skipped=skipped, wall_s=time.perf_counter() - started,
         size_bytes=dst.stat().st_size, width=output.width, height=output.height, timing=timing,
-        plan=plan,
+        plan=plan, cuts=cuts,
     )
 
 

@@ -19,6 +19,10 @@ Two ways through the engine, by format:
   unclamped; half-precision planes travel as half precision to the device and
   back.
 
+A model that sees a window of frames asks the clip for each frame's neighbours and
+keeps its windows within a shot (:mod:`vsvidsr.windows`); the engine gets batches of
+windows, each frame once, as the transcoder's are.
+
 VapourSynth requests frames from many threads; :class:`~vsvidsr.gather.Gatherer`
 collects them into batches. Each request runs in its own per-frame
 ``std.ModifyFrame`` (one instance serves its requests one at a time), inside a
@@ -30,7 +34,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +47,7 @@ from vidsr.engine.model_space import float_layout
 from vidsr.errors import InputError, OptionsError, VidsrError
 from vidsr.executors import PendingBatch
 from vidsr.executors.openvino import faster_plan
-from vidsr.io.frames import FrameBatch, PlaneLayout
+from vidsr.io.frames import FrameBatch, FrameWindows, PlaneLayout
 from vidsr.io.script_source import colour_of, frame_planes, layout_of, write_planes
 from vidsr.models.zoo import SRModel, load_model
 from vidsr.options import defaults, preset_values
@@ -58,6 +62,7 @@ from vidsr.plan.run_plan import (
 )
 from vidsr.run_presets import load_preset
 from vsvidsr.gather import Gatherer, Request
+from vsvidsr.windows import neighbour_clips, window_of
 
 log = logging.getLogger("vidsr")
 
@@ -151,7 +156,8 @@ def upscale(
     gatherer = Gatherer(batches.submit, batch_size=plan.batch_size,
                         in_flight=engine.in_flight, threads=vs.core.num_threads,
                         last_index=clip.num_frames - 1, on_close=engine.close)
-    frames = _Frames(gatherer, batches.layout, route)
+    radius = plan.window // 2
+    frames = _Frames(gatherer, batches.layout, route, radius, clip.num_frames - 1)
     # The filter lives as long as VapourSynth holds its callbacks; then the engine goes.
     weakref.finalize(frames, gatherer.close)
     core = vs.core
@@ -159,9 +165,13 @@ def upscale(
     blank = core.std.BlankClip(clip, width=clip.width * scale, height=clip.height * scale,
                                keep=True)
 
+    # A window model's request reads its neighbours (and the frames its cuts are judged
+    # on) from clips of the source moved by a frame or more each.
+    sources = neighbour_clips(clip, radius) if radius else [clip]
+
     def per_frame(n: int) -> vs.VideoNode:
         # A new ModifyFrame per request: one instance runs its callbacks one at a time.
-        return core.std.ModifyFrame(blank, clips=[clip, blank], selector=frames.frame)
+        return core.std.ModifyFrame(blank, clips=[*sources, blank], selector=frames.frame)
 
     return core.std.FrameEval(blank, per_frame, clip_src=[clip, blank])
 
@@ -224,16 +234,45 @@ class _Batches:
     engine: Engine
     route: Route
     layout: PlaneLayout
+    # Names this clip's frames among the engine's converted frames (window models).
+    stream: object = field(default_factory=object)
 
     def submit(self, batch: list[Request]) -> _Handle:
-        planes = [np.stack([req.item[p] for req in batch]) for p in range(len(batch[0].item))]
-        frames = FrameBatch(planes, [req.index for req in batch], Fraction(1),
-                            min(req.index for req in batch), self.layout)
+        first = batch[0].item
+        if isinstance(first, _Window):
+            frames = self._windows(batch)
+        else:
+            planes = [np.stack([req.item[p] for req in batch]) for p in range(len(first))]
+            frames = FrameBatch(planes, [req.index for req in batch], Fraction(1),
+                                min(req.index for req in batch), self.layout)
         if self.route == "codes":
             pending = self.engine.submit(frames, batch[0].key, self.layout)
         else:
             pending = self.engine.submit_floats(frames)
         return _Handle(pending, len(batch))
+
+    def _windows(self, batch: list[Request]) -> FrameBatch:
+        """A batch of windows: each frame they need once, and which each window sees."""
+        held: dict[int, list[np.ndarray]] = {}
+        for req in batch:
+            for index, planes in zip(req.item.indices, req.item.planes, strict=True):
+                held.setdefault(index, planes)
+        order = sorted(held)
+        place = {index: k for k, index in enumerate(order)}
+        rows = np.array([[place[i] for i in req.item.indices] for req in batch], np.int64)
+        planes = [np.stack([held[i][p] for i in order]) for p in range(len(held[order[0]]))]
+        return FrameBatch(planes, [req.index for req in batch], Fraction(1),
+                          min(req.index for req in batch), self.layout,
+                          windows=FrameWindows(rows, np.array(order), self.stream))
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A window model's request: the clip's frame index and planes of each of its
+    window's frames, in display order."""
+
+    indices: list[int]
+    planes: list[list[np.ndarray]]
 
 
 class _Handle:
@@ -258,19 +297,27 @@ class _Frames:
     """What each VapourSynth request runs: planes out of the source frame, through the
     gatherer, into a copy of the blank output frame with the source's properties."""
 
-    def __init__(self, gatherer: Gatherer, layout: PlaneLayout, route: Route) -> None:
+    def __init__(self, gatherer: Gatherer, layout: PlaneLayout, route: Route, radius: int,
+                 last: int) -> None:
         self._gatherer = gatherer
         self._layout = layout
         self._route = route
+        self._radius = radius
+        self._last = last
 
     def frame(self, n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
-        source, blank = f
-        planes = frame_planes(source, self._layout)
+        blank = f[-1]
+        source = f[(len(f) - 1) // 2]  # the output frame's own: the centre of the sources
         key = None
         if self._route == "codes":
             key = colour_of(source.props, self._layout, source.height)
         try:
-            result = self._gatherer.request(n, planes, key)
+            if self._radius:
+                item: Any = _Window(*window_of(n, f[:-1], self._radius, self._last,
+                                               self._layout))
+            else:
+                item = frame_planes(source, self._layout)
+            result = self._gatherer.request(n, item, key)
         except vs.Error:
             raise
         except BaseException as exc:

@@ -23,7 +23,15 @@ from batch_helpers import (
     report,
     same_frames,
 )
-from clipgen import film_picture, make_clip, make_video_clip, telecine, woven
+from clipgen import (
+    film_picture,
+    make_clip,
+    make_video_clip,
+    shot_frames,
+    telecine,
+    woven,
+    write_ffv1,
+)
 from vidsr_process import start_vidsr, wait_for
 
 from vidsr.commands.batch.segments import plan_segments
@@ -292,3 +300,62 @@ def test_an_inverse_telecined_file_runs_whole_and_its_job_names_the_method(tmp_p
                                                "method": "ivtc"}
     with av.open(str(out / "film.mkv")) as output:
         assert len(list(output.decode(video=0))) == 24
+
+
+def test_a_window_models_segments_equal_a_whole_file_run_with_a_cut_at_a_boundary(
+        tmp_path, capsys, temporal):
+    """Each segment decodes its neighbours as context, and judges a cut at its edge as a
+    whole run does: the segmented output is ``vidsr``'s on the whole file, frame for frame,
+    a cut falling just on a segment boundary included."""
+    src = tmp_path / "src"
+    src.mkdir()
+    clip = write_ffv1(src / "in.mkv", shot_frames("square", 10) + shot_frames("bars", 10),
+                      gop=5)
+    code, err = batch(capsys, src, tmp_path / "out", "--model", str(temporal),
+                      "--no-progress", "--codec", "ffv1", "--segment-seconds", "0.2")
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 4  # cut at 5, 10 and 15
+    single = tmp_path / "single.mkv"
+    whole = upscale_video(clip, single, model=temporal, encode=EncodeOptions(codec="ffv1"),
+                          control=RunControl(progress=False))
+    assert whole.cuts == [10]
+    assert same_frames(tmp_path / "out" / "in.mkv", single)
+
+
+@needs_ffprobe
+def test_a_window_model_killed_mid_file_resumes_to_the_whole_file_runs_frames(tmp_path,
+                                                                               capsys):
+    """SIGKILL between segments of a temporal model's run; the rerun keeps the finished
+    segments and its output is a whole-file ``vidsr`` run's, frame for frame."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from vidsr.archs.temporal import WindowCompact
+
+    torch.manual_seed(3)
+    # Slow enough (a few frames a second here) to be caught between two segments.
+    net = WindowCompact(num_feat=48, num_conv=6, num_refine=1, radius=1, scale=2)
+    weights = tmp_path / "temporal.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    clip = write_ffv1(src / "a.mkv", [[np.repeat(np.repeat(p, 2, 0), 2, 1) for p in f]
+                                      for f in shot_frames("square", 20)
+                                      + shot_frames("bars", 20)], gop=5)
+    args = ("--model", str(weights), "--batch-size", "1", "--no-progress", "--codec", "ffv1",
+            "--segment-seconds", "0.4")
+    proc = start_vidsr("batch", src, out, *args)
+    wait_for(proc, lambda: _segments_done(out))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    kept = next(iter(job(out).values()))["segments"]["done"]
+
+    code, err = batch(capsys, src, out, *args)
+
+    assert code == 0, err
+    assert report(out)["files"][0]["segments_reused"] == len(kept) > 0
+    single = tmp_path / "single.mkv"
+    upscale_video(clip, single, model=weights, encode=EncodeOptions(codec="ffv1"),
+                  control=RunControl(progress=False))
+    assert same_frames(out / "a.mkv", single)

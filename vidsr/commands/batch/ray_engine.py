@@ -214,6 +214,11 @@ class RayFiles:
         return engine
 
     def run_file(self, job: FileJob) -> FileRan:
+        if job.plan.window > 1:
+            raise OptionsError(f"{job.source.path}: {job.plan.model.name} sees"
+                               f" {job.plan.window} frames at once; --engine ray runs"
+                               " frame-wise models only (not supported yet): use the local"
+                               " engine")
         started = time.perf_counter()
         tell = job.control.on_frames or (lambda n: None)
         if job.segments is None:

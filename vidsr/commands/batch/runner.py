@@ -52,6 +52,7 @@ from vidsr.options import upscale_arguments, with_overrides
 from vidsr.plan.machine import this_machine
 from vidsr.plan.run_plan import EngineOptions, RunPlan
 from vidsr.run.pipeline import join_launched, start_all
+from vidsr.run.source_to_sink import window_context
 from vidsr.run.transcode import RunControl, announce, heard_by, plan_file, progress_bar, run_to_file
 
 if TYPE_CHECKING:
@@ -342,7 +343,9 @@ class _Runner:
         if index.unseekable is not None:
             log.info("%s: run whole, not in segments: %s", f.path, index.unseekable)
             return None
-        segments = plan_segments(index, seconds)
+        # A window model's segment decodes frames of context before its start.
+        duration = plan.source.frame_duration or 1
+        segments = plan_segments(index, seconds, window_context(plan.window) * duration)
         if len(segments) < 2:
             return None
         return SegmentState(folder, seconds, segments, {})

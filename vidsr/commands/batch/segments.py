@@ -7,9 +7,12 @@ and encoded by the file's own output plan into a packet file
 (:class:`~vidsr.io.encode.SegmentEncoder`), published whole under OUT_DIR's
 ``.vidsr-segments``. When all are done, one output is muxed from their packets with the
 source's other streams, metadata and chapters (:meth:`~vidsr.io.encode.Encoder.mux_encoded`):
-the video is not encoded again. Frames, timestamps, and every other stream are those of a
-run through the whole file; each segment starts a new GOP, so a lossy codec's pictures
-differ from a one-piece encode by its own noise (a lossless one's are identical).
+the video is not encoded again. A model that sees a window of frames gets each segment's
+neighbours too: the segment decodes frames of context on both sides
+(:func:`~vidsr.run.source_to_sink.open_source`), its seek placed far enough back. Frames,
+timestamps, and every other stream are those of a run through the whole file; each segment
+starts a new GOP, so a lossy codec's pictures differ from a one-piece encode by its own
+noise (a lossless one's are identical).
 """
 
 from __future__ import annotations
@@ -113,9 +116,11 @@ def remove_segments(folder: Path) -> None:
             pass
 
 
-def plan_segments(index: KeyframeIndex, seconds: float) -> list[Segment]:
+def plan_segments(index: KeyframeIndex, seconds: float, context: int = 0) -> list[Segment]:
     """Cut at the first keyframe at least ``seconds`` after the previous cut, leaving no
-    last segment shorter than a quarter of that; one segment when the file is short."""
+    last segment shorter than a quarter of that; one segment when the file is short.
+    ``context``: how far (in the stream's time base) before its start a segment must
+    decode frames of context for a model that sees a window of frames."""
     keys = index.keyframes
     cuts: list[int] = []
     if keys and seconds > 0:
@@ -131,7 +136,8 @@ def plan_segments(index: KeyframeIndex, seconds: float) -> list[Segment]:
         start, end = bounds[i], bounds[i + 1]
         # Decoding starts one keyframe early: an open GOP's leading frames and bwdif's
         # neighbours then come out as in a run through the whole file.
-        seek = None if start is None else max(k for k in keys if k < start)
+        seek = None if start is None else max(
+            (k for k in keys if k < start - context), default=keys[0])
         segments.append(Segment(i, Window(start=start, end=end, seek=seek)))
     return segments
 
