@@ -97,6 +97,19 @@ def test_film_comes_back_from_h264_that_coded_away_the_comb(tmp_path):
     assert min(scores) >= min(35.0, min(coded) - 3)
 
 
+def test_film_that_holds_still_keeps_its_cadence(tmp_path):
+    # The film holds a picture for 10 frames (still cycles show no repeat) and moves on:
+    # the phase learnt before the still stretch places the woven pairs after it.
+    pan = slow_pan(FILM)
+    film = pan[:20] + [pan[19]] * 10 + pan[20:FILM - 10]
+    src = make_video_clip(tmp_path / "p.mkv", telecine(film), codec="libx264", crf=23)
+    nearest, scores, _ = film_shown(src, film)
+    first_alike = [next(j for j in range(FILM) if np.array_equal(film[j], film[i]))
+                   for i in range(FILM)]
+    assert nearest == first_alike
+    assert min(scores) >= 35
+
+
 def test_cadence_breaks_keep_every_film_frame_once(tmp_path, pictures):
     # Three telecined pieces joined at edits: the first cut after a repeat (two repeats in
     # one cycle, then a new phase), the third starting mid-pattern (a cycle with none).
