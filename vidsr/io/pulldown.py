@@ -138,7 +138,7 @@ class PulldownTracker:
             # field an orphan, the next frame whole).
             return (ahead == 2 and in_phase
                     and self._share(self._first, index, end) <= REPEAT_SHARE)
-        return in_phase and self._cadence_holds(index, end)
+        return in_phase and self._cadence_holds(index, end) and not self._lost(index, end)
 
     def _cadence_holds(self, index: int, end: int) -> bool:
         """Whether the cycles around ``index`` still show repeats at its place where their
@@ -147,11 +147,10 @@ class PulldownTracker:
         moving = shown = 0
         for place in range(index - VOTE_CYCLES * CYCLE, index + VOTE_CYCLES * CYCLE + 1,
                            CYCLE):
-            score = self._score(place, end)
-            if score is None or score >= 2:
+            if not self._moving(place, end):
                 continue  # nothing moves there (or not measured)
             moving += 1
-            shown += score <= CLEAR
+            shown += self._score(place, end) <= CLEAR  # type: ignore[operator]
         return moving < VOTE_MOVING or CADENCE_SHARE * moving <= shown
 
     def _edit_at(self, index: int, end: int) -> bool:
@@ -161,6 +160,12 @@ class PulldownTracker:
         into = [max(self._first[i - self._start], self._second[i - self._start])
                 for i in (index, index + 1)]
         return into[0] >= into[1]
+
+    def _lost(self, index: int, end: int) -> bool:
+        """Whether the pictures move at this place and the next cycle's without a repeat
+        at either (video-rate pictures): the cadence is lost here."""
+        return all(self._moving(place, end) and self._score(place, end) > CLEAR  # type: ignore[operator]
+                   for place in (index, index + CYCLE))
 
     def _clear(self, index: int, end: int) -> bool:
         """Whether ``index`` looks clearly like ``R``, more than any frame within a cycle."""
@@ -180,6 +185,15 @@ class PulldownTracker:
             return None
         return (self._share(self._first, index, end)
                 + self._share(self._second, index + 2, end))
+
+    def _moving(self, index: int, end: int) -> bool:
+        """Whether the fields that would repeat at ``index`` as ``R`` are measured and
+        move around it (else a repeat cannot show there)."""
+        if index < self._start or index + 2 >= end:
+            return False
+        return any(median(around) >= self._motion() for around in (
+            self._around(self._first, index, end), self._around(self._second, index + 2, end))
+            if around)
 
     def _share(self, changes: list[float], index: int, end: int) -> float:
         around = self._around(changes, index, end)
