@@ -110,6 +110,48 @@ def test_film_that_holds_still_keeps_its_cadence(tmp_path):
     assert min(scores) >= 35
 
 
+def video_title(count: int) -> list[np.ndarray]:
+    """Video-rate pictures (a title shot on video): bars moving 3 px a field, each frame's
+    fields 1/60 s apart, top field first."""
+    _, x = np.mgrid[0:128, 0:192]
+    frames = []
+    for i in range(count):
+        frame = np.empty((128, 192), np.uint8)
+        for row, t in ((0, 2 * i), (1, 2 * i + 1)):
+            frame[row::2] = (((x + 3 * t) // 8) % 2 * 200 + 28)[row::2]
+        frames.append(frame)
+    return frames
+
+
+def comb(picture: np.ndarray) -> float:
+    """How far the odd rows lie from the mean of the even rows around them."""
+    rows = picture.astype(np.float64)
+    return float(np.abs(rows[1:-1:2] - (rows[0:-2:2] + rows[2::2]) / 2).mean())
+
+
+def test_a_video_rate_title_between_film_is_deinterlaced(tmp_path):
+    # No field repeats in the title: the cadence is lost there, and fieldmatch + bwdif
+    # deinterlace it, while the film around it comes back frame for frame.
+    film, title = slow_pan(40), video_title(15)
+    frames = telecine(film[:20]) + film_frames(title) + telecine(film[20:])
+    src = make_video_clip(tmp_path / "p.mkv", frames, codec="libx264", crf=18)
+    shown: list[int] = []
+    combs: list[float] = []
+    with Decoder(src, batch_size=8, deinterlace=IVTC) as decoder:
+        for batch in decoder:
+            for plane in batch.planes[0]:
+                psnrs = [luma_psnr(plane, picture) for picture in film]
+                if max(psnrs) >= 35:
+                    shown.append(int(np.argmax(psnrs)))
+                else:
+                    combs.append(comb(plane))
+    assert shown == list(range(40))
+    # Within two frames of its ends the title may still be taken for film (the cadence is
+    # judged on whole cycles); inside, every frame is deinterlaced.
+    assert len(combs) >= 10
+    assert sum(c < comb(title[0]) / 4 for c in combs) >= len(combs) - 4 >= 8
+
+
 def test_cadence_breaks_keep_every_film_frame_once(tmp_path, pictures):
     # Three telecined pieces joined at edits: the first cut after a repeat (two repeats in
     # one cycle, then a new phase), the third starting mid-pattern (a cycle with none).
