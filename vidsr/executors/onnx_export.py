@@ -64,6 +64,14 @@ def exported_module(module: nn.Module, spec: ArchSpec) -> nn.Module:
     return module
 
 
+def node_scope(spec: ArchSpec, layer: str) -> str:
+    """The prefix the TorchScript exporter gives the ONNX nodes of submodule ``layer``:
+    ``body.0`` -> ``/body/body.0/`` (under ``/network`` in a window network's wrapper)."""
+    parts = layer.split(".")
+    scope = "".join("/" + ".".join(parts[: i + 1]) for i in range(len(parts))) + "/"
+    return ("/network" if spec.window > 1 else "") + scope
+
+
 def input_channels(spec: ArchSpec) -> int:
     """The exported input's channel count: every frame of a window, each frame's channels."""
     return spec.window * spec.channels
