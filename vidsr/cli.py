@@ -214,8 +214,9 @@ def export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vidsr export",
         description="Write a model's network as ONNX (opset 17, dynamic batch, height and"
-        " width; input and output float32 in [0, 1]) for ONNX Runtime, OpenVINO or TensorRT,"
-        " and check it against torch on a real frame.",
+        " width; input and output float32 in [0, 1]; a window model takes its frames stacked on"
+        " the channel axis, oldest first) for ONNX Runtime, OpenVINO or TensorRT,"
+        " and check it against torch on real frames.",
     )
     p.add_argument("model", help=options.MODEL.help)
     for option in (options.SCALE, options.WEIGHTS, options.ALLOW_UNSAFE_WEIGHTS):

@@ -31,7 +31,7 @@ TINY = [
 ]
 
 
-# Architectures that see a window of frames; export refuses them (their own test below).
+# Architectures that see a window of frames: their input layout differs (tests below).
 WINDOWED = {"temporal"}
 
 
@@ -39,11 +39,38 @@ def test_every_architecture_has_a_case() -> None:
     assert {arch for arch, _ in TINY} | WINDOWED == set(ARCHITECTURES)
 
 
-def test_a_model_that_sees_several_frames_is_refused_by_name(tmp_path) -> None:
-    module = create_arch("temporal", num_feat=8, num_conv=2, scale=2)
-    with pytest.raises(ModelError, match="temporal sees 5 frames at once"):
-        export_network(module, module.spec, tmp_path / "t.onnx")
-    assert not (tmp_path / "t.onnx").exists()
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_window_model_takes_its_frames_stacked_on_channels_oldest_first(tmp_path, channels):
+    torch.manual_seed(0)
+    module = create_arch("temporal", num_in_ch=channels, num_feat=8, num_conv=2, radius=2,
+                         scale=2).eval()
+    path = export_network(module, module.spec, tmp_path / "t.onnx")
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", 5 * channels, "H", "W"]
+    # Five distinct frames, so a wrong order of frames or of channels within a frame shows.
+    windows = torch.rand(2, 5, channels, 21, 17)
+    with torch.inference_mode():
+        expected = module(windows).numpy()
+    stacked = np.concatenate([windows[:, t].numpy() for t in range(5)], axis=1)
+    got = run_onnx(path, stacked, "onnxruntime")
+    assert got.shape == expected.shape == (2, channels, 42, 34)
+    assert float(np.abs(got - expected).max()) < 1e-5
+    reversed_frames = np.concatenate([windows[:, t].numpy() for t in reversed(range(5))], axis=1)
+    assert float(np.abs(run_onnx(path, reversed_frames, "onnxruntime") - expected).max()) > 1e-3
+
+
+def test_a_window_model_is_checked_on_real_consecutive_frames(tmp_path, temporal, capsys):
+    out = tmp_path / "temporal.onnx"
+    assert main(["export", str(temporal), "--scale", "2", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "input N x 9 x H x W (3 frames x 3 channels, oldest first)" in err
+    model = load_model(str(temporal), scale=2)
+    report = export_model(model, tmp_path / "again.onnx")
+    assert report.max_difference is not None and report.max_difference < 1e-5
+    frames = sample_frame(model.spec, 2)
+    assert frames.shape == (1, 9, 96, 96)
+    # Three real frames of a moving clip: alike but not the same frame three times.
+    assert 0 < float((frames[:, 0:3] - frames[:, 6:9]).abs().mean()) < 0.1
 
 
 @pytest.mark.parametrize(("arch", "config"), TINY,

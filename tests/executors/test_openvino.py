@@ -1,5 +1,6 @@
 """The OpenVINO executor: same frames as torch, tiles and odd sizes, the cache, int8 and its
-gate, `--runtime auto`, a clear line without the extra, and `vidsr bench` comparing runtimes."""
+gate, `--runtime auto`, a clear line without the extra, `vidsr bench` comparing runtimes, and
+window models (their frames stacked on channels)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clipgen import decoded_frames, shot_frames, write_ffv1
 from engines import engine_for
 
 from vidsr.__main__ import main
@@ -18,12 +20,15 @@ from vidsr.archs import create_arch
 from vidsr.commands.bench import BenchOptions, run_bench, runtime_comparison
 from vidsr.commands.export import SAMPLE_CLIP
 from vidsr.errors import OptionsError
-from vidsr.executors.openvino import faster_plan
+from vidsr.executors.onnx_export import node_scope
+from vidsr.executors.openvino import calibration_inputs, faster_plan, onnx_for
 from vidsr.io.decode import Decoder
+from vidsr.io.encode_options import EncodeOptions
 from vidsr.models.zoo import SRModel, load_model
 from vidsr.plan.machine import this_machine
 from vidsr.plan.precision import MeasuredLoss, choose_precision
 from vidsr.plan.run_plan import EngineOptions, OpenVinoOptions, OpenVinoPlan, resolve_plan
+from vidsr.run.transcode import RunControl, plan_upscale, upscale_video
 
 pytest.importorskip("openvino", reason="the OpenVINO executor needs vidsr[openvino]")
 
@@ -276,3 +281,67 @@ def test_bench_compares_runtimes_on_one_clip(clip):
     assert lines[2].split()[:2] == ["torch", "fp32"] and "(1.00x)" in lines[2]
     ratio = reports[1].model_only_fps / reports[0].model_only_fps
     assert lines[3].split()[:2] == ["openvino", "fp32"] and f"({ratio:4.2f}x)" in lines[3]
+
+
+# -- window models -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights", ["temporal", "temporal_luma"])
+def test_a_window_model_with_a_cut_equals_torch_within_one_code_value(weights, request,
+                                                                      tmp_path):
+    model = request.getfixturevalue(weights)
+    src = write_ffv1(tmp_path / "ab.mkv", shot_frames("square", 4) + shot_frames("bars", 4))
+
+    def upscale(name: str, **engine) -> list[list[np.ndarray]]:
+        result = upscale_video(src, tmp_path / name, model=model,
+                               encode=EncodeOptions(codec="ffv1"),
+                               control=RunControl(progress=False),
+                               engine=EngineOptions(device="cpu", precision="fp32", **engine))
+        assert result.cuts == [4]
+        return decoded_frames(tmp_path / name)
+
+    on_torch = upscale("torch.mkv")
+    # Whole frames, and 16-pixel tiles: every frame of a window cropped alike.
+    for name, engine in (("ov.mkv", {}), ("ov-tiled.mkv", {"tile": 16})):
+        got = upscale(name, runtime="openvino", **engine)
+        assert len(got) == len(on_torch) == 8
+        assert _largest_difference(got, on_torch) <= 1
+
+
+def test_a_window_model_reaches_openvino_with_its_frames_stacked(temporal):
+    model = load_model(str(temporal), scale=2)
+    windows = torch.rand(2, 3, 3, 12, 10)
+    with engine_for(model, FP32_TORCH) as engine:
+        expected = engine.run_network(windows)
+    with engine_for(model, FP32_OV) as engine:
+        got = engine.run_network(windows)
+        assert engine.executor.network.compiled_shapes == [(2, 9, 12, 10)]
+    assert got.shape == (2, 3, 24, 20)
+    assert float((got - expected).abs().max()) < 1e-5
+
+
+def test_int8_of_a_window_model_is_gated_and_calibrated_on_consecutive_frames(temporal,
+                                                                            tmp_path):
+    src = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 6))
+    with pytest.raises(OptionsError, match="int8 is not measured for this model"):
+        plan_upscale(src, tmp_path / "x2.mkv", model=temporal,
+                     engine=EngineOptions(device="cpu", precision="int8", runtime="openvino"))
+    model = load_model(str(temporal), scale=2)
+    spec = model.spec
+    # The picture layers int8 keeps in f32 are found by their node names in the export.
+    onnx = pytest.importorskip("onnx")
+    names = [node.name for node in onnx.load(str(onnx_for(model.module, spec, 2))).graph.node]
+    for layer in spec.picture_layers:
+        assert any(name.startswith(node_scope(spec, layer)) for name in names), layer
+    samples = calibration_inputs(src, spec, 2, count=6)
+    assert len(samples) == 4 and samples[0].shape == (1, 9, 48, 64)
+    # Windows of consecutive frames, oldest first: each shares two frames with the next.
+    np.testing.assert_array_equal(samples[1][:, :6], samples[0][:, 3:])
+    assert float(np.abs(samples[0][:, :3] - samples[0][:, 3:6]).max()) > 0
+
+
+def test_auto_times_a_window_model_too(temporal):
+    model = load_model(str(temporal), scale=2)
+    options = EngineOptions(device="cpu", precision="fp32", runtime="auto")
+    plan = resolve_plan(model, options, choose_runtime=faster_plan)
+    assert "measured once and cached" in plan.runtime.reason

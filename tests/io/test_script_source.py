@@ -126,3 +126,59 @@ def test_a_frame_that_fails_stops_the_run_naming_it(tmp_path):
         upscale_video(script(tmp_path, body), out, model="nearest", scale=2,
                       control=RunControl(progress=False))
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["clip.vpy"]
+
+
+# A script of the frames in an .npz file (Y, U, V stacked over frames), each frame n with
+# the props that MARKS (a dict expression of n) gives.
+FRAMES_SCRIPT = HEAD + (
+    "import numpy as np\n"
+    "planes = [np.load({npz!r})[k] for k in ('y', 'u', 'v')]\n"
+    "blank = core.std.BlankClip(width=planes[0].shape[2], height=planes[0].shape[1],"
+    " format=vs.YUV420P8, length=len(planes[0]), fpsnum=25, fpsden=1)\n"
+    "def fill(n, f):\n"
+    "    out = f.copy()\n"
+    "    for p, plane in enumerate(planes):\n"
+    "        np.asarray(out[p])[...] = plane[n]\n"
+    "    for key, value in ({marks}).items():\n"
+    "        out.props[key] = value\n"
+    "    return out\n"
+    "core.std.ModifyFrame(blank, blank, fill).set_output()\n"
+)
+
+
+def test_a_window_model_honours_the_scripts_scene_change_props(tmp_path, temporal_luma):
+    """`vidsr script.vpy` follows the script's cut marks as vsvidsr does: a marked cut is a
+    cut where the pictures show none, and a 0 mark is none where they show one."""
+    from clipgen import decoded_frames, shot_frames
+
+    def upscaled(name, frames, marks="{}"):
+        npz = tmp_path / f"{name}.npz"
+        np.savez(npz, **{k: np.stack([f[p] for f in frames]) for p, k in enumerate("yuv")})
+        src = script(tmp_path, FRAMES_SCRIPT.format(npz=str(npz), marks=marks), f"{name}.vpy")
+        result = upscale_video(src, tmp_path / f"{name}.mkv", model=temporal_luma,
+                               encode=EncodeOptions(codec="ffv1"),
+                               control=RunControl(progress=False))
+        return result.cuts, decoded_frames(tmp_path / f"{name}.mkv")
+
+    def same(a, b):
+        assert len(a) == len(b)
+        for fa, fb in zip(a, b, strict=True):
+            for pa, pb in zip(fa, fb, strict=True):
+                np.testing.assert_array_equal(pa, pb)
+
+    shot = shot_frames("square", 8)
+    alone = upscaled("first", shot[:4])[1] + upscaled("second", shot[4:])[1]
+    cuts, through = upscaled("through", shot)
+    assert cuts == [] and np.abs(through[3][0].astype(int) - alone[3][0].astype(int)).max() > 2
+    for name, marks in (("prev", "{'_SceneChangePrev': int(n == 4)}"),
+                        ("next", "{'_SceneChangeNext': int(n == 3)}")):
+        cuts, got = upscaled(name, shot, marks)
+        assert cuts == [4], name
+        same(got, alone)
+    two_shots = shot_frames("square", 4) + shot_frames("bars", 4)
+    found_cuts, found = upscaled("found", two_shots)
+    assert found_cuts == [4]
+    cuts, unmarked = upscaled("unmarked", two_shots, "{'_SceneChangePrev': 0}")
+    assert cuts == []
+    assert np.abs(unmarked[3][0].astype(int) - found[3][0].astype(int)).max() > 2
+    same(unmarked[:2], found[:2])  # windows away from the cut

@@ -14,7 +14,6 @@ import torch
 from clipgen import decoded_frames, shot_frames, write_ffv1
 
 from vidsr.engine.model_space import RgbRoute
-from vidsr.errors import OptionsError
 from vidsr.executors.replica import Replica
 from vidsr.io.encode_options import EncodeOptions
 from vidsr.io.frames import FrameBatch
@@ -197,10 +196,3 @@ def test_the_plan_carries_the_window_in_text_and_json(temporal, tmp_path):
     assert RunPlan.from_json(plan.to_json()) == plan
     frame_wise = plan_upscale(clip, tmp_path / "x2.mkv", model="nearest", scale=2)
     assert frame_wise.window == 1 and "1 frame: frame-wise" in frame_wise.to_text()
-
-
-def test_openvino_refuses_a_window_model_in_one_line(temporal, tmp_path):
-    clip = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 2))
-    with pytest.raises(OptionsError, match="sees 3 frames at once.*not supported yet"):
-        plan_upscale(clip, tmp_path / "x2.mkv", model=temporal,
-                     engine=EngineOptions(device="cpu", runtime="openvino"))

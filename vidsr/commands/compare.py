@@ -3,12 +3,13 @@
 Each model upscales the frame along the transcoder's own path
 (:func:`vidsr.run.source_to_sink.run_frames`), under the run plan's device and precision: a
 video's frame is decoded as the plan says from the stretch of the stream it occupies
-(:func:`vidsr.run.source_to_sink.open_source`; for a model that sees a window of frames the
-stretch is widened to hold the frame's neighbours); decoded planes in the source's own
-layout and colour go in, the same layout comes out (a luma model runs on Y and the chroma is
-resized, an RGB model runs on RGB). The panel is that output turned into 8-bit RGB. Its
-label gives the model, the time of a run for the frame (median of ``repeats`` runs after one
-warm-up run: colour conversion, the network and quantisation, not decoding or encoding),
+(:func:`vidsr.run.source_to_sink.open_source`, which for a model that sees a window of
+frames also decodes the frame's neighbours as context, as for a batch's segments); decoded
+planes in the source's own layout and colour go in, the same layout comes out (a luma model
+runs on Y and the chroma is resized, an RGB model runs on RGB). The panel is that output
+turned into 8-bit RGB. Its label gives the model, the time of a run for the frame (median of
+``repeats`` runs after one warm-up run: colour conversion, the network and quantisation, not
+decoding or encoding),
 and, against a reference, PSNR / SSIM of the whole frame on Y with ``vidsr eval``'s
 conventions (rounded BT.601 Y of the 8-bit RGB, ``scale`` border pixels cropped).
 
@@ -259,16 +260,10 @@ def model_frames(plan: RunPlan, still: Still) -> list[FrameBatch]:
     if still.span is None:
         return [still.batch]
     frames_plan = replace(plan, source=still.video, deinterlace=still.deinterlace)
-    if plan.window == 1:
-        with open_source(frames_plan, span=still.span) as source:
-            return list(source)
-    # A window model: the span widened to hold the frame's neighbours, decoded in windows
-    # of one output frame each; the frame's own window is the one shown.
-    assert still.video is not None and still.span.start is not None
-    reach = (plan.window // 2 + 1) * (still.video.frame_duration or 1)
-    span = Window(start=max(0, still.span.start - reach), end=still.span.start + reach + 1)
-    with open_source(replace(frames_plan, batch_size=1), span=span) as source:
-        return [batch for batch in source if batch.pts[0] == still.span.start]
+    # For a model that sees a window of frames, open_source decodes the frame's neighbours
+    # as context, as it does for a batch's segments: the batches hold the frame's window.
+    with open_source(frames_plan, span=still.span) as source:
+        return list(source)
 
 
 def upscale_still(model: SRModel, still: Still,

@@ -4,7 +4,10 @@ The file is :mod:`vidsr.executors.onnx_export`'s: the network alone, in its own 
 Colour conversion, padding to the size multiple and tiling stay in the program that runs
 it (VDSR-like networks, ``pre_upsampled``, take the picture bicubic-upscaled to the output
 size);
-:class:`~vidsr.engine.model_space.ModelSpace` is where vidsr does both.
+:class:`~vidsr.engine.model_space.ModelSpace` is where vidsr does both. A network that sees
+a window of frames takes them stacked on the channel axis, oldest first (the layout of
+:mod:`vidsr.executors.onnx_export`), and is checked on a real window: the sample clip's
+first frames.
 
 Verification runs the exported file on ONNX Runtime (OpenVINO where ONNX Runtime is
 not installed) on a real frame, the first of the bundled sample clip, and reports the
@@ -30,7 +33,9 @@ from vidsr.executors.onnx_export import (
     OPSET,
     centre_crop,
     export_network,
-    plain_module,
+    exported_module,
+    input_channels,
+    stacked_windows,
 )
 from vidsr.models.zoo import SRModel
 
@@ -51,7 +56,7 @@ class ExportReport:
 
     path: Path
     opset: int
-    input_shape: str  # e.g. "N x 3 x H x W"
+    input_shape: str  # e.g. "N x 3 x H x W"; windows: "N x 15 x H x W (5 frames x 3 ...)"
     output_shape: str
     verified_on: str | None  # the runtime that ran the check, None when not checked
     max_difference: float | None  # largest |onnx - torch| on the check frame, model space
@@ -66,19 +71,23 @@ class ExportReport:
 
 
 def sample_frame(spec: ArchSpec, scale: int, side: int = VERIFY_SIDE) -> torch.Tensor:
-    """A real frame to check a network on: the centre of the bundled sample clip's first
+    """A real input to check a network on: the centre of the bundled sample clip's first
     frame, as the network takes it (1, C, h, w), ``side`` pixels square (a pre-upsampling
-    network's crop is ``side`` once upscaled)."""
+    network's crop is ``side`` once upscaled). For a network that sees a window of T
+    frames, the clip's first T frames in the exported layout, (1, T*C, h, w)."""
     from vidsr.io.decode import Decoder
 
     space = ModelSpace.of(spec, scale)
     if spec.pre_upsampled:
         side = max(1, side // scale)
 
-    with Decoder(SAMPLE_CLIP, batch_size=1) as decoder:
+    with Decoder(SAMPLE_CLIP, batch_size=spec.window) as decoder:
         batch = next(iter(decoder))
         picture = space.picture_of(batch, decoder.info.colour)
-    return space.network_input(centre_crop(picture, side))
+    frames = space.network_input(centre_crop(picture, side))
+    if spec.window == 1:
+        return frames
+    return stacked_windows(frames.unsqueeze(0))
 
 
 def run_onnx(path: Path, x: np.ndarray, runtime: str) -> np.ndarray:
@@ -105,9 +114,10 @@ def verification_runtime() -> str | None:
 
 
 def verify_export(path: Path, module: nn.Module, x: torch.Tensor, runtime: str) -> float:
-    """Largest |ONNX - torch| of ``module`` on ``x``, the ONNX file run on ``runtime``."""
+    """Largest |ONNX - torch| of ``module`` (as exported) on ``x``, the ONNX file run on
+    ``runtime``."""
     with torch.inference_mode():
-        expected = plain_module(module)(x.float()).float().numpy()
+        expected = module(x.float()).float().numpy()
     got = run_onnx(path, x.float().numpy(), runtime)
     if got.shape != expected.shape:
         raise ModelError(f"{path}: the ONNX model gives {got.shape} where torch gives"
@@ -125,8 +135,11 @@ def export_model(model: SRModel, path: Path, *, verify: bool = True,
     export_network(model.module, spec, path, dynamo=dynamo)
     c = spec.channels
     s = "" if spec.pre_upsampled else f"*{model.scale}"
+    input_shape = f"N x {input_channels(spec)} x H x W"
+    if spec.window > 1:
+        input_shape += f" ({spec.window} frames x {c} channels, oldest first)"
     report = ExportReport(path=path, opset=DYNAMO_OPSET if dynamo else OPSET,
-                          input_shape=f"N x {c} x H x W", output_shape=f"N x {c} x H{s} x W{s}",
+                          input_shape=input_shape, output_shape=f"N x {c} x H{s} x W{s}",
                           verified_on=None, max_difference=None)
     if not verify:
         return report
@@ -134,7 +147,8 @@ def export_model(model: SRModel, path: Path, *, verify: bool = True,
     if runtime is None:
         raise OptionsError(f"wrote {path}, but nothing here runs ONNX to check it: pip install"
                            " 'vidsr[onnx]' (ONNX Runtime), or pass --no-verify")
-    difference = verify_export(path, model.module, sample_frame(spec, model.scale), runtime)
+    difference = verify_export(path, exported_module(model.module, spec),
+                               sample_frame(spec, model.scale), runtime)
     if not difference <= VERIFY_TOLERANCE:
         raise ModelError(f"{path}: the ONNX model differs from torch by {difference:.3g} on a"
                          f" real frame (more than {VERIFY_TOLERANCE}); do not use it")

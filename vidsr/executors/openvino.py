@@ -17,6 +17,10 @@ replica's, exactly as for torch.
   NNCF's post-training quantisation, calibrated on frames of the run's clip (or an
   image folder), cached by weights, scale and calibration source. A reduced-precision
   batch that goes non-finite is redone by torch in fp32.
+- A network that sees a window of frames gets its windows (N, T, C, h, w) as the exported
+  file takes them, the frames stacked on the channel axis oldest first
+  (:func:`~vidsr.executors.onnx_export.stacked_windows`); int8 calibrates it on windows of
+  consecutive frames.
 - Threads: the plan's workers become OpenVINO streams, each running one batch on
   the plan's threads per worker, as the CPU-workers executor does with torch; the
   threads are not pinned to cores (OpenVINO pins them by default).
@@ -35,6 +39,7 @@ import re
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -48,7 +53,13 @@ from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import OptionsError
 from vidsr.executors.base import Done, Pending
 from vidsr.executors.cpu_workers import FuturePending
-from vidsr.executors.onnx_export import centre_crop, export_network, plain_module
+from vidsr.executors.onnx_export import (
+    centre_crop,
+    export_network,
+    node_scope,
+    plain_module,
+    stacked_windows,
+)
 from vidsr.executors.replica import Compute, Flags, Replica, usable_output
 from vidsr.io.atomic_write import atomic_write
 from vidsr.io.frames import FrameBatch
@@ -124,31 +135,45 @@ def calibration_key(source: Path) -> str:
 def calibration_inputs(source: Path, spec: ArchSpec, scale: int,
                        count: int = CALIBRATION_FRAMES) -> list[np.ndarray]:
     """Up to ``count`` frames of ``source`` (a clip, or a folder of images) spread over it,
-    as the network takes them (centre crop, model space, padded)."""
+    as the network takes them (centre crop, model space, padded). A window network gets
+    windows of consecutive frames (images in name order), a scene cut or not: activation
+    ranges are what calibration needs."""
     from vidsr.io.images import list_images, read_rgb
 
     space = ModelSpace.of(spec, scale)
-    pictures: list[torch.Tensor] = []
+    window = spec.window
+    runs: list[list[torch.Tensor]] = []  # each sample's frames, oldest first
     if source.is_dir():
         images = list_images(source)
-        for path in images[:: max(1, len(images) // count)][:count]:
-            pictures.append(space.from_rgb(read_rgb(path)[None].float() / 255.0))
+        for start in range(0, max(1, len(images) - window + 1),
+                           max(1, len(images) // count))[:count]:
+            runs.append([space.from_rgb(read_rgb(path)[None].float() / 255.0)
+                         for path in images[start : start + window]])
     else:
         from vidsr.io.decode import open_media
 
         with open_media(source, batch_size=1) as decoder:  # a media file or a .vpy script
             total = decoder.info.frame_count_estimate or count
             stride = max(1, total // count)
+            recent: deque[torch.Tensor] = deque(maxlen=window)
             for index, batch in enumerate(decoder):
-                if index % stride == 0:
-                    pictures.append(space.picture_of(batch, decoder.info.colour))
-                if len(pictures) >= count:
+                recent.append(space.picture_of(batch, decoder.info.colour))
+                if len(recent) == window and (index - window + 1) % stride == 0:
+                    runs.append(list(recent))
+                if len(runs) >= count:
                     break
-    samples = [space.network_input(centre_crop(picture, CALIBRATION_SIDE)).numpy()
-               for picture in pictures]
+    samples = [_network_sample(space, frames, window) for frames in runs
+               if len(frames) == window]
     if not samples:
         raise OptionsError(f"{source}: no frames to calibrate int8 on")
     return samples
+
+
+def _network_sample(space: ModelSpace, frames: list[torch.Tensor], window: int) -> np.ndarray:
+    """One calibration input: ``frames`` (each (1, C, h, w)) cropped, in model space, padded,
+    in the exported layout."""
+    x = space.network_input(centre_crop(torch.cat(frames), CALIBRATION_SIDE))
+    return (x if window == 1 else stacked_windows(x.unsqueeze(0))).numpy()
 
 
 @contextlib.contextmanager
@@ -161,13 +186,6 @@ def _errors_only(logger: str) -> Iterator[None]:
         yield
     finally:
         log_.setLevel(saved)
-
-
-def _onnx_scope(layer: str) -> str:
-    """The prefix torch's TorchScript exporter gives the ONNX nodes of submodule ``layer``:
-    ``body.0`` -> ``/body/body.0/``."""
-    parts = layer.split(".")
-    return re.escape("".join("/" + ".".join(parts[: i + 1]) for i in range(len(parts))) + "/")
 
 
 def int8_model(onnx: Path, source: Path, spec: ArchSpec, scale: int) -> Path:
@@ -190,8 +208,8 @@ def int8_model(onnx: Path, source: Path, spec: ArchSpec, scale: int) -> Path:
     model = ov.Core().read_model(str(onnx))
     # The layers that read or write the picture stay f32, as they stay fp32 under bf16
     # (ArchSpec.picture_layers): 8 bits there would hold the picture itself to 256 levels.
-    keep = nncf.IgnoredScope(patterns=[_onnx_scope(name) + ".*" for name in spec.picture_layers],
-                             validate=False)
+    keep = nncf.IgnoredScope(patterns=[re.escape(node_scope(spec, name)) + ".*"
+                                       for name in spec.picture_layers], validate=False)
     # NNCF draws progress bars and logs on stdout, which belongs to the caller (vspipe's
     # video, --dry-run's plan); the warning above says what is happening.
     with _errors_only("nncf"), contextlib.redirect_stdout(io.StringIO()):
@@ -259,6 +277,8 @@ class OpenVinoNetwork:
     def __call__(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
         if fp32 and self.precision != "fp32":
             return self.replica.torch_forward(x, True, flags)  # the redo of a spoilt batch
+        if x.ndim == 5:
+            x = stacked_windows(x)
         shape = tuple(x.shape)
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(shape)
@@ -345,7 +365,8 @@ def _time_runtimes(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan,
     """Median milliseconds of each plan's replica on one probe input, interleaved: the
     network as the run would have it (precision, picture layers, memory format)."""
     spec = model.spec
-    x = torch.rand(1, spec.channels, PROBE_SIDE, PROBE_SIDE)
+    frames = (spec.window,) if spec.window > 1 else ()
+    x = torch.rand(1, *frames, spec.channels, PROBE_SIDE, PROBE_SIDE)
     replicas = {name: Replica(copy.deepcopy(model.module), spec, model.scale,
                               torch.device("cpu"), plan)
                 for name, plan in (("torch_ms", on_torch), ("openvino_ms", on_openvino))}

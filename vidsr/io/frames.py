@@ -92,6 +92,9 @@ class FrameBatch:
     output keeps them. ``windows``: for a model that sees several frames, which of the
     planes' frames each output frame is made from (see :class:`FrameWindows`; the planes
     then hold more frames than ``pts``); None for frame-wise models, one frame per output.
+    ``scene_marks``: for each frame, the scene-change props a VapourSynth script set on it
+    (``_SceneChangePrev``/``_SceneChangeNext``, see :func:`vidsr.io.windows.marked_cut`);
+    None where the source has no such marks.
     """
 
     planes: list[np.ndarray]
@@ -102,6 +105,7 @@ class FrameBatch:
     side_data: list[av.VideoFrame | None] | None = None
     alpha: np.ndarray | None = None
     windows: FrameWindows | None = None
+    scene_marks: list[dict[str, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.pts)

@@ -44,6 +44,7 @@ from vidsr.io.frames import FrameBatch, PlaneLayout
 from vidsr.io.input_file import check_input_path
 from vidsr.io.pixfmt import planar_name
 from vidsr.io.video_info import StreamSummary, VideoInfo
+from vidsr.io.windows import SCENE_CHANGE_PROPS
 
 if TYPE_CHECKING:
     import vapoursynth as vs
@@ -360,7 +361,7 @@ class ScriptSource:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def __iter__(self) -> Iterator[FrameBatch]:
-        return node_batches(self._timed_frames(), self.info, self.batch_size)
+        return node_batches(self._timed_frames(), self.info, self.batch_size, scene_marks=True)
 
     def _timed_frames(self) -> Iterator[tuple[vs.VideoFrame, int]]:
         """Each frame with its timestamp: the running sum of the frames' durations."""
@@ -400,25 +401,33 @@ def render_frames(clip: vs.VideoNode, path: Path, *, prefetch: int = 0,
 
 
 def node_batches(frames: Iterable[tuple[vs.VideoFrame, int]], info: VideoInfo,
-                 batch_size: int) -> Iterator[FrameBatch]:
+                 batch_size: int, *, scene_marks: bool = False) -> Iterator[FrameBatch]:
     """(frame, timestamp in ``info.time_base``) pairs as batches of ``batch_size`` frames
-    in ``info.layout``, as :class:`~vidsr.io.decode.Decoder` yields them."""
+    in ``info.layout``, as :class:`~vidsr.io.decode.Decoder` yields them. ``scene_marks``:
+    carry the cuts the frames' props mark (:func:`vidsr.io.windows.marked_cut`), as a
+    user's script sets them."""
     layout = info.layout
     planes: list[list[np.ndarray]] = []
     pts: list[int] = []
+    marks: list[dict[str, int]] = []
     first_index = 0
     for frame, stamp in frames:
         planes.append(frame_planes(frame, layout))
         pts.append(stamp)
+        if scene_marks:
+            props = frame.props
+            marks.append({name: int(props[name]) for name in SCENE_CHANGE_PROPS
+                          if name in props})
         if len(pts) == batch_size:
-            yield _batch(planes, pts, info.time_base, first_index, layout)
+            yield _batch(planes, pts, info.time_base, first_index, layout, marks)
             first_index += len(pts)
-            planes, pts = [], []
+            planes, pts, marks = [], [], []
     if pts:
-        yield _batch(planes, pts, info.time_base, first_index, layout)
+        yield _batch(planes, pts, info.time_base, first_index, layout, marks)
 
 
 def _batch(planes: list[list[np.ndarray]], pts: list[int], time_base: Fraction,
-           first_index: int, layout: PlaneLayout) -> FrameBatch:
+           first_index: int, layout: PlaneLayout, marks: list[dict[str, int]]) -> FrameBatch:
     stacked = [np.stack([frame[p] for frame in planes]) for p in range(layout.plane_count)]
-    return FrameBatch(stacked, list(pts), time_base, first_index, layout)
+    return FrameBatch(stacked, list(pts), time_base, first_index, layout,
+                      scene_marks=list(marks) if any(marks) else None)

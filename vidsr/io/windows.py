@@ -12,14 +12,16 @@ A window never mixes two shots. At a scene cut, and at the clip's ends, it repea
 the nearest frame of its own shot. Cuts are found here, on the decoded planes
 (:class:`CutDetector`), so every source gets the same detection; FFmpeg's ``scdet``
 filter would need the decoder's frames pushed through a filter graph and sees nothing
-of a VapourSynth script's or QTGMC's frames, which arrive as planes.
+of a VapourSynth script's or QTGMC's frames, which arrive as planes. Where a VapourSynth
+script marked its cuts (``_SceneChangePrev``/``_SceneChangeNext``), its marks decide
+(:func:`marked_cut`), for ``vidsr script.vpy`` and the ``vsvidsr`` filter alike.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,9 @@ THUMB_WIDTH = 64
 # pan changes every frame a lot, and only a lone jump far above its neighbours is a cut.
 CUT_MIN_CHANGE = 0.05
 CUT_RATIO = 3.0
+# VapourSynth's frame props that mark a cut: on the first frame of a shot, and on the last.
+SCENE_CHANGE_PREV, SCENE_CHANGE_NEXT = "_SceneChangePrev", "_SceneChangeNext"
+SCENE_CHANGE_PROPS = (SCENE_CHANGE_PREV, SCENE_CHANGE_NEXT)
 
 
 class CutDetector:
@@ -63,6 +68,15 @@ def is_cut(before: float, change: float, after: float) -> bool:
     """Whether a frame that differs by ``change`` from the one before starts a new shot,
     the frames on either side having changed by ``before`` and ``after``."""
     return change >= CUT_MIN_CHANGE and change >= CUT_RATIO * max(before, after)
+
+
+def marked_cut(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool | None:
+    """Whether a script marked a cut between two frames, from their props: ``_SceneChangePrev``
+    on the later frame or ``_SceneChangeNext`` on the earlier, whichever of the two it set (0
+    marks no cut there); None where it set neither, and the luma detector decides."""
+    if SCENE_CHANGE_PREV not in after and SCENE_CHANGE_NEXT not in before:
+        return None
+    return bool(after.get(SCENE_CHANGE_PREV, 0)) or bool(before.get(SCENE_CHANGE_NEXT, 0))
 
 
 def thumbnail(plane: np.ndarray, layout: PlaneLayout) -> np.ndarray:
@@ -157,17 +171,19 @@ class WindowedSource:
         decoded, as its cut is judged against the change after it."""
         detector = CutDetector()
         shot_start, before = 0, 0.0
-        pending: tuple[_Frame, FrameBatch, float] | None = None
+        before_marks: Mapping[str, int] = {}
+        pending: tuple[_Frame, FrameBatch, float, Mapping[str, int]] | None = None
 
         def judged(after: float | None) -> tuple[_Frame, FrameBatch]:
-            nonlocal shot_start, before
+            nonlocal shot_start, before, before_marks
             assert pending is not None
-            frame, batch, change = pending
+            frame, batch, change, marks = pending
             index = self.decoded - 1 if after is None else self.decoded - 2
-            if is_cut(before, change, after or 0.0):
+            marked = marked_cut(before_marks, marks) if index > 0 else None
+            if is_cut(before, change, after or 0.0) if marked is None else marked:
                 shot_start = index
                 self.cuts.append(index)
-            before = change
+            before, before_marks = change, marks
             frame.shot_start = shot_start
             return frame, batch
 
@@ -177,11 +193,13 @@ class WindowedSource:
                 change = detector.change(planes[0], batch.layout)
                 side = batch.side_data[k] if batch.side_data is not None else None
                 alpha = batch.alpha[k] if batch.alpha is not None else None
+                marks = batch.scene_marks[k] if batch.scene_marks is not None else {}
                 self.decoded += 1
                 if pending is not None:
                     yield judged(change)
                 output = self.is_context is None or not self.is_context(batch.pts[k])
-                pending = (_Frame(planes, batch.pts[k], side, alpha, 0, output), batch, change)
+                pending = (_Frame(planes, batch.pts[k], side, alpha, 0, output), batch, change,
+                           marks)
         if pending is not None:
             yield judged(None)
         log.info("%s: %d scene cut(s) found%s", getattr(self.info, "path", "input"),

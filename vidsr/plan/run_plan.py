@@ -579,9 +579,6 @@ def _runtime(model: SRModel, options: EngineOptions,
         problem = f"OpenVINO runs on the CPU here, not {devices[0]}"
     elif model.parameter_count == 0:
         problem = f"{model.name} is an exact resizer with no network to compile"
-    elif model.spec.window > 1:
-        problem = (f"{model.name} sees {model.spec.window} frames at once, and vidsr's"
-                   " OpenVINO executor runs frame-wise models only (not supported yet)")
     else:
         problem = openvino_unusable()
     if asked == "openvino":

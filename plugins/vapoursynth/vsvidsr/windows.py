@@ -5,26 +5,28 @@ each side for the window, and one more on each side to judge the cuts at the win
 edges the way the transcoder does (clamped at the clip's ends, where a window repeats
 the first or last frame). A window never crosses a cut (it repeats the nearest frame of
 its own shot, as :mod:`vidsr.io.windows` does in the transcoder). A cut between two
-frames is where the script marked one: ``_SceneChangePrev`` on the later frame or
-``_SceneChangeNext`` on the earlier, whichever of the two the script set (a prop set to
-0 marks no cut there). Where neither frame carries either prop, the transcoder's own
-luma detector decides, on the same frames, so a script without the props gives what
+frames is where the script marked one (:func:`vidsr.io.windows.marked_cut`, the rule
+``vidsr script.vpy`` follows too). Where neither frame carries either prop, the
+transcoder's own luma detector decides, on the same frames, so a script without the props gives what
 ``vidsr`` gives on the same frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import vapoursynth as vs
 
 from vidsr.io.frames import PlaneLayout
 from vidsr.io.script_source import frame_planes
-from vidsr.io.windows import is_cut, thumbnail, thumbnail_change, window_indices
-
-_PREV, _NEXT = "_SceneChangePrev", "_SceneChangeNext"
+from vidsr.io.windows import (
+    is_cut,
+    marked_cut,
+    thumbnail,
+    thumbnail_change,
+    window_indices,
+)
 
 
 def neighbour_clips(clip: vs.VideoNode, radius: int) -> list[vs.VideoNode]:
@@ -70,7 +72,7 @@ def window_of(n: int, frames: Sequence[vs.VideoFrame], radius: int, last: int,
         return thumbnail_change(thumbs[index - 1], thumbs[index])
 
     def starts_shot(index: int) -> bool:
-        marked = _marked_cut(at(index - 1).props, at(index).props)
+        marked = marked_cut(at(index - 1).props, at(index).props)
         if marked is not None:
             return marked
         return is_cut(change(index - 1), change(index), change(index + 1))
@@ -82,10 +84,3 @@ def window_of(n: int, frames: Sequence[vs.VideoFrame], radius: int, last: int,
     planes = {i: frame_planes(at(i), layout) for i in set(indices)}
     return indices, [planes[i] for i in indices]
 
-
-def _marked_cut(before: Any, after: Any) -> bool | None:
-    """Whether the script marked a cut between two frames (their props), or None where
-    it set neither prop on them."""
-    if _PREV not in after and _NEXT not in before:
-        return None
-    return bool(after.get(_PREV, 0)) or bool(before.get(_NEXT, 0))

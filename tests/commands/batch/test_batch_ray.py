@@ -1,6 +1,7 @@
 """`vidsr batch --engine ray` against a real Ray cluster on loopback (``ray start --head``,
-started and stopped here): the same outputs as the local engine, an actor killed while it
-holds a segment, and a driver killed mid-job."""
+started and stopped here): the same outputs as the local engine, a window model's segments
+equal to a whole-file run, an actor killed while it holds a segment, and a driver killed
+mid-job."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from batch_helpers import (
     report,
     same_frames,
 )
-from clipgen import make_clip
+from clipgen import make_clip, shot_frames, write_ffv1
 from vidsr_process import start_vidsr, wait_for
 
 from vidsr.commands.batch import BatchOptions, FileRun, run_batch
@@ -140,6 +141,29 @@ def test_ray_writes_what_the_local_engine_writes(tmp_path, capsys, cluster):
     rows = {Path(r["source"]).name: r for r in report(tmp_path / "ray")["files"]}
     assert rows["a.mkv"]["segments"] == 4 and rows["b.mp4"]["segments"] == 0
     assert not ray.is_initialized()  # the batch let go of the cluster it joined
+
+
+def test_a_window_models_segments_on_actors_equal_a_whole_file_run(tmp_path, capsys, cluster,
+                                                                    temporal):
+    """Each segment decodes its context on the actor, as a local segment does: the joined
+    output is ``vidsr``'s on the whole file frame for frame, a cut on a boundary included."""
+    from vidsr.io.encode_options import EncodeOptions
+    from vidsr.run.transcode import RunControl, upscale_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    clip = write_ffv1(src / "in.mkv", shot_frames("square", 10) + shot_frames("bars", 10),
+                      gop=5)
+    code, err = batch(capsys, src, tmp_path / "out", "--model", str(temporal), "--no-progress",
+                      "--codec", "ffv1", "--segment-seconds", "0.2", "--engine", "ray",
+                      "--address", cluster, "--ray-actors", "2")
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 4  # cut at 5, 10 and 15
+    single = tmp_path / "single.mkv"
+    whole = upscale_video(clip, single, model=temporal, encode=EncodeOptions(codec="ffv1"),
+                          control=RunControl(progress=False))
+    assert whole.cuts == [10]
+    assert same_frames(tmp_path / "out" / "in.mkv", single)
 
 
 def test_an_actor_killed_holding_a_segment_has_it_redone_elsewhere(tmp_path, capsys, caplog,

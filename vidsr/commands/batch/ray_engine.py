@@ -5,10 +5,11 @@ sources, keeps the job file, plans every file and cuts it into segments. The wor
 to actors, one per GPU of the cluster (or ``--ray-actors`` CPU actors), each of which
 loads a model once and keeps it. A segment is a call on an actor with the driver's plan
 and paths, never frames: the actor decodes its stretch of the source, upscales it and
-writes the packet file itself, next to the model. The actor runs the plan it is given
-(planned for its share of a node's CPUs); it refuses one only when its machine cannot
-run it (a device or a runtime it lacks), and says why. Once all of a file's segments are
-done the driver joins them (a remux: no model, no encoder at work). Inputs and outputs
+writes the packet file itself, next to the model (a segment of a model that sees a window
+of frames decodes its context frames there too, as the driver planned it). The actor runs
+the plan it is given (planned for its share of a node's CPUs); it refuses one only when its
+machine cannot run it (a device or a runtime it lacks), and says why. Once all of a file's
+segments are done the driver joins them (a remux: no model, no encoder at work). Inputs and outputs
 must be on a path every node sees.
 
 Faults: an actor that dies (a node lost, ``ray.kill``) has its segment run again on
@@ -214,11 +215,6 @@ class RayFiles:
         return engine
 
     def run_file(self, job: FileJob) -> FileRan:
-        if job.plan.window > 1:
-            raise OptionsError(f"{job.source.path}: {job.plan.model.name} sees"
-                               f" {job.plan.window} frames at once; --engine ray runs"
-                               " frame-wise models only (not supported yet): use the local"
-                               " engine")
         started = time.perf_counter()
         tell = job.control.on_frames or (lambda n: None)
         if job.segments is None:
