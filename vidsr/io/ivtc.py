@@ -20,8 +20,9 @@ cadence looks 3 cycles ahead.
 Where the cadence did not place the repeats, dropping them is done here, not by FFmpeg's
 ``decimate``: ``decimate`` drops one frame of every 5 whatever happens, so at a cadence
 break (an edit between two telecined pieces, a scene with an odd number of film frames)
-it drops a film frame or keeps a repeat. Here, per cycle of 5 frames (counted from the stream's first), each frame is
-measured against the one before it (:func:`frame_difference`), and :class:`Cadence`
+it drops a film frame or keeps a repeat. Here, per cycle of 5 frames (counted from the
+stream's first), each frame is measured against the one before it
+(:func:`frame_difference`), and :class:`Cadence`
 decides (:meth:`Cadence.drops`):
 
 - a cycle with motion and one frame clearly like its predecessor: that frame is the
