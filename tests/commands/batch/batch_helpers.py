@@ -105,3 +105,28 @@ def packet_times(path: Path) -> list[str]:
         ["ffprobe", "-v", "error", "-show_entries", "packet=stream_index,pts,duration",
          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
     return sorted(lines.split())
+
+
+def check_window_segments(tmp_path: Path, capsys, model: Path, *engine: str) -> None:
+    """A window model's batch run in 4 segments (cuts at frames 5, 10 and 15 of a clip whose
+    shots change at frame 10) gives ``vidsr``'s whole-file frames: each segment decodes its
+    context and judges a cut at its edge as a whole run does. ``engine``: more batch
+    arguments (``--engine ray ...``)."""
+    from clipgen import shot_frames, write_ffv1
+
+    from vidsr.io.encode_options import EncodeOptions
+    from vidsr.run.transcode import RunControl, upscale_video
+
+    src = tmp_path / "src"
+    src.mkdir()
+    clip = write_ffv1(src / "in.mkv", shot_frames("square", 10) + shot_frames("bars", 10),
+                      gop=5)
+    code, err = batch(capsys, src, tmp_path / "out", "--model", str(model), "--no-progress",
+                      "--codec", "ffv1", "--segment-seconds", "0.2", *engine)
+    assert code == 0, err
+    assert report(tmp_path / "out")["files"][0]["segments"] == 4
+    single = tmp_path / "single.mkv"
+    whole = upscale_video(clip, single, model=model, encode=EncodeOptions(codec="ffv1"),
+                          control=RunControl(progress=False))
+    assert whole.cuts == [10]
+    assert same_frames(tmp_path / "out" / "in.mkv", single)

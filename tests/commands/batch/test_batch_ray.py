@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from batch_helpers import (
     batch,
+    check_window_segments,
     job,
     needs_ffprobe,
     packet_times,
@@ -32,7 +33,7 @@ from batch_helpers import (
     report,
     same_frames,
 )
-from clipgen import make_clip, shot_frames, write_ffv1
+from clipgen import make_clip
 from vidsr_process import start_vidsr, wait_for
 
 from vidsr.commands.batch import BatchOptions, FileRun, run_batch
@@ -147,23 +148,8 @@ def test_a_window_models_segments_on_actors_equal_a_whole_file_run(tmp_path, cap
                                                                     temporal):
     """Each segment decodes its context on the actor, as a local segment does: the joined
     output is ``vidsr``'s on the whole file frame for frame, a cut on a boundary included."""
-    from vidsr.io.encode_options import EncodeOptions
-    from vidsr.run.transcode import RunControl, upscale_video
-
-    src = tmp_path / "src"
-    src.mkdir()
-    clip = write_ffv1(src / "in.mkv", shot_frames("square", 10) + shot_frames("bars", 10),
-                      gop=5)
-    code, err = batch(capsys, src, tmp_path / "out", "--model", str(temporal), "--no-progress",
-                      "--codec", "ffv1", "--segment-seconds", "0.2", "--engine", "ray",
-                      "--address", cluster, "--ray-actors", "2")
-    assert code == 0, err
-    assert report(tmp_path / "out")["files"][0]["segments"] == 4  # cut at 5, 10 and 15
-    single = tmp_path / "single.mkv"
-    whole = upscale_video(clip, single, model=temporal, encode=EncodeOptions(codec="ffv1"),
-                          control=RunControl(progress=False))
-    assert whole.cuts == [10]
-    assert same_frames(tmp_path / "out" / "in.mkv", single)
+    check_window_segments(tmp_path, capsys, temporal, "--engine", "ray", "--address", cluster,
+                          "--ray-actors", "2")
 
 
 def test_an_actor_killed_holding_a_segment_has_it_redone_elsewhere(tmp_path, capsys, caplog,

@@ -15,6 +15,7 @@ import pytest
 from batch_helpers import (
     FAST,
     batch,
+    check_window_segments,
     decoded,
     job,
     needs_ffprobe,
@@ -307,19 +308,7 @@ def test_a_window_models_segments_equal_a_whole_file_run_with_a_cut_at_a_boundar
     """Each segment decodes its neighbours as context, and judges a cut at its edge as a
     whole run does: the segmented output is ``vidsr``'s on the whole file, frame for frame,
     a cut falling just on a segment boundary included."""
-    src = tmp_path / "src"
-    src.mkdir()
-    clip = write_ffv1(src / "in.mkv", shot_frames("square", 10) + shot_frames("bars", 10),
-                      gop=5)
-    code, err = batch(capsys, src, tmp_path / "out", "--model", str(temporal),
-                      "--no-progress", "--codec", "ffv1", "--segment-seconds", "0.2")
-    assert code == 0, err
-    assert report(tmp_path / "out")["files"][0]["segments"] == 4  # cut at 5, 10 and 15
-    single = tmp_path / "single.mkv"
-    whole = upscale_video(clip, single, model=temporal, encode=EncodeOptions(codec="ffv1"),
-                          control=RunControl(progress=False))
-    assert whole.cuts == [10]
-    assert same_frames(tmp_path / "out" / "in.mkv", single)
+    check_window_segments(tmp_path, capsys, temporal)
 
 
 @needs_ffprobe
