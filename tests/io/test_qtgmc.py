@@ -118,6 +118,12 @@ def test_a_span_renders_only_its_frames_and_they_are_the_whole_runs(tmp_path, mo
     assert [t for t, _ in one] == [whole[11 * per_frame][0]]
     after = frames_of(QtgmcSource(src, plan, batch_size=1, window=Window(times[11] + 1, None)))
     assert [t for t, _ in after] == ([] if rate == "frame" else [whole[-1][0]])
+    # A window model's span: two frames of context on each side, named so.
+    source = QtgmcSource(src, plan, batch_size=4, window=Window(times[5], times[8], context=2))
+    around = frames_of(source)
+    assert [t for t, _ in around] == [t for t, _ in whole[5 * per_frame - 2:8 * per_frame + 2]]
+    assert [source.is_context(t) for t, _ in around] == (
+        [True] * 2 + [False] * 3 * per_frame + [True] * 2)
 
 
 @needs_qtgmc

@@ -144,7 +144,8 @@ class QtgmcSource:
     :class:`~vidsr.io.decode.Decoder`: ``info`` (the progressive frames yielded),
     ``source_info`` (the stream as stored), ``streams_source`` (the input itself: the sinks
     copy its other streams), ``skipped`` (always 0), iteration, ``close()``.
-    ``window``: only the frames whose times fall in it (see :class:`~vidsr.io.decode.Window`;
+    ``window``: only the frames whose times fall in it, and its ``context`` frames on each
+    side, which :meth:`is_context` names (see :class:`~vidsr.io.decode.Window`;
     its ``seek`` is not needed: QTGMC's neighbours are rendered on request)."""
 
     def __init__(self, path: str | Path, plan: DeinterlacePlan, *, batch_size: int,
@@ -171,6 +172,13 @@ class QtgmcSource:
     def streams_source(self) -> Path:
         """The file the sinks copy the other streams from: the input itself."""
         return self.path
+
+    def is_context(self, stamp: int) -> bool:
+        """Whether the frame yielded at ``stamp`` (half the stream's time base) is context
+        beside the window, not one of its own frames."""
+        window = self.window
+        return ((window.start is not None and stamp < 2 * window.start)
+                or (window.end is not None and stamp >= 2 * window.end))
 
     def __enter__(self) -> QtgmcSource:
         return self
@@ -201,6 +209,9 @@ class QtgmcSource:
         wanted = in_window(stamps, self.window)
         if not wanted:
             return
+        # The window's context (frames beside it that a window model's windows need).
+        context = self.window.context
+        wanted = range(max(0, wanted.start - context), min(len(stamps), wanted.stop + context))
         # Slicing the node asks only for these frames (and what QTGMC needs around them).
         frames = render_frames(self._clip[wanted.start:wanted.stop], self.path,
                                prefetch=self._prefetch, failing="QTGMC")

@@ -44,8 +44,8 @@ def open_source(plan: RunPlan, *, span: Window | None = None) -> Source:
     if span is not None:
         span = replace(span, context=window_context(plan.window))
     frames = _open_frames(plan, span)
-    is_context = frames.is_context if span is not None and isinstance(frames, Decoder) \
-        else None
+    is_context = (frames.is_context if span is not None
+                  and isinstance(frames, Decoder | QtgmcSource) else None)
     return WindowedSource(frames, plan.window, plan.batch_size, is_context)
 
 
