@@ -24,6 +24,7 @@ import av.filter
 import numpy as np
 
 from vidsr.errors import OptionsError
+from vidsr.io.field_detect import CYCLE as PULLDOWN_CYCLE
 from vidsr.io.field_detect import FieldOrder, FieldVerdict, detect_fields
 from vidsr.io.video_info import VideoInfo
 
@@ -59,7 +60,7 @@ COMB_STEP = 0.05
 # Inverse telecine keeps 4 frames of every 5 in a steady 3:2 cadence (30000/1001 to
 # 24000/1001), and times them in 1/60 of the stream's time base: the k frames kept from a
 # cycle split its span exactly for any k from 1 to 6 (see vidsr.io.ivtc).
-IVTC_CYCLE, IVTC_KEPT, IVTC_TICKS = 5, 4, 60
+IVTC_CYCLE, IVTC_KEPT, IVTC_TICKS = PULLDOWN_CYCLE, PULLDOWN_CYCLE - 1, 60
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,7 @@ def _auto_plan(info: VideoInfo, rate: FieldRate) -> DeinterlacePlan | None:
     if info.field_order == "progressive" and not _pulldown_rate(info):
         # Flagged progressive, and no 3:2 pulldown makes this rate: nothing to measure for.
         return None
-    verdict = detect_fields(info.path, info.stream_index)
-    log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
-             verdict.evidence)
+    verdict = _measured(info)
     flagged = FLAGGED_ORDER.get(info.field_order)
     flag = (f"the stream is flagged {info.field_order}" if info.field_order != "unknown"
             else "no field order flag")
@@ -174,6 +173,14 @@ def _pulldown_rate(info: VideoInfo) -> bool:
                                        for r in PULLDOWN_RATES)
 
 
+def _measured(info: VideoInfo) -> FieldVerdict:
+    """What the pictures of ``info`` 's stream show, logged beside its flag."""
+    verdict = detect_fields(info.path, info.stream_index)
+    log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
+             verdict.evidence)
+    return verdict
+
+
 def _forcing_option(verdict: FieldVerdict) -> str:
     if verdict.film:
         return "--deinterlace ivtc matches the film frames"
@@ -189,9 +196,7 @@ def _forced_plan(info: VideoInfo, mode: DeinterlaceMode, order: FieldOrderChoice
     if flagged is not None and info.field_order not in SWAPPED_FLAGS:
         return DeinterlacePlan(flagged, rate, f"the stream is flagged {info.field_order}",
                                method=method)
-    verdict = detect_fields(info.path, info.stream_index)
-    log.info("%s: flagged %s; %s: %s", info.path, info.field_order, verdict.kind,
-             verdict.evidence)
+    verdict = _measured(info)
     if flagged is not None:  # tb, bt: FFmpeg's own writers flag them either way
         return DeinterlacePlan(verdict.order or flagged, rate,
                                f"the stream is flagged {info.field_order}; {verdict.evidence}",
