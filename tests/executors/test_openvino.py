@@ -109,6 +109,26 @@ def test_network_is_exported_once_per_weights_and_scale(cache):
         assert engine.executor.network.model_path != first  # other weights, other file
 
 
+@pytest.mark.skipif(not this_machine().native_bf16,
+                    reason="OpenVINO runs bf16 only on a CPU with native bf16 (AVX-512 BF16, AMX)")
+def test_openvino_bf16_adds_the_skip_picture_in_f32():
+    """With the residual zeroed the network is its skip, nearest(input): in bf16 the
+    convolutions round, but the picture the skip adds must not (OpenVINO ran a Resize in
+    bf16, holding it to 8 significant bits: up to a code value on bright pixels)."""
+    model = _tiny_compact()
+    last = model.module.body[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    x = torch.rand(1, 3, 12, 10)
+    bf16 = EngineOptions(device="cpu", precision="bf16", runtime="openvino")
+    with engine_for(model, bf16) as engine:
+        assert engine.plan.executor.precision == "bf16"
+        y = engine.run_network(x)
+    expected = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert float((y - expected).abs().max()) < 1e-6
+
+
 def test_engine_goes_back_to_torch_when_closed():
     engine = engine_for(_tiny_compact(), FP32_OV)
     replica, network = engine.replicas[0], engine.executor.network

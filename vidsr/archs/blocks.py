@@ -20,6 +20,23 @@ def conv3x3(in_channels: int, out_channels: int, *, bias: bool = True) -> nn.Con
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
 
 
+def nearest_upsample(picture: torch.Tensor, scale: int) -> torch.Tensor:
+    """``picture`` (N, C, H, W) upsampled ``scale`` times by repeating pixels.
+
+    In an ONNX export it is written as data movement (each channel repeated ``scale**2``
+    times, then a depth-to-space) instead of a Resize: OpenVINO's CPU plugin runs every
+    Resize in bf16 when the network runs in bf16 (it counts it as a super-resolution
+    network's compute), which rounds the picture itself to 8 significant bits before the
+    skip adds it to the output; data movement at the graph's end stays in f32. The values
+    are the same either way.
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return F.interpolate(picture, scale_factor=scale, mode="nearest")
+    # No sizes read from the tensor: a traced size can be frozen into the graph.
+    repeated = picture.unsqueeze(2).expand(-1, -1, scale * scale, -1, -1)
+    return F.pixel_shuffle(repeated.flatten(1, 2), scale)
+
+
 class MeanShift(nn.Conv2d):
     """Adds (sign=+1) or subtracts (sign=-1) a per-channel mean, as a frozen 1x1 conv.
 

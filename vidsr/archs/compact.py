@@ -12,7 +12,6 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vidsr.archs.architecture import (
@@ -23,7 +22,7 @@ from vidsr.archs.architecture import (
     load_canonical,
     with_overrides,
 )
-from vidsr.archs.blocks import conv3x3, input_space_for
+from vidsr.archs.blocks import conv3x3, input_space_for, nearest_upsample
 from vidsr.archs.spec import ArchSpec
 from vidsr.errors import ModelError
 
@@ -90,7 +89,7 @@ class SRVGGNetCompact(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.upsampler(self.body(x))
-        return out + F.interpolate(x, scale_factor=self.config["scale"], mode="nearest")
+        return out + nearest_upsample(x, self.config["scale"])
 
 
 KEY_REQUIREMENTS: dict[str, tuple[str, ...]] = {

@@ -34,7 +34,7 @@ from vidsr.archs.architecture import (
     load_canonical,
     with_overrides,
 )
-from vidsr.archs.blocks import conv3x3, input_space_for
+from vidsr.archs.blocks import conv3x3, input_space_for, nearest_upsample
 from vidsr.archs.compact import Activation, SRVGGNetCompact, activation, body_layers
 from vidsr.archs.spec import ArchSpec
 from vidsr.errors import ModelError
@@ -122,7 +122,7 @@ class WindowCompact(nn.Module):
         features = self.refine(self.head_act(self.head(x)))
         out = self.upsampler(self.body(features))
         centre = x[:, window // 2]
-        return out + F.interpolate(centre, scale_factor=self.config["scale"], mode="nearest")
+        return out + nearest_upsample(centre, self.config["scale"])
 
 
 def from_frame_model(frame_model: SRVGGNetCompact, *, radius: int = 2,

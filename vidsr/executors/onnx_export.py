@@ -30,6 +30,9 @@ from vidsr.errors import OptionsError
 
 OPSET = 17
 DYNAMO_OPSET = 18
+# Raised whenever the graph written for the same weights changes (2: the skip's nearest
+# upsample as data movement, blocks.nearest_upsample): caches name their files by it.
+EXPORT_REVISION = 2
 
 
 def plain_module(module: nn.Module) -> nn.Module:

@@ -54,6 +54,7 @@ from vidsr.errors import OptionsError
 from vidsr.executors.base import Done, Pending
 from vidsr.executors.cpu_workers import FuturePending
 from vidsr.executors.onnx_export import (
+    EXPORT_REVISION,
     centre_crop,
     export_network,
     node_scope,
@@ -109,7 +110,7 @@ def weights_key(module: torch.nn.Module, scale: int) -> str:
 def onnx_for(module: torch.nn.Module, spec: ArchSpec, scale: int) -> Path:
     """The network's ONNX file in the cache, exported now if it is not there yet."""
 
-    path = runtime_cache() / f"{spec.arch}-{weights_key(module, scale)}.onnx"
+    path = runtime_cache() / f"{spec.arch}-{weights_key(module, scale)}-e{EXPORT_REVISION}.onnx"
     if not path.is_file():
         # Shared: another run may export the same key at the same time.
         with atomic_write(path, shared=True) as partial:
@@ -341,7 +342,8 @@ def faster_plan(model: SRModel, on_torch: RunPlan, on_openvino: RunPlan) -> RunP
     hands it to :func:`~vidsr.plan.run_plan.resolve_plan`), so the plan never imports executors."""
     threads = on_openvino.executor.threads
     torch_precision, openvino_precision = on_torch.precision.name, on_openvino.precision.name
-    key = (f"{weights_key(model.module, model.scale)} {on_torch.machine.cpu} {threads}t"
+    key = (f"{weights_key(model.module, model.scale)}-e{EXPORT_REVISION} {on_torch.machine.cpu}"
+           f" {threads}t"
            f" {'channels_last' if on_torch.channels_last else 'nchw'}"
            f" torch-{torch_precision} openvino-{openvino_precision}")
     store = runtime_cache() / "runtime-choices.json"

@@ -98,8 +98,8 @@ def choose_precision(
 
 def loss_key(precision: str, runtime: str) -> str:
     """The ``precision_loss`` entry of ``precision`` on ``runtime``. OpenVINO's bf16 casts
-    the whole network, the picture layers too, where torch's autocast keeps them in fp32:
-    its loss is measured apart (``openvino-bf16``). int8 is OpenVINO's alone."""
+    the picture layers' convolutions too, where torch's autocast keeps them in fp32: its
+    loss is measured apart (``openvino-bf16``). int8 is OpenVINO's alone."""
     return f"openvino-{precision}" if runtime == "openvino" and precision == "bf16" else precision
 
 
