@@ -143,7 +143,7 @@ def test_the_callers_workers_and_threads_are_kept():
 
 def test_cpu_thread_split():
     two = plan_cpu_threads(2)
-    assert (two.workers, two.torch, two.decoder, two.encoder) == (2, 1, 1, 1)
+    assert (two.workers, two.torch, two.decoder, two.encoder) == (2, 1, 1, 2)
     four = plan_cpu_threads(4)
     assert (four.workers, four.torch, four.decoder) == (3, 1, 1)
     many = plan_cpu_threads(16)
