@@ -131,3 +131,33 @@ def test_close_ends_the_dispatcher_once_and_refuses_later_requests():
     assert closed == [True]
     with pytest.raises(RuntimeError, match="closed"):
         g.request(1, 1)
+
+
+class Later:
+    """A batch that finishes when ``finished`` is set, and never says it is ready (only
+    ``result()`` would tell): whoever waits, waits in ``result()``."""
+
+    def __init__(self, batch, finished: threading.Event) -> None:
+        self.results = [req.item * 2 for req in batch]
+        self.finished = finished
+
+    def ready(self) -> bool:
+        return False
+
+    def result(self):
+        self.finished.wait()
+        return self.results
+
+
+def test_a_caller_takes_its_result_when_its_batch_finishes_not_when_the_dispatcher_looks():
+    finished = threading.Event()
+    g = Gatherer(lambda batch: Later(batch, finished), batch_size=1, in_flight=4, threads=4,
+                 last_index=99)
+    threading.Timer(0.05, finished.set).start()
+    answers: list[int] = []
+    # The dispatcher, below its in-flight limit, never waits for the batch itself.
+    caller = threading.Thread(target=lambda: answers.append(g.request(3, 3)), daemon=True)
+    caller.start()
+    caller.join(NO_TIMEOUT_WAITED)
+    assert answers == [6]
+    g.close()

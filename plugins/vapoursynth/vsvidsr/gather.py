@@ -3,8 +3,10 @@
 VapourSynth asks for frames from several threads at once, one frame per call.
 A :class:`Gatherer` turns those calls into batches: every caller hands in its
 frame and waits; one dispatcher thread owns the engine, takes the waiting
-frames as a batch, submits it, keeps up to ``in_flight`` batches submitted
-(so CPU workers or CUDA slots stay busy) and hands every caller its own result.
+frames as a batch, submits it and keeps up to ``in_flight`` batches submitted
+(so CPU workers or CUDA slots stay busy). Each caller then waits for its batch
+itself and takes its own result, so a frame returns the moment its batch is done
+rather than when the dispatcher next looks (every 2 ms while frames arrive).
 
 A frame is never held back for a batch that cannot fill. A batch goes when it
 is full, when it holds the clip's last frame, when every VapourSynth thread is
@@ -18,6 +20,7 @@ Nothing here knows VapourSynth or torch: the work is the ``submit`` callable.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -38,19 +41,52 @@ class Handle(Protocol):
         ...
 
 
+class Submitted:
+    """A batch handed to ``submit``, whose results its callers and the dispatcher may all
+    wait for: taken from the handle once and kept (or the error, raised to each)."""
+
+    def __init__(self, handle: Handle | None, error: BaseException | None = None) -> None:
+        self._handle = handle
+        self._error = error
+        self._results: Sequence[Any] | None = None
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        return self._handle is None or self._results is not None or self._handle.ready()
+
+    def results(self) -> Sequence[Any]:
+        with self._lock:
+            if self._results is None and self._error is None:
+                assert self._handle is not None
+                try:
+                    self._results = self._handle.result()
+                except BaseException as exc:  # the batch's callers raise it
+                    self._error = exc
+        if self._error is not None:
+            raise self._error
+        assert self._results is not None
+        return self._results
+
+
 @dataclass(eq=False)
 class Request:
-    """One frame a VapourSynth thread waits for."""
+    """One frame a VapourSynth thread waits for: first for its batch to be submitted
+    (``done``), then for the batch's results."""
 
     index: int
     item: Any
     key: Hashable  # only requests with equal keys share a batch
     done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
+    batch: Submitted | None = None
+    position: int = 0  # in the batch
     error: BaseException | None = None
 
-    def answer(self, result: Any = None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
+    def hand(self, batch: Submitted, position: int) -> None:
+        self.batch, self.position = batch, position
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
         self.done.set()
 
 
@@ -104,7 +140,8 @@ class Gatherer:
                 raise self._fatal or RuntimeError("vsvidsr: the dispatcher stopped")
         if req.error is not None:
             raise req.error
-        return req.result
+        assert req.batch is not None
+        return req.batch.results()[req.position]
 
     def close(self) -> None:
         """Finish what was submitted, then end the dispatcher (which runs ``on_close``).
@@ -119,54 +156,52 @@ class Gatherer:
     # -- the dispatcher -------------------------------------------------------------------
 
     def _run(self) -> None:
-        outstanding: deque[tuple[Handle | None, list[Request], BaseException | None]] = deque()
+        outstanding: deque[Submitted] = deque()
         try:
             while True:
-                while outstanding and (outstanding[0][0] is None or outstanding[0][0].ready()):
-                    self._deliver(*outstanding.popleft())
+                while outstanding and outstanding[0].ready():
+                    _settle(outstanding.popleft())
                 if len(outstanding) >= self.in_flight:
-                    self._deliver(*outstanding.popleft())  # waits for the oldest
+                    _settle(outstanding.popleft())  # waits for the oldest
                     continue
-                batch = self._gather(block=not outstanding)
-                if batch is None:
+                if not self._submit_next(outstanding):
                     if not outstanding and self._closing_and_empty():
                         return
-                    continue
-                try:
-                    outstanding.append((self._submit(batch), batch, None))
-                except BaseException as exc:  # answered to the batch's callers, not lost
-                    outstanding.append((None, batch, exc))
         except BaseException as exc:
             with self._cond:
                 self._fatal = exc
                 waiting = list(self._queue)
                 self._queue.clear()
-            for _, batch, _ in outstanding:
-                waiting += batch
             for req in waiting:
-                req.answer(error=exc)
+                req.fail(exc)
             raise
         finally:
+            # Every batch is finished before the engine closes: its callers may not have
+            # taken their results yet.
+            for submitted in outstanding:
+                _settle(submitted)
             if self._on_close is not None:
                 self._on_close()
+
+    def _submit_next(self, outstanding: deque[Submitted]) -> bool:
+        """Gather the next batch and submit it; False if there was none. (A method of its
+        own: a batch left in the dispatcher's locals while it waits would keep its frames,
+        its error's traceback and through them the filter alive.)"""
+        batch = self._gather(block=not outstanding)
+        if batch is None:
+            return False
+        try:
+            submitted = Submitted(self._submit(batch))
+        except BaseException as exc:  # raised to the batch's callers, not lost
+            submitted = Submitted(None, exc)
+        for position, req in enumerate(batch):
+            req.hand(submitted, position)
+        outstanding.append(submitted)
+        return True
 
     def _closing_and_empty(self) -> bool:
         with self._cond:
             return self._closing and not self._queue
-
-    def _deliver(self, handle: Handle | None, batch: list[Request],
-                 error: BaseException | None) -> None:
-        if error is None and handle is not None:
-            try:
-                results = handle.result()
-            except BaseException as exc:  # the batch's callers raise it
-                error = exc
-            else:
-                for req, result in zip(batch, results, strict=True):
-                    req.answer(result)
-                return
-        for req in batch:
-            req.answer(error=error)
 
     def _gather(self, *, block: bool) -> list[Request] | None:
         """The next batch, or None: nothing came within a poll (``block`` False) or the
@@ -199,6 +234,12 @@ class Gatherer:
         return (len(batch) >= self.batch_size
                 or any(r.index == self.last_index for r in batch)
                 or len(self._queue) >= self.threads)
+
+
+def _settle(submitted: Submitted) -> None:
+    """Wait for ``submitted``'s results and keep them; its callers raise its error."""
+    with contextlib.suppress(BaseException):
+        submitted.results()
 
 
 def _now() -> float:
