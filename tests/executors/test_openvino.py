@@ -340,6 +340,22 @@ def test_a_window_model_reaches_openvino_with_its_frames_stacked(temporal):
     assert float((got - expected).abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("window", [False, True])
+def test_prepare_compiles_the_frame_size_before_the_first_frame(window, temporal):
+    """vsvidsr prepares when the script is evaluated: the frames' size is compiled then,
+    stacked as a window model takes it, and the first frame compiles nothing."""
+    model = load_model(str(temporal), scale=2) if window else _tiny_compact()
+    with engine_for(model, FP32_OV) as engine:
+        network = engine.executor.network
+        engine.prepare(width=20, height=12)
+        shape = (1, 9 if window else 3, 12, 20)
+        assert shape in network.compiled_shapes
+        compiled = set(network.compiled_shapes)
+        frames = torch.rand(1, 3, 3, 12, 20) if window else torch.rand(1, 3, 12, 20)
+        assert engine.run_network(frames).shape == (1, 3, 24, 40)
+        assert set(network.compiled_shapes) == compiled
+
+
 def test_int8_of_a_window_model_is_gated_and_calibrated_on_consecutive_frames(temporal,
                                                                             tmp_path):
     src = write_ffv1(tmp_path / "c.mkv", shot_frames("square", 6))

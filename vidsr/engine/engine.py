@@ -66,6 +66,15 @@ class Engine:
         """How many batches a caller should keep submitted to keep every device busy."""
         return self.executor.in_flight
 
+    def prepare(self, width: int, height: int) -> None:
+        """Set up now what the first batch of ``width`` x ``height`` frames would: a runtime
+        that compiles per input size (OpenVINO) compiles for it. vsvidsr calls it when the
+        script is evaluated, where vs-mlrt compiles too, so rendering starts at full speed."""
+        window = (self.plan.window,) if self.plan.window > 1 else ()
+        x = torch.zeros(self.plan.batch_size, *window, self.spec.channels, height, width)
+        for replica in self.replicas:
+            replica.prepare(x)
+
     def close(self) -> None:
         """End the executor's threads (batches still running finish first) and put back
         the process settings it changed. Safe to call twice."""

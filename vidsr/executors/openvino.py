@@ -82,6 +82,9 @@ CALIBRATION_SIDE = 256
 # Input side of the one-off timing behind --runtime auto.
 PROBE_SIDE = 128
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not quantised is f32
+# See OpenVinoNetwork.__call__.
+_FIRST_INFERENCE = threading.Lock()
+_FIRST_INFERENCE_DONE = threading.Event()
 
 
 def _openvino() -> Any:
@@ -255,7 +258,6 @@ class OpenVinoNetwork:
                         "ENABLE_CPU_PINNING": False}
         self._compiled: dict[tuple[int, ...], Any] = {}
         self._lock = threading.Lock()  # guards _compiled
-        self._first_use = threading.Lock()  # see __call__
         self._local = threading.local()  # each thread's infer requests, by shape
 
     @property
@@ -275,6 +277,18 @@ class OpenVinoNetwork:
                 self._compiled[shape] = compiled
             return compiled
 
+    def prepare(self, shape: tuple[int, ...]) -> None:
+        """Compile for inputs of ``shape`` now (a window batch's (N, T, C, h, w) as it is
+        stacked), not when the first one comes; and run the process's first inference, on a
+        small input, so that the workers' first inferences need not wait for each other."""
+        if len(shape) == 5:
+            n, t, c, h, w = shape
+            shape = (n, t * c, h, w)
+        self.compiled(shape)
+        if not _FIRST_INFERENCE_DONE.is_set():
+            side = 16 * self.replica.space.size_multiple
+            self(torch.zeros(1, shape[1], side, side), False, [])
+
     def __call__(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
         if fp32 and self.precision != "fp32":
             return self.replica.torch_forward(x, True, flags)  # the redo of a spoilt batch
@@ -284,12 +298,15 @@ class OpenVinoNetwork:
         requests = self._local.__dict__.setdefault("requests", {})
         request = requests.get(shape)
         if request is None:
-            # A thread's first inference runs alone: OpenVINO's Python module sets up static
-            # state on first use, waiting for the GIL inside it, and a second thread that
-            # holds the GIL and waits for that state hangs the process (seen in vspipe).
-            with self._first_use:
-                request = requests[shape] = self.compiled(shape).create_infer_request()
-                return self._infer(request, x, flags)
+            request = requests[shape] = self.compiled(shape).create_infer_request()
+        if not _FIRST_INFERENCE_DONE.is_set():
+            # The process's first inference runs alone: OpenVINO's Python module sets up
+            # static state on first use, waiting for the GIL inside it, and a second thread
+            # that holds the GIL and waits for that state hangs the process (seen in vspipe).
+            with _FIRST_INFERENCE:
+                y = self._infer(request, x, flags)
+                _FIRST_INFERENCE_DONE.set()
+                return y
         return self._infer(request, x, flags)
 
     @staticmethod

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -55,9 +55,18 @@ Flags = list[torch.Tensor]
 OUTPUT_LIMIT = 16.0
 # compute(replica, device planes, fp32, flags) -> quantised device planes of the output.
 Compute = Callable[["Replica", list[torch.Tensor], bool, Flags], list[torch.Tensor]]
-# forward(padded float32 batch in model space, fp32, flags) -> the network's float32 output:
-# what a runtime other than torch supplies (Replica.use_runtime).
-Forward = Callable[[torch.Tensor, bool, Flags], torch.Tensor]
+
+
+class Forward(Protocol):
+    """What a runtime other than torch supplies (:meth:`Replica.use_runtime`)."""
+
+    def __call__(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
+        """The network's float32 output for ``x``, a padded float32 batch in model space."""
+        ...
+
+    def prepare(self, shape: tuple[int, ...]) -> None:
+        """Set up now for inputs of ``shape`` (what the first such input would set up)."""
+        ...
 
 
 def usable_output(y: torch.Tensor) -> torch.Tensor:
@@ -144,6 +153,13 @@ class Replica:
             return [p.cpu().numpy() for p in compute(self, planes, fp32, flags)]
 
         return run
+
+    def prepare(self, x: torch.Tensor) -> None:
+        """Let the runtime set up for batches like ``x`` (model space, before padding) now:
+        OpenVINO compiles for their padded size. Tiles are set up when they come."""
+        if self._runtime is None or (self.tile and max(x.shape[-2:]) > self.tile):
+            return
+        self._runtime.prepare(tuple(self.space.pad(self.space.pre_upsample(x)).shape))
 
     def run_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """The network on a float batch in model space (see :meth:`network`)."""
