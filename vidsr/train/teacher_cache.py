@@ -1,0 +1,158 @@
+"""A teacher's outputs on degraded training crops, computed once and kept for distillation.
+
+A slow, GAN-trained teacher (Real-ESRGAN's RRDB net) shows a small student the picture to
+make; running it at every training step would cost most of the run. So the pairs are made
+ahead, in shards, each a pure function of the recipe and its number: shard ``k`` is the
+batch of step ``k`` of a :class:`~vidsr.train.data.PairSampler` over the training data
+(HR crops of ``core + 2 * margin`` LR pixels a side, degraded to LR by the preset's
+degradation), and the teacher's output on that LR. A shard stores, as uint8 RGB:
+
+- ``lr``: the whole LR crop, margins included (what the student takes);
+- ``teacher``: the teacher's output for the centre ``core`` x ``core`` LR pixels, which the
+  margins keep clear of the zero padding at the crop's edges;
+- ``hr``: the HR crop's same centre (for a pixel loss against the truth).
+
+Shards are written atomically and named by number under a folder named by the recipe's
+digest (teacher tensors, preset values, data files, sizes, seed), so an interrupted build
+resumes where it stopped, and another recipe never reads these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidsr.engine.engine import Engine
+from vidsr.errors import OptionsError
+from vidsr.io.atomic_write import atomic_write
+from vidsr.models.zoo import SRModel, tensor_digest
+from vidsr.plan.run_plan import EngineOptions, resolve_plan
+from vidsr.train.config import TrainConfig
+from vidsr.train.data import PairSampler, collect_sources, list_training_files
+
+log = logging.getLogger("vidsr")
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """What a cache holds: ``shard_size`` samples a shard, each a ``core`` x ``core`` LR
+    centre with ``margin`` LR pixels of context on every side, at the teacher's scale."""
+
+    core: int = 32
+    margin: int = 8
+    shard_size: int = 16
+    precision: str = "bf16"  # the teacher's, on the CPU
+
+    @property
+    def lr_side(self) -> int:
+        return self.core + 2 * self.margin
+
+
+def recipe_digest(teacher: SRModel, config: TrainConfig, data: Sequence[Path],
+                  recipe: TeacherRecipe) -> str:
+    """Names a recipe: the teacher's tensors, the preset's values, the data files, the sizes."""
+    parts = {
+        "teacher": tensor_digest(teacher.module),
+        "scale": teacher.scale,
+        "config": config.to_dict(),
+        "data": [str(p) for p in list_training_files(list(data))],
+        "recipe": recipe.__dict__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_dir(root: Path, digest: str) -> Path:
+    return root / f"teacher-{digest}"
+
+
+def shard_path(folder: Path, index: int) -> Path:
+    return folder / f"shard-{index:06d}.npz"
+
+
+def _codes(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def build_cache(teacher: SRModel, config: TrainConfig, data: Sequence[Path], root: Path,
+                shards: int, recipe: TeacherRecipe = TeacherRecipe()) -> Path:
+    """Make shards ``0 .. shards - 1`` under ``root`` (those already there are kept) and
+    return their folder. The preset's own crop size and batch size are replaced by the
+    recipe's; its degradation, data options and seed are used as they are."""
+    scale = teacher.scale
+    if config.data.scales != (scale,):
+        raise OptionsError(f"the teacher upscales x{scale}; the preset trains"
+                           f" x{', x'.join(map(str, config.data.scales))}")
+    folder = cache_dir(root, recipe_digest(teacher, config, data, recipe))
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [k for k in range(shards) if not shard_path(folder, k).is_file()]
+    if not missing:
+        return folder
+    options = replace(config.data, hr_size=recipe.lr_side * scale,
+                      batch_size=recipe.shard_size, clip_frames=1)
+    sampler = PairSampler(collect_sources(list(data), options.frames_per_video), options,
+                          seed=config.train.seed, degrade=config.degrade)
+    plan = resolve_plan(teacher, EngineOptions(device="cpu", precision=recipe.precision))
+    lo, hi = recipe.margin, recipe.margin + recipe.core
+    with Engine(teacher, plan) as engine:
+        for done, k in enumerate(missing, 1):
+            pair = sampler.batch(k)
+            out = engine.run_network(pair.lr)
+            arrays = {
+                "lr": _codes(pair.lr),
+                "teacher": _codes(out[..., lo * scale : hi * scale, lo * scale : hi * scale]),
+                "hr": _codes(pair.hr[..., lo * scale : hi * scale, lo * scale : hi * scale]),
+            }
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            with atomic_write(shard_path(folder, k)) as partial:
+                partial.write_bytes(buffer.getvalue())
+            if done % 10 == 0 or done == len(missing):
+                log.info("teacher cache %s: %d of %d shards made", folder, done, len(missing))
+    return folder
+
+
+def load_shard(folder: Path, index: int) -> dict[str, np.ndarray]:
+    """One shard's arrays (``lr``, ``teacher``, ``hr``), uint8 (N, 3, h, w)."""
+    with np.load(shard_path(folder, index)) as shard:
+        return {name: shard[name] for name in ("lr", "teacher", "hr")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vidsr.train.teacher_cache``: build (or complete) a teacher cache."""
+    import argparse
+
+    from vidsr.models.zoo import load_model
+    from vidsr.train.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m vidsr.train.teacher_cache",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", required=True, help="the teacher's weights file")
+    parser.add_argument("--preset", required=True,
+                        help="the training preset whose degradation, data options and seed"
+                             " make the LR (a bundled name or a path)")
+    parser.add_argument("--data", type=Path, action="append", required=True,
+                        help="training images and videos (folders or files; repeatable)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="the caches' root; this recipe's shards go in a folder of it")
+    parser.add_argument("--shards", type=int, required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset value, as `vidsr train --set`")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    teacher = load_model(args.teacher)
+    config = load_config(args.preset, args.set)
+    folder = build_cache(teacher, config, args.data, args.out, args.shards)
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
