@@ -4,13 +4,30 @@ centre, the same shard made again after an interruption, another recipe kept apa
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from vidsr.archs import create_arch
 from vidsr.engine.engine import Engine
+from vidsr.errors import OptionsError
 from vidsr.models.zoo import SRModel
 from vidsr.plan.run_plan import EngineOptions, resolve_plan
-from vidsr.train.teacher_cache import TeacherRecipe, build_cache, load_shard, shard_path
+from vidsr.train.loop import (
+    StepLosses,
+    build_generator,
+    fit,
+    new_state,
+    teacher_cache_in,
+    train_step,
+)
+from vidsr.train.teacher_cache import (
+    CachedPairs,
+    TeacherRecipe,
+    build_cache,
+    is_teacher_cache,
+    load_shard,
+    shard_path,
+)
 
 RECIPE = TeacherRecipe(core=8, margin=4, shard_size=3, precision="fp32")
 
@@ -47,3 +64,31 @@ def test_shards_hold_the_teachers_centre_and_resume_identically(image_folder, ti
                         [image_folder], root, 1, RECIPE)
     assert other != folder
     assert not np.array_equal(load_shard(other, 0)["lr"], load_shard(folder, 0)["lr"])
+
+
+def test_training_batches_from_the_cache_align_the_teachers_centre(image_folder, tiny_config,
+                                                                    tmp_path):
+    """A student that is the teacher starts at the loss of the cache's rounding alone: the
+    loop crops its output to the centre the target covers. Then the run trains on."""
+    teacher = _teacher()
+    cache_config = tiny_config(degrade__enabled=True)
+    folder = build_cache(teacher, cache_config, [image_folder], tmp_path / "cache", 3, RECIPE)
+    assert is_teacher_cache(folder) and not is_teacher_cache(image_folder)
+    cfg = tiny_config(data__flip=False, data__rotate=False, train__log_every=1,
+                      train__total_steps=4)
+    pairs = CachedPairs(folder, cfg.data, seed=0)
+    batch = pairs.batch(0)
+    assert batch.lr.shape == (4, 3, 16, 16) and batch.hr.shape == (4, 3, 16, 16)
+    assert batch.margin == 4 and torch.equal(pairs.batch(0).lr, batch.lr)
+    generator = build_generator(cfg)
+    generator.load_state_dict(teacher.module.state_dict())
+    state = new_state(cfg, generator, torch.device("cpu"))
+    record = train_step(state, batch, cfg, StepLosses(cfg, torch.device("cpu")),
+                        torch.device("cpu"))
+    assert record["loss_pixel"] < 0.5 / 255  # L1: half a code value at most, from rounding
+    # The loop itself on the cache; `vidsr train --data` names a cache alone.
+    result = fit(cfg, pairs, tmp_path / "run", generator=build_generator(cfg))
+    assert result.step == 4
+    assert teacher_cache_in([folder]) == folder and teacher_cache_in(image_folder) is None
+    with pytest.raises(OptionsError, match="teacher cache .* alone"):
+        teacher_cache_in([folder, image_folder])

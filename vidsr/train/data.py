@@ -28,7 +28,9 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m2ts", ".
 
 @dataclass(frozen=True)
 class Batch:
-    """One training batch: ``lr`` (N, 3, H/s, W/s) and ``hr`` (N, 3, H, W), RGB in [0, 1].
+    """One training batch: ``lr`` (N, 3, H/s + 2m, W/s + 2m) and ``hr`` (N, 3, H, W), RGB in
+    [0, 1]: the target covers the LR's centre, ``margin`` (m) LR pixels in from each edge
+    (0: all of it; a teacher cache keeps context around its crops).
 
     For a network that sees windows of T frames ``lr`` is (N, T, 3, H/s, W/s) and
     ``hr`` the centre frame's ground truth.
@@ -37,6 +39,7 @@ class Batch:
     lr: torch.Tensor
     hr: torch.Tensor
     scale: int
+    margin: int = 0
 
 
 def sample_video_frames(path: Path, count: int) -> list[torch.Tensor]:

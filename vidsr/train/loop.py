@@ -50,6 +50,7 @@ from vidsr.train.losses import (
 )
 from vidsr.train.plot import write_progress_plot
 from vidsr.train.schedule import learning_rate
+from vidsr.train.teacher_cache import CachedPairs, is_teacher_cache
 from vidsr.train.windows import WindowSampler, collect_window_sources
 
 log = logging.getLogger("vidsr")
@@ -149,7 +150,8 @@ def to_model_space(batch: Batch, spec: ArchSpec, device: torch.device
     """
     space = ModelSpace.of(spec, batch.scale)
     hr = space.from_rgb(batch.hr)
-    lr = space.pre_upsample(space.from_rgb(batch.lr), size=(hr.shape[-2], hr.shape[-1]))
+    h, w = batch.lr.shape[-2:]
+    lr = space.pre_upsample(space.from_rgb(batch.lr), size=(h * batch.scale, w * batch.scale))
     # Windows (N, T, C, h, w) have no channels_last layout; the network lays out its fusion.
     lr_format = torch.channels_last if lr.ndim == 4 else torch.contiguous_format
     return (lr.to(device, memory_format=lr_format),
@@ -232,6 +234,9 @@ def train_step(state: TrainingState, batch: Batch, cfg: TrainConfig, losses: Ste
         disc.requires_grad_(False)
     with autocast(cfg, device):
         sr = state.generator(lr_in)
+        if batch.margin:  # the target covers the centre; the margins were context
+            edge = batch.margin * batch.scale
+            sr = sr[..., edge:-edge, edge:-edge]
         terms = losses.generator_terms(sr.float(), target, disc)
     loss = sum(terms.values(), start=torch.zeros((), device=device))
     if not torch.isfinite(loss):
@@ -295,7 +300,7 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
 
-def fit(cfg: TrainConfig, sampler: PairSampler | WindowSampler, run_dir: Path, *,
+def fit(cfg: TrainConfig, sampler: PairSampler | WindowSampler | CachedPairs, run_dir: Path, *,
         generator: nn.Module, val: Path | None = None, resume: bool = False,
         stop_at: int | None = None) -> TrainResult:
     """Train ``generator`` on ``sampler``'s batches into ``run_dir``.
@@ -372,6 +377,15 @@ def fit(cfg: TrainConfig, sampler: PairSampler | WindowSampler, run_dir: Path, *
                        best_path if best_path.exists() else None)
 
 
+def teacher_cache_in(data: Path | Sequence[Path]) -> Path | None:
+    """The teacher cache ``data`` names, if it names one (and nothing else)."""
+    paths = [Path(data)] if isinstance(data, str | Path) else [Path(p) for p in data]
+    caches = [p for p in paths if is_teacher_cache(p)]
+    if caches and len(paths) > 1:
+        raise OptionsError(f"train on a teacher cache ({caches[0]}) alone, not with other data")
+    return caches[0] if caches else None
+
+
 def run_training(preset: str | Path, data: Path | Sequence[Path], out: Path, *,
                  val: Path | None = None, resume: bool = False,
                  overrides: Mapping[str, Any] | Iterable[str] = ()) -> TrainResult:
@@ -391,8 +405,11 @@ def run_training(preset: str | Path, data: Path | Sequence[Path], out: Path, *,
     if not set(cfg.data.scales) <= spec_scales:
         raise OptionsError(f"data.scales {list(cfg.data.scales)} do not fit the {cfg.model.arch} "
                            f"model, which produces x{sorted(spec_scales)}")
-    sampler: PairSampler | WindowSampler
-    if generator.spec.window > 1:
+    sampler: PairSampler | WindowSampler | CachedPairs
+    cache = teacher_cache_in(data)
+    if cache is not None:
+        sampler = CachedPairs(cache, cfg.data, seed=cfg.train.seed)
+    elif generator.spec.window > 1:
         videos, images = collect_window_sources(data)
         sampler = WindowSampler(videos, images, cfg.data, window=generator.spec.window,
                                 seed=cfg.train.seed, degrade=cfg.degrade)

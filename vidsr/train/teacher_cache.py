@@ -19,6 +19,7 @@ resumes where it stopped, and another recipe never reads these.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -31,12 +32,20 @@ import numpy as np
 import torch
 
 from vidsr.engine.engine import Engine
-from vidsr.errors import OptionsError
+from vidsr.errors import InputError, OptionsError
 from vidsr.io.atomic_write import atomic_write
 from vidsr.models.zoo import SRModel, tensor_digest
 from vidsr.plan.run_plan import EngineOptions, resolve_plan
-from vidsr.train.config import TrainConfig
-from vidsr.train.data import PairSampler, collect_sources, list_training_files
+from vidsr.train.config import DataOptions, TrainConfig
+from vidsr.train.data import (
+    Batch,
+    PairSampler,
+    augment,
+    collect_sources,
+    draw_symmetry,
+    list_training_files,
+    step_generator,
+)
 
 log = logging.getLogger("vidsr")
 
@@ -69,6 +78,9 @@ def recipe_digest(teacher: SRModel, config: TrainConfig, data: Sequence[Path],
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+RECIPE_FILE = "recipe.json"  # the sizes and scale a cache holds, beside its shards
+
+
 def cache_dir(root: Path, digest: str) -> Path:
     return root / f"teacher-{digest}"
 
@@ -92,6 +104,11 @@ def build_cache(teacher: SRModel, config: TrainConfig, data: Sequence[Path], roo
                            f" x{', x'.join(map(str, config.data.scales))}")
     folder = cache_dir(root, recipe_digest(teacher, config, data, recipe))
     folder.mkdir(parents=True, exist_ok=True)
+    description = folder / RECIPE_FILE
+    if not description.is_file():
+        with atomic_write(description, shared=True) as partial:
+            partial.write_text(json.dumps({**recipe.__dict__, "scale": scale,
+                                           "teacher": teacher.name}, indent=1))
     missing = [k for k in range(shards) if not shard_path(folder, k).is_file()]
     if not missing:
         return folder
@@ -123,6 +140,54 @@ def load_shard(folder: Path, index: int) -> dict[str, np.ndarray]:
     """One shard's arrays (``lr``, ``teacher``, ``hr``), uint8 (N, 3, h, w)."""
     with np.load(shard_path(folder, index)) as shard:
         return {name: shard[name] for name in ("lr", "teacher", "hr")}
+
+
+def is_teacher_cache(path: Path) -> bool:
+    """Whether ``path`` is a teacher cache's folder (what ``vidsr train --data`` may name)."""
+    return path.is_dir() and (path / RECIPE_FILE).is_file()
+
+
+class CachedPairs:
+    """Training batches out of a teacher cache: the LR crops with their margins, and the
+    teacher's output as the target (distillation). Step ``k``'s batch is a pure function
+    of the cache, the options and the seed, as :class:`~vidsr.train.data.PairSampler`'s is:
+    ``batch_size`` samples drawn from the shards there are, each flipped and turned as the
+    data options allow (the LR and its target alike)."""
+
+    def __init__(self, folder: Path, options: DataOptions, *, seed: int) -> None:
+        described = json.loads((folder / RECIPE_FILE).read_text())
+        self.shards = sorted(folder.glob("shard-*.npz"))
+        if not self.shards:
+            raise InputError(f"teacher cache {folder} has no shards yet; build some with"
+                             " scripts/cache_teacher.sh")
+        self.scale = int(described["scale"])
+        if options.scales != (self.scale,):
+            raise OptionsError(f"teacher cache {folder} holds x{self.scale} pairs; the preset"
+                               f" trains x{', x'.join(map(str, options.scales))}")
+        self.margin = int(described["margin"])
+        self.per_shard = int(described["shard_size"])
+        self.options = options
+        self.seed = seed
+        # A few shards kept in memory: a cache of hours is gigabytes.
+        self._shard = functools.lru_cache(maxsize=32)(self._read_shard)
+        log.info("teacher cache %s: %d shards of %d pairs", folder, len(self.shards),
+                 self.per_shard)
+
+    def _read_shard(self, index: int) -> dict[str, np.ndarray]:
+        with np.load(self.shards[index]) as shard:
+            return {name: shard[name] for name in ("lr", "teacher")}
+
+    def batch(self, step: int) -> Batch:
+        g = step_generator(self.seed, step)
+        lrs, targets = [], []
+        for _ in range(self.options.batch_size):
+            shard = self._shard(int(torch.randint(len(self.shards), (1,), generator=g)))
+            i = int(torch.randint(self.per_shard, (1,), generator=g))
+            symmetry = draw_symmetry(self.options, g)
+            lrs.append(augment(torch.from_numpy(shard["lr"][i]), *symmetry))
+            targets.append(augment(torch.from_numpy(shard["teacher"][i]), *symmetry))
+        return Batch(lr=torch.stack(lrs).float() / 255, hr=torch.stack(targets).float() / 255,
+                     scale=self.scale, margin=self.margin)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
