@@ -19,22 +19,11 @@ import json
 from pathlib import Path
 
 import torch
-from temporal_eval import CODECS, SHARED_CLIPS, score, upscale, weights_of
+from temporal_eval import SHARED_CLIPS, lr_and_hr, score, upscale, weights_of
 
 CLIPS = ("foreman_cif.mp4", "akiyo_cif.mp4")
 TEACHER = SHARED_CLIPS.parent / "weights" / "realesrgan" / "RealESRGAN_x4plus.pth"
 SCALE = 4
-
-
-def lr_and_hr(clip: Path, codec: str, frames: int, seed: int) -> tuple[torch.Tensor,
-                                                                      list[torch.Tensor]]:
-    from vidsr.commands.eval_video import frames_rgb
-    from vidsr.imaging.scoring import mod_crop
-    from vidsr.train.degrade_clip import ArchivalOptions, degraded_lr
-
-    hr = [mod_crop(frame, SCALE) for frame in frames_rgb(clip, frames)]
-    options = ArchivalOptions(seed=seed, codec=CODECS[codec])
-    return torch.stack(list(degraded_lr(iter(hr), SCALE, "archival", options))), hr
 
 
 def main() -> None:
@@ -61,7 +50,7 @@ def main() -> None:
     results = []
     for name in CLIPS:
         for codec in args.codecs.split(","):
-            lr, hr = lr_and_hr(args.clips / name, codec, args.frames, args.seed)
+            lr, hr = lr_and_hr(args.clips / name, SCALE, codec, args.frames, args.seed)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 taught = upscale(teacher, lr, batch=2)
             outputs = {model: upscale(module, lr) for model, module in models.items()}

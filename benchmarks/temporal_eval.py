@@ -82,15 +82,22 @@ def score(sr: torch.Tensor, hr: list[torch.Tensor], scale: int) -> dict[str, flo
             "flicker": statistics.fmean(changes)}
 
 
-def evaluate(clip: Path, scale: int, codec: str, models: dict[str, torch.nn.Module],
-             frames: int, seed: int) -> dict[str, dict[str, float]]:
+def lr_and_hr(clip: Path, scale: int, codec: str, frames: int,
+              seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The first ``frames`` of ``clip`` degraded as eval-video's archival degradation does
+    (uint8 LR frames), and the true frames, cropped to a multiple of ``scale``."""
     from vidsr.commands.eval_video import frames_rgb
     from vidsr.imaging.scoring import mod_crop
     from vidsr.train.degrade_clip import ArchivalOptions, degraded_lr
 
     hr = [mod_crop(frame, scale) for frame in frames_rgb(clip, frames)]
     options = ArchivalOptions(seed=seed, codec=CODECS[codec])
-    lr = torch.stack(list(degraded_lr(iter(hr), scale, "archival", options)))
+    return torch.stack(list(degraded_lr(iter(hr), scale, "archival", options))), hr
+
+
+def evaluate(clip: Path, scale: int, codec: str, models: dict[str, torch.nn.Module],
+             frames: int, seed: int) -> dict[str, dict[str, float]]:
+    lr, hr = lr_and_hr(clip, scale, codec, frames, seed)
     return {name: score(upscale(module, lr), hr, scale) for name, module in models.items()}
 
 
