@@ -43,7 +43,7 @@ def test_shards_hold_the_teachers_centre_and_resume_identically(image_folder, ti
     config = tiny_config(degrade__enabled=True, degrade__video_prob=1.0)
     root = tmp_path / "cache"
     folder = build_cache(teacher, config, [image_folder], root, 2, RECIPE)
-    shard = load_shard(folder, 1)
+    shard = load_shard(shard_path(folder, 1))
     assert shard["lr"].shape == (3, 3, 16, 16) and shard["lr"].dtype == np.uint8
     assert shard["teacher"].shape == shard["hr"].shape == (3, 3, 16, 16)
     # The teacher's output on the whole LR crop, its centre kept: clear of the crop's edges.
@@ -63,7 +63,8 @@ def test_shards_hold_the_teachers_centre_and_resume_identically(image_folder, ti
     other = build_cache(teacher, tiny_config(degrade__enabled=True, train__seed=5),
                         [image_folder], root, 1, RECIPE)
     assert other != folder
-    assert not np.array_equal(load_shard(other, 0)["lr"], load_shard(folder, 0)["lr"])
+    assert not np.array_equal(load_shard(shard_path(other, 0))["lr"],
+                              load_shard(shard_path(folder, 0))["lr"])
 
 
 def test_training_batches_from_the_cache_align_the_teachers_centre(image_folder, tiny_config,

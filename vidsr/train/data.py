@@ -115,7 +115,8 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
     return g
 
 
-def _randint(g: torch.Generator, high: int) -> int:
+def randint(g: torch.Generator, high: int) -> int:
+    """A draw from ``0 .. high - 1`` off a step's generator."""
     return int(torch.randint(high, (1,), generator=g))
 
 
@@ -136,7 +137,7 @@ def draw_scale(options: DataOptions, g: torch.Generator) -> int:
     if options.scale_weights:
         weights = torch.tensor(options.scale_weights, dtype=torch.float64)
         return options.scales[int(torch.multinomial(weights, 1, generator=g))]
-    return options.scales[_randint(g, len(options.scales))]
+    return options.scales[randint(g, len(options.scales))]
 
 
 def draw_symmetry(options: DataOptions, g: torch.Generator) -> tuple[bool, bool, bool]:
@@ -154,11 +155,11 @@ def pan_crops(image: torch.Tensor, size: int, frames: int, motion: int,
     """
     h, w = image.shape[-2:]
     steps = max(frames - 1, 1)
-    vy, vx = (_randint(g, 2 * v + 1) - v for v in
+    vy, vx = (randint(g, 2 * v + 1) - v for v in
               (min(motion, (h - size) // steps), min(motion, (w - size) // steps)))
     span_y, span_x = abs(vy) * (frames - 1), abs(vx) * (frames - 1)
-    top = _randint(g, h - size - span_y + 1) + (span_y if vy < 0 else 0)
-    left = _randint(g, w - size - span_x + 1) + (span_x if vx < 0 else 0)
+    top = randint(g, h - size - span_y + 1) + (span_y if vy < 0 else 0)
+    left = randint(g, w - size - span_x + 1) + (span_x if vx < 0 else 0)
     return [image[..., top + k * vy:top + k * vy + size, left + k * vx:left + k * vx + size]
             for k in range(frames)]
 
@@ -166,8 +167,8 @@ def pan_crops(image: torch.Tensor, size: int, frames: int, motion: int,
 def random_crop(image: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     """A ``size`` x ``size`` crop at a random position (the image must be at least that large)."""
     h, w = image.shape[-2:]
-    top = _randint(g, h - size + 1)
-    left = _randint(g, w - size + 1)
+    top = randint(g, h - size + 1)
+    left = randint(g, w - size + 1)
     return image[..., top:top + size, left:left + size]
 
 
@@ -198,7 +199,7 @@ class PairSampler:
             return self._clip_crops(g), scale
         crops = []
         for _ in range(o.batch_size):
-            image = self.images[_randint(g, len(self.images))]
+            image = self.images[randint(g, len(self.images))]
             crop = random_crop(image, o.hr_size, g)
             crops.append(augment(crop, *draw_symmetry(o, g)))
         return torch.stack(crops).float() / 255, scale
@@ -208,7 +209,7 @@ class PairSampler:
         o = self.options
         crops = []
         for _ in range(o.batch_size // o.clip_frames):
-            image = self.images[_randint(g, len(self.images))]
+            image = self.images[randint(g, len(self.images))]
             run = pan_crops(image, o.hr_size, o.clip_frames, o.clip_motion, g)
             symmetry = draw_symmetry(o, g)
             crops.extend(augment(crop, *symmetry) for crop in run)

@@ -44,6 +44,7 @@ from vidsr.train.data import (
     collect_sources,
     draw_symmetry,
     list_training_files,
+    randint,
     step_generator,
 )
 
@@ -136,9 +137,9 @@ def build_cache(teacher: SRModel, config: TrainConfig, data: Sequence[Path], roo
     return folder
 
 
-def load_shard(folder: Path, index: int) -> dict[str, np.ndarray]:
-    """One shard's arrays (``lr``, ``teacher``, ``hr``), uint8 (N, 3, h, w)."""
-    with np.load(shard_path(folder, index)) as shard:
+def load_shard(path: Path) -> dict[str, np.ndarray]:
+    """A shard's arrays (``lr``, ``teacher``, ``hr``), uint8 (N, 3, h, w)."""
+    with np.load(path) as shard:
         return {name: shard[name] for name in ("lr", "teacher", "hr")}
 
 
@@ -169,20 +170,16 @@ class CachedPairs:
         self.options = options
         self.seed = seed
         # A few shards kept in memory: a cache of hours is gigabytes.
-        self._shard = functools.lru_cache(maxsize=32)(self._read_shard)
+        self._shard = functools.lru_cache(maxsize=32)(lambda i: load_shard(self.shards[i]))
         log.info("teacher cache %s: %d shards of %d pairs", folder, len(self.shards),
                  self.per_shard)
-
-    def _read_shard(self, index: int) -> dict[str, np.ndarray]:
-        with np.load(self.shards[index]) as shard:
-            return {name: shard[name] for name in ("lr", "teacher")}
 
     def batch(self, step: int) -> Batch:
         g = step_generator(self.seed, step)
         lrs, targets = [], []
         for _ in range(self.options.batch_size):
-            shard = self._shard(int(torch.randint(len(self.shards), (1,), generator=g)))
-            i = int(torch.randint(self.per_shard, (1,), generator=g))
+            shard = self._shard(randint(g, len(self.shards)))
+            i = randint(g, self.per_shard)
             symmetry = draw_symmetry(self.options, g)
             lrs.append(augment(torch.from_numpy(shard["lr"][i]), *symmetry))
             targets.append(augment(torch.from_numpy(shard["teacher"][i]), *symmetry))

@@ -32,6 +32,7 @@ from vidsr.train.data import (
     draw_symmetry,
     list_training_files,
     pan_crops,
+    randint,
     step_generator,
 )
 from vidsr.train.degrade import bicubic_downscale, degrade_clips
@@ -100,10 +101,6 @@ def collect_window_sources(paths: Path | Sequence[Path]
     return videos, images
 
 
-def _randint(g: torch.Generator, high: int) -> int:
-    return int(torch.randint(high, (1,), generator=g))
-
-
 class WindowSampler:
     """Makes the batch of windows of any step: ``lr`` (N, T, 3, h, w), ``hr`` the centre.
 
@@ -133,19 +130,19 @@ class WindowSampler:
         self.degrade = degrade if degrade is not None and degrade.enabled else None
 
     def _from_video(self, g: torch.Generator) -> torch.Tensor:
-        frames = self.videos[_randint(g, len(self.videos))]
+        frames = self.videos[randint(g, len(self.videos))]
         size = self.options.hr_size
-        start = _randint(g, len(frames) - self.window + 1)
-        top = _randint(g, frames.shape[1] - size + 1)
-        left = _randint(g, frames.shape[2] - size + 1)
+        start = randint(g, len(frames) - self.window + 1)
+        top = randint(g, frames.shape[1] - size + 1)
+        left = randint(g, frames.shape[2] - size + 1)
         crop = np.ascontiguousarray(
             frames[start:start + self.window, top:top + size, left:left + size])
         clip = torch.from_numpy(crop).permute(0, 3, 1, 2).contiguous()
-        return clip.flip(0) if _randint(g, 2) else clip
+        return clip.flip(0) if randint(g, 2) else clip
 
     def _from_image(self, g: torch.Generator) -> torch.Tensor:
         o = self.options
-        image = self.images[_randint(g, len(self.images))]
+        image = self.images[randint(g, len(self.images))]
         return torch.stack(pan_crops(image, o.hr_size, self.window, o.clip_motion, g))
 
     def _hr_window(self, g: torch.Generator) -> torch.Tensor:
