@@ -207,7 +207,7 @@ def run_eval(args: argparse.Namespace) -> int:
     print(evaluate(args.model, args.folder, args.scale, weights=args.weights,
                    device=args.device, precision=args.precision, as_json=args.json,
                    allow_unsafe=args.allow_unsafe_weights, runtime=args.runtime,
-                   calibration=args.calibration))
+                   calibration=args.calibration, strength=args.strength))
     return 0
 
 
@@ -237,7 +237,7 @@ def run_export(args: argparse.Namespace) -> int:
     from vidsr.models.zoo import load_model
 
     model = load_model(args.model, scale=args.scale, weights=args.weights,
-                       allow_unsafe=args.allow_unsafe_weights)
+                       allow_unsafe=args.allow_unsafe_weights, strength=args.strength)
     report = export_model(model, args.output, verify=not args.no_verify, dynamo=args.dynamo)
     if not args.quiet:
         print(f"vidsr: {model.name} x{model.scale}: {report.to_text()}", file=sys.stderr)
@@ -404,7 +404,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise OptionsError("vidsr bench measures the in-process encoder; drop --ffmpeg")
     values = vars(args)
     measured = BenchOptions(model=args.model, scale=args.scale, weights=args.weights,
-                            random_init=args.random_init,
+                            random_init=args.random_init, strength=args.strength,
                             allow_unsafe=args.allow_unsafe_weights, container=args.container,
                             frames=args.frames, crop=args.crop, repeats=args.repeats,
                             serial=not args.no_serial,

@@ -56,6 +56,17 @@ def positive_number(text: str) -> int:
     return value
 
 
+def strength_value(text: str) -> float:
+    """A blend from 0 to 1 (``--strength 0.5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionsError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise OptionsError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def encoder_option(text: str) -> tuple[str, str]:
     """One ``KEY=VALUE`` option for the encoder."""
     key, sep, value = text.partition("=")
@@ -116,7 +127,11 @@ ALLOW_UNSAFE_WEIGHTS = Option(
     "allow-unsafe-weights", "allow a legacy pickled checkpoint to run code while loading"
     " (trusted files only)", switch=True, default=False)
 DEVICE = Option("device", "cpu, cuda, cuda:N (default: auto)", default="auto")
-MODEL_OPTIONS = (MODEL, SCALE, WEIGHTS, ALLOW_UNSAFE_WEIGHTS, DEVICE)
+STRENGTH = Option(
+    "strength", "for a model with a strength knob (crisp): 0 its PSNR-trained partner's clean,"
+    " soft picture, 1 its own crisp one (default), between: the two networks blended"
+    " (ESRGAN's network interpolation)", read=strength_value, metavar="0..1")
+MODEL_OPTIONS = (MODEL, SCALE, WEIGHTS, ALLOW_UNSAFE_WEIGHTS, DEVICE, STRENGTH)
 
 # What the engine is asked (vidsr.plan.run_plan.EngineOptions).
 ENGINE_OPTIONS = (
@@ -313,7 +328,8 @@ def upscale_arguments(values: Mapping[str, Any], *, quiet: bool = False,
     :class:`~vidsr.run.transcode.RunControl`, which the caller sets."""
     return dict(
         model=values["model"], scale=values["scale"], weights=values["weights"],
-        allow_unsafe_weights=values["allow_unsafe_weights"], engine=engine_options(values),
+        allow_unsafe_weights=values["allow_unsafe_weights"], strength=values["strength"],
+        engine=engine_options(values),
         encode=encode_options(values, quiet=quiet),
         options=transcode_options(values, ffmpeg=ffmpeg),
     )

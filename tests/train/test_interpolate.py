@@ -5,8 +5,8 @@ import torch
 
 from vidsr.archs import create_arch, load_arch_from_state_dict
 from vidsr.errors import OptionsError, WeightsError
+from vidsr.models.interpolate import interpolate_checkpoints, interpolate_state_dicts
 from vidsr.models.weights_file import read_state_dict, save_state_dict
-from vidsr.train.interpolate import interpolate_checkpoints, interpolate_state_dicts
 
 
 def two_nets(**config):

@@ -69,6 +69,7 @@ class BenchOptions:
     weights: Path | None = None
     random_init: bool = False
     allow_unsafe: bool = False
+    strength: float | None = None
     frames: int | None = None
     crop: int | None = None
     container: str = "mkv"
@@ -204,7 +205,7 @@ def bench_model(options: BenchOptions) -> SRModel:
     """The model to time: loaded as usual, or its card's architecture with random weights."""
     if not options.random_init:
         return load_model(options.model, scale=options.scale, weights=options.weights,
-                          allow_unsafe=options.allow_unsafe)
+                          allow_unsafe=options.allow_unsafe, strength=options.strength)
     card = model_cards().get(options.model)
     if card is None:
         raise OptionsError(f"--random-init needs a model name from `vidsr models`, "

@@ -29,12 +29,14 @@ def run_eval(
     allow_unsafe: bool = False,
     runtime: Runtime = "torch",
     calibration: Path | None = None,
+    strength: float | None = None,
 ) -> str:
     """What ``vidsr eval`` prints: load the model, evaluate ``folder``, format the report.
 
     ``scale`` None takes the model's default (its largest) scale.
     """
-    model = load_model(model_name, scale=scale, weights=weights, allow_unsafe=allow_unsafe)
+    model = load_model(model_name, scale=scale, weights=weights, allow_unsafe=allow_unsafe,
+                       strength=strength)
     report = evaluate_folder(model, Path(folder), model.scale, device=device, precision=precision,
                              runtime=runtime, calibration=calibration)
     return report.to_json() if as_json else report.to_text()

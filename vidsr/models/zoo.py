@@ -25,8 +25,9 @@ from torch import nn
 from vidsr.archs.reference import BicubicUpscaler, NearestUpscaler
 from vidsr.archs.spec import ArchSpec
 from vidsr.engine.model_space import ModelSpace
-from vidsr.errors import ModelChoiceError, ModelError, WeightsError, with_article
+from vidsr.errors import ModelChoiceError, ModelError, OptionsError, WeightsError, with_article
 from vidsr.models.download import fetch_weights
+from vidsr.models.interpolate import interpolate_state_dicts
 from vidsr.plan.precision import UNMEASURED, MeasuredLoss
 
 log = logging.getLogger("vidsr")
@@ -65,6 +66,9 @@ class ModelCard:
     weights: Mapping[str, WeightsSource] = field(default_factory=dict)  # "2", "4" or "any"
     # Set5 PSNR lost against fp32, per reduced precision and scale ("bf16" -> "4" -> dB).
     precision_loss: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # The PSNR-trained model of the same architecture and lineage that ``--strength``
+    # blends this one with (ESRGAN's network interpolation); None: no strength knob.
+    strength_from: str | None = None
 
     @property
     def parameter_free(self) -> bool:
@@ -143,6 +147,7 @@ def _bundled_cards() -> Mapping[str, ModelCard]:
             config=entry.get("config", {}),
             weights=weights,
             precision_loss=losses,
+            strength_from=entry.get("strength_from"),
         )
     return MappingProxyType(cards)
 
@@ -246,13 +251,19 @@ def load_model(
     weights: str | Path | None = None,
     *,
     allow_unsafe: bool = False,
+    strength: float | None = None,
 ) -> SRModel:
     """Resolve a model name (or a weights file) to a ready ``SRModel``.
 
     ``scale`` defaults to the model's only or largest scale. ``weights``
     replaces the card's weights with a file of the same architecture.
     ``allow_unsafe`` lets a legacy pickle be unpickled (after a warning).
+    ``strength`` (0 to 1, models whose card names ``strength_from``): the network blended
+    with its PSNR-trained partner, 0 the partner's tensors, 1 the model's own, once here.
+    ``NAME@S`` (``crisp@0.5``, the name the blend is given) is the same as ``strength=S``:
+    how a list of models to compare names several strengths.
     """
+    name_or_path, strength = _split_strength(name_or_path, strength)
     if scale is not None and (not isinstance(scale, int) or scale < 1):
         raise ModelError(f"scale must be a whole number >= 1, got {scale!r}")
     card: ModelCard | None = None
@@ -304,10 +315,53 @@ def load_model(
 
     module.eval()
     module.requires_grad_(False)
+    own_weights = card is not None and weights is None
+    if strength is not None and strength != 1.0:
+        assert scale is not None
+        _blend_with_partner(module, card, name, scale, strength)
+        name, own_weights = f"{name}@{strength:g}", False
     return SRModel(
         name=name, module=module, spec=spec, scale=scale, card=card, weights_path=weights_path,
-        card_weights=card is not None and weights is None,
+        card_weights=own_weights,
     )
+
+
+def _split_strength(name_or_path: str | Path,
+                    strength: float | None) -> tuple[str | Path, float | None]:
+    """``crisp@0.5`` as ``crisp`` with strength 0.5 (a card's name or a path stays whole)."""
+    text = str(name_or_path)
+    base, sep, value = text.rpartition("@")
+    if not sep or text in model_cards() or base not in model_cards():
+        return name_or_path, strength
+    from vidsr.options import strength_value
+
+    try:
+        blend = strength_value(value)
+    except OptionsError as exc:
+        raise OptionsError(f"model {text!r}: {exc}") from None
+    if strength is not None and strength != blend:
+        raise OptionsError(f"model {text!r} names strength {blend:g} but --strength is"
+                           f" {strength:g}")
+    return base, blend
+
+
+def _blend_with_partner(module: nn.Module, card: ModelCard | None, name: str, scale: int,
+                        strength: float) -> None:
+    """Turn ``module`` (the card's model at ``scale``) into its blend with the card's
+    ``strength_from`` partner: ``(1 - strength) * partner + strength * module``."""
+    if not 0.0 <= strength <= 1.0:
+        raise OptionsError(f"--strength must be from 0 to 1, got {strength:g}")
+    knobbed = sorted(c.name for c in model_cards().values() if c.strength_from)
+    if card is None or card.strength_from is None:
+        raise ModelChoiceError(f"model {name!r} has no --strength (it is for "
+                               f"{', '.join(knobbed) or 'no model here'})")
+    partner = load_model(card.strength_from, scale=scale)
+    if (partner.spec.arch, dict(partner.spec.config)) != (module.spec.arch,
+                                                          dict(module.spec.config)):
+        raise WeightsError(f"model {name!r} and its strength partner {partner.name!r} are not"
+                           " one architecture and config")
+    blended = interpolate_state_dicts(partner.module.state_dict(), module.state_dict(), strength)
+    module.load_state_dict(blended)
 
 
 def resolve_weights(card: ModelCard, source: WeightsSource) -> Path:

@@ -143,6 +143,7 @@ def plan_file(
     scale: int | None = None,
     weights: str | Path | None = None,
     allow_unsafe_weights: bool = False,
+    strength: float | None = None,
     engine: EngineOptions | None = None,
     encode: EncodeOptions | None = None,
     options: TranscodeOptions | None = None,
@@ -153,6 +154,7 @@ def plan_file(
     opens it as the plan says).
 
     ``model``: a name from ``vidsr models``, a weights file, or a loaded ``SRModel``;
+    ``strength``: the blend of a model with a strength knob (see ``load_model``);
     ``engine``, ``encode`` and ``options``: what the user asked of the engine, the
     encoder and the output; ``control``: how the run goes (an output that exists is
     refused here, before any work, unless it may be overwritten).
@@ -164,7 +166,7 @@ def plan_file(
         sr_model = model
     else:
         sr_model = load_model(model, scale=scale, weights=weights,
-                              allow_unsafe=allow_unsafe_weights)
+                              allow_unsafe=allow_unsafe_weights, strength=strength)
     # A VapourSynth script (.vpy) is probed by running it.
     with probe_media(src, options.video_stream) as probe:
         plan = resolve_file_plan(sr_model, engine or EngineOptions(), probe, dst, encode,

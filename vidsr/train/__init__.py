@@ -5,8 +5,8 @@ Entry points for the CLI: ``run_training`` (``vidsr train``) and
 and a model card.
 """
 
+from vidsr.models.interpolate import interpolate_checkpoints, interpolate_state_dicts
 from vidsr.train.config import TrainConfig, load_config
-from vidsr.train.interpolate import interpolate_checkpoints, interpolate_state_dicts
 from vidsr.train.loop import TrainResult, run_training
 from vidsr.train.release import Release, release_run
 

@@ -75,6 +75,7 @@ def upscale(
     model: str | Path | SRModel | None = None,
     scale: int | None = None,
     weights: str | Path | None = None,
+    strength: float | None = None,
     device: str | None = None,
     precision: Precision | None = None,
     runtime: Runtime | None = None,
@@ -95,6 +96,8 @@ def upscale(
     - ``model``: a name from ``vidsr models`` or a weights file (default ``compact``).
     - ``scale``: the factor (default: the model's largest).
     - ``weights``: a weights file for the named model's architecture.
+    - ``strength``: for a model with a strength knob (``crisp``), as ``vidsr --strength``:
+      0 its PSNR-trained partner's picture, 1 its own (default), between: the two blended.
     - ``device``: ``auto`` (default), ``cpu``, ``cuda``, ``cuda:N``, ``cuda:0,cuda:1``.
     - ``precision``: ``auto`` (default), ``fp32``, ``fp16``, ``bf16``, as ``vidsr --precision``.
     - ``runtime``: what runs the network, as ``vidsr --runtime``: ``torch``, ``openvino`` (on
@@ -123,6 +126,7 @@ def upscale(
             model = model if model is not None else given["model"]
             scale = scale if scale is not None else given["scale"]
             weights = weights if weights is not None else given["weights"]
+            strength = strength if strength is not None else given["strength"]
             device = device if device is not None else given["device"]
             precision = precision if precision is not None else given["precision"]
             batch_size = batch_size if batch_size is not None else given["batch_size"]
@@ -130,7 +134,8 @@ def upscale(
             tile_overlap = tile_overlap if tile_overlap is not None else given["tile_overlap"]
         model = model if model is not None else "compact"
         sr = model if isinstance(model, SRModel) else load_model(model, scale=scale,
-                                                                 weights=weights)
+                                                                 weights=weights,
+                                                                 strength=strength)
         route = _route(clip, sr)
         if plan is None:
             options = EngineOptions(
@@ -338,8 +343,8 @@ class _Frames:
 
 # The preset keys a filter takes; the others (encoder, deinterlacing, resizing) belong to
 # the rest of the script.
-_FILTER_KEYS = frozenset({"model", "scale", "weights", "device", "precision", "batch-size",
-                          "tile", "tile-overlap"})
+_FILTER_KEYS = frozenset({"model", "scale", "weights", "strength", "device", "precision",
+                          "batch-size", "tile", "tile-overlap"})
 
 
 def _preset_values(preset: str | Path) -> dict[str, Any]:
@@ -352,9 +357,9 @@ def _preset_values(preset: str | Path) -> dict[str, Any]:
     # Each value is checked there, naming the file and the key.
     given = {**defaults(), **preset_values(replace(found, options=kept))}
     return {"model": given["model"], "scale": given["scale"], "weights": given["weights"],
-            "device": given["device"], "precision": given["precision"],
-            "batch_size": given["batch_size"], "tile": given["tile"] or None,
-            "tile_overlap": given["tile_overlap"]}
+            "strength": given["strength"], "device": given["device"],
+            "precision": given["precision"], "batch_size": given["batch_size"],
+            "tile": given["tile"] or None, "tile_overlap": given["tile_overlap"]}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ class FileRun:
     scale: int | None = None
     weights: Path | None = None
     allow_unsafe_weights: bool = False
+    strength: float | None = None
     engine: EngineOptions = EngineOptions()
     encode: EncodeOptions = EncodeOptions()
     options: TranscodeOptions = TranscodeOptions()
@@ -44,12 +45,14 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def get(self, run: FileRun) -> SRModel:
-        key = (str(run.model), run.scale, str(run.weights), run.allow_unsafe_weights)
+        key = (str(run.model), run.scale, str(run.weights), run.allow_unsafe_weights,
+               run.strength)
         with self._lock:
             if key not in self._loaded:
                 self._loaded[key] = load_model(run.model, scale=run.scale,
                                                weights=run.weights,
-                                               allow_unsafe=run.allow_unsafe_weights)
+                                               allow_unsafe=run.allow_unsafe_weights,
+                                               strength=run.strength)
             return self._loaded[key]
 
 

@@ -1,0 +1,80 @@
+"""The strength knob: a model blended with its PSNR-trained partner once, at load time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vidsr.errors import ModelChoiceError, OptionsError
+from vidsr.models.zoo import load_model, model_cards, register_card, unregister_card
+from vidsr.options import SHARED_OPTIONS, defaults, upscale_arguments, with_overrides
+
+
+@pytest.fixture
+def knobbed():
+    """``knobbed``: the archival weights, with compact (one architecture and config, one
+    lineage: archival was fine-tuned from it) as the partner strength 0 gives."""
+    card = replace(model_cards()["archival"], name="knobbed", strength_from="compact")
+    register_card(card)
+    yield card.name
+    unregister_card(card.name)
+
+
+def tensors(model):
+    return model.module.state_dict()
+
+
+def test_strength_0_is_the_partner_1_the_model_and_between_blends_every_tensor(knobbed):
+    own, partner = load_model("archival", scale=2), load_model("compact", scale=2)
+    at = {s: load_model(knobbed, scale=2, strength=s) for s in (0.0, 0.5, 1.0)}
+    for key, value in tensors(partner).items():
+        assert torch.equal(tensors(at[0.0])[key], value)
+        assert torch.equal(tensors(at[1.0])[key], tensors(own)[key])
+        assert torch.allclose(tensors(at[0.5])[key], (value + tensors(own)[key]) / 2,
+                              atol=1e-7)
+    assert [at[s].name for s in (0.0, 0.5, 1.0)] == ["knobbed@0", "knobbed@0.5", "knobbed"]
+    # A blend is not the card's own weights: the card's measured precision costs are not its.
+    assert at[1.0].card_weights and not at[0.5].card_weights
+
+
+def test_the_blends_picture_lies_between_its_ends(knobbed):
+    image = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    out = {s: load_model(knobbed, scale=2, strength=s).module(image) for s in (0.0, 0.5, 1.0)}
+
+    def distance(a, b):
+        return (out[a] - out[b]).abs().mean().item()
+
+    assert distance(0.5, 0.0) < distance(1.0, 0.0)
+    assert distance(0.5, 1.0) < distance(0.0, 1.0)
+    assert distance(0.5, 0.0) > 0.2 * distance(1.0, 0.0)
+
+
+def test_name_at_strength_is_the_same_blend_and_must_agree_with_the_option(knobbed):
+    named = load_model(f"{knobbed}@0.25", scale=2)
+    given = load_model(knobbed, scale=2, strength=0.25)
+    assert named.name == given.name == "knobbed@0.25"
+    for key, value in tensors(given).items():
+        assert torch.equal(tensors(named)[key], value)
+    with pytest.raises(OptionsError, match="names strength 0.25 but --strength is 0.5"):
+        load_model(f"{knobbed}@0.25", scale=2, strength=0.5)
+    with pytest.raises(OptionsError, match=r"model 'knobbed@2': expected a number from 0 to 1"):
+        load_model(f"{knobbed}@2", scale=2)
+
+
+def test_a_model_without_the_knob_or_a_strength_out_of_range_is_refused(knobbed):
+    with pytest.raises(ModelChoiceError, match=r"model 'compact' has no --strength \(it is for"
+                                               r" .*knobbed"):
+        load_model("compact", scale=2, strength=0.5)
+    with pytest.raises(OptionsError, match="--strength must be from 0 to 1, got 1.5"):
+        load_model(knobbed, scale=2, strength=1.5)
+    with pytest.raises(OptionsError, match="expected a number from 0 to 1, got '-0.1'"):
+        SHARED_OPTIONS["strength"].value_of("-0.1")
+
+
+def test_presets_and_manifest_rows_give_the_strength_to_the_run():
+    values = with_overrides(defaults(), {"model": "crisp", "strength": "0.3"})
+    arguments = upscale_arguments(values)
+    assert arguments["model"] == "crisp" and arguments["strength"] == 0.3
+    assert upscale_arguments(defaults())["strength"] is None
