@@ -114,3 +114,36 @@ def test_perceptual_loss_is_zero_for_equal_images_and_has_gradients():
     loss = perceptual_loss(vgg, pred, target, weights)
     loss.backward()
     assert loss.item() > 0 and pred.grad is not None and float(pred.grad.abs().sum()) > 0
+
+
+def test_teacher_features_are_the_rrdb_networks_own_intermediate_outputs(tmp_path):
+    from vidsr.archs import create_arch
+    from vidsr.models.weights_file import save_state_dict
+    from vidsr.train.losses import TeacherFeatures, load_teacher_features
+
+    torch.manual_seed(0)
+    net = create_arch("rrdb", num_feat=8, num_block=2, num_grow_ch=4, scale=4).eval()
+    x = torch.rand(2, 3, 16, 16)
+    features = TeacherFeatures(net, ("conv_first", "body.0.rdb2", "body.1"))
+    assert len(features.body) == 2  # nothing past the deepest layer asked for runs
+    got = features(x)
+    first = net.conv_first(x)
+    assert torch.equal(got["conv_first"], first)
+    assert torch.allclose(got["body.0.rdb2"], net.body[0].rdb2(net.body[0].rdb1(first)))
+    assert torch.allclose(got["body.1"], net.body[1](net.body[0](first)))
+    assert len(TeacherFeatures(net, ("body.0.rdb1",)).body) == 1
+    assert not any(p.requires_grad for p in features.parameters())
+    # Gradients reach the picture through the frozen layers.
+    pred = x.clone().requires_grad_(True)
+    perceptual_loss(features, pred, torch.rand_like(x), {"body.0.rdb2": 1.0}).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown teacher layer"):
+        TeacherFeatures(net, ("body.2",))
+    save_state_dict(tmp_path / "teacher.safetensors", net.state_dict(), {"arch": "rrdb"})
+    loaded = load_teacher_features(str(tmp_path / "teacher.safetensors"), ("conv_first",))
+    assert torch.equal(loaded(x)["conv_first"], first)
+    save_state_dict(tmp_path / "small.safetensors",
+                    create_arch("compact", num_feat=4, num_conv=1, scale=2).state_dict(),
+                    {"arch": "compact"})
+    with pytest.raises(WeightsError, match="need an RRDB network, this is compact"):
+        load_teacher_features(str(tmp_path / "small.safetensors"), ("conv_first",))

@@ -3,6 +3,8 @@ centre, the same shard made again after an interruption, another recipe kept apa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 from vidsr.archs import create_arch
 from vidsr.engine.engine import Engine
 from vidsr.errors import OptionsError
+from vidsr.imaging.resize import imresize
 from vidsr.models.zoo import SRModel
 from vidsr.plan.run_plan import EngineOptions, resolve_plan
 from vidsr.train.loop import (
@@ -29,7 +32,7 @@ from vidsr.train.teacher_cache import (
     shard_path,
 )
 
-RECIPE = TeacherRecipe(core=8, margin=4, shard_size=3, precision="fp32")
+RECIPE = TeacherRecipe(core=8, margin=4, shard_size=3, precision="fp32", runtime="torch")
 
 
 def _teacher() -> SRModel:
@@ -93,3 +96,55 @@ def test_training_batches_from_the_cache_align_the_teachers_centre(image_folder,
     assert teacher_cache_in([folder]) == folder and teacher_cache_in(image_folder) is None
     with pytest.raises(OptionsError, match="teacher cache .* alone"):
         teacher_cache_in([folder, image_folder])
+
+
+def test_a_smaller_scale_trains_on_the_teachers_output_downscaled(image_folder, tiny_config,
+                                                                  tmp_path):
+    torch.manual_seed(0)
+    teacher = SRModel.from_module(create_arch("compact", num_feat=8, num_conv=2,
+                                              scale=4).eval(), 4)
+    recipe = replace(RECIPE, core=4, margin=2)
+    folder = build_cache(teacher, tiny_config(data__scales=(4,)), [image_folder],
+                         tmp_path / "cache", 1, recipe)
+    options = tiny_config(data__scales=(2,), data__hr_size=8, data__flip=False,
+                          data__rotate=False).data
+    batch = CachedPairs(folder, options, seed=0).batch(0)
+    shard = load_shard(shard_path(folder, 0))
+    assert batch.scale == 2 and batch.lr.shape[-2:] == (8, 8)
+    assert batch.hr.shape[-2:] == (8, 8)  # the 4x4 centre, x2
+    # Each target is the teacher's x4 centre, downscaled with vidsr's bicubic.
+    first = torch.from_numpy(shard["lr"]).float() / 255
+    index = next(i for i in range(3) if torch.equal(first[i], batch.lr[0]))
+    want = imresize(torch.from_numpy(shard["teacher"][index]).float() / 255, scale=0.5)
+    assert torch.allclose(batch.hr[0], want.clamp(0, 1), atol=1e-6)
+    with pytest.raises(OptionsError, match="one scale that divides the teacher's"):
+        CachedPairs(folder, tiny_config(data__scales=(3,), data__hr_size=24).data, seed=0)
+
+
+def test_the_gan_recipe_runs_on_a_cache_with_the_teachers_features(image_folder, tiny_config,
+                                                                    tmp_path):
+    """ESRGAN's recipe without VGG19: RaGAN against the teacher's outputs and a perceptual
+    loss on the teacher's own first layers, beside the distillation L1."""
+    import json
+
+    from vidsr.models.weights_file import save_state_dict
+
+    torch.manual_seed(0)
+    net = create_arch("rrdb", num_feat=8, num_block=1, num_grow_ch=4, scale=4).eval()
+    weights = tmp_path / "teacher.safetensors"
+    save_state_dict(weights, net.state_dict(), {"arch": "rrdb"})
+    teacher = SRModel.from_module(net, 4)
+    folder = build_cache(teacher, tiny_config(data__scales=(4,)), [image_folder],
+                         tmp_path / "cache", 2, replace(RECIPE, margin=1))
+    cfg = tiny_config(model__config={"num_feat": 8, "num_conv": 2, "scale": 4},
+                      data__scales=(4,), data__hr_size=32, data__batch_size=2,
+                      loss__gan_weight=0.1, loss__disc_feat=4, loss__perceptual_weight=1.0,
+                      loss__perceptual_net="teacher", loss__teacher_weights=str(weights),
+                      train__total_steps=3, train__log_every=1)
+    fit(cfg, CachedPairs(folder, cfg.data, seed=0), tmp_path / "gan",
+        generator=build_generator(cfg))
+    records = [json.loads(line) for line in (tmp_path / "gan/metrics.jsonl").open()]
+    assert {"loss_pixel", "loss_perceptual", "loss_gan", "loss_disc"} <= set(records[-1])
+    assert records[-1]["loss_perceptual"] > 0
+    with pytest.raises(OptionsError, match="set data.hr_size = 32"):
+        CachedPairs(folder, tiny_config(data__scales=(4,), data__hr_size=64).data, seed=0)

@@ -90,8 +90,15 @@ class LossOptions:
     pixel_weight: float = 1.0
     charbonnier_eps: float = 1e-3
     perceptual_weight: float = 0.0
+    # The perceptual loss's feature network: VGG19 (ESRGAN's) or a GAN-trained RRDB
+    # teacher's first layers (vidsr.train.losses.TeacherFeatures), for want of VGG19 weights.
+    perceptual_net: Literal["vgg19", "teacher"] = "vgg19"
     vgg_weights: str = ""  # local VGG19 weights (torchvision layout) for the perceptual loss
     vgg_layers: Mapping[str, float] = field(default_factory=lambda: {"conv5_4": 1.0})
+    # The RRDB teacher for perceptual_net "teacher": a weights file or a model name.
+    teacher_weights: str = ""
+    teacher_layers: Mapping[str, float] = field(
+        default_factory=lambda: {"conv_first": 0.5, "body.0.rdb1": 1.0})
     gan_weight: float = 0.0
     disc_feat: int = 64
 
@@ -242,10 +249,17 @@ def _validate(cfg: TrainConfig) -> None:
         raise OptionsError("train.total_steps and the *_every intervals must be >= 1")
     if not 0 <= r.ema_decay < 1:
         raise OptionsError(f"train.ema_decay must be in [0, 1), found {r.ema_decay}")
-    if loss.perceptual_weight > 0 and not loss.vgg_weights:
+    if loss.perceptual_net not in ("vgg19", "teacher"):
+        raise OptionsError(f"loss.perceptual_net must be vgg19 or teacher, found"
+                           f" {loss.perceptual_net!r}")
+    if loss.perceptual_weight > 0 and loss.perceptual_net == "vgg19" and not loss.vgg_weights:
         raise OptionsError(
             "loss.perceptual_weight > 0 needs loss.vgg_weights: a local VGG19 weights file "
-            "(torchvision layout, .pth or .safetensors); vidsr never downloads weights")
+            "(torchvision layout, .pth or .safetensors); vidsr never downloads weights"
+            " (or perceptual_net = \"teacher\" with loss.teacher_weights)")
+    if loss.perceptual_weight > 0 and loss.perceptual_net == "teacher" and not loss.teacher_weights:
+        raise OptionsError("loss.perceptual_net = \"teacher\" needs loss.teacher_weights: the"
+                           " RRDB teacher's weights file")
     if loss.gan_weight > 0 and d.hr_size % 32:
         raise OptionsError(
             f"the discriminator needs data.hr_size divisible by 32, found {d.hr_size}")

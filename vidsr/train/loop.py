@@ -42,6 +42,7 @@ from vidsr.train.config import TrainConfig, load_config
 from vidsr.train.data import Batch, PairSampler, collect_sources
 from vidsr.train.discriminator import VGGStyleDiscriminator
 from vidsr.train.losses import (
+    load_teacher_features,
     load_vgg19_features,
     perceptual_loss,
     pixel_loss,
@@ -204,18 +205,24 @@ class StepLosses:
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.cfg = cfg
         self.pixel = pixel_loss(cfg.loss.pixel, cfg.loss.charbonnier_eps)
-        self.vgg = None
-        if cfg.loss.perceptual_weight > 0:
-            self.vgg = load_vgg19_features(cfg.loss.vgg_weights,
-                                           tuple(cfg.loss.vgg_layers)).to(device)
+        self.features: nn.Module | None = None
+        self.feature_layers: Mapping[str, float] = {}
+        if cfg.loss.perceptual_weight > 0 and cfg.loss.perceptual_net == "teacher":
+            self.feature_layers = cfg.loss.teacher_layers
+            self.features = load_teacher_features(
+                cfg.loss.teacher_weights, tuple(self.feature_layers)).to(device)
+        elif cfg.loss.perceptual_weight > 0:
+            self.feature_layers = cfg.loss.vgg_layers
+            self.features = load_vgg19_features(cfg.loss.vgg_weights,
+                                                tuple(self.feature_layers)).to(device)
 
     def generator_terms(self, sr: torch.Tensor, hr: torch.Tensor,
                         disc: nn.Module | None) -> dict[str, torch.Tensor]:
         c = self.cfg.loss
         terms = {"pixel": c.pixel_weight * self.pixel(sr, hr)}
-        if self.vgg is not None:
+        if self.features is not None:
             terms["perceptual"] = c.perceptual_weight * perceptual_loss(
-                self.vgg, sr, hr, c.vgg_layers)
+                self.features, sr, hr, self.feature_layers)
         if disc is not None:
             real = disc(hr).detach()
             terms["gan"] = c.gan_weight * ragan_generator_loss(real, disc(sr))

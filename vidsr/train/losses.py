@@ -1,10 +1,12 @@
-"""Losses as small functions: pixel (L1, MSE, Charbonnier), VGG19 perceptual, RaGAN.
+"""Losses as small functions: pixel (L1, MSE, Charbonnier), perceptual, RaGAN.
 
 The perceptual loss follows ESRGAN: features are taken *before* the ReLU
 (``conv5_4`` by default), which keeps brightness consistent and the features
 dense. The VGG19 here is our own module with torchvision's parameter names
 (``features.<index>.weight``), so a local copy of the ImageNet weights loads
-into it directly; nothing is ever downloaded.
+into it directly; nothing is ever downloaded. Where no VGG19 weights are at hand, a
+GAN-trained RRDB teacher's first layers serve as the feature network instead
+(:class:`TeacherFeatures`): they were trained to see the textures the teacher makes.
 """
 
 from __future__ import annotations
@@ -146,10 +148,72 @@ def load_vgg19_features(path: Path | str, layers: tuple[str, ...]) -> VGG19Featu
     return model
 
 
-def perceptual_loss(vgg: VGG19Features, pred: torch.Tensor, target: torch.Tensor,
+class TeacherFeatures(nn.Module):
+    """The first layers of an RRDB super-resolution network (ESRGAN's generator, e.g.
+    Real-ESRGAN x4plus) as a perceptual feature network, run on images at the output's size.
+
+    Layers: ``conv_first``, ``body.N`` (the N-th RRDB's output) and ``body.N.rdbK`` (its
+    K-th dense block's), before any activation as ESRGAN's VGG features are. Only the
+    layers up to the deepest one asked for run. Parameters are frozen.
+    """
+
+    def __init__(self, network: nn.Module, layers: tuple[str, ...]) -> None:
+        super().__init__()
+        if getattr(network, "unshuffle", 1) != 1 or not hasattr(network, "body"):
+            raise WeightsError("teacher features need an RRDB network that takes its input"
+                               " at full size (x4, no pixel unshuffle)")
+        blocks = len(network.body)
+        valid = ["conv_first", *(f"body.{i}{part}" for i in range(blocks)
+                                 for part in ("", ".rdb1", ".rdb2", ".rdb3"))]
+        unknown = [n for n in layers if n not in valid]
+        if unknown or not layers:
+            raise ValueError(f"unknown teacher layer(s) {unknown}; valid: conv_first, body.N,"
+                             f" body.N.rdb1..rdb3 (N < {blocks})")
+        self.layers = tuple(layers)
+        depth = max(valid.index(n) for n in layers)
+        used = 0 if depth == 0 else (depth - 1) // 4 + 1  # RRDBs that must run
+        self.conv_first = network.conv_first
+        self.body = nn.ModuleList(list(network.body)[:used])
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        wanted = set(self.layers)
+        out: dict[str, torch.Tensor] = {}
+        feat = self.conv_first(x)
+        if "conv_first" in wanted:
+            out["conv_first"] = feat
+        for i, block in enumerate(self.body):
+            h = feat
+            for k in (1, 2, 3):
+                h = getattr(block, f"rdb{k}")(h)
+                if f"body.{i}.rdb{k}" in wanted:
+                    out[f"body.{i}.rdb{k}"] = h
+                if len(out) == len(wanted):
+                    return out
+            feat = h * 0.2 + feat  # RRDB's residual scaling
+            if f"body.{i}" in wanted:
+                out[f"body.{i}"] = feat
+        return out
+
+
+def load_teacher_features(name_or_path: str, layers: tuple[str, ...]) -> TeacherFeatures:
+    """:class:`TeacherFeatures` of an RRDB network: a weights file (any format vidsr reads)
+    or a model name (``realesrgan-x4plus``)."""
+    from vidsr.models.zoo import load_model
+
+    model = load_model(name_or_path)
+    if model.spec.arch != "rrdb":
+        raise WeightsError(f"{name_or_path}: teacher features need an RRDB network, this is"
+                           f" {model.spec.arch}")
+    return TeacherFeatures(model.module, layers)
+
+
+def perceptual_loss(vgg: nn.Module, pred: torch.Tensor, target: torch.Tensor,
                     layer_weights: Mapping[str, float],
                     criterion: LossFn = l1_loss) -> torch.Tensor:
-    """Weighted distance between VGG features of ``pred`` and ``target``."""
+    """Weighted distance between the features (a network returning them by layer name:
+    :class:`VGG19Features`, :class:`TeacherFeatures`) of ``pred`` and ``target``."""
     fp = vgg(pred)
     with torch.no_grad():
         ft = vgg(target)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -163,12 +164,22 @@ def _describe_recipe(config: dict) -> tuple[str, str]:
                 if o["schedule"] == "cosine" else
                 f"{o['lr']:g}, x{o['gamma']:g} at {o['milestones']}")
     loss_text = (f"{loss['pixel']} (weight {loss['pixel_weight']:g})"
-                 + (f", perceptual {loss['perceptual_weight']:g}"
+                 + (f", perceptual {loss['perceptual_weight']:g} ({_feature_net(loss)})"
                     if loss["perceptual_weight"] else "")
                  + (f", RaGAN {loss['gan_weight']:g}" if loss["gan_weight"] else ""))
     optimiser = (f"{o['kind']} betas {o['betas']}, lr {schedule}"
                  + (f", grad clip {o['grad_clip']:g}" if o["grad_clip"] else ""))
     return loss_text, optimiser
+
+
+def _feature_net(loss: Mapping[str, Any]) -> str:
+    """The perceptual loss's feature network and layers, in words."""
+    if loss.get("perceptual_net", "vgg19") == "teacher":
+        layers = loss["teacher_layers"]
+        name = Path(str(loss["teacher_weights"])).name
+        return (f"features of the teacher {name}: "
+                + ", ".join(f"{k} x{v:g}" for k, v in layers.items()))
+    return "VGG19 " + ", ".join(f"{k} x{v:g}" for k, v in loss["vgg_layers"].items())
 
 
 def _describe_scale_draw(data: Mapping[str, object]) -> str:
