@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,35 @@ def test_presets_and_manifest_rows_give_the_strength_to_the_run():
     arguments = upscale_arguments(values)
     assert arguments["model"] == "crisp" and arguments["strength"] == 0.3
     assert upscale_arguments(defaults())["strength"] is None
+
+
+def test_the_transcoder_and_vsvidsr_run_the_blend(knobbed, tmp_path):
+    """`vidsr --strength 0` makes the partner's frames; vsvidsr's ``strength=`` the same."""
+    from clipgen import decoded_frames, shot_frames, write_ffv1
+
+    from vidsr.io.encode_options import EncodeOptions
+    from vidsr.plan.run_plan import EngineOptions
+    from vidsr.run.transcode import upscale_video
+
+    clip = write_ffv1(tmp_path / "in.mkv", shot_frames("square", 2, 32, 24))
+    engine = EngineOptions(device="cpu", precision="fp32")
+    lossless = EncodeOptions(codec="ffv1")
+    outputs = {}
+    for name, model, strength in (("partner", "compact", None), ("zero", knobbed, 0.0),
+                                  ("half", knobbed, 0.5)):
+        upscale_video(clip, tmp_path / f"{name}.mkv", model=model, scale=2, strength=strength,
+                      engine=engine, encode=lossless)
+        outputs[name] = decoded_frames(tmp_path / f"{name}.mkv")
+    for got, want in zip(outputs["zero"], outputs["partner"], strict=True):
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert not np.array_equal(outputs["half"][0][0], outputs["partner"][0][0])
+    vs = pytest.importorskip("vapoursynth", reason="needs VapourSynth for vsvidsr")
+    vsvidsr = pytest.importorskip("vsvidsr", reason="vsvidsr is installed by pip install -e .")
+    source = vs.core.std.BlankClip(width=16, height=12, format=vs.RGBS, length=1,
+                                   color=[0.2, 0.5, 0.7])
+    frames = {}
+    for name, model, strength in (("partner", "compact", None), ("zero", knobbed, 0.0)):
+        up = vsvidsr.upscale(source, model=model, scale=2, strength=strength, device="cpu",
+                             precision="fp32")
+        frames[name] = np.stack([np.asarray(p) for p in up.get_frame(0)])
+    assert np.array_equal(frames["zero"], frames["partner"])
