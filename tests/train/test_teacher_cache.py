@@ -23,6 +23,7 @@ from vidsr.train.loop import (
     teacher_cache_in,
     train_step,
 )
+from vidsr.train.release import release_run
 from vidsr.train.teacher_cache import (
     CachedPairs,
     TeacherRecipe,
@@ -71,7 +72,7 @@ def test_shards_hold_the_teachers_centre_and_resume_identically(image_folder, ti
 
 
 def test_training_batches_from_the_cache_align_the_teachers_centre(image_folder, tiny_config,
-                                                                    tmp_path):
+                                                                    val_folder, tmp_path):
     """A student that is the teacher starts at the loss of the cache's rounding alone: the
     loop crops its output to the centre the target covers. Then the run trains on."""
     teacher = _teacher()
@@ -93,6 +94,12 @@ def test_training_batches_from_the_cache_align_the_teachers_centre(image_folder,
     # The loop itself on the cache; `vidsr train --data` names a cache alone.
     result = fit(cfg, pairs, tmp_path / "run", generator=build_generator(cfg))
     assert result.step == 4
+    # Its model card says what it learned from: the cache's pairs, degradation, teacher.
+    card = release_run(tmp_path / "run", tmp_path / "weights", "student", eval_folder=val_folder,
+                       data_note="images").card.read_text()
+    assert "pairs drawn from a teacher cache of 3 shards of 3 (9 pairs" in card
+    assert "LR crops of 16x16 (8x8 and 4 px of context a side), made by the degradation" in card
+    assert "target: the teacher's x2 output on the centre (teacher compact, run in fp32" in card
     assert teacher_cache_in([folder]) == folder and teacher_cache_in(image_folder) is None
     with pytest.raises(OptionsError, match="teacher cache .* alone"):
         teacher_cache_in([folder, image_folder])

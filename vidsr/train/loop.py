@@ -51,7 +51,7 @@ from vidsr.train.losses import (
 )
 from vidsr.train.plot import write_progress_plot
 from vidsr.train.schedule import learning_rate
-from vidsr.train.teacher_cache import CachedPairs, is_teacher_cache
+from vidsr.train.teacher_cache import TEACHER_CACHE_NOTE, CachedPairs, is_teacher_cache
 from vidsr.train.windows import WindowSampler, collect_window_sources
 
 log = logging.getLogger("vidsr")
@@ -330,6 +330,9 @@ def fit(cfg: TrainConfig, sampler: PairSampler | WindowSampler | CachedPairs, ru
         raise OptionsError(f"{run_dir} already holds checkpoints; pass resume or pick a new "
                            "output directory")
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    if isinstance(sampler, CachedPairs):  # the data the model card describes
+        (run_dir / TEACHER_CACHE_NOTE).write_text(json.dumps(sampler.described, indent=1),
+                                                  encoding="utf-8")
     metrics = MetricsLog(run_dir / "metrics.jsonl", state.step)
     if resume and state.wall_s == 0.0:  # a checkpoint from before wall time was saved
         state.wall_s = max((r.get("wall_s", r.get("elapsed_s", 0.0)) for r in metrics.records),

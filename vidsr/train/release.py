@@ -26,6 +26,7 @@ from vidsr.models.weights_file import read_state_dict, save_state_dict
 from vidsr.plan.devices import torch_threads
 from vidsr.plan.machine import this_machine
 from vidsr.train.checkpoints import latest_checkpoint, weights_metadata
+from vidsr.train.teacher_cache import TEACHER_CACHE_NOTE
 
 log = logging.getLogger("vidsr")
 
@@ -93,6 +94,9 @@ def _stage(run_dir: Path, step: int) -> Stage:
             rec = json.loads(line)
             if rec["step"] <= step:
                 wall = max(wall, rec.get("wall_s", rec.get("elapsed_s", 0.0)))
+    note = run_dir / TEACHER_CACHE_NOTE
+    if note.is_file():  # trained on a teacher's cached outputs
+        config["teacher_cache"] = json.loads(note.read_text(encoding="utf-8"))
     return Stage(run_dir, config, step, wall)
 
 
@@ -193,6 +197,29 @@ def _describe_scale_draw(data: Mapping[str, object]) -> str:
     return f", one scale per batch ({shares})"
 
 
+def _describe_batches(config: dict) -> str:
+    """What a run's batches held, in words."""
+    d = config["data"]
+    cache = config.get("teacher_cache")
+    if cache is None:
+        return (f"{d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, flips + 90-degree"
+                f" rotations{_describe_scale_draw(d)}, LR {_describe_lr(config)}")
+    side = cache["core"] + 2 * cache["margin"]
+    # The cache's LR was made by the degradation of the preset it was built with.
+    cache_lr = {**config, "degrade": cache["degrade"], "train": {"seed": cache["seed"]}}
+    scale, teacher_scale = d["scales"][0], cache["scale"]
+    target = (f"the teacher's x{teacher_scale} output on the centre" if scale == teacher_scale
+              else f"the teacher's x{teacher_scale} output on the centre downscaled to x{scale}"
+                   " with vidsr's antialiased bicubic")
+    return (f"{d['batch_size']} pairs drawn from a teacher cache of {cache['shards']:,} shards of"
+            f" {cache['shard_size']} ({cache['shards'] * cache['shard_size']:,} pairs;"
+            " `vidsr.train.teacher_cache`), flips + 90-degree rotations: LR crops of"
+            f" {side}x{side} ({cache['core']}x{cache['core']} and {cache['margin']} px of"
+            f" context a side), made {_describe_lr(cache_lr)}"
+            f"; target: {target} (teacher {cache['teacher']}, run in {cache['precision']} on"
+            f" {cache.get('runtime', 'torch')})")
+
+
 def _describe_lr(config: dict) -> str:
     """How a run made its LR inputs, in words: the papers' bicubic, or the degradations."""
     g = config.get("degrade", {})
@@ -225,7 +252,7 @@ def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str
     scale = max(scores)
     scale_text = ", ".join(f"x{k}" for k in sorted(scores))
     last = stages[-1]
-    d, t = last.config["data"], last.config["train"]
+    t = last.config["train"]
     loss_text, optimiser = _describe_recipe(last.config)
     presets = " then ".join(f"`{s.config.get('name', '')}`" for s in stages)
     total_steps = sum(s.step for s in stages)
@@ -245,8 +272,7 @@ def _card_text(name: str, spec, params: int, stages: list[Stage], data_note: str
         + (" (bicubic-upscaled first)" if spec.pre_upsampled else "") + " |",
         f"| loss | {loss_text} |",
         f"| optimiser | {optimiser} |",
-        f"| batches | {d['batch_size']} HR crops of {d['hr_size']}x{d['hr_size']}, "
-        f"flips + 90-degree rotations{_describe_scale_draw(d)}, LR {_describe_lr(last.config)} |",
+        f"| batches | {_describe_batches(last.config)} |",
         f"| EMA | decay {t['ema_decay']:g}; shipped: the "
         + ("EMA" if ema else "raw (not EMA)") + " weights of the newest checkpoint |",
         f"| steps | {steps_text} |",

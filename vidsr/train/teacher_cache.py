@@ -84,6 +84,7 @@ def recipe_digest(teacher: SRModel, config: TrainConfig, data: Sequence[Path],
 
 
 RECIPE_FILE = "recipe.json"  # the sizes and scale a cache holds, beside its shards
+TEACHER_CACHE_NOTE = "teacher_cache.json"  # in a run trained on a cache: its recipe
 
 
 def cache_dir(root: Path, digest: str) -> Path:
@@ -110,10 +111,13 @@ def build_cache(teacher: SRModel, config: TrainConfig, data: Sequence[Path], roo
     folder = cache_dir(root, recipe_digest(teacher, config, data, recipe))
     folder.mkdir(parents=True, exist_ok=True)
     description = folder / RECIPE_FILE
-    if not description.is_file():
+    # What a model card says of its data: the teacher, the degradation, the files.
+    text = json.dumps({**recipe.__dict__, "scale": scale, "teacher": teacher.name,
+                       "degrade": config.to_dict()["degrade"], "seed": config.train.seed,
+                       "data": [str(p) for p in list_training_files(list(data))]}, indent=1)
+    if not description.is_file() or description.read_text() != text:
         with atomic_write(description, shared=True) as partial:
-            partial.write_text(json.dumps({**recipe.__dict__, "scale": scale,
-                                           "teacher": teacher.name}, indent=1))
+            partial.write_text(text)
     missing = [k for k in range(shards) if not shard_path(folder, k).is_file()]
     if not missing:
         return folder
@@ -181,6 +185,7 @@ class CachedPairs:
         if options.hr_size != target:  # the discriminator is built for data.hr_size
             raise OptionsError(f"teacher cache {folder}: its x{self.scale} targets are"
                                f" {target}x{target}; set data.hr_size = {target}")
+        self.described = {**described, "folder": str(folder), "shards": len(self.shards)}
         self.margin = int(described["margin"])
         self.per_shard = int(described["shard_size"])
         self.options = options
