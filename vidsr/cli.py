@@ -347,7 +347,11 @@ def eval_video_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
                    help="network precision (default fp32, as vidsr eval)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing plot")
+    p.add_argument("--keep-lr", type=Path, metavar="LR.nut",
+                   help="also keep the LR clip the models got (lossless RGB), e.g. to show it"
+                   " with `vidsr compare LR.nut --reference CLIP`")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing plot (and --keep-lr file)")
     _add_common(p)
     return p
 
@@ -366,7 +370,7 @@ def run_eval_video(args: argparse.Namespace) -> int:
     plot = args.plot or Path(f"{args.clip.stem}_psnr.png")
     print(evaluate(args.clip, args.models, options, plot=plot, as_json=args.json,
                    weights=args.weights, allow_unsafe=args.allow_unsafe_weights,
-                   overwrite=args.overwrite))
+                   overwrite=args.overwrite, keep_lr=args.keep_lr))
     if not args.quiet:
         print(f"vidsr: wrote {plot}", file=sys.stderr)
     return 0

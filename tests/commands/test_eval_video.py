@@ -196,3 +196,25 @@ def test_a_noisy_archival_lr_is_upscaled_as_it_is_not_deinterlaced():
         sr = torch.floor(out.double().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         assert frame.psnr == pytest.approx(
             score_luma(luma_of_uint8(sr), luma_of_uint8(truth), 4)[0], abs=0.01)
+
+
+def test_the_kept_lr_is_what_the_models_got_and_compare_shows_it(hr_clip, tmp_path, capsys):
+    """`--keep-lr` keeps the archival LR; `vidsr compare` against the HR clip scores a model
+    on it as eval-video did (the same frame, the same PSNR)."""
+    kept = tmp_path / "lr.nut"
+    args = ["eval-video", str(hr_clip), "--models", "bicubic", "--scale", "2", "--frames", "2",
+            "--degrade", "archival", "--device", "cpu", "--json", "--keep-lr", str(kept),
+            "--plot", str(tmp_path / "p.png"), "-q"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    first = report["models"][0]["frames"][0]["psnr"]
+    frames = list(frames_rgb(kept))
+    assert len(frames) == 2 and tuple(frames[0].shape) == (3, 19, 25)
+    picture = tmp_path / "compare.png"
+    assert main(["compare", str(kept), "--models", "bicubic", "--scale", "2", "--frame", "0",
+                 "--reference", str(hr_clip), "--device", "cpu", "-o", str(picture)]) == 0
+    assert f"Y {first:.2f} dB" in capsys.readouterr().err
+    bad = ["eval-video", str(hr_clip), "--models", "bicubic", "--scale", "2", "--frames", "1",
+           "--device", "cpu", "--keep-lr", str(tmp_path / "lr.mkv"), "-q"]
+    assert main(bad) != 0
+    assert "the LR clip is written as .nut" in capsys.readouterr().err

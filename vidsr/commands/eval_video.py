@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -350,8 +351,13 @@ def _score_clip(model: SRModel, hr_path: Path, sr_path: Path,
 
 
 def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
-                  options: EvalVideoOptions) -> VideoEvalReport:
-    """Evaluate ``models`` on the clip ``hr_path`` (see the module's docstring)."""
+                  options: EvalVideoOptions, *, keep_lr: Path | None = None,
+                  overwrite: bool = False) -> VideoEvalReport:
+    """Evaluate ``models`` on the clip ``hr_path`` (see the module's docstring).
+
+    ``keep_lr``: also keep the LR clip every model got (lossless RGB, .nut), e.g. for
+    ``vidsr compare`` with the HR clip as its reference; an existing file only with
+    ``overwrite``."""
     hr_path = Path(hr_path)
     for model in models:
         if model.scale != options.scale:
@@ -360,10 +366,19 @@ def evaluate_clip(hr_path: str | Path, models: Sequence[SRModel],
     if not models:
         raise OptionsError("give at least one model")
     lr_formats = {lr_format(m) for m in models}
+    if keep_lr is not None:
+        if keep_lr.suffix != CLIP_SUFFIX:
+            raise OptionsError(f"--keep-lr {keep_lr}: the LR clip is written as {CLIP_SUFFIX}"
+                               " (lossless RGB); name it so")
+        check_output_path(keep_lr, overwrite)
+        lr_formats.add("gbrp")
     results = []
     with tempfile.TemporaryDirectory(prefix="vidsr-eval-video-") as tmp:
         workdir = Path(tmp)
         lr_paths = _write_lr_clips(hr_path, options, workdir, lr_formats)
+        if keep_lr is not None:
+            write_small_output(keep_lr, overwrite,
+                               lambda tmp: shutil.copyfile(lr_paths["gbrp"], tmp))
         width = height = 0
         for k, model in enumerate(models):
             lr = lr_paths[lr_format(model)]
@@ -440,6 +455,7 @@ def run_eval_video(
     hr_path: str | Path, model_names: Sequence[str], options: EvalVideoOptions, *,
     plot: str | Path | None = None, as_json: bool = False,
     weights: str | Path | None = None, allow_unsafe: bool = False, overwrite: bool = False,
+    keep_lr: str | Path | None = None,
 ) -> str:
     """What ``vidsr eval-video`` prints: load the models, evaluate, write the plot (an
     existing one only with ``overwrite``)."""
@@ -449,7 +465,9 @@ def run_eval_video(
         check_output_path(Path(plot), overwrite)
     models = [load_model(name, scale=options.scale, weights=weights,
                          allow_unsafe=allow_unsafe) for name in model_names]
-    report = evaluate_clip(hr_path, models, options)
+    report = evaluate_clip(hr_path, models, options,
+                           keep_lr=Path(keep_lr) if keep_lr is not None else None,
+                           overwrite=overwrite)
     if plot is not None:
         write_psnr_plot(report, Path(plot), overwrite=overwrite)
     return report.to_json() if as_json else report.to_text()
