@@ -63,6 +63,10 @@ def test_shards_hold_the_teachers_centre_and_resume_identically(image_folder, ti
     assert build_cache(teacher, config, [image_folder], root, 2, RECIPE) == folder
     assert shard_path(folder, 1).read_bytes() == first
     assert shard_path(folder, 0).stat().st_mtime_ns == kept
+    # The preset's losses and optimiser do not make the LR: the same cache.
+    assert build_cache(teacher, tiny_config(degrade__enabled=True, degrade__video_prob=1.0,
+                                            optim__lr=1e-5, loss__pixel="mse"),
+                       [image_folder], root, 2, RECIPE) == folder
     # Another seed is another recipe, in a folder of its own.
     other = build_cache(teacher, tiny_config(degrade__enabled=True, train__seed=5),
                         [image_folder], root, 1, RECIPE)

@@ -25,7 +25,7 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +70,24 @@ class TeacherRecipe:
         return self.core + 2 * self.margin
 
 
+def sampled_options(config: TrainConfig, recipe: TeacherRecipe, scale: int) -> DataOptions:
+    """The data options the cache's sampler draws with: the preset's, at the recipe's sizes."""
+    return replace(config.data, hr_size=recipe.lr_side * scale, batch_size=recipe.shard_size,
+                   clip_frames=1)
+
+
 def recipe_digest(teacher: SRModel, config: TrainConfig, data: Sequence[Path],
                   recipe: TeacherRecipe) -> str:
-    """Names a recipe: the teacher's tensors, the preset's values, the data files, the sizes."""
+    """Names a recipe: the teacher's tensors, what makes the LR (the sampler's options, the
+    degradation, the seed), the data files, the sizes. The preset's other values (losses,
+    optimiser) do not change a shard, so they are not in it."""
+    config_parts = config.to_dict()
     parts = {
         "teacher": tensor_digest(teacher.module),
         "scale": teacher.scale,
-        "config": config.to_dict(),
+        "sampler": asdict(sampled_options(config, recipe, teacher.scale)),
+        "degrade": config_parts["degrade"],
+        "seed": config.train.seed,
         "data": [str(p) for p in list_training_files(list(data))],
         "recipe": recipe.__dict__,
     }
@@ -121,8 +132,7 @@ def build_cache(teacher: SRModel, config: TrainConfig, data: Sequence[Path], roo
     missing = [k for k in range(shards) if not shard_path(folder, k).is_file()]
     if not missing:
         return folder
-    options = replace(config.data, hr_size=recipe.lr_side * scale,
-                      batch_size=recipe.shard_size, clip_frames=1)
+    options = sampled_options(config, recipe, scale)
     sampler = PairSampler(collect_sources(list(data), options.frames_per_video), options,
                           seed=config.train.seed, degrade=config.degrade)
     plan = resolve_plan(teacher, EngineOptions(device="cpu", precision=recipe.precision,
