@@ -111,3 +111,19 @@ def test_the_transcoder_and_vsvidsr_run_the_blend(knobbed, tmp_path):
                              precision="fp32")
         frames[name] = np.stack([np.asarray(p) for p in up.get_frame(0)])
     assert np.array_equal(frames["zero"], frames["partner"])
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_crisp_at_strength_0_is_archival_at_1_itself_and_between_in_between(scale):
+    """The bundled pair: ``--model crisp --strength S`` from `archival`'s frames to its own."""
+    crisp, archival = load_model("crisp", scale=scale), load_model("archival", scale=scale)
+    assert crisp.card is not None and crisp.card.strength_from == "archival"
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(scale))
+    out = {s: load_model("crisp", scale=scale, strength=s).module(image)
+           for s in (0.0, 0.5, 1.0)}
+    assert torch.equal(out[0.0], archival.module(image))
+    assert torch.equal(out[1.0], crisp.module(image))
+    gap = (out[1.0] - out[0.0]).abs().mean()
+    assert gap > 1e-3  # the two models differ
+    assert (out[0.5] - out[0.0]).abs().mean() < gap
+    assert (out[0.5] - out[1.0]).abs().mean() < gap
