@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidsr.errors import OptionsError
+from vidsr.models.strength import strength_value
 
 if TYPE_CHECKING:
     from vidsr.io.encode_options import EncodeOptions
@@ -53,17 +54,6 @@ def positive_number(text: str) -> int:
         raise OptionsError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise OptionsError(f"must be at least 1, got {value}")
-    return value
-
-
-def strength_value(text: str) -> float:
-    """A blend from 0 to 1 (``--strength 0.5``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise OptionsError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise OptionsError(f"expected a number from 0 to 1, got {text!r}")
     return value
 
 

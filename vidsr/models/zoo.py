@@ -28,6 +28,7 @@ from vidsr.engine.model_space import ModelSpace
 from vidsr.errors import ModelChoiceError, ModelError, OptionsError, WeightsError, with_article
 from vidsr.models.download import fetch_weights
 from vidsr.models.interpolate import interpolate_state_dicts
+from vidsr.models.strength import strength_value
 from vidsr.plan.precision import UNMEASURED, MeasuredLoss
 
 log = logging.getLogger("vidsr")
@@ -333,8 +334,6 @@ def _split_strength(name_or_path: str | Path,
     base, sep, value = text.rpartition("@")
     if not sep or text in model_cards() or base not in model_cards():
         return name_or_path, strength
-    from vidsr.options import strength_value
-
     try:
         blend = strength_value(value)
     except OptionsError as exc:
