@@ -68,6 +68,8 @@ def test_a_model_without_the_knob_or_a_strength_out_of_range_is_refused(knobbed)
     with pytest.raises(ModelChoiceError, match=r"model 'compact' has no --strength \(it is for"
                                                r" .*knobbed"):
         load_model("compact", scale=2, strength=0.5)
+    with pytest.raises(ModelChoiceError, match="model 'compact' has no --strength"):
+        load_model("compact", scale=2, strength=1.0)
     with pytest.raises(OptionsError, match="--strength must be from 0 to 1, got 1.5"):
         load_model(knobbed, scale=2, strength=1.5)
     with pytest.raises(OptionsError, match="expected a number from 0 to 1, got '-0.1'"):

@@ -317,10 +317,11 @@ def load_model(
     module.eval()
     module.requires_grad_(False)
     own_weights = card is not None and weights is None
-    if strength is not None and strength != 1.0:
+    if strength is not None:  # 1 is the model itself, but only a model with the knob takes it
         assert scale is not None
         _blend_with_partner(module, card, name, scale, strength)
-        name, own_weights = f"{name}@{strength:g}", False
+        if strength != 1.0:
+            name, own_weights = f"{name}@{strength:g}", False
     return SRModel(
         name=name, module=module, spec=spec, scale=scale, card=card, weights_path=weights_path,
         card_weights=own_weights,
@@ -359,6 +360,8 @@ def _blend_with_partner(module: nn.Module, card: ModelCard | None, name: str, sc
                                                           dict(module.spec.config)):
         raise WeightsError(f"model {name!r} and its strength partner {partner.name!r} are not"
                            " one architecture and config")
+    if strength == 1.0:
+        return
     blended = interpolate_state_dicts(partner.module.state_dict(), module.state_dict(), strength)
     module.load_state_dict(blended)
 
