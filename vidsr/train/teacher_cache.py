@@ -27,6 +27,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,22 +77,25 @@ def sampled_options(config: TrainConfig, recipe: TeacherRecipe, scale: int) -> D
                    clip_frames=1)
 
 
-def recipe_digest(teacher: SRModel, config: TrainConfig, data: Sequence[Path],
-                  recipe: TeacherRecipe) -> str:
-    """Names a recipe: the teacher's tensors, what makes the LR (the sampler's options, the
-    degradation, the seed), the data files, the sizes. The preset's other values (losses,
-    optimiser) do not change a shard, so they are not in it."""
-    config_parts = config.to_dict()
-    parts = {
-        "teacher": tensor_digest(teacher.module),
+def recipe_parts(teacher: SRModel, config: TrainConfig, data: Sequence[Path],
+                 recipe: TeacherRecipe) -> dict[str, Any]:
+    """What makes a shard, as plain data: the teacher's scale, what makes the LR (the
+    sampler's options, the degradation, the seed), the data files, the sizes. The preset's
+    other values (losses, optimiser) do not change a shard, so they are not in it."""
+    return {
         "scale": teacher.scale,
         "sampler": asdict(sampled_options(config, recipe, teacher.scale)),
-        "degrade": config_parts["degrade"],
+        "degrade": config.to_dict()["degrade"],
         "seed": config.train.seed,
         "data": [str(p) for p in list_training_files(list(data))],
         "recipe": recipe.__dict__,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def recipe_digest(teacher: SRModel, parts: dict[str, Any]) -> str:
+    """Names a recipe: the teacher's tensors and :func:`recipe_parts`."""
+    named = {"teacher": tensor_digest(teacher.module), **parts}
+    return hashlib.sha256(json.dumps(named, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 RECIPE_FILE = "recipe.json"  # the sizes and scale a cache holds, beside its shards
@@ -119,13 +123,13 @@ def build_cache(teacher: SRModel, config: TrainConfig, data: Sequence[Path], roo
     if config.data.scales != (scale,):
         raise OptionsError(f"the teacher upscales x{scale}; the preset trains"
                            f" x{', x'.join(map(str, config.data.scales))}")
-    folder = cache_dir(root, recipe_digest(teacher, config, data, recipe))
+    parts = recipe_parts(teacher, config, data, recipe)
+    folder = cache_dir(root, recipe_digest(teacher, parts))
     folder.mkdir(parents=True, exist_ok=True)
     description = folder / RECIPE_FILE
     # What a model card says of its data: the teacher, the degradation, the files.
     text = json.dumps({**recipe.__dict__, "scale": scale, "teacher": teacher.name,
-                       "degrade": config.to_dict()["degrade"], "seed": config.train.seed,
-                       "data": [str(p) for p in list_training_files(list(data))]}, indent=1)
+                       **{k: parts[k] for k in ("degrade", "seed", "data")}}, indent=1)
     if not description.is_file() or description.read_text() != text:
         with atomic_write(description, shared=True) as partial:
             partial.write_text(text)
