@@ -220,7 +220,7 @@ def export_parser() -> argparse.ArgumentParser:
         " and check it against torch on real frames.",
     )
     p.add_argument("model", help=options.MODEL.help)
-    for option in (options.SCALE, options.WEIGHTS, options.ALLOW_UNSAFE_WEIGHTS):
+    for option in (options.SCALE, options.WEIGHTS, options.ALLOW_UNSAFE_WEIGHTS, options.STRENGTH):
         _add_option(p, option)
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--no-verify", action="store_true",
