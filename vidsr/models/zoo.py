@@ -351,17 +351,17 @@ def _blend_with_partner(module: nn.Module, card: ModelCard | None, name: str, sc
     ``strength_from`` partner: ``(1 - strength) * partner + strength * module``."""
     if not 0.0 <= strength <= 1.0:
         raise OptionsError(f"--strength must be from 0 to 1, got {strength:g}")
-    knobbed = sorted(c.name for c in model_cards().values() if c.strength_from)
     if card is None or card.strength_from is None:
+        knobbed = sorted(c.name for c in model_cards().values() if c.strength_from)
         raise ModelChoiceError(f"model {name!r} has no --strength (it is for "
                                f"{', '.join(knobbed) or 'no model here'})")
+    if strength == 1.0:  # the model itself: no partner to load
+        return
     partner = load_model(card.strength_from, scale=scale)
     if (partner.spec.arch, dict(partner.spec.config)) != (module.spec.arch,
                                                           dict(module.spec.config)):
         raise WeightsError(f"model {name!r} and its strength partner {partner.name!r} are not"
                            " one architecture and config")
-    if strength == 1.0:
-        return
     blended = interpolate_state_dicts(partner.module.state_dict(), module.state_dict(), strength)
     module.load_state_dict(blended)
 
