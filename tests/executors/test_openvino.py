@@ -4,8 +4,11 @@ window models (their frames stacked on channels)."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -381,3 +384,43 @@ def test_auto_times_a_window_model_too(temporal):
     options = EngineOptions(device="cpu", precision="fp32", runtime="auto")
     plan = resolve_plan(model, options, choose_runtime=faster_plan)
     assert "measured once and cached" in plan.runtime.reason
+
+
+_FIRST_INFERENCES = """
+import threading, torch
+from vidsr.archs import create_arch
+from vidsr.executors import openvino
+from vidsr.models.zoo import SRModel
+from vidsr.plan.run_plan import EngineOptions, resolve_plan
+from vidsr.engine.engine import Engine
+
+seen = []
+infer = openvino.OpenVinoNetwork._infer
+def recorded(request, x, flags):
+    seen.append((tuple(x.shape), openvino._FIRST_INFERENCE.locked()))
+    return infer(request, x, flags)
+openvino.OpenVinoNetwork._infer = staticmethod(recorded)
+
+torch.manual_seed(0)
+model = SRModel.from_module(create_arch("compact", num_feat=8, num_conv=2, scale=2).eval(), 2)
+options = EngineOptions(device="cpu", precision="fp32", runtime="openvino")
+with Engine(model, resolve_plan(model, options)) as engine:
+    network = engine.executor.network
+    frames = [torch.rand(1, 3, 96, 128) for _ in range(2)]
+    threads = [threading.Thread(target=network, args=(x, False, [])) for x in frames]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+print(seen)
+"""
+
+
+def test_the_first_inference_alone_is_a_tiny_one(cache):
+    """The process's first OpenVINO inference runs alone (a hang otherwise); it is a tiny
+    one, so that a worker's first frame does not wait for another worker's whole frame."""
+    run = subprocess.run([sys.executable, "-c", _FIRST_INFERENCES], capture_output=True,
+                         text=True, check=True, timeout=120)
+    seen = ast.literal_eval(run.stdout.strip().splitlines()[-1])  # [(shape, locked), ...]
+    assert seen[0] == ((1, 3, 16, 16), True)
+    assert sorted(seen[1:]) == [((1, 3, 96, 128), False)] * 2

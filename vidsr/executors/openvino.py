@@ -82,7 +82,7 @@ CALIBRATION_SIDE = 256
 # Input side of the one-off timing behind --runtime auto.
 PROBE_SIDE = 128
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what is not quantised is f32
-# See OpenVinoNetwork.__call__.
+# See OpenVinoNetwork._first_inference.
 _FIRST_INFERENCE = threading.Lock()
 _FIRST_INFERENCE_DONE = threading.Event()
 
@@ -279,15 +279,28 @@ class OpenVinoNetwork:
 
     def prepare(self, shape: tuple[int, ...]) -> None:
         """Compile for inputs of ``shape`` now (a window batch's (N, T, C, h, w) as it is
-        stacked), not when the first one comes; and run the process's first inference, on a
-        small input, so that the workers' first inferences need not wait for each other."""
+        stacked), not when the first one comes, and run the process's first inference."""
         if len(shape) == 5:
             n, t, c, h, w = shape
             shape = (n, t * c, h, w)
         self.compiled(shape)
-        if not _FIRST_INFERENCE_DONE.is_set():
+        self._first_inference(shape[1])
+
+    def _first_inference(self, channels: int) -> None:
+        """Run the process's first inference alone, on a tiny input. OpenVINO's Python
+        module sets up static state on first use, waiting for the GIL inside it, and a
+        second thread that holds the GIL and waits for that state hangs the process (seen
+        in vspipe). On a tiny input the other workers wait milliseconds, not a frame's
+        inference (0.6 s of a CIF frame at x4, with both cores of a 2-core CPU idle but one)."""
+        if _FIRST_INFERENCE_DONE.is_set():
+            return
+        with _FIRST_INFERENCE:
+            if _FIRST_INFERENCE_DONE.is_set():
+                return
             side = 16 * self.replica.space.size_multiple
-            self(torch.zeros(1, shape[1], side, side), False, [])
+            tiny = torch.zeros(1, channels, side, side)
+            self._infer(self.compiled(tuple(tiny.shape)).create_infer_request(), tiny, [])
+            _FIRST_INFERENCE_DONE.set()
 
     def __call__(self, x: torch.Tensor, fp32: bool, flags: Flags) -> torch.Tensor:
         if fp32 and self.precision != "fp32":
@@ -299,14 +312,7 @@ class OpenVinoNetwork:
         request = requests.get(shape)
         if request is None:
             request = requests[shape] = self.compiled(shape).create_infer_request()
-        if not _FIRST_INFERENCE_DONE.is_set():
-            # The process's first inference runs alone: OpenVINO's Python module sets up
-            # static state on first use, waiting for the GIL inside it, and a second thread
-            # that holds the GIL and waits for that state hangs the process (seen in vspipe).
-            with _FIRST_INFERENCE:
-                y = self._infer(request, x, flags)
-                _FIRST_INFERENCE_DONE.set()
-                return y
+        self._first_inference(shape[1])
         return self._infer(request, x, flags)
 
     @staticmethod
