@@ -282,7 +282,33 @@ def test_init_weights_must_match_the_preset(tmp_path):
     save_state_dict(stage1, build_generator(tiny("compact-x4")).state_dict())
     model = build_generator(tiny("compact-x4", **{"model.init": str(stage1)}))
     assert model.spec.config["num_feat"] == 8
-    with pytest.raises(OptionsError, match="num_feat = 32 in the preset, 8 in the weights"):
-        build_generator(load_config("compact-x4-mse", {"model.init": str(stage1)}))
+    with pytest.raises(OptionsError, match=f"model.init {stage1}: compact widens only"):
+        build_generator(tiny("compact-x4", **{"model.init": str(stage1),
+                                              "model.config": {"num_feat": 4, "num_conv": 2,
+                                                               "scale": 4}}))
+    with pytest.raises(OptionsError, match=f"model.init {stage1}: .* not to scale = 2"):
+        build_generator(tiny("compact-x2", **{"model.init": str(stage1)}))
+    rrdb = tmp_path / "rrdb.safetensors"
+    save_state_dict(rrdb, build_generator(tiny("rrdb-small-x4")).state_dict())
+    wider = {"num_feat": 8, "num_block": 2, "num_grow_ch": 4, "scale": 4}
+    with pytest.raises(OptionsError, match="num_block = 2 in the preset, 1 in the weights"):
+        build_generator(tiny("rrdb-small-x4", **{"model.init": str(rrdb),
+                                                 "model.config": wider}))
     with pytest.raises(OptionsError, match="holds a compact, the preset trains a rrdb"):
         build_generator(tiny("rrdb-small-x4", **{"model.init": str(stage1)}))
+
+
+def test_a_wider_compact_grows_from_a_trained_one(tmp_path):
+    """A preset may widen and deepen the compact network it starts from (the crisp model
+    from archival): at step 0 it computes what the trained one does."""
+    stage1 = tmp_path / "stage1.safetensors"
+    torch.manual_seed(0)
+    trained = build_generator(tiny("compact-x4")).eval()
+    save_state_dict(stage1, trained.state_dict())
+    wide = {"num_feat": 12, "num_conv": 4, "scale": 4}
+    grown = build_generator(tiny("compact-x4", **{"model.init": str(stage1),
+                                                  "model.config": wide}))
+    assert {k: grown.spec.config[k] for k in wide} == wide
+    x = torch.rand(2, 3, 10, 14)
+    with torch.no_grad():
+        assert torch.equal(grown.eval()(x), trained(x))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -123,10 +124,81 @@ def from_state_dict(state_dict: StateDict, config: dict[str, Any] | None = None)
     return load_canonical("compact", SRVGGNetCompact, with_overrides(read, config), state_dict)
 
 
+def widened(trained: SRVGGNetCompact, *, num_feat: int, num_conv: int,
+            seed: int = 0) -> SRVGGNetCompact:
+    """A wider, deeper compact network that computes exactly what ``trained`` does.
+
+    ``trained``'s features are the first of each layer's; its convs are the first
+    ``num_conv`` of the body and the layers after them pass those features through (a
+    centre-tap identity conv and a PReLU of slope 1). The new features start from torch's
+    default initialisation, drawn from numpy's legacy generator (whose stream never
+    changes) seeded with ``seed``; they reach the old ones and the output only through
+    weights at zero, so training grows into them: the weights into the old features learn
+    from the new features' activations. A crisp model trained this way from ``archival``
+    stays in its lineage, so the two interpolate (``--strength``): the zoo widens the
+    partner again, to the same weights.
+    """
+    c = trained.config
+    old_feat, old_conv = c["num_feat"], c["num_conv"]
+    if num_feat < old_feat or num_conv < old_conv:
+        raise ModelError(f"compact widens only: {old_feat} features, {old_conv} convs cannot"
+                         f" become {num_feat} and {num_conv}")
+    if c["act_type"] != "prelu" and num_conv > old_conv:
+        raise ModelError("compact deepens only with PReLU (a layer of slope 1 passes through)")
+    draw = np.random.RandomState(seed)
+    grown = SRVGGNetCompact(num_in_ch=c["num_in_ch"], num_out_ch=c["num_out_ch"],
+                            num_feat=num_feat, num_conv=num_conv, scale=c["scale"],
+                            act_type=c["act_type"])
+    old, new = trained.body, grown.body
+    f = old_feat
+    last_old, last_new = 2 * old_conv + 2, 2 * num_conv + 2
+    with torch.no_grad():
+        for index, layer in enumerate(new):
+            if isinstance(layer, nn.PReLU):
+                if index < last_old:
+                    layer.weight[:f] = old[index].weight
+                else:
+                    layer.weight[:f] = 1.0  # identity
+            elif isinstance(layer, nn.Conv2d):
+                # torch's default: uniform within 1/sqrt(fan-in), weights and bias alike.
+                bound = 1 / math.sqrt(layer.weight[0].numel())
+                for tensor in (layer.weight, layer.bias):
+                    tensor.copy_(torch.from_numpy(draw.uniform(-bound, bound, tensor.shape)))
+                if index == last_new:
+                    layer.weight.zero_()
+                    layer.weight[:, :f] = old[last_old].weight
+                    layer.bias.copy_(old[last_old].bias)
+                    continue
+                layer.weight[:f].zero_()
+                layer.bias[:f].zero_()
+                if index < last_old:
+                    inputs = old[index].weight.shape[1]
+                    layer.weight[:f, :inputs] = old[index].weight
+                    layer.bias[:f] = old[index].bias
+                else:
+                    layer.weight[:f, :f, 1, 1] = torch.eye(f)
+    return grown.train(trained.training)
+
+
+def grow(trained: nn.Module, config: dict[str, Any]) -> SRVGGNetCompact:
+    """:func:`widened` for the training loop: ``config`` is the preset's model config."""
+    if not isinstance(trained, SRVGGNetCompact):
+        raise ModelError(f"compact grows from a compact model, not {trained.spec.arch}")
+    c = trained.config
+    fixed = {k: v for k, v in config.items()
+             if k not in ("num_feat", "num_conv") and c.get(k) != v}
+    if fixed:
+        raise ModelError(f"compact {dict(c)} grows wider and deeper only, not to "
+                         + ", ".join(f"{k} = {v!r}" for k, v in fixed.items()))
+    return widened(trained, num_feat=config.get("num_feat", c["num_feat"]),
+                   num_conv=config.get("num_conv", c["num_conv"]))
+
+
 ARCHITECTURE = Architecture(
     name="compact",
     create=SRVGGNetCompact,
     detect=detect,
     from_state_dict=from_state_dict,
     key_requirements=KEY_REQUIREMENTS,
+    grow=grow,
 )

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from vidsr.archs.spec import ArchSpec
 from vidsr.engine.model_space import ModelSpace
-from vidsr.errors import Cancelled, OptionsError, with_article
+from vidsr.errors import Cancelled, ModelError, OptionsError, with_article
 from vidsr.plan.devices import resolve_device, torch_threads
 from vidsr.train.checkpoints import (
     TrainingState,
@@ -84,22 +84,25 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
 
     if cfg.model.init:
         model = load_arch_from_state_dict(read_state_dict(init_weights_path(cfg.model.init)))
-        if model.spec.arch != cfg.model.arch:
-            grow = ARCHITECTURES[cfg.model.arch].grow if cfg.model.arch in ARCHITECTURES else None
-            if grow is None:
-                raise OptionsError(f"model.init {cfg.model.init} holds"
-                                   f" {with_article(model.spec.arch)}, the preset trains"
-                                   f" {with_article(cfg.model.arch)}")
-            # A network grown from a trained one of another architecture (a window
-            # network from a frame-wise one) computes the same at step 0.
-            return grow(model, dict(cfg.model.config)).train()
         differ = {k: (v, model.spec.config.get(k)) for k, v in cfg.model.config.items()
                   if model.spec.config.get(k) != v}
-        if differ:
-            raise OptionsError(f"model.init {cfg.model.init} does not match model.config: "
-                               + ", ".join(f"{k} = {a!r} in the preset, {b!r} in the weights"
-                                           for k, (a, b) in differ.items()))
-        return model.train()
+        if model.spec.arch == cfg.model.arch and not differ:
+            return model.train()
+        grow = ARCHITECTURES[cfg.model.arch].grow if cfg.model.arch in ARCHITECTURES else None
+        if grow is not None:
+            # A network grown from a trained one (a window network from a frame-wise one,
+            # a wider compact from a narrower one) computes the same at step 0.
+            try:
+                return grow(model, dict(cfg.model.config)).train()
+            except ModelError as exc:
+                raise OptionsError(f"model.init {cfg.model.init}: {exc}") from None
+        if model.spec.arch != cfg.model.arch:
+            raise OptionsError(f"model.init {cfg.model.init} holds"
+                               f" {with_article(model.spec.arch)}, the preset trains"
+                               f" {with_article(cfg.model.arch)}")
+        raise OptionsError(f"model.init {cfg.model.init} does not match model.config: "
+                           + ", ".join(f"{k} = {a!r} in the preset, {b!r} in the weights"
+                                       for k, (a, b) in differ.items()))
     return create_arch(cfg.model.arch, **cfg.model.config).train()
 
 
