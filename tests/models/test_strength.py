@@ -129,3 +129,32 @@ def test_crisp_at_strength_0_is_archival_at_1_itself_and_between_in_between(scal
     assert gap > 1e-3  # the two models differ
     assert (out[0.5] - out[0.0]).abs().mean() < gap
     assert (out[0.5] - out[1.0]).abs().mean() < gap
+
+
+def test_a_model_grown_wider_than_its_partner_blends_with_the_partner_widened(tmp_path):
+    """A crisp model trained from its partner widened (``compact``'s grow) blends with the
+    partner widened the same way: strength 0 is the partner's picture, and each tensor
+    is the blend of the two networks' weights."""
+    from vidsr.archs.compact import widened
+    from vidsr.models.weights_file import save_state_dict
+
+    archival = load_model("archival", scale=2)
+    start = widened(archival.module, num_feat=40, num_conv=12)
+    torch.manual_seed(1)
+    trained = {k: v + 0.01 * torch.randn_like(v) for k, v in start.state_dict().items()}
+    weights = tmp_path / "wide.safetensors"
+    save_state_dict(weights, trained)
+    card = replace(model_cards()["archival"], name="wideknob", strength_from="archival",
+                   config={"num_feat": 40, "num_conv": 12})
+    register_card(card)
+    try:
+        at = {s: load_model("wideknob", scale=2, weights=weights, strength=s)
+              for s in (0.0, 0.5)}
+    finally:
+        unregister_card(card.name)
+    for key, value in start.state_dict().items():
+        assert torch.equal(tensors(at[0.0])[key], value)
+        assert torch.allclose(tensors(at[0.5])[key], (value + trained[key]) / 2, atol=1e-7)
+    image = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.allclose(at[0.0].module(image), archival.module(image), atol=1e-6)

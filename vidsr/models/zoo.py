@@ -358,11 +358,22 @@ def _blend_with_partner(module: nn.Module, card: ModelCard | None, name: str, sc
     if strength == 1.0:  # the model itself: no partner to load
         return
     partner = load_model(card.strength_from, scale=scale)
-    if (partner.spec.arch, dict(partner.spec.config)) != (module.spec.arch,
-                                                          dict(module.spec.config)):
+    partner_module = partner.module
+    config = dict(module.spec.config)
+    if partner.spec.arch == module.spec.arch and dict(partner.spec.config) != config:
+        # A model trained from its partner widened (crisp from archival) blends with the
+        # partner widened the same way: the weights its training started from.
+        from vidsr.archs import ARCHITECTURES
+
+        grow = ARCHITECTURES[module.spec.arch].grow
+        try:
+            partner_module = grow(partner_module, config) if grow else None
+        except ModelError:
+            partner_module = None
+    if partner_module is None or partner.spec.arch != module.spec.arch:
         raise WeightsError(f"model {name!r} and its strength partner {partner.name!r} are not"
                            " one architecture and config")
-    blended = interpolate_state_dicts(partner.module.state_dict(), module.state_dict(), strength)
+    blended = interpolate_state_dicts(partner_module.state_dict(), module.state_dict(), strength)
     module.load_state_dict(blended)
 
 
