@@ -95,14 +95,16 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
             try:
                 return grow(model, dict(cfg.model.config)).train()
             except ModelError as exc:
-                raise OptionsError(f"model.init {cfg.model.init}: {exc}") from None
+                why = f" ({exc})"
+        else:
+            why = ""
         if model.spec.arch != cfg.model.arch:
             raise OptionsError(f"model.init {cfg.model.init} holds"
                                f" {with_article(model.spec.arch)}, the preset trains"
-                               f" {with_article(cfg.model.arch)}")
+                               f" {with_article(cfg.model.arch)}{why}")
         raise OptionsError(f"model.init {cfg.model.init} does not match model.config: "
                            + ", ".join(f"{k} = {a!r} in the preset, {b!r} in the weights"
-                                       for k, (a, b) in differ.items()))
+                                       for k, (a, b) in differ.items()) + why)
     return create_arch(cfg.model.arch, **cfg.model.config).train()
 
 
