@@ -4,6 +4,9 @@
 #   scripts/train_crisp.sh x2       distillation, x2 (crisp-x2: the x4 teacher's output halved)
 #   scripts/train_crisp.sh x4-gan   ESRGAN's GAN recipe from the x4 distillation's newest EMA
 #                                   weights (crisp-x4-gan; the teacher's features as perceptual)
+#   scripts/train_crisp.sh wide-x4  the next recipe: Real-ESRGAN's compact video size from the
+#                                   realesr-animevideov3 weights (crisp-wide-x4; its PSNR
+#                                   partner is archival-wide-x4, trained on images)
 # into $VIDSR_TRAIN_RUNS/crisp-STAGE (default ~/.cache/vidsr/train/crisp-STAGE). Rerun it to
 # resume from the newest checkpoint; a finished run is left as it is. Long: start it in the
 # background,
@@ -18,8 +21,8 @@ RUNS="${VIDSR_TRAIN_RUNS:-$HOME/.cache/vidsr/train}"
 PYTHON="${PYTHON:-${VIDSR_VENV:-$ROOT/.venv}/bin/python}"
 stage="${1:-}"
 case "$stage" in
-    x4|x2|x4-gan) shift ;;
-    *) echo "usage: train_crisp.sh x4|x2|x4-gan [vidsr train options]" >&2; exit 2 ;;
+    x4|x2|x4-gan|wide-x4) shift ;;
+    *) echo "usage: train_crisp.sh x4|x2|x4-gan|wide-x4 [vidsr train options]" >&2; exit 2 ;;
 esac
 cache="$(ls -td "$CACHES"/teacher-*/ 2>/dev/null | head -n 1)"
 if [[ -z "$cache" ]]; then
