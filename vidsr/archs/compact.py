@@ -134,9 +134,9 @@ def widened(trained: SRVGGNetCompact, *, num_feat: int, num_conv: int,
     default initialisation, drawn from numpy's legacy generator (whose stream never
     changes) seeded with ``seed``; they reach the old ones and the output only through
     weights at zero, so training grows into them: the weights into the old features learn
-    from the new features' activations. A crisp model trained this way from ``archival``
-    stays in its lineage, so the two interpolate (``--strength``): the zoo widens the
-    partner again, to the same weights.
+    from the new features' activations. A model trained this way from its strength
+    partner stays in the partner's lineage, so the two interpolate (``--strength``): the
+    zoo widens the partner again, to the same weights.
     """
     c = trained.config
     old_feat, old_conv = c["num_feat"], c["num_conv"]

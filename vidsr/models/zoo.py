@@ -361,8 +361,8 @@ def _blend_with_partner(module: nn.Module, card: ModelCard | None, name: str, sc
     partner_module = partner.module
     config = dict(module.spec.config)
     if partner.spec.arch == module.spec.arch and dict(partner.spec.config) != config:
-        # A model trained from its partner widened (crisp from archival) blends with the
-        # partner widened the same way: the weights its training started from.
+        # A model trained from its partner widened (vidsr.archs.compact.widened) blends
+        # with the partner widened the same way: the weights its training started from.
         from vidsr.archs import ARCHITECTURES
 
         grow = ARCHITECTURES[module.spec.arch].grow
